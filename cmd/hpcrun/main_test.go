@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestIsRunForm(t *testing.T) {
+	tests := []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"spec", "--rootfs", "r"}, false},
+		{[]string{"help"}, false},
+		{[]string{"--help"}, false},
+		{[]string{"--version"}, false},
+		{[]string{"--rootfs", "r"}, false},
+		{[]string{"python3", "x.py"}, true},
+		{[]string{"--rootfs", "r", "python", "-u", "x.py", "--flag"}, true},
+		{[]string{"--rootfs", "r", "spec"}, true},
+		{[]string{"--rootfs=r", "-v", "help"}, true},
+		{[]string{"--rootfs", "r", "--bind", "/a:/b", "--", "spec"}, true},
+		{[]string{"--no-such-flag", "x"}, false},
+	}
+	for _, tc := range tests {
+		if got := isRunForm(tc.args); got != tc.want {
+			t.Errorf("isRunForm(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	os.Mkdir(rootfs, 0o755)
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", []string{"--rootfs", rootfs}, "no command given"},
+		{"no rootfs", []string{"true"}, "give --rootfs DIR"},
+		{"missing rootfs", []string{"--rootfs", dir + "/nope", "true"}, "does not exist"},
+		{"rootfs is a file", []string{"--rootfs", file, "true"}, "not a directory"},
+		{"missing bind source", []string{"--rootfs", rootfs, "--bind", dir + "/nope:/x", "true"}, "bind source"},
+		{"bad bind", []string{"--rootfs", rootfs, "--bind", "/a:/b:c:d", "true"}, "bad --bind"},
+		{"relative bind dest", []string{"--rootfs", rootfs, "--bind", "/tmp:rel", "true"}, "absolute"},
+		{"bad net", []string{"--rootfs", rootfs, "--net", "bridge", "true"}, "bad --net"},
+		{"relative pwd", []string{"--rootfs", rootfs, "--pwd", "x", "true"}, "bad --pwd"},
+		{"bad env", []string{"--rootfs", rootfs, "--env", "=x", "true"}, "bad --env"},
+		{"missing env file", []string{"--rootfs", rootfs, "--env-file", dir + "/nope", "true"}, "--env-file"},
+		{"-q and -v", []string{"-q", "-v", "--rootfs", rootfs, "true"}, "quiet"},
+		{"unknown flag", []string{"--frobnicate", "--rootfs", rootfs, "true"}, "unknown flag"},
+		{"spec with --writable-tmpfs", []string{"spec", "--writable-tmpfs", "--rootfs", rootfs}, "--writable-tmpfs"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := execute(tc.args, &stderr)
+			out := stderr.String()
+			if code != 125 {
+				t.Errorf("exit %d, want 125", code)
+			}
+			if !strings.HasPrefix(out, "hpcrun: ") || strings.Count(out, "\n") != 1 || !strings.Contains(out, tc.want) {
+				t.Errorf("stderr = %q, want one line with %q", out, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/hpcrun/hpcrun/jobs"
+	"github.com/hpcrun/hpcrun/netns"
+	"github.com/hpcrun/hpcrun/runtime"
+	"github.com/hpcrun/hpcrun/unpack"
+)
+
+const exitStatusHelp = `Exit status:
+  the job's own  the command ran; 128+N when signal N ended it
+  125            hpcrun itself failed (bad flag, missing rootfs, no user namespaces, ...)
+  126            the command exists but cannot be executed
+  127            the command was not found in the container`
+
+// globalOptions are the flags every command has.
+type globalOptions struct {
+	verbose, quiet bool
+}
+
+func (o *globalOptions) AddFlags(f *pflag.FlagSet) {
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "log every resolved setting and the time of each phase")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but errors")
+}
+
+// runOptions are the flags that shape a container.
+type runOptions struct {
+	rootfs        string
+	binds         []string
+	noHome        bool
+	pwd           string
+	writableTmpfs bool
+	net           string
+	fakeroot      bool
+	cleanEnv      bool
+	env           []string
+	envFiles      []string
+}
+
+func (o *runOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.rootfs, "rootfs", "", "run in this root filesystem `DIR` (an unpacked image)")
+	f.StringArrayVar(&o.binds, "bind", nil, "bind host path `SRC[:DST[:ro]]` into the container (repeatable)")
+	f.BoolVar(&o.noHome, "no-home", false, "give the job an empty private $HOME instead of the real one")
+	f.StringVar(&o.pwd, "pwd", "", "start the job in `DIR` inside the container (default: the current directory)")
+	f.BoolVar(&o.writableTmpfs, "writable-tmpfs", false, "let the job write anywhere; writes go to a tmpfs and are discarded at exit")
+	f.StringVar(&o.net, "net", string(netns.Host), "network: `host` (share the node's) or none (only lo)")
+	f.BoolVar(&o.fakeroot, "fakeroot", false, "run as uid 0 inside (still your own uid outside)")
+	f.BoolVar(&o.cleanEnv, "cleanenv", false, "pass only HOME, USER, TERM and the scheduler's variables from the host")
+	f.StringArrayVar(&o.env, "env", nil, "set `K=V` in the container (repeatable); K alone copies it from the host")
+	f.StringArrayVar(&o.envFiles, "env-file", nil, "read K=V lines from `FILE` (repeatable)")
+}
+
+func newRootCommand() *cobra.Command {
+	var g globalOptions
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "hpcrun [flags] CMD [ARGS...]",
+		Short: "Run HPC jobs in containers, without root",
+		Long: `hpcrun runs CMD in a container made from a root filesystem, as you, without
+root, setuid helpers, daemons or subuid ranges. It only needs unprivileged
+user namespaces. The job shares the node's network, sees your $HOME, the
+current directory, /tmp and /var/tmp at the same paths, and the host's /dev,
+so GPUs and interconnects work as outside. The rootfs is read-only.
+
+Flag parsing stops at CMD: everything after it goes to CMD.
+
+Signals TERM, INT, HUP, QUIT, USR1, USR2 and CONT sent to hpcrun reach the
+job; if hpcrun is killed, the job dies with it.
+
+` + jobs.EnvRule + `
+
+` + exitStatusHelp,
+		Example: `  hpcrun --rootfs ./py3 python3 script.py --arg 1
+  hpcrun --rootfs ./py3 --bind /scratch/$USER:/data:ro python3 train.py
+  srun hpcrun --rootfs /var/tmp/py3 --cleanenv python3 -c 'import os; print(os.environ["SLURM_PROCID"])'
+  hpcrun spec --rootfs ./py3 -- python3 script.py > bundle/config.json`,
+		Version:       version,
+		Args:          cobra.ArbitraryArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{errors.New("no command given; usage: hpcrun --rootfs DIR CMD [ARGS...]")}
+			}
+			code, err := runJob(cmd.Context(), &g, &o, args)
+			if err != nil {
+				return err
+			}
+			return exitError{code}
+		},
+	}
+	cmd.SetVersionTemplate("hpcrun {{.Version}}\n")
+	cmd.Flags().SetInterspersed(false)
+	g.AddFlags(cmd.PersistentFlags())
+	o.AddFlags(cmd.Flags())
+	cmd.MarkFlagsMutuallyExclusive("verbose", "quiet")
+	cmd.SetFlagErrorFunc(flagError)
+	cmd.AddCommand(newSpecCommand(&g))
+	return cmd
+}
+
+// runJob resolves the options and runs the job, returning its exit status.
+func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string) (int, error) {
+	start := time.Now()
+	log := newLogger(g, start)
+	if g.verbose && g.quiet {
+		return 0, usageError{errors.New("-v and -q cannot be used together")}
+	}
+	cfg, err := resolve(o, args, hostFacts(), log)
+	if err != nil {
+		return 0, err
+	}
+	cfg.Verbose = g.verbose
+	cfg.Start = start
+	log.phase("resolved options")
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	code, err := runtime.Run(ctx, cfg, runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	log.phase(fmt.Sprintf("job ended with status %d", code))
+	return code, err
+}
+
+// host is what resolve needs to know about the caller and the node.
+type host struct {
+	env      []string
+	cwd      string
+	uid, gid uint32
+	exists   func(string) bool
+	terminal bool // stdin is a terminal in the foreground
+	tty      bool // stdin is a terminal
+}
+
+func hostFacts() host {
+	cwd, err := os.Getwd()
+	if err != nil {
+		cwd = ""
+	}
+	return host{
+		env:      os.Environ(),
+		cwd:      cwd,
+		uid:      uint32(os.Getuid()),
+		gid:      uint32(os.Getgid()),
+		exists:   func(p string) bool { _, err := os.Stat(p); return err == nil },
+		terminal: runtime.ForegroundTerminal(os.Stdin),
+		tty:      isTerminal(os.Stdin),
+	}
+}
+
+// resolve turns flags, the environment and the rootfs into the init's
+// config, checking every input on the way.
+func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config, error) {
+	if h.cwd == "" {
+		return nil, errors.New("the current directory no longer exists; cd somewhere that does and try again")
+	}
+	im, err := unpack.OpenRootfs(o.rootfs, h.cwd)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := netns.ParseMode(o.net)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	mo := runtime.MountOptions{Cwd: h.cwd, NoHome: o.noHome}
+	if home := envValue(h.env, "HOME"); home != "" && home != "/" {
+		if !o.noHome && !h.exists(home) {
+			return nil, fmt.Errorf("your $HOME (%s) does not exist on this node; create it, or run with --no-home", home)
+		}
+		mo.Home = home
+	}
+	for _, s := range o.binds {
+		b, err := runtime.ParseBind(s, h.cwd)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		if !h.exists(b.Source) {
+			return nil, fmt.Errorf("bind source %s does not exist; create it or drop --bind %s", b.Source, s)
+		}
+		mo.Binds = append(mo.Binds, b)
+	}
+	cwd := h.cwd
+	if o.pwd != "" {
+		if !strings.HasPrefix(o.pwd, "/") {
+			return nil, usageError{fmt.Errorf("bad --pwd %q: give an absolute path inside the container", o.pwd)}
+		}
+		cwd = o.pwd
+	}
+	set, err := envSettings(o)
+	if err != nil {
+		return nil, err
+	}
+	env := jobs.ContainerEnv(jobs.EnvOptions{
+		Host: h.env, Image: im.Env, DefaultPath: runtime.DefaultPath, CleanEnv: o.cleanEnv, Set: set,
+	})
+	spec, err := runtime.Generate(runtime.Options{
+		Rootfs: im.Rootfs, Args: args, Env: env, Cwd: cwd, UID: h.uid, GID: h.gid,
+		Fakeroot: o.fakeroot, Mounts: runtime.Mounts(mo), Terminal: h.tty,
+	})
+	if err != nil {
+		return nil, err
+	}
+	netns.Apply(spec, mode, h.exists)
+	files, err := identityFiles(im, h, o.fakeroot)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &runtime.Config{Spec: spec, Files: files, WritableTmpfs: o.writableTmpfs, Foreground: h.terminal}
+	log.settings(cfg, mode)
+	return cfg, nil
+}
+
+// envSettings gathers --env-file and --env entries, in that order.
+func envSettings(o *runOptions) ([]string, error) {
+	var set []string
+	for _, f := range o.envFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--env-file: %w", err)
+		}
+		kvs, err := jobs.ParseEnvFile(f, b)
+		if err != nil {
+			return nil, fmt.Errorf("--env-file %w", err)
+		}
+		set = append(set, kvs...)
+	}
+	for _, kv := range o.env {
+		if err := jobs.CheckEnvEntry(kv); err != nil {
+			return nil, usageError{err}
+		}
+		set = append(set, kv)
+	}
+	return set, nil
+}
+
+// identityFiles are the image's /etc/passwd and /etc/group with the
+// caller's user and group added, so whoami, id -gn and getpass work.
+func identityFiles(im *unpack.Image, h host, fakeroot bool) ([]runtime.File, error) {
+	passwd, err := im.ReadFile("/etc/passwd")
+	if err != nil {
+		return nil, fmt.Errorf("read the image's /etc/passwd: %w", err)
+	}
+	group, err := im.ReadFile("/etc/group")
+	if err != nil {
+		return nil, fmt.Errorf("read the image's /etc/group: %w", err)
+	}
+	var id runtime.Identity
+	if fakeroot {
+		if runtime.HasID(passwd, 0) && runtime.HasID(group, 0) {
+			return nil, nil
+		}
+		id = runtime.Identity{User: "root", Group: "root", Home: "/root", Shell: "/bin/sh"}
+	} else {
+		id = runtime.LookupIdentity(h.uid, h.gid, h.env)
+		if !im.Exists(id.Shell) {
+			id.Shell = "/bin/sh"
+		}
+	}
+	return []runtime.File{
+		{Path: "/etc/passwd", Data: runtime.PasswdWith(passwd, id), Mode: 0o644},
+		{Path: "/etc/group", Data: runtime.GroupWith(group, id), Mode: 0o644},
+	}, nil
+}
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// mountLine renders a spec mount for -v.
+func mountLine(m specs.Mount) string {
+	src := m.Source
+	if m.Type != "bind" {
+		src = m.Type
+	}
+	return fmt.Sprintf("%s <- %s (%s)", m.Destination, src, strings.Join(m.Options, ","))
+}

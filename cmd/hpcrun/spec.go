@@ -1,0 +1,55 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newSpecCommand(g *globalOptions) *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "spec --rootfs DIR [flags] [-- CMD [ARGS...]]",
+		Short: "Print the OCI runtime config (config.json) of a job",
+		Long: `spec prints the OCI runtime-spec config.json that hpcrun generates for a job,
+with the same flags as a run. CMD defaults to sh.
+
+runc and crun can run it as is from a bundle (a directory with config.json and
+the rootfs), rootless. Those runtimes insist on mapping uid 0, so the printed
+config maps you to root inside, as --fakeroot does; hpcrun itself keeps your
+uid unless you ask for --fakeroot. The generated /etc/passwd and /etc/group
+are hpcrun's own and are not part of the config.
+
+` + exitStatusHelp,
+		Example: `  mkdir -p bundle && cp -a ./rootfs bundle/rootfs
+  hpcrun spec --rootfs bundle/rootfs -- sh -c 'echo hello' > bundle/config.json
+  runc --root /tmp/runc-$UID run --bundle bundle demo`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.writableTmpfs {
+				return usageError{errors.New("--writable-tmpfs has no OCI config equivalent; drop it for spec")}
+			}
+			if len(args) == 0 {
+				args = []string{"sh"}
+			}
+			h := hostFacts()
+			h.terminal = false
+			o.fakeroot = true
+			cfg, err := resolve(&o, args, h, newLogger(g, time.Now()))
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "\t")
+			return enc.Encode(cfg.Spec)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	o.AddFlags(cmd.Flags())
+	cmd.Flags().MarkHidden("fakeroot")
+	cmd.SetFlagErrorFunc(flagError)
+	return cmd
+}

@@ -1,0 +1,81 @@
+package jobs
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestContainerEnv(t *testing.T) {
+	host := []string{"HOME=/home/a", "USER=a", "TERM=xterm", "PATH=/host/bin", "FOO=host",
+		"LD_LIBRARY_PATH=/host/lib", "LD_PRELOAD=/host/x.so", "SLURM_JOB_ID=42", "PMIX_RANK=3",
+		"OMPI_COMM_WORLD_SIZE=8", "PBS_JOBID=7", "LANG=C.UTF-8", "bad"}
+	image := []string{"PATH=/opt/py/bin:/usr/bin", "LANG=C", "PYTHONUNBUFFERED=1"}
+	tests := []struct {
+		name string
+		o    EnvOptions
+		want []string
+	}{
+		{"host passes, image wins, LD_* dropped", EnvOptions{Host: host, Image: image, DefaultPath: "/def"},
+			[]string{"HOME=/home/a", "USER=a", "TERM=xterm", "PATH=/opt/py/bin:/usr/bin", "FOO=host",
+				"SLURM_JOB_ID=42", "PMIX_RANK=3", "OMPI_COMM_WORLD_SIZE=8", "PBS_JOBID=7", "LANG=C", "PYTHONUNBUFFERED=1"}},
+		{"default PATH when the image has none", EnvOptions{Host: []string{"PATH=/host/bin"}, DefaultPath: "/def"},
+			[]string{"PATH=/def"}},
+		{"cleanenv", EnvOptions{Host: host, Image: image, DefaultPath: "/def", CleanEnv: true},
+			[]string{"HOME=/home/a", "USER=a", "TERM=xterm", "SLURM_JOB_ID=42", "PMIX_RANK=3",
+				"OMPI_COMM_WORLD_SIZE=8", "PBS_JOBID=7", "PATH=/opt/py/bin:/usr/bin", "LANG=C", "PYTHONUNBUFFERED=1"}},
+		{"--env wins over all, K alone copies from the host", EnvOptions{Host: host, Image: image, DefaultPath: "/def", CleanEnv: true,
+			Set: []string{"LANG=de_DE", "FOO", "LD_LIBRARY_PATH=/mine", "NOPE", "PATH=/p"}},
+			[]string{"HOME=/home/a", "USER=a", "TERM=xterm", "SLURM_JOB_ID=42", "PMIX_RANK=3",
+				"OMPI_COMM_WORLD_SIZE=8", "PBS_JOBID=7", "PATH=/p", "LANG=de_DE", "PYTHONUNBUFFERED=1", "FOO=host",
+				"LD_LIBRARY_PATH=/mine"}},
+		{"image may set LD_LIBRARY_PATH", EnvOptions{Host: host[:7], Image: []string{"LD_LIBRARY_PATH=/usr/local/cuda/lib64"}, DefaultPath: "/d", CleanEnv: true},
+			[]string{"HOME=/home/a", "USER=a", "TERM=xterm", "PATH=/d", "LD_LIBRARY_PATH=/usr/local/cuda/lib64"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ContainerEnv(tc.o); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got  %q\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestIsSchedulerVar(t *testing.T) {
+	for _, k := range []string{"SLURM_PROCID", "PBS_NODEFILE", "PMI_RANK", "PMIX_NAMESPACE", "OMPI_COMM_WORLD_RANK"} {
+		if !IsSchedulerVar(k) {
+			t.Errorf("%s is not a scheduler variable", k)
+		}
+	}
+	for _, k := range []string{"HOME", "XSLURM_X", "PATH", "OMP_NUM_THREADS"} {
+		if IsSchedulerVar(k) {
+			t.Errorf("%s taken for a scheduler variable", k)
+		}
+	}
+}
+
+func TestParseEnvFile(t *testing.T) {
+	got, err := ParseEnvFile("f", []byte("# comment\n\nA=1\nexport B=two words\nC=\"quoted\"\nD='single'\nE=\nF=a=b\n"))
+	want := []string{"A=1", "B=two words", "C=quoted", "D=single", "E=", "F=a=b"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	for _, bad := range []string{"NOEQUALS\n", "=x\n", "1A=x\n", "A B=x\n"} {
+		if _, err := ParseEnvFile("f", []byte("OK=1\n"+bad)); err == nil || !strings.HasPrefix(err.Error(), "f:2:") {
+			t.Errorf("%q: err = %v, want f:2:", bad, err)
+		}
+	}
+}
+
+func TestCheckEnvEntry(t *testing.T) {
+	for _, ok := range []string{"A=1", "A=", "A", "_x9=y"} {
+		if err := CheckEnvEntry(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "=1", "9A=1", "A-B=1"} {
+		if err := CheckEnvEntry(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package netns
+
+import (
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Mode is how a job reaches the network.
+type Mode string
+
+const (
+	// Host shares the host's network namespace: MPI, Lustre and license
+	// servers work as they do outside.
+	Host Mode = "host"
+	// None gives the job a namespace of its own with only loopback.
+	None Mode = "none"
+)
+
+// ParseMode checks a --net value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case Host, None:
+		return m, nil
+	}
+	return "", fmt.Errorf("bad --net %q: use host or none", s)
+}
+
+// hostFiles are bound read-only from the host when they exist there, so
+// name resolution inside matches the node's.
+var hostFiles = []string{"/etc/hosts", "/etc/resolv.conf"}
+
+// Apply adds the network mode to a spec: a network namespace for None, and
+// the host's name-resolution files for both. exists reports whether a host
+// path exists; a missing one is left out.
+func Apply(spec *specs.Spec, mode Mode, exists func(string) bool) {
+	if mode == None {
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	for _, f := range hostFiles {
+		if exists(f) {
+			spec.Mounts = append(spec.Mounts, specs.Mount{
+				Destination: f, Type: "bind", Source: f,
+				Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"},
+			})
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Options are the resolved settings of one job: what the command line, the
+// config files and the image left once every default was applied.
+type Options struct {
+	Rootfs   string        // absolute path of the root filesystem
+	Args     []string      // the job's argv; Args[0] is looked up in the job's PATH
+	Env      []string      // the job's final environment, K=V
+	Cwd      string        // the job's working directory inside the container
+	UID, GID uint32        // the caller's ids on the host
+	Fakeroot bool          // map the caller to uid/gid 0 instead of keeping its ids
+	Mounts   []specs.Mount // in order; see Mounts for the defaults
+	Terminal bool          // the job's stdin is a terminal
+}
+
+// DefaultPath is the PATH a job gets when its image sets none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// fakerootCaps is the capability set a --fakeroot job keeps inside its user
+// namespace: the default set of Docker and runc, so package managers and
+// chown-happy install scripts behave, and nothing that reaches the host.
+var fakerootCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// Generate turns resolved options into a rootless runtime spec. It is pure:
+// it reads no files and makes no system calls.
+func Generate(o Options) (*specs.Spec, error) {
+	switch {
+	case !filepath.IsAbs(o.Rootfs):
+		return nil, fmt.Errorf("rootfs %q is not an absolute path", o.Rootfs)
+	case len(o.Args) == 0 || o.Args[0] == "":
+		return nil, errors.New("no command given")
+	case !filepath.IsAbs(o.Cwd):
+		return nil, fmt.Errorf("working directory %q is not an absolute path", o.Cwd)
+	}
+	inUID, inGID := o.UID, o.GID
+	caps := &specs.LinuxCapabilities{}
+	if o.Fakeroot {
+		inUID, inGID = 0, 0
+		caps = &specs.LinuxCapabilities{
+			Bounding:  fakerootCaps,
+			Effective: fakerootCaps,
+			Permitted: fakerootCaps,
+		}
+	}
+	return &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: filepath.Clean(o.Rootfs), Readonly: true},
+		Process: &specs.Process{
+			Terminal:        o.Terminal,
+			User:            specs.User{UID: inUID, GID: inGID},
+			Args:            append([]string(nil), o.Args...),
+			Env:             append([]string(nil), o.Env...),
+			Cwd:             filepath.Clean(o.Cwd),
+			Capabilities:    caps,
+			NoNewPrivileges: true,
+		},
+		Mounts: append([]specs.Mount(nil), o.Mounts...),
+		Linux: &specs.Linux{
+			// An unprivileged process may write a single-id map of its own
+			// uid and gid, and nothing else: no newuidmap, no subuid ranges.
+			UIDMappings: []specs.LinuxIDMapping{{ContainerID: inUID, HostID: o.UID, Size: 1}},
+			GIDMappings: []specs.LinuxIDMapping{{ContainerID: inGID, HostID: o.GID, Size: 1}},
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.UserNamespace},
+				{Type: specs.MountNamespace},
+				{Type: specs.PIDNamespace},
+			},
+		},
+	}, nil
+}
+
+// Bind is one host path made visible inside the container.
+type Bind struct {
+	Source   string // absolute host path
+	Dest     string // absolute path inside the container
+	ReadOnly bool
+}
+
+// ParseBind parses the --bind syntax SRC[:DST[:ro|rw]]. A relative SRC is
+// taken relative to cwd; DST defaults to SRC.
+func ParseBind(s, cwd string) (Bind, error) {
+	bad := func(why string) (Bind, error) {
+		return Bind{}, fmt.Errorf("bad --bind %q: %s; the form is SRC[:DST[:ro]]", s, why)
+	}
+	parts := strings.Split(s, ":")
+	if len(parts) > 3 {
+		return bad("too many ':'")
+	}
+	b := Bind{Source: parts[0]}
+	if b.Source == "" {
+		return bad("empty source")
+	}
+	if !filepath.IsAbs(b.Source) {
+		b.Source = filepath.Join(cwd, b.Source)
+	}
+	b.Source = filepath.Clean(b.Source)
+	b.Dest = b.Source
+	if len(parts) > 1 {
+		if parts[1] == "" {
+			return bad("empty destination")
+		}
+		if !filepath.IsAbs(parts[1]) {
+			return bad("the destination must be an absolute path")
+		}
+		b.Dest = filepath.Clean(parts[1])
+	}
+	if len(parts) > 2 {
+		switch parts[2] {
+		case "ro":
+			b.ReadOnly = true
+		case "rw":
+		default:
+			return bad(fmt.Sprintf("unknown option %q (ro or rw)", parts[2]))
+		}
+	}
+	if b.Dest == "/" {
+		return bad("cannot bind over the container's /")
+	}
+	return b, nil
+}
+
+// MountOptions are the host paths a job sees, before they become spec mounts.
+type MountOptions struct {
+	Home   string // the caller's $HOME; "" or "/" binds none
+	NoHome bool   // give the job an empty private $HOME instead of the real one
+	Cwd    string // the caller's working directory on the host
+	Binds  []Bind // --bind, in command-line order
+}
+
+// systemDirs are host directories whose contents belong to the image: the
+// working directory is not bound when it lies in one of them, or the host's
+// /usr would hide the image's.
+var systemDirs = []string{
+	"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+	"/proc", "/run", "/sbin", "/sys", "/usr", "/var",
+}
+
+// Mounts returns the default mount list followed by the user's binds, in
+// the order the init applies them. Later mounts may land inside earlier ones
+// (a --bind under $HOME), never the reverse.
+func Mounts(o MountOptions) []specs.Mount {
+	ms := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		bindMount("/sys", "/sys", "nosuid", "noexec", "nodev", "ro"),
+		// The host's /dev with its submounts: GPUs, InfiniBand, /dev/shm
+		// and /dev/pts work as they do outside.
+		bindMount("/dev", "/dev"),
+		bindMount("/tmp", "/tmp"),
+		bindMount("/var/tmp", "/var/tmp"),
+	}
+	if o.Home != "" && o.Home != "/" {
+		if o.NoHome {
+			ms = append(ms, specs.Mount{Destination: o.Home, Type: "tmpfs", Source: "tmpfs",
+				Options: []string{"nosuid", "nodev", "mode=700"}})
+		} else {
+			ms = append(ms, bindMount(o.Home, o.Home))
+		}
+	}
+	if bindsCwd(o.Cwd, ms) {
+		ms = append(ms, bindMount(o.Cwd, o.Cwd))
+	}
+	for _, b := range o.Binds {
+		if b.ReadOnly {
+			ms = append(ms, bindMount(b.Source, b.Dest, "ro"))
+		} else {
+			ms = append(ms, bindMount(b.Source, b.Dest))
+		}
+	}
+	return ms
+}
+
+func bindMount(src, dst string, opts ...string) specs.Mount {
+	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: append([]string{"rbind"}, opts...)}
+}
+
+// bindsCwd says whether the working directory needs a bind of its own: not
+// when it is /, a system directory, or already visible at the same path
+// through an earlier bind.
+func bindsCwd(cwd string, earlier []specs.Mount) bool {
+	if cwd == "" || cwd == "/" {
+		return false
+	}
+	for _, m := range earlier {
+		if m.Type == "bind" && m.Source == m.Destination && within(cwd, m.Destination) {
+			return false
+		}
+	}
+	for _, d := range systemDirs {
+		if within(cwd, d) {
+			return false
+		}
+	}
+	return true
+}
+
+// within reports whether path is dir or lies below it.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
+}

@@ -1,0 +1,496 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// mountFlags maps mount options to flags, as runc's table does. clear
+// means the option removes the flag.
+var mountFlags = map[string]struct {
+	clear bool
+	flag  uintptr
+}{
+	"bind":        {false, unix.MS_BIND},
+	"rbind":       {false, unix.MS_BIND | unix.MS_REC},
+	"ro":          {false, unix.MS_RDONLY},
+	"rw":          {true, unix.MS_RDONLY},
+	"nosuid":      {false, unix.MS_NOSUID},
+	"suid":        {true, unix.MS_NOSUID},
+	"nodev":       {false, unix.MS_NODEV},
+	"dev":         {true, unix.MS_NODEV},
+	"noexec":      {false, unix.MS_NOEXEC},
+	"exec":        {true, unix.MS_NOEXEC},
+	"noatime":     {false, unix.MS_NOATIME},
+	"atime":       {true, unix.MS_NOATIME},
+	"nodiratime":  {false, unix.MS_NODIRATIME},
+	"diratime":    {true, unix.MS_NODIRATIME},
+	"relatime":    {false, unix.MS_RELATIME},
+	"norelatime":  {true, unix.MS_RELATIME},
+	"strictatime": {false, unix.MS_STRICTATIME},
+	"sync":        {false, unix.MS_SYNCHRONOUS},
+	"async":       {true, unix.MS_SYNCHRONOUS},
+	"dirsync":     {false, unix.MS_DIRSYNC},
+}
+
+var propagationFlags = map[string]uintptr{
+	"private":     unix.MS_PRIVATE,
+	"rprivate":    unix.MS_PRIVATE | unix.MS_REC,
+	"shared":      unix.MS_SHARED,
+	"rshared":     unix.MS_SHARED | unix.MS_REC,
+	"slave":       unix.MS_SLAVE,
+	"rslave":      unix.MS_SLAVE | unix.MS_REC,
+	"unbindable":  unix.MS_UNBINDABLE,
+	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
+}
+
+// parseMountOptions splits a spec mount's options into mount(2) flags,
+// propagation changes and filesystem data ("mode=755,size=64m").
+func parseMountOptions(opts []string) (flags uintptr, propagation []uintptr, data string) {
+	var extra []string
+	for _, o := range opts {
+		if f, ok := mountFlags[o]; ok {
+			if f.clear {
+				flags &^= f.flag
+			} else {
+				flags |= f.flag
+			}
+		} else if p, ok := propagationFlags[o]; ok {
+			propagation = append(propagation, p)
+		} else {
+			extra = append(extra, o)
+		}
+	}
+	return flags, propagation, strings.Join(extra, ",")
+}
+
+func isBind(m specs.Mount) bool {
+	if m.Type == "bind" || m.Type == "rbind" {
+		return true
+	}
+	flags, _, _ := parseMountOptions(m.Options)
+	return flags&unix.MS_BIND != 0
+}
+
+// attrsOf turns the restricting flags of a bind into mount_setattr bits.
+func attrsOf(flags uintptr) uint64 {
+	var a uint64
+	for _, f := range []struct {
+		ms   uintptr
+		attr uint64
+	}{
+		{unix.MS_RDONLY, unix.MOUNT_ATTR_RDONLY},
+		{unix.MS_NOSUID, unix.MOUNT_ATTR_NOSUID},
+		{unix.MS_NODEV, unix.MOUNT_ATTR_NODEV},
+		{unix.MS_NOEXEC, unix.MOUNT_ATTR_NOEXEC},
+	} {
+		if flags&f.ms != 0 {
+			a |= f.attr
+		}
+	}
+	return a
+}
+
+// builder assembles the container's tree below newroot before the pivot.
+// It never creates anything in the rootfs or in a bound host directory: a
+// missing mount point is made in a private tmpfs (see underlay).
+type builder struct {
+	stage    string          // private tmpfs over the rootfs path: newroot, files, overlay layers
+	newroot  string          // host path of the container's /
+	writable bool            // newroot is a writable overlay (--writable-tmpfs)
+	ours     map[string]bool // directories in our own tmpfs, free to add mount points to
+	mounted  []string        // where mounts were placed, host side
+	underlay []string        // staging tmpfs mounts, made read-only at the end
+	logf     func(string, ...any)
+}
+
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// buildRootfs makes the container's root filesystem and pivots into it:
+//  1. make / a recursive slave, so nothing mounted here reaches the host;
+//  2. open the rootfs and every bind source, before anything covers them;
+//  3. mount the stage, a private tmpfs, over the rootfs path, and bind the
+//     rootfs (read-only) or an overlay on it (--writable-tmpfs) at stage/root;
+//  4. apply the spec's mounts in order, then the generated files;
+//  5. make the staging tmpfs mounts read-only, and pivot_root.
+func buildRootfs(cfg *Config, logf func(string, ...any)) error {
+	spec := cfg.Spec
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return &os.PathError{Op: "make / a slave mount", Path: "/", Err: err}
+	}
+	rootfs := spec.Root.Path
+	rootFD, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("rootfs %s: %w", rootfs, err)
+	}
+	defer unix.Close(rootFD)
+	srcFDs := make([]int, len(spec.Mounts))
+	defer func() {
+		for _, fd := range srcFDs {
+			if fd > 0 {
+				unix.Close(fd)
+			}
+		}
+	}()
+	for i, m := range spec.Mounts {
+		srcFDs[i] = -1
+		if isBind(m) {
+			fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("bind source %s: %w", m.Source, err)
+			}
+			srcFDs[i] = fd
+		}
+	}
+
+	b := &builder{stage: rootfs, newroot: filepath.Join(rootfs, "root"), writable: cfg.WritableTmpfs,
+		ours: map[string]bool{}, logf: logf}
+	if err := unix.Mount("hpcrun", b.stage, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+		return &os.PathError{Op: "mount staging tmpfs", Path: b.stage, Err: err}
+	}
+	// The rootfs often lies under /tmp, /var/tmp or $HOME, which are bound
+	// recursively into the container: an unbindable stage keeps those
+	// copies from dragging the whole new tree along.
+	if err := unix.Mount("", b.stage, "", unix.MS_UNBINDABLE, ""); err != nil {
+		return &os.PathError{Op: "make staging tmpfs unbindable", Path: b.stage, Err: err}
+	}
+	if err := unix.Mkdir(b.newroot, 0o755); err != nil {
+		return &os.PathError{Op: "mkdir", Path: b.newroot, Err: err}
+	}
+	if len(cfg.Files) > 0 || b.writable {
+		// Generated files and overlay layers live in a tmpfs of their own:
+		// nothing can be bound, nor an overlay layer taken, from the
+		// unbindable stage itself.
+		rw := b.stage + "/rw"
+		if err := unix.Mkdir(rw, 0o755); err != nil {
+			return &os.PathError{Op: "mkdir", Path: rw, Err: err}
+		}
+		if err := unix.Mount("hpcrun", rw, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+			return &os.PathError{Op: "mount tmpfs", Path: rw, Err: err}
+		}
+		for _, d := range []string{"files", "upper", "work", "lower"} {
+			if err := unix.Mkdir(rw+"/"+d, 0o755); err != nil {
+				return &os.PathError{Op: "mkdir", Path: rw + "/" + d, Err: err}
+			}
+		}
+	}
+	if b.writable {
+		if err := mountOverlay(fdPath(rootFD), b.stage+"/rw", b.newroot); err != nil {
+			return err
+		}
+	} else {
+		if err := unix.Mount(fdPath(rootFD), b.newroot, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind rootfs %s: %w", rootfs, err)
+		}
+		// Read-only now, before anything clones it: a bind mount copies
+		// the flags of its source, so underlays stay read-only too.
+		if err := setAttrs(b.newroot, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, false); err != nil {
+			return fmt.Errorf("make rootfs read-only: %w", err)
+		}
+	}
+	logf("rootfs %s at %s (writable: %v)", rootfs, b.newroot, b.writable)
+
+	for i, m := range spec.Mounts {
+		if err := b.apply(m, srcFDs[i]); err != nil {
+			return err
+		}
+	}
+	for i, f := range cfg.Files {
+		if err := b.placeFile(i, f); err != nil {
+			return err
+		}
+	}
+	for _, d := range b.underlay {
+		if err := setAttrs(d, unix.MOUNT_ATTR_RDONLY, false); err != nil {
+			return fmt.Errorf("make staging mount %s read-only: %w", d, err)
+		}
+	}
+	logf("%d mounts applied, %d mount points staged in tmpfs", len(spec.Mounts)+len(cfg.Files), len(b.underlay))
+	if err := pivotRoot(b.newroot); err != nil {
+		return err
+	}
+	logf("pivoted into the rootfs")
+	return nil
+}
+
+// apply places one spec mount; srcFD is the open bind source, or -1.
+func (b *builder) apply(m specs.Mount, srcFD int) error {
+	flags, propagation, data := parseMountOptions(m.Options)
+	dir := true
+	if srcFD >= 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(srcFD, &st); err != nil {
+			return fmt.Errorf("bind source %s: %w", m.Source, err)
+		}
+		dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+	}
+	target, err := b.ensureTarget(m.Destination, dir)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", m.Destination, err)
+	}
+	if srcFD >= 0 {
+		if err := unix.Mount(fdPath(srcFD), target, "", unix.MS_BIND|flags&unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s to %s: %w", m.Source, m.Destination, err)
+		}
+		if a := attrsOf(flags); a != 0 {
+			if err := setAttrs(target, a, flags&unix.MS_REC != 0); err != nil {
+				return fmt.Errorf("restrict bind of %s (%s): %w", m.Destination, strings.Join(m.Options, ","), err)
+			}
+		}
+	} else {
+		if err := unix.Mount(m.Source, target, m.Type, flags, data); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
+		}
+		if m.Type == "tmpfs" {
+			b.ours[target] = true
+		}
+	}
+	for _, p := range propagation {
+		if err := unix.Mount("", target, "", p, ""); err != nil {
+			return fmt.Errorf("set propagation of %s: %w", m.Destination, err)
+		}
+	}
+	b.mounted = append(b.mounted, target)
+	return nil
+}
+
+// placeFile writes a generated file into the stage and binds it read-only
+// at its path in the container.
+func (b *builder) placeFile(i int, f File) error {
+	src := filepath.Join(b.stage, "rw", "files", strconv.Itoa(i))
+	if err := os.WriteFile(src, f.Data, os.FileMode(f.Mode&0o777)); err != nil {
+		return fmt.Errorf("write %s: %w", f.Path, err)
+	}
+	target, err := b.ensureTarget(f.Path, false)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", f.Path, err)
+	}
+	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind generated %s: %w", f.Path, err)
+	}
+	if err := setAttrs(target, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, false); err != nil {
+		return fmt.Errorf("make %s read-only: %w", f.Path, err)
+	}
+	b.mounted = append(b.mounted, target)
+	return nil
+}
+
+// mountOverlay mounts an overlay of the rootfs at target, with its upper
+// layer in the tmpfs at rw. Writes land in that tmpfs and vanish with the
+// mount namespace.
+func mountOverlay(rootfs, rw, target string) error {
+	// overlayfs wants a plain path for its lower layer, not a magic link.
+	lower := rw + "/lower"
+	if err := unix.Mount(rootfs, lower, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind rootfs for the overlay: %w", err)
+	}
+	data := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, rw, rw)
+	// In a user namespace overlayfs keeps its metadata in user.* xattrs;
+	// kernels before 5.11 know no userxattr and may still take the mount.
+	err := unix.Mount("overlay", target, "overlay", 0, data+",userxattr")
+	if err == unix.EINVAL {
+		err = unix.Mount("overlay", target, "overlay", 0, data)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: --writable-tmpfs needs kernel overlayfs in a user namespace (Linux 5.11 or later), and this kernel said: %v; run without --writable-tmpfs and write to $HOME or /tmp instead", ErrOverlayRefused, err)
+	}
+	return nil
+}
+
+// ensureTarget returns the host path of dest inside the new root, with
+// symlinks resolved inside the root as the container will see them. When
+// it is missing it is created, as a directory or an empty file: directly
+// in a tmpfs of ours, or else in an underlay of its deepest existing
+// ancestor.
+func (b *builder) ensureTarget(dest string, dir bool) (string, error) {
+	p, err := securejoin.SecureJoin(b.newroot, dest)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Lstat(p); err == nil {
+		return p, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	anc, missing := p, []string{}
+	for {
+		missing = append([]string{filepath.Base(anc)}, missing...)
+		anc = filepath.Dir(anc)
+		if _, err := os.Lstat(anc); err == nil {
+			break
+		}
+		if !within(anc, b.newroot) {
+			return "", fmt.Errorf("%s escapes the container root", dest)
+		}
+	}
+	if !b.canCreateIn(anc) || unix.Access(anc, unix.W_OK|unix.X_OK) != nil {
+		if err := b.makeUnderlay(anc); err != nil {
+			return "", err
+		}
+	}
+	cur := anc
+	for i, name := range missing {
+		cur = filepath.Join(cur, name)
+		if i == len(missing)-1 && !dir {
+			fd, err := unix.Open(cur, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o644)
+			if err != nil {
+				return "", &os.PathError{Op: "create", Path: cur, Err: err}
+			}
+			unix.Close(fd)
+			break
+		}
+		if err := unix.Mkdir(cur, 0o755); err != nil {
+			return "", &os.PathError{Op: "mkdir", Path: cur, Err: err}
+		}
+		b.ours[cur] = true
+	}
+	return p, nil
+}
+
+// canCreateIn reports whether a mount point may be made in dir directly:
+// dir is in one of our tmpfs mounts, or on the writable overlay and not in
+// a host directory bound over it.
+func (b *builder) canCreateIn(dir string) bool {
+	if b.ours[dir] {
+		return true
+	}
+	if !b.writable {
+		return false
+	}
+	for _, m := range b.mounted {
+		if within(dir, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// makeUnderlay replaces dir, which is read-only or belongs to the host, by
+// a tmpfs that shows the same entries: each directory and file is bound
+// back from the original, each symlink is recreated. New mount points can
+// then be made in the tmpfs, and dir's original stays untouched.
+func (b *builder) makeUnderlay(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("cannot add a mount point under %s: %w", strings.TrimPrefix(dir, b.newroot), err)
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Mount("hpcrun", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("mode=%o", st.Mode&0o7777)); err != nil {
+		return &os.PathError{Op: "mount staging tmpfs", Path: dir, Err: err}
+	}
+	for _, e := range ents {
+		src, dst := fdPath(fd)+"/"+e.Name(), filepath.Join(dir, e.Name())
+		switch {
+		case e.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(src)
+			if err == nil {
+				err = os.Symlink(target, dst)
+			}
+			if err != nil {
+				return fmt.Errorf("stage %s: %w", dst, err)
+			}
+			continue
+		case e.IsDir():
+			err = unix.Mkdir(dst, 0o755)
+		default:
+			var nfd int
+			nfd, err = unix.Open(dst, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+			if err == nil {
+				unix.Close(nfd)
+			}
+		}
+		if err != nil {
+			return &os.PathError{Op: "stage", Path: dst, Err: err}
+		}
+		if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("stage %s: bind: %w", dst, err)
+		}
+	}
+	b.ours[dir] = true
+	b.underlay = append(b.underlay, dir)
+	b.mounted = append(b.mounted, dir)
+	b.logf("staged %s in a tmpfs (%d entries)", strings.TrimPrefix(dir, b.newroot)+"/", len(ents))
+	return nil
+}
+
+// setAttrs restricts a mount (read-only, nosuid, ...). mount_setattr
+// (Linux 5.12) changes just the given bits, recursively if asked. Older
+// kernels get a bind remount of the top mount, which must repeat the
+// flags locked by the user namespace (nosuid, nodev, noexec, atime) or
+// fail with EPERM.
+func setAttrs(path string, attrs uint64, recursive bool) error {
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	err := unix.MountSetattr(unix.AT_FDCWD, path, uint(flags), &unix.MountAttr{Attr_set: attrs})
+	if err != unix.ENOSYS {
+		return err
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return err
+	}
+	ms := uintptr(unix.MS_REMOUNT | unix.MS_BIND)
+	ms |= uintptr(sfs.Flags) & (unix.ST_RDONLY | unix.ST_NOSUID | unix.ST_NODEV | unix.ST_NOEXEC |
+		unix.ST_NOATIME | unix.ST_NODIRATIME | unix.ST_RELATIME)
+	for _, f := range []struct {
+		attr uint64
+		ms   uintptr
+	}{
+		{unix.MOUNT_ATTR_RDONLY, unix.MS_RDONLY}, {unix.MOUNT_ATTR_NOSUID, unix.MS_NOSUID},
+		{unix.MOUNT_ATTR_NODEV, unix.MS_NODEV}, {unix.MOUNT_ATTR_NOEXEC, unix.MS_NOEXEC},
+	} {
+		if attrs&f.attr != 0 {
+			ms |= f.ms
+		}
+	}
+	return unix.Mount("", path, "", ms, "")
+}
+
+// pivotRoot makes newroot the root and detaches the old one.
+func pivotRoot(newroot string) error {
+	oldroot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: "/", Err: err}
+	}
+	defer unix.Close(oldroot)
+	if err := unix.Chdir(newroot); err != nil {
+		return &os.PathError{Op: "chdir", Path: newroot, Err: err}
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one, so no
+	// put_old directory is needed in a read-only rootfs. It fails with
+	// EINVAL when "." is not a mount point or / is shared; both were
+	// taken care of above.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return &os.PathError{Op: "pivot_root", Path: newroot, Err: err}
+	}
+	if err := unix.Fchdir(oldroot); err != nil {
+		return &os.PathError{Op: "fchdir", Path: "old root", Err: err}
+	}
+	// Detach the old root with everything under it. The whole tree goes
+	// at once, which the user namespace allows even for locked mounts.
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return &os.PathError{Op: "detach old root", Path: "/", Err: err}
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return &os.PathError{Op: "chdir", Path: "/", Err: err}
+	}
+	return nil
+}

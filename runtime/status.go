@@ -1,0 +1,97 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Exit statuses of hpcrun itself, as podman and Docker use them. Anything
+// else is the job's own status.
+const (
+	StatusFailed        = 125 // hpcrun could not run the job
+	StatusNotExecutable = 126 // the command exists but cannot be executed
+	StatusNotFound      = 127 // the command is not in the container
+)
+
+// Sentinel errors that main maps to exit statuses and hints.
+var (
+	ErrUserNSDisabled   = errors.New("user namespaces are not available")
+	ErrCommandNotFound  = errors.New("command not found")
+	ErrNotExecutable    = errors.New("command not executable")
+	ErrOverlayRefused   = errors.New("overlayfs refused")
+	errJoinNotSupported = errors.New("joining an existing namespace is not supported")
+)
+
+// ExitStatus maps an error from Run to hpcrun's exit status.
+func ExitStatus(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrCommandNotFound):
+		return StatusNotFound
+	case errors.Is(err, ErrNotExecutable):
+		return StatusNotExecutable
+	default:
+		return StatusFailed
+	}
+}
+
+// WaitStatusCode is the shell's view of how a process ended: its exit code,
+// or 128+N when signal N killed it.
+func WaitStatusCode(ws syscall.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	default:
+		return StatusFailed
+	}
+}
+
+// execError classifies why execve refused the job's command.
+func execError(cmd string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return fmt.Errorf("%s: %w in the container (no such file, or its interpreter is missing)", cmd, ErrCommandNotFound)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.ENOEXEC),
+		errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ETXTBSY), errors.Is(err, syscall.ELIBBAD):
+		return fmt.Errorf("%s: %w: %v", cmd, ErrNotExecutable, err)
+	default:
+		return fmt.Errorf("start %s: %w", cmd, err)
+	}
+}
+
+// lookPath finds a command the way a shell would, in the PATH of the job's
+// environment, inside the container. A name with a slash is used as is.
+func lookPath(file, path string) (string, error) {
+	if strings.Contains(file, "/") {
+		return file, nil
+	}
+	var denied error
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		fi, err := os.Stat(p)
+		if err != nil || fi.IsDir() {
+			continue
+		}
+		if err := syscall.Access(p, 1 /* X_OK */); err != nil {
+			if denied == nil {
+				denied = fmt.Errorf("%s: %w: %s is not executable", file, ErrNotExecutable, p)
+			}
+			continue
+		}
+		return p, nil
+	}
+	if denied != nil {
+		return "", denied
+	}
+	return "", fmt.Errorf("%s: %w in the container's PATH (%s)", file, ErrCommandNotFound, path)
+}

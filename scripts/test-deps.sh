@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs from Debian's packages, when it is
+# missing: busybox-static (the end-to-end tests' rootfs), runc (to prove the
+# spec output runs), util-linux (setpriv, unshare) and iproute2. Test-only:
+# hpcrun itself depends on none of them.
+set -euo pipefail
+need=()
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need+=(busybox-static)
+command -v runc >/dev/null || need+=(runc)
+command -v setpriv >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "the tests need these Debian packages: ${need[*]}; install them (sudo apt-get install ${need[*]}) or run as root" >&2
+	exit 1
+fi
+echo "installing test dependencies: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
