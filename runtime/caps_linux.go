@@ -2,8 +2,6 @@ package runtime
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -45,18 +43,6 @@ func capMask(names []string) (uint64, error) {
 	return m, nil
 }
 
-func lastCap() int {
-	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	if err != nil {
-		return unix.CAP_LAST_CAP
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return unix.CAP_LAST_CAP
-	}
-	return n
-}
-
 // dropPrivileges sets no_new_privs and reduces the calling thread's
 // capabilities to the spec's, so setuid binaries and file capabilities in
 // the image gain nothing. It must run on the thread that forks the job.
@@ -79,15 +65,20 @@ func dropPrivileges(p *specs.Process) error {
 		sets[i] = m
 	}
 	bounding, effective, permitted, inheritable, ambient := sets[0], sets[1], sets[2], sets[3], sets[4]
-	last := lastCap()
 	// A job that runs as root inside (--fakeroot) gets the bounding set
 	// as its permitted set at execve: trim it first, while CAP_SETPCAP is
 	// still ours.
-	for c := 0; c <= last; c++ {
-		if bounding&(1<<uint(c)) == 0 {
-			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
-				return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
-			}
+	// The kernel's last capability is where PR_CAPBSET_DROP says EINVAL.
+	for c := 0; c < 64; c++ {
+		if bounding&(1<<uint(c)) != 0 {
+			continue
+		}
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if err == unix.EINVAL {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
 		}
 	}
 	// Ambient capabilities survive execve for non-root jobs: clear the
@@ -103,7 +94,7 @@ func dropPrivileges(p *specs.Process) error {
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("set capabilities: %w", err)
 	}
-	for c := 0; c <= last; c++ {
+	for c := 0; c < 64; c++ {
 		if ambient&(1<<uint(c)) != 0 {
 			if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
 				return fmt.Errorf("raise ambient capability %d: %w", c, err)

@@ -142,11 +142,16 @@ type MountOptions struct {
 
 // systemDirs are host directories whose contents belong to the image: the
 // working directory is not bound when it lies in one of them, or the host's
-// /usr would hide the image's.
+// /usr would hide the image's. Other places under /var and /run (node-local
+// scratch such as /var/scratch) are bound like any other directory.
 var systemDirs = []string{
-	"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
-	"/proc", "/run", "/sbin", "/sys", "/usr", "/var",
+	"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr",
+	"/var/cache", "/var/lib", "/var/log", "/var/run", "/var/spool", "/var/mail",
 }
+
+// topDirs are bound only below themselves: a working directory of exactly
+// /var or /run stays the image's.
+var topDirs = []string{"/", "/var", "/run", "/home", "/opt", "/srv", "/mnt", "/media"}
 
 // Mounts returns the default mount list followed by the user's binds, in
 // the order the init applies them. Later mounts may land inside earlier ones
@@ -190,11 +195,11 @@ func bindMount(src, dst string, opts ...string) specs.Mount {
 // when it is /, a system directory, or already visible at the same path
 // through an earlier bind.
 func bindsCwd(cwd string, earlier []specs.Mount) bool {
-	if cwd == "" || cwd == "/" {
+	if cwd == "" || HostPathVisible(cwd, earlier) {
 		return false
 	}
-	for _, m := range earlier {
-		if m.Type == "bind" && m.Source == m.Destination && within(cwd, m.Destination) {
+	for _, d := range topDirs {
+		if cwd == d {
 			return false
 		}
 	}
@@ -204,6 +209,17 @@ func bindsCwd(cwd string, earlier []specs.Mount) bool {
 		}
 	}
 	return true
+}
+
+// HostPathVisible reports whether a host path is visible at the same path
+// inside the container through one of the mounts.
+func HostPathVisible(path string, mounts []specs.Mount) bool {
+	for _, m := range mounts {
+		if m.Type == "bind" && m.Source == m.Destination && within(path, m.Destination) {
+			return true
+		}
+	}
+	return false
 }
 
 // within reports whether path is dir or lies below it.

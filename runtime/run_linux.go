@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -87,82 +86,115 @@ func Run(ctx context.Context, cfg *Config, stdio Stdio) (int, error) {
 	if err != nil {
 		return StatusFailed, err
 	}
-	cfgR, cfgW, err := os.Pipe()
+	payload, err := json.Marshal(cfg)
 	if err != nil {
-		return StatusFailed, err
+		return StatusFailed, fmt.Errorf("encode container config: %w", err)
 	}
-	defer cfgW.Close()
-	statR, statW, err := os.Pipe()
-	if err != nil {
-		cfgR.Close()
-		return StatusFailed, err
+	// Raw pipes: the init gets the read end of one as fd 3 and the write
+	// end of the other as fd 4; ours stay close-on-exec.
+	var cfgPipe, statPipe [2]int
+	if err := unix.Pipe2(cfgPipe[:], unix.O_CLOEXEC); err != nil {
+		return StatusFailed, fmt.Errorf("pipe: %w", err)
 	}
-	defer statR.Close()
+	defer unix.Close(cfgPipe[1])
+	if err := unix.Pipe2(statPipe[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(cfgPipe[0])
+		return StatusFailed, fmt.Errorf("pipe: %w", err)
+	}
+	status := os.NewFile(uintptr(statPipe[0]), "status")
+	defer status.Close()
 
-	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{InitArg0},
-		Env:         []string{},
-		Stdin:       stdio.In,
-		Stdout:      stdio.Out,
-		Stderr:      stdio.Err,
-		ExtraFiles:  []*os.File{cfgR, statW}, // fd 3 and fd 4 in the init
-		SysProcAttr: attr,
-	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, ForwardedSignals...)
 	defer signal.Stop(sigs)
 
-	err = cmd.Start()
-	cfgR.Close()
-	statW.Close()
+	// syscall.ForkExec rather than os/exec: the job needs nothing that
+	// exec.Cmd adds, and os.StartProcess probes pidfd support with an extra
+	// fork on its first use.
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{InitArg0}, &syscall.ProcAttr{
+		Env:   []string{},
+		Files: []uintptr{stdio.In.Fd(), stdio.Out.Fd(), stdio.Err.Fd(), uintptr(cfgPipe[0]), uintptr(statPipe[1])},
+		Sys:   attr,
+	})
+	unix.Close(cfgPipe[0])
+	unix.Close(statPipe[1])
 	if err != nil {
 		if isUserNSRefusal(err) {
 			return StatusFailed, diagnoseUserNS(err, readSysctl)
 		}
 		return StatusFailed, fmt.Errorf("start container init: %w", err)
 	}
-	// The init may be dead already; its status line says why.
-	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil && !errors.Is(err, syscall.EPIPE) {
-		cmd.Process.Kill()
-	}
-	cfgW.Close()
+	// A write error means the init is dead already; its status line, or
+	// its wait status, says why.
+	writeAll(cfgPipe[1], payload)
+	unix.Close(cfgPipe[1])
 
 	done := make(chan message, 1)
-	go func() { done <- readMessage(statR) }()
+	go func() { done <- readMessage(status) }()
 	for {
 		select {
 		case sig := <-sigs:
-			cmd.Process.Signal(sig)
+			unix.Kill(pid, sig.(syscall.Signal))
 		case <-ctx.Done():
-			cmd.Process.Kill()
+			unix.Kill(pid, unix.SIGKILL)
 			<-done
-			cmd.Wait()
+			wait(pid)
 			return StatusFailed, ctx.Err()
 		case m := <-done:
 			if cfg.Foreground {
 				reclaimTerminal(stdio.In)
 			}
-			return finish(cmd, m)
+			return finish(pid, m)
+		}
+	}
+}
+
+func writeAll(fd int, b []byte) {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		b = b[n:]
+	}
+}
+
+// wait reaps the init and returns its wait status.
+func wait(pid int) unix.WaitStatus {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err != unix.EINTR {
+			return ws
 		}
 	}
 }
 
 // finish turns the init's report into Run's result.
-func finish(cmd *exec.Cmd, m message) (int, error) {
+func finish(pid int, m message) (int, error) {
 	switch {
 	case m.Status != nil:
 		// Reap the init in the background: the job has ended, and waiting
 		// for the pid namespace to be torn down only delays the caller.
-		go cmd.Wait()
+		go wait(pid)
 		return *m.Status, nil
 	case m.Error != "":
-		cmd.Wait()
+		wait(pid)
 		return m.Code, initError(m)
 	}
 	// No report: the init itself died, killed from outside.
-	cmd.Wait()
-	return StatusFailed, fmt.Errorf("container init ended without reporting a status (%v)", cmd.ProcessState)
+	ws := wait(pid)
+	return StatusFailed, fmt.Errorf("container init ended without reporting a status (%s)", describe(ws))
+}
+
+func describe(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by " + ws.Signal().String()
+	}
+	return fmt.Sprintf("exit status %d", ws.ExitStatus())
 }
 
 func readMessage(r io.Reader) message {

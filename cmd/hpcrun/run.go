@@ -189,12 +189,18 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 		}
 		mo.Binds = append(mo.Binds, b)
 	}
+	mounts := runtime.Mounts(mo)
 	cwd := h.cwd
-	if o.pwd != "" {
+	switch {
+	case o.pwd != "":
 		if !strings.HasPrefix(o.pwd, "/") {
 			return nil, usageError{fmt.Errorf("bad --pwd %q: give an absolute path inside the container", o.pwd)}
 		}
 		cwd = o.pwd
+	case !runtime.HostPathVisible(cwd, mounts) && !im.Exists(cwd):
+		// A system directory of the host is not bound, and a stand-in made
+		// for a mount below it would be empty: better to say so.
+		return nil, fmt.Errorf("the current directory %s is not bound into the container (it is a system directory) and the image has no such directory; cd elsewhere or give --pwd", cwd)
 	}
 	set, err := envSettings(o)
 	if err != nil {
@@ -205,7 +211,7 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 	})
 	spec, err := runtime.Generate(runtime.Options{
 		Rootfs: im.Rootfs, Args: args, Env: env, Cwd: cwd, UID: h.uid, GID: h.gid,
-		Fakeroot: o.fakeroot, Mounts: runtime.Mounts(mo), Terminal: h.tty,
+		Fakeroot: o.fakeroot, Mounts: mounts, Terminal: h.tty,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# bench/startup.sh - warm start-up latency of hpcrun vs bubblewrap vs native.
+#
+# Usage: bench/startup.sh [-n ROUNDS] [--hpcrun PATH]
+#
+#   -n ROUNDS      measured rounds (default 200; 30 when BENCH_QUICK=1)
+#   --hpcrun PATH  hpcrun binary (default: bin/hpcrun under the repo root,
+#                  built with `go build` if it is missing)
+#
+# Every round runs each contender once, in an order rotating from round to
+# round; 5 warm-up rounds come first and are not counted. Timing is done by a
+# small Go program (bench/startlat) so that no shell fork sits in the timed
+# path. Everything runs as an unprivileged user: when started as root the
+# script drops to uid/gid 65534 with setpriv.
+#
+# The script builds its own rootfs from Debian's static busybox in a temporary
+# directory, which is removed on exit. When run as root it installs missing
+# peers (bubblewrap, busybox-static) with apt-get.
+#
+# Exits non-zero, with the failing contender's stderr, if any run fails.
+set -euo pipefail
+umask 022
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_UID=65534
+BENCH_GID=65534
+WARMUP=5
+
+die() { printf 'startup.sh: %s\n' "$*" >&2; exit 1; }
+usage() { sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+
+# ---------------------------------------------------------------- arguments
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then ROUNDS=30; else ROUNDS=200; fi
+HPCRUN=""
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	-n) [[ $# -ge 2 ]] || die "-n needs a value"; ROUNDS=$2; shift 2 ;;
+	-n*) ROUNDS=${1#-n}; shift ;;
+	--hpcrun) [[ $# -ge 2 ]] || die "--hpcrun needs a value"; HPCRUN=$2; shift 2 ;;
+	--hpcrun=*) HPCRUN=${1#--hpcrun=}; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "-n wants a positive integer, got '$ROUNDS'"
+
+# ---------------------------------------------------------------- contenders
+# One entry per contender: NAME=COMMAND LINE. The line is split into words at
+# blanks (quotes group words; no other shell processing) and run directly.
+# Placeholders, replaced below: @ROOTFS@ (the busybox rootfs) and @HPCRUN@
+# (the hpcrun binary, copied where the unprivileged user can run it).
+# To add a contender, add a line here. BASELINE names the one that the ratio
+# column is relative to.
+CONTENDERS=(
+	"native=true"
+	"bwrap=bwrap --unshare-user --unshare-pid --bind @ROOTFS@ / --proc /proc --dev /dev true"
+	"hpcrun=@HPCRUN@ --rootfs @ROOTFS@ true"
+)
+BASELINE=bwrap
+
+# ---------------------------------------------------------------- peers
+need_pkgs=()
+command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
+[[ -x /bin/busybox ]] || need_pkgs+=(busybox-static)
+if [[ ${#need_pkgs[@]} -gt 0 ]]; then
+	[[ $(id -u) -eq 0 ]] || die "missing ${need_pkgs[*]}; install them (apt-get install -y ${need_pkgs[*]}) or run as root"
+	echo "startup.sh: installing ${need_pkgs[*]}" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2 ||
+		{ apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2; } ||
+		die "apt-get install ${need_pkgs[*]} failed"
+fi
+command -v bwrap >/dev/null 2>&1 || die "bwrap not found after install"
+[[ -x /bin/busybox ]] || die "/bin/busybox not found after install"
+command -v go >/dev/null 2>&1 || die "go not found (needed to build bench/startlat)"
+
+# ---------------------------------------------------------------- hpcrun
+if [[ -z "$HPCRUN" ]]; then
+	HPCRUN=$ROOT/bin/hpcrun
+	if [[ ! -x "$HPCRUN" ]]; then
+		echo "startup.sh: $HPCRUN missing; building it" >&2
+		(cd "$ROOT" && CGO_ENABLED=0 go build -o bin/hpcrun ./cmd/hpcrun) ||
+			die "building bin/hpcrun failed (try 'make build')"
+	fi
+fi
+[[ -f "$HPCRUN" && -x "$HPCRUN" ]] || die "hpcrun binary '$HPCRUN' not found or not executable"
+
+# ---------------------------------------------------------------- temp dir
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/hpcrun-startup.XXXXXX")
+cleanup() {
+	# Files made inside user namespaces may be odd; do our best.
+	chmod -R u+rwX "$TMP" 2>/dev/null || true
+	rm -rf "$TMP" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+chmod 755 "$TMP"
+[[ "$TMP" != *[[:space:]\'\"\\]* ]] || die "temp dir '$TMP' contains blanks or quotes; set TMPDIR"
+
+# rootfs: static busybox + one symlink per applet.
+R=$TMP/rootfs
+# Laid out like any distribution image: the mount points a container runtime
+# binds (/var/tmp, /home, /etc/hosts, /etc/resolv.conf) exist.
+mkdir -p "$R"/{bin,etc,proc,sys,dev,tmp,home,var/tmp}
+chmod 1777 "$R/tmp" "$R/var/tmp"
+: >"$R/etc/hosts"
+: >"$R/etc/resolv.conf"
+cp /bin/busybox "$R/bin/busybox"
+chmod 755 "$R/bin/busybox"
+n_applets=0
+while read -r applet; do
+	[[ -n "$applet" && "$applet" != busybox && "$applet" != */* ]] || continue
+	ln -s busybox "$R/bin/$applet"
+	n_applets=$((n_applets + 1))
+done < <(/bin/busybox --list)
+[[ -L "$R/bin/true" ]] || die "busybox has no 'true' applet"
+cat >"$R/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/sh
+EOF
+cat >"$R/etc/group" <<'EOF'
+root:x:0:
+nogroup:x:65534:
+EOF
+
+# hpcrun, copied so that the unprivileged user can execute it.
+mkdir -p "$TMP/bin"
+cp "$HPCRUN" "$TMP/bin/hpcrun"
+chmod 755 "$TMP/bin/hpcrun"
+
+# The timing program, built from an isolated copy so that the state of the
+# repository's go.mod cannot break it (stdlib only).
+mkdir -p "$TMP/startlat-src"
+cp "$ROOT/bench/startlat/main.go" "$TMP/startlat-src/"
+printf 'module startlat\n\ngo 1.21\n' >"$TMP/startlat-src/go.mod"
+gocache=$(go env GOCACHE 2>/dev/null || true)
+if [[ -z "$gocache" ]] || ! mkdir -p "$gocache" 2>/dev/null || [[ ! -w "$gocache" ]]; then
+	gocache=$TMP/gocache # e.g. HOME is not writable
+fi
+(cd "$TMP/startlat-src" && GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0 GOCACHE="$gocache" \
+	go build -o "$TMP/bin/startlat" .) || die "building bench/startlat failed"
+chmod 755 "$TMP/bin/startlat"
+
+# Home (and a runtime dir, as rootless runtimes like one) for the runner.
+mkdir -p "$TMP/home" "$TMP/run"
+chmod 700 "$TMP/run"
+
+# ---------------------------------------------------------------- run
+args=()
+for c in "${CONTENDERS[@]}"; do
+	c=${c//@ROOTFS@/$R}
+	c=${c//@HPCRUN@/$TMP/bin/hpcrun}
+	args+=("$c")
+done
+
+if [[ $(id -u) -eq 0 ]]; then
+	command -v setpriv >/dev/null 2>&1 || die "setpriv (util-linux) not found"
+	chown "$BENCH_UID:$BENCH_GID" "$TMP/home" "$TMP/run"
+	drop=(setpriv --reuid="$BENCH_UID" --regid="$BENCH_GID" --clear-groups)
+	user=$(getent passwd "$BENCH_UID" | cut -d: -f1) || user=nobody
+else
+	drop=()
+	user=$(id -un 2>/dev/null || echo "uid$(id -u)")
+fi
+
+cd "$TMP/home"
+status=0
+"${drop[@]}" env -i \
+	HOME="$TMP/home" USER="$user" LOGNAME="$user" \
+	PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+	XDG_RUNTIME_DIR="$TMP/run" TMPDIR=/tmp LANG=C.UTF-8 \
+	"$TMP/bin/startlat" -n "$ROUNDS" -warmup "$WARMUP" -baseline "$BASELINE" \
+	-label '`true`' "${args[@]}" || status=$?
+if [[ $status -ne 0 ]]; then
+	die "benchmark failed (exit $status); see the contender error above"
+fi

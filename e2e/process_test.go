@@ -1,0 +1,322 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestExitStatus(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	cases := []struct {
+		name string
+		cmd  []string
+		want int
+	}{
+		{"true", []string{"true"}, 0},
+		{"false", []string{"false"}, 1},
+		{"exit 7", []string{"sh", "-c", "exit 7"}, 7},
+		{"exit 200", []string{"sh", "-c", "exit 200"}, 200},
+		{"not found", []string{"no-such-command-e2e"}, 127},
+		{"not found by path", []string{"/no/such/command"}, 127},
+		{"not executable", []string{"/etc/passwd"}, 126},
+		{"killed by SIGKILL", []string{"sh", "-c", "kill -9 $$"}, 137},
+		{"killed by SIGTERM", []string{"sh", "-c", "kill -TERM $$"}, 143},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := run(t, opts{}, append([]string{"--rootfs", rootfsDir}, tc.cmd...)...)
+			if r.code != tc.want {
+				t.Errorf("want exit %d, got %s", tc.want, r)
+			}
+		})
+	}
+}
+
+// startJob starts hpcrun with args and waits for the job to print "ready".
+// It returns the hpcrun process, the stdout lines after "ready" and a wait
+// func that reaps hpcrun and collects the rest of the output.
+func startJob(t *testing.T, args ...string) (proc *os.Process, out <-chan string, wait func() result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), defaultCmdTimeout)
+	cmd := command(ctx, opts{}, binPath, args...)
+	// An os.Pipe rather than StdoutPipe: a process that survives hpcrun (the
+	// bug TestSIGKILLKillsJob looks for) must not block the test on EOF.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = pw
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		t.Fatal(err)
+	}
+	ch := readLines(pr)
+	var collected []string
+	done := false
+	wait = func() result {
+		if done {
+			t.Fatal("wait called twice")
+		}
+		done = true
+		err := cmd.Wait()
+		timedOut := ctx.Err() != nil
+		cancel()
+		drain := time.After(3 * time.Second)
+	collect:
+		for {
+			select {
+			case l, ok := <-ch:
+				if !ok {
+					break collect
+				}
+				collected = append(collected, l)
+			case <-drain:
+				collected = append(collected, "<e2e: stdout still open 3s after hpcrun exited>")
+				break collect
+			}
+		}
+		pr.Close()
+		r := result{args: append([]string{binPath}, args...), stdout: strings.Join(collected, "\n"), stderr: stderr.String(), code: exitCode(cmd.ProcessState)}
+		if timedOut {
+			r.err = fmt.Errorf("timed out after %v", defaultCmdTimeout)
+		} else if err != nil && r.code < 0 {
+			r.err = err
+		}
+		return r
+	}
+	t.Cleanup(func() {
+		if !done {
+			cmd.Process.Kill()
+			wait()
+		}
+	})
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				t.Fatalf("job ended before printing ready: %s", wait())
+			}
+			if l == "ready" {
+				return cmd.Process, ch, wait
+			}
+			collected = append(collected, l)
+		case <-timeout:
+			cmd.Process.Kill()
+			t.Fatalf("job did not print ready within 10s: %s", wait())
+		}
+	}
+}
+
+// TestSignalForwarding sends signals to the host hpcrun process and expects
+// the job's traps to see them.
+func TestSignalForwarding(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	cases := []struct {
+		sig      syscall.Signal
+		name     string // trap name
+		fatal    bool   // the trap exits 3; otherwise the job continues and exits 4
+		wantCode int
+	}{
+		{syscall.SIGTERM, "TERM", true, 3},
+		{syscall.SIGINT, "INT", true, 3},
+		{syscall.SIGHUP, "HUP", true, 3},
+		{syscall.SIGQUIT, "QUIT", true, 3},
+		{syscall.SIGUSR1, "USR1", false, 4},
+		{syscall.SIGUSR2, "USR2", false, 4},
+		{syscall.SIGCONT, "CONT", false, 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			trap := `trap "echo got-` + tc.name + `; n=1" ` + tc.name
+			if tc.fatal {
+				trap = `trap "echo got-` + tc.name + `; exit 3" ` + tc.name
+			}
+			script := trap + `; n=0; echo ready; i=0; while [ $n = 0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; echo after; exit 4`
+			proc, _, wait := startJob(t, "--rootfs", rootfsDir, "sh", "-c", script)
+			if err := proc.Signal(tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			r := wait()
+			want := []string{"got-" + tc.name}
+			if !tc.fatal {
+				want = append(want, "after")
+			}
+			if got := lines(r.stdout); strings.Join(got, ",") != strings.Join(want, ",") || r.code != tc.wantCode {
+				t.Errorf("SIG%s to hpcrun: want output %q and exit %d, got %s", tc.name, want, tc.wantCode, r)
+			}
+		})
+	}
+	t.Run("untrapped TERM gives 143", func(t *testing.T) {
+		t.Parallel()
+		proc, _, wait := startJob(t, "--rootfs", rootfsDir, "sh", "-c", `echo ready; exec sleep 8`)
+		proc.Signal(syscall.SIGTERM)
+		if r := wait(); r.code != 143 {
+			t.Errorf("want exit 143 (128+SIGTERM), got %s", r)
+		}
+	})
+}
+
+// procArgs returns the NUL-separated argv of pid, nil if gone or a zombie.
+func procArgs(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+// findProcs lists host pids whose argv matches want (argv[0] by basename).
+func findProcs(want ...string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		args := procArgs(pid)
+		if len(args) != len(want) || filepath.Base(args[0]) != want[0] {
+			continue
+		}
+		if strings.Join(args[1:], "\x00") == strings.Join(want[1:], "\x00") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func parentPID(pid int) int {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+// alive reports whether pid still runs with the given argv (not a zombie).
+func alive(pid int, args []string) bool {
+	got := procArgs(pid)
+	return got != nil && strings.Join(got, "\x00") == strings.Join(args, "\x00")
+}
+
+// TestSIGKILLKillsJob: SIGKILL of the outer hpcrun must take the container
+// (init and job) with it.
+func TestSIGKILLKillsJob(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	if old := findProcs("sleep", "1234"); len(old) > 0 {
+		t.Fatalf("a 'sleep 1234' already runs on the host (pids %v); cannot tell ours apart", old)
+	}
+	proc, _, wait := startJob(t, "--rootfs", rootfsDir, "sh", "-c", `echo ready; exec sleep 1234`)
+	var job []int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if job = findProcs("sleep", "1234"); len(job) > 0 {
+			break
+		}
+	}
+	if len(job) != 1 {
+		t.Fatalf("want exactly one 'sleep 1234' on the host while the job runs, found %v", job)
+	}
+	jobArgs := procArgs(job[0])
+	init := parentPID(job[0])
+	initArgs := procArgs(init)
+	t.Logf("job host pid %d, its parent (container init) %d %q, hpcrun %d", job[0], init, initArgs, proc.Pid)
+	t.Cleanup(func() { // only what is still ours: a pid may have been reused
+		if alive(job[0], jobArgs) {
+			syscall.Kill(job[0], syscall.SIGKILL)
+		}
+		if init > 1 && alive(init, initArgs) {
+			syscall.Kill(init, syscall.SIGKILL)
+		}
+	})
+
+	if err := proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	var left []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		left = nil
+		if alive(job[0], jobArgs) {
+			left = append(left, "job "+strconv.Itoa(job[0]))
+		}
+		if init > 1 && init != proc.Pid && alive(init, initArgs) {
+			left = append(left, "init "+strconv.Itoa(init))
+		}
+		if len(left) == 0 {
+			return
+		}
+	}
+	t.Errorf("5s after SIGKILL of hpcrun (pid %d), still running on the host: %v", proc.Pid, left)
+}
+
+// TestOrphanReaped: a grandchild orphaned by the job is re-parented to the
+// container's init, which must reap it when it exits.
+func TestOrphanReaped(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	r := mustRun(t, opts{}, "--rootfs", rootfsDir, "sh", "-c",
+		`echo "sh=$$"; (sleep 0.3 &); ps -o pid,ppid,stat,comm; sleep 1.2; echo ---; ps -o pid,ppid,stat,comm`)
+	before, after, ok := strings.Cut(r.stdout, "---\n")
+	if !ok {
+		t.Fatalf("unexpected output: %s", r)
+	}
+	type row struct{ pid, ppid, stat, comm string }
+	parse := func(s string) []row {
+		var rows []row
+		for _, l := range lines(s) {
+			f := strings.Fields(l)
+			if len(f) >= 4 && f[0] != "PID" {
+				rows = append(rows, row{f[0], f[1], f[2], f[3]})
+			}
+		}
+		return rows
+	}
+	// The orphan is the one process that is neither init, the job nor ps.
+	// It may not have exec'd sleep yet, so it is told apart by pid, not name.
+	sh := strings.TrimPrefix(lines(before)[0], "sh=")
+	var orphan row
+	for _, rw := range parse(before) {
+		if rw.pid != "1" && rw.pid != sh && rw.comm != "ps" {
+			if orphan.pid != "" {
+				t.Fatalf("more than one candidate orphan in ps\n%s", r)
+			}
+			orphan = rw
+		}
+	}
+	if orphan.pid == "" {
+		t.Fatalf("the orphan 'sleep 0.3' did not show in ps; cannot test reaping\n%s", r)
+	}
+	t.Logf("orphan: %+v", orphan)
+	if orphan.ppid != "1" {
+		t.Errorf("orphan's parent is %s, want 1 (the container init)", orphan.ppid)
+	}
+	for _, rw := range parse(after) {
+		if strings.HasPrefix(rw.stat, "Z") || rw.pid == orphan.pid {
+			t.Errorf("after the orphan exited, ps still shows %+v (zombie not reaped)\n%s", rw, r)
+		}
+	}
+}
