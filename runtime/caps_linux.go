@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,60 +43,58 @@ func capMask(names []string) (uint64, error) {
 }
 
 // dropPrivileges sets no_new_privs and reduces the calling thread's
-// capabilities to the spec's, so setuid binaries and file capabilities in
-// the image gain nothing. It must run on the thread that forks the job.
-func dropPrivileges(p *specs.Process) error {
-	if p.NoNewPrivileges {
+// capabilities to the given sets, so setuid binaries and file capabilities
+// in the image gain nothing. It must run on the thread that forks the job.
+func dropPrivileges(noNewPrivs bool, c capSets) error {
+	if noNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
-	c := p.Capabilities
-	if c == nil {
-		c = &specs.LinuxCapabilities{}
-	}
-	var sets [5]uint64
-	for i, names := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
-		m, err := capMask(names)
-		if err != nil {
-			return err
-		}
-		sets[i] = m
-	}
-	bounding, effective, permitted, inheritable, ambient := sets[0], sets[1], sets[2], sets[3], sets[4]
 	// A job that runs as root inside (--fakeroot) gets the bounding set
 	// as its permitted set at execve: trim it first, while CAP_SETPCAP is
-	// still ours.
-	// The kernel's last capability is where PR_CAPBSET_DROP says EINVAL.
-	for c := 0; c < 64; c++ {
-		if bounding&(1<<uint(c)) != 0 {
+	// still ours. The kernel's last capability is where PR_CAPBSET_DROP
+	// says EINVAL.
+	for n := 0; n < 64; n++ {
+		if c.Bounding&(1<<uint(n)) != 0 {
 			continue
 		}
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(n), 0, 0, 0)
 		if err == unix.EINVAL {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+			return fmt.Errorf("drop capability %d from the bounding set: %w", n, err)
 		}
 	}
 	// Ambient capabilities survive execve for non-root jobs: clear the
-	// init's own before anything else, or the job inherits them.
+	// init's own, or the job inherits them.
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
+	// capset can only lower the permitted set. A root job's sets come
+	// from the bounding set at execve anyway; a non-root job keeps at
+	// most what the init has.
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var cur [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &cur[0]); err != nil {
+		return fmt.Errorf("get capabilities: %w", err)
+	}
+	have := uint64(cur[0].Permitted) | uint64(cur[1].Permitted)<<32
+	c.Permitted &= have
+	c.Effective &= c.Permitted
+	c.Inheritable &= have
 	data := [2]unix.CapUserData{
-		{Effective: uint32(effective), Permitted: uint32(permitted), Inheritable: uint32(inheritable)},
-		{Effective: uint32(effective >> 32), Permitted: uint32(permitted >> 32), Inheritable: uint32(inheritable >> 32)},
+		{Effective: uint32(c.Effective), Permitted: uint32(c.Permitted), Inheritable: uint32(c.Inheritable)},
+		{Effective: uint32(c.Effective >> 32), Permitted: uint32(c.Permitted >> 32), Inheritable: uint32(c.Inheritable >> 32)},
 	}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("set capabilities: %w", err)
 	}
-	for c := 0; c < 64; c++ {
-		if ambient&(1<<uint(c)) != 0 {
-			if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
-				return fmt.Errorf("raise ambient capability %d: %w", c, err)
+	for n := 0; n < 64; n++ {
+		if c.Ambient&(1<<uint(n)) != 0 {
+			if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(n), 0, 0); err != nil {
+				return fmt.Errorf("raise ambient capability %d: %w", n, err)
 			}
 		}
 	}

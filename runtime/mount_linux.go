@@ -121,18 +121,17 @@ func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 //     rootfs (read-only) or an overlay on it (--writable-tmpfs) at stage/root;
 //  4. apply the spec's mounts in order, then the generated files;
 //  5. make the staging tmpfs mounts read-only, and pivot_root.
-func buildRootfs(cfg *Config, logf func(string, ...any)) error {
-	spec := cfg.Spec
+func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return &os.PathError{Op: "make / a slave mount", Path: "/", Err: err}
 	}
-	rootfs := spec.Root.Path
+	rootfs := cfg.Rootfs
 	rootFD, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("rootfs %s: %w", rootfs, err)
 	}
 	defer unix.Close(rootFD)
-	srcFDs := make([]int, len(spec.Mounts))
+	srcFDs := make([]int, len(cfg.Mounts))
 	defer func() {
 		for _, fd := range srcFDs {
 			if fd > 0 {
@@ -140,7 +139,7 @@ func buildRootfs(cfg *Config, logf func(string, ...any)) error {
 			}
 		}
 	}()
-	for i, m := range spec.Mounts {
+	for i, m := range cfg.Mounts {
 		srcFDs[i] = -1
 		if isBind(m) {
 			fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -151,7 +150,7 @@ func buildRootfs(cfg *Config, logf func(string, ...any)) error {
 		}
 	}
 
-	b := &builder{stage: rootfs, newroot: filepath.Join(rootfs, "root"), writable: cfg.WritableTmpfs,
+	b := &builder{stage: rootfs, newroot: filepath.Join(rootfs, "root"), writable: cfg.Writable,
 		ours: map[string]bool{}, logf: logf}
 	if err := unix.Mount("hpcrun", b.stage, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
 		return &os.PathError{Op: "mount staging tmpfs", Path: b.stage, Err: err}
@@ -198,7 +197,7 @@ func buildRootfs(cfg *Config, logf func(string, ...any)) error {
 	}
 	logf("rootfs %s at %s (writable: %v)", rootfs, b.newroot, b.writable)
 
-	for i, m := range spec.Mounts {
+	for i, m := range cfg.Mounts {
 		if err := b.apply(m, srcFDs[i]); err != nil {
 			return err
 		}
@@ -213,7 +212,7 @@ func buildRootfs(cfg *Config, logf func(string, ...any)) error {
 			return fmt.Errorf("make staging mount %s read-only: %w", d, err)
 		}
 	}
-	logf("%d mounts applied, %d mount points staged in tmpfs", len(spec.Mounts)+len(cfg.Files), len(b.underlay))
+	logf("%d mounts applied, %d mount points staged in tmpfs", len(cfg.Mounts)+len(cfg.Files), len(b.underlay))
 	if err := pivotRoot(b.newroot); err != nil {
 		return err
 	}

@@ -42,30 +42,29 @@ func TestIsBindAndAttrs(t *testing.T) {
 	}
 }
 
-func TestSysProcAttr(t *testing.T) {
+func TestNamespaceFlags(t *testing.T) {
 	s, err := Generate(Options{Rootfs: "/r", Args: []string{"true"}, Cwd: "/", UID: 1000, GID: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := sysProcAttr(s)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name    string
+		ns      []specs.LinuxNamespace
+		want    uintptr
+		wantErr bool
+	}{
+		{"user, mount, pid are the clone's", s.Linux.Namespaces, 0, false},
+		{"network is unshared by the init", append(s.Linux.Namespaces[:3:3], specs.LinuxNamespace{Type: "network"}), unix.CLONE_NEWNET, false},
+		{"uts and ipc too", append(s.Linux.Namespaces[:3:3], specs.LinuxNamespace{Type: "uts"}, specs.LinuxNamespace{Type: "ipc"}), unix.CLONE_NEWUTS | unix.CLONE_NEWIPC, false},
+		{"joining is refused", append(s.Linux.Namespaces[:3:3], specs.LinuxNamespace{Type: "network", Path: "/proc/1/ns/net"}), 0, true},
+		{"no user namespace", []specs.LinuxNamespace{{Type: "mount"}, {Type: "pid"}}, 0, true},
+		{"unknown type", append(s.Linux.Namespaces[:3:3], specs.LinuxNamespace{Type: "time2"}), 0, true},
 	}
-	if a.Cloneflags != unix.CLONE_NEWUSER|unix.CLONE_NEWNS|unix.CLONE_NEWPID {
-		t.Errorf("cloneflags = %#x", a.Cloneflags)
-	}
-	if len(a.UidMappings) != 1 || a.UidMappings[0].HostID != 1000 || a.GidMappingsEnableSetgroups {
-		t.Errorf("maps = %+v", a)
-	}
-	if a.Pdeathsig != unix.SIGKILL {
-		t.Error("no parent-death signal")
-	}
-	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "network", Path: "/proc/1/ns/net"})
-	if _, err := sysProcAttr(s); err == nil {
-		t.Error("joining a namespace was accepted")
-	}
-	s.Linux.Namespaces = []specs.LinuxNamespace{{Type: "mount"}}
-	if _, err := sysProcAttr(s); err == nil {
-		t.Error("a spec without a user namespace was accepted")
+	for _, tc := range tests {
+		s.Linux.Namespaces = tc.ns
+		got, err := namespaceFlags(s)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("%s: got %#x, %v", tc.name, got, err)
+		}
 	}
 }

@@ -1,14 +1,13 @@
 package runtime
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,33 +16,46 @@ import (
 )
 
 // InitArg0 is argv[0] of the re-executed init stage. main hands control to
-// Init as soon as it sees it, before parsing any flag.
+// RunInit as soon as it sees it, before parsing any flag.
 const InitArg0 = "hpcrun-init"
 
-// Config is everything the init stage needs. It crosses the re-exec as one
-// JSON document on fd 3.
+// Config is everything the init stage needs: the spec and what hpcrun adds
+// to it. Run reduces it to the init's own compact form (see wire_linux.go),
+// which crosses the re-exec on fd 3.
 type Config struct {
-	Spec *specs.Spec `json:"spec"`
+	Spec *specs.Spec
 	// Files are generated files bound read-only over paths in the
 	// container (/etc/passwd, /etc/group). They live in the init's private
 	// tmpfs and vanish with its mount namespace; the rootfs is not touched.
-	Files []File `json:"files,omitempty"`
+	Files []File
 	// WritableTmpfs puts an overlay with a tmpfs upper layer over the
 	// read-only rootfs; writes are discarded when the job ends.
-	WritableTmpfs bool `json:"writableTmpfs,omitempty"`
+	WritableTmpfs bool
 	// Foreground makes the job's process group the terminal's foreground
 	// group, so Ctrl-C at a terminal reaches the job once, and only the job.
-	Foreground bool `json:"foreground,omitempty"`
+	Foreground bool
 	// Verbose makes the init log each phase to stderr, timed from Start.
-	Verbose bool      `json:"verbose,omitempty"`
-	Start   time.Time `json:"start"`
+	Verbose bool
+	Start   time.Time
+}
+
+// logf prints a -v line timed from c.Start, as the CLI's own lines are.
+func (c *Config) logf(format string, args ...any) {
+	if c.Verbose {
+		logLine(c.Start, format, args...)
+	}
+}
+
+func logLine(start time.Time, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "hpcrun: [%7.2fms] %s\n",
+		float64(time.Since(start).Microseconds())/1000, fmt.Sprintf(format, args...))
 }
 
 // File is a generated file placed into the container.
 type File struct {
-	Path string `json:"path"`
-	Data []byte `json:"data"`
-	Mode uint32 `json:"mode"`
+	Path string
+	Data []byte
+	Mode uint32
 }
 
 // Stdio is the job's standard input, output and error.
@@ -68,85 +80,194 @@ var initCaps = []uintptr{
 	unix.CAP_FOWNER, unix.CAP_SETUID, unix.CAP_SETGID,
 }
 
-// message is the one line the init sends back on fd 4: the job's exit
-// status, or why the container could not start.
-type message struct {
-	Status *int   `json:"status,omitempty"`
-	Error  string `json:"error,omitempty"`
-	Code   int    `json:"code,omitempty"`
-	Errno  int    `json:"errno,omitempty"`
+// Init is a container init that has been cloned and waits for its
+// config. Starting it ahead of the config lets the clone and the start of
+// its Go runtime (two milliseconds) overlap the caller's own work of
+// parsing flags and resolving the job.
+type Init struct {
+	pid      int
+	err      error // why the clone failed; reported by Run
+	cfgW     int   // our end of the config pipe; -1 once sent
+	status   *os.File
+	stdin    *os.File
+	sigs     chan os.Signal
+	catching chan struct{}
+	used     bool
 }
 
-// Run executes cfg.Spec and returns the job's exit status (128+N when a
-// signal N killed it). It returns as soon as the init reports that status;
-// the kernel finishes tearing down the namespaces on its own. Signals that
-// hpcrun receives meanwhile are forwarded to the job.
-func Run(ctx context.Context, cfg *Config, stdio Stdio) (int, error) {
-	attr, err := sysProcAttr(cfg.Spec)
-	if err != nil {
-		return StatusFailed, err
-	}
-	payload, err := json.Marshal(cfg)
-	if err != nil {
-		return StatusFailed, fmt.Errorf("encode container config: %w", err)
-	}
+// Start clones an init in new user, mount and pid namespaces, with stdio as
+// its standard streams. It does not fail: a failure is reported by Run, so
+// that a bad command line is still reported first. Every Init must be
+// ended by Run or Abort.
+func Start(stdio Stdio) *Init {
+	p := &Init{cfgW: -1, stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{})}
+	// Catching signals costs a thread and half a millisecond in the Go
+	// runtime, so it is set up beside the clone. Run sends the config only
+	// once signals are caught; until then a signal ends hpcrun, and the
+	// init with it (Pdeathsig), before the job has started.
+	go func() {
+		signal.Notify(p.sigs, ForwardedSignals...)
+		close(p.catching)
+	}()
 	// Raw pipes: the init gets the read end of one as fd 3 and the write
 	// end of the other as fd 4; ours stay close-on-exec.
 	var cfgPipe, statPipe [2]int
 	if err := unix.Pipe2(cfgPipe[:], unix.O_CLOEXEC); err != nil {
-		return StatusFailed, fmt.Errorf("pipe: %w", err)
+		p.err = fmt.Errorf("pipe: %w", err)
+		return p
 	}
-	defer unix.Close(cfgPipe[1])
 	if err := unix.Pipe2(statPipe[:], unix.O_CLOEXEC); err != nil {
 		unix.Close(cfgPipe[0])
-		return StatusFailed, fmt.Errorf("pipe: %w", err)
+		unix.Close(cfgPipe[1])
+		p.err = fmt.Errorf("pipe: %w", err)
+		return p
 	}
-	status := os.NewFile(uintptr(statPipe[0]), "status")
-	defer status.Close()
-
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, ForwardedSignals...)
-	defer signal.Stop(sigs)
-
-	// syscall.ForkExec rather than os/exec: the job needs nothing that
-	// exec.Cmd adds, and os.StartProcess probes pidfd support with an extra
-	// fork on its first use.
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{InitArg0}, &syscall.ProcAttr{
-		Env:   []string{},
+	p.cfgW = cfgPipe[1]
+	p.status = os.NewFile(uintptr(statPipe[0]), "status")
+	// syscall.ForkExec rather than os/exec: nothing that exec.Cmd adds is
+	// needed, and os.StartProcess probes pidfd support with an extra fork.
+	p.pid, p.err = syscall.ForkExec("/proc/self/exe", []string{InitArg0}, &syscall.ProcAttr{
+		// The init's work is sequential: one P spares the Go runtime its
+		// cgroup probing and idle threads at start.
+		Env:   []string{"GOMAXPROCS=1"},
 		Files: []uintptr{stdio.In.Fd(), stdio.Out.Fd(), stdio.Err.Fd(), uintptr(cfgPipe[0]), uintptr(statPipe[1])},
-		Sys:   attr,
+		Sys: &syscall.SysProcAttr{
+			// The id maps are written by Run, once the job's are known;
+			// until then the init waits for its config. Further
+			// namespaces (network, uts, ipc) the init unshares itself.
+			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
+			AmbientCaps: initCaps,
+			// If hpcrun dies, so does the init, and with it the pid
+			// namespace.
+			Pdeathsig: syscall.SIGKILL,
+		},
 	})
 	unix.Close(cfgPipe[0])
 	unix.Close(statPipe[1])
-	if err != nil {
-		if isUserNSRefusal(err) {
-			return StatusFailed, diagnoseUserNS(err, readSysctl)
+	if p.err != nil {
+		if isUserNSRefusal(p.err) {
+			p.err = diagnoseUserNS(p.err, readSysctl)
+		} else {
+			p.err = fmt.Errorf("start container init: %w", p.err)
 		}
-		return StatusFailed, fmt.Errorf("start container init: %w", err)
 	}
-	// A write error means the init is dead already; its status line, or
-	// its wait status, says why.
-	writeAll(cfgPipe[1], payload)
-	unix.Close(cfgPipe[1])
+	return p
+}
 
-	done := make(chan message, 1)
-	go func() { done <- readMessage(status) }()
-	for {
-		select {
-		case sig := <-sigs:
-			unix.Kill(pid, sig.(syscall.Signal))
-		case <-ctx.Done():
-			unix.Kill(pid, unix.SIGKILL)
-			<-done
-			wait(pid)
-			return StatusFailed, ctx.Err()
-		case m := <-done:
-			if cfg.Foreground {
-				reclaimTerminal(stdio.In)
+// Abort ends an init that will get no config. It is a no-op after Run.
+func (p *Init) Abort() {
+	if p == nil || p.used {
+		return
+	}
+	p.used = true
+	if p.err == nil {
+		unix.Kill(p.pid, unix.SIGKILL)
+		wait(p.pid)
+	}
+	p.release()
+}
+
+func (p *Init) release() {
+	if p.cfgW >= 0 {
+		unix.Close(p.cfgW)
+		p.cfgW = -1
+	}
+	if p.status != nil {
+		p.status.Close()
+	}
+	<-p.catching
+	signal.Stop(p.sigs)
+}
+
+// Run executes cfg.Spec and returns the job's exit status (128+N when a
+// signal N killed it). It starts an init for it and runs it; see
+// (*Init).Run.
+func Run(ctx context.Context, cfg *Config, stdio Stdio) (int, error) {
+	return Start(stdio).Run(ctx, cfg)
+}
+
+// Run hands the init its config and waits for the job. It returns as soon
+// as the init reports the job's status; the kernel finishes tearing down
+// the namespaces on its own. Signals that hpcrun receives meanwhile are
+// forwarded to the job.
+func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
+	if p.used {
+		return StatusFailed, errors.New("container init already used")
+	}
+	if p.err != nil {
+		p.Abort()
+		return StatusFailed, p.err
+	}
+	cfg.logf("init cloned, host pid %d", p.pid)
+	ic, err := newInitConfig(cfg)
+	if err == nil {
+		err = writeIDMaps(p.pid, cfg.Spec.Linux)
+	}
+	if err != nil {
+		p.Abort()
+		return StatusFailed, err
+	}
+	p.used = true
+	defer p.release()
+	<-p.catching
+	// A write error means the init is dead already; its report, or its
+	// wait status, says why.
+	writeAll(p.cfgW, ic.encode())
+	unix.Close(p.cfgW)
+	p.cfgW = -1
+	cfg.logf("config sent")
+
+	// Signals and cancellation are handled beside; this goroutine blocks
+	// in read(2) until the init reports, and wakes straight from it.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case sig := <-p.sigs:
+				unix.Kill(p.pid, sig.(syscall.Signal))
+			case <-ctx.Done():
+				unix.Kill(p.pid, unix.SIGKILL)
+				return
+			case <-stop:
+				return
 			}
-			return finish(pid, m)
+		}
+	}()
+	m, ok := readMessage(p.status)
+	if cfg.Foreground {
+		reclaimTerminal(p.stdin)
+	}
+	if err := ctx.Err(); err != nil {
+		wait(p.pid)
+		return StatusFailed, err
+	}
+	return finish(p.pid, m, ok)
+}
+
+// writeIDMaps writes the spec's id maps for the init, as Go's ForkExec
+// would have at the clone. An unprivileged process may map only its own
+// uid and gid, once, and the gid only after setgroups is denied.
+func writeIDMaps(pid int, l *specs.Linux) error {
+	dir := "/proc/" + strconv.Itoa(pid) + "/"
+	for _, w := range []struct{ file, data string }{
+		{"setgroups", "deny"},
+		{"gid_map", formatIDMap(l.GIDMappings)},
+		{"uid_map", formatIDMap(l.UIDMappings)},
+	} {
+		if err := os.WriteFile(dir+w.file, []byte(w.data), 0); err != nil {
+			return fmt.Errorf("map ids into the container: %w; rootless hpcrun can map only your own uid and gid", err)
 		}
 	}
+	return nil
+}
+
+func formatIDMap(ms []specs.LinuxIDMapping) string {
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
+	}
+	return b.String()
 }
 
 func writeAll(fd int, b []byte) {
@@ -174,14 +295,14 @@ func wait(pid int) unix.WaitStatus {
 }
 
 // finish turns the init's report into Run's result.
-func finish(pid int, m message) (int, error) {
+func finish(pid int, m message, ok bool) (int, error) {
 	switch {
-	case m.Status != nil:
+	case ok && !m.Failed:
 		// Reap the init in the background: the job has ended, and waiting
 		// for the pid namespace to be torn down only delays the caller.
 		go wait(pid)
-		return *m.Status, nil
-	case m.Error != "":
+		return m.Status, nil
+	case ok:
 		wait(pid)
 		return m.Code, initError(m)
 	}
@@ -195,18 +316,6 @@ func describe(ws unix.WaitStatus) string {
 		return "killed by " + ws.Signal().String()
 	}
 	return fmt.Sprintf("exit status %d", ws.ExitStatus())
-}
-
-func readMessage(r io.Reader) message {
-	var m message
-	line, err := bufio.NewReader(r).ReadBytes('\n')
-	if err != nil && len(line) == 0 {
-		return m
-	}
-	if json.Unmarshal(line, &m) != nil {
-		m = message{Error: "container init sent a garbled status", Code: StatusFailed}
-	}
-	return m
 }
 
 // initError rebuilds the init's error so that errors.Is finds the sentinel
@@ -236,44 +345,8 @@ type reportedError struct {
 func (e *reportedError) Error() string { return e.msg }
 func (e *reportedError) Unwrap() error { return e.sentinel }
 
-// sysProcAttr builds the clone attributes for the init from the spec.
-func sysProcAttr(spec *specs.Spec) (*syscall.SysProcAttr, error) {
-	if spec == nil || spec.Process == nil || len(spec.Process.Args) == 0 {
-		return nil, errors.New("the spec has no process to run")
-	}
-	if spec.Root == nil || spec.Root.Path == "" {
-		return nil, errors.New("the spec has no root filesystem")
-	}
-	if spec.Linux == nil {
-		return nil, errors.New("the spec has no linux section")
-	}
-	var flags uintptr
-	for _, ns := range spec.Linux.Namespaces {
-		if ns.Path != "" {
-			return nil, fmt.Errorf("%s namespace %s: %w", ns.Type, ns.Path, errJoinNotSupported)
-		}
-		f, ok := cloneFlags[ns.Type]
-		if !ok {
-			return nil, fmt.Errorf("unsupported namespace type %q", ns.Type)
-		}
-		flags |= f
-	}
-	if flags&unix.CLONE_NEWUSER == 0 {
-		return nil, errors.New("a rootless container needs a user namespace in the spec")
-	}
-	return &syscall.SysProcAttr{
-		Cloneflags:  flags,
-		UidMappings: idMaps(spec.Linux.UIDMappings),
-		GidMappings: idMaps(spec.Linux.GIDMappings),
-		// An unprivileged process may only map its gid after setgroups is
-		// denied in the new namespace.
-		GidMappingsEnableSetgroups: false,
-		AmbientCaps:                initCaps,
-		// If hpcrun dies, so does the init, and with it the pid namespace.
-		Pdeathsig: syscall.SIGKILL,
-	}, nil
-}
-
+// cloneFlags are the namespaces the init can make: user, mount and pid at
+// its clone, the others by unshare(2) on its own thread.
 var cloneFlags = map[specs.LinuxNamespaceType]uintptr{
 	specs.UserNamespace:    unix.CLONE_NEWUSER,
 	specs.MountNamespace:   unix.CLONE_NEWNS,
@@ -284,12 +357,35 @@ var cloneFlags = map[specs.LinuxNamespaceType]uintptr{
 	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
 }
 
-func idMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
-	out := make([]syscall.SysProcIDMap, len(ms))
-	for i, m := range ms {
-		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
+const clonedAtStart = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID
+
+// namespaceFlags checks a spec's namespaces and returns the ones the init
+// unshares itself, beyond the user, mount and pid namespaces of its clone.
+func namespaceFlags(spec *specs.Spec) (uintptr, error) {
+	if spec == nil || spec.Process == nil || len(spec.Process.Args) == 0 {
+		return 0, errors.New("the spec has no process to run")
 	}
-	return out
+	if spec.Root == nil || spec.Root.Path == "" {
+		return 0, errors.New("the spec has no root filesystem")
+	}
+	if spec.Linux == nil {
+		return 0, errors.New("the spec has no linux section")
+	}
+	var flags uintptr
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Path != "" {
+			return 0, fmt.Errorf("%s namespace %s: %w", ns.Type, ns.Path, errJoinNotSupported)
+		}
+		f, ok := cloneFlags[ns.Type]
+		if !ok {
+			return 0, fmt.Errorf("unsupported namespace type %q", ns.Type)
+		}
+		flags |= f
+	}
+	if flags&clonedAtStart != clonedAtStart {
+		return 0, errors.New("a rootless container needs new user, mount and pid namespaces in the spec")
+	}
+	return flags &^ clonedAtStart, nil
 }
 
 // ForegroundTerminal reports whether f is a terminal whose foreground

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -18,11 +19,15 @@ import (
 // version is stamped by the Makefile.
 var version = "dev"
 
+// started is when main began; -v times every phase from it.
+var started time.Time
+
 func main() {
+	started = time.Now()
 	if len(os.Args) > 0 && os.Args[0] == runtime.InitArg0 {
-		runtime.Init(runtime.Hooks{LoopbackUp: netns.LoopbackUp})
+		runtime.RunInit(runtime.Hooks{LoopbackUp: netns.LoopbackUp})
 	}
-	os.Exit(execute(os.Args[1:], os.Stderr))
+	os.Exit(execute(os.Args[1:], os.Stderr, true))
 }
 
 // exitError carries the job's own exit status out of cobra.
@@ -36,10 +41,18 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() + " (see hpcrun --help)" }
 func (e usageError) Unwrap() error { return e.err }
 
-// execute runs one command line and returns hpcrun's exit status.
-func execute(args []string, stderr io.Writer) int {
-	root := newRootCommand()
-	if isRunForm(args) {
+// execute runs one command line and returns hpcrun's exit status. With
+// startEarly, a command line that runs a job clones the container's init
+// first, so that its start overlaps the parsing and resolving here.
+func execute(args []string, stderr io.Writer, startEarly bool) int {
+	var early *runtime.Init
+	runForm := isRunForm(args)
+	if runForm && startEarly {
+		early = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+		defer early.Abort()
+	}
+	root := newRootCommand(early)
+	if runForm {
 		// `hpcrun [flags] CMD ARGS...`: CMD may be named like a subcommand
 		// (`hpcrun --rootfs r spec`), so there are none to find.
 		root.ResetCommands()
@@ -63,7 +76,7 @@ func isRunForm(args []string) bool {
 	if len(args) == 0 {
 		return false
 	}
-	probe := newRootCommand()
+	probe := newRootCommand(nil)
 	probe.InitDefaultHelpCmd()
 	probe.InitDefaultCompletionCmd()
 	if sub, _, err := probe.Find(args[:1]); err == nil && sub != probe {

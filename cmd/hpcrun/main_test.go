@@ -62,7 +62,7 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			code := execute(tc.args, &stderr)
+			code := execute(tc.args, &stderr, false)
 			out := stderr.String()
 			if code != 125 {
 				t.Errorf("exit %d, want 125", code)

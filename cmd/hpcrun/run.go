@@ -61,7 +61,9 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "read K=V lines from `FILE` (repeatable)")
 }
 
-func newRootCommand() *cobra.Command {
+// newRootCommand builds the command line. early is an init started ahead
+// for the job, or nil.
+func newRootCommand(early *runtime.Init) *cobra.Command {
 	var g globalOptions
 	var o runOptions
 	cmd := &cobra.Command{
@@ -93,7 +95,7 @@ job; if hpcrun is killed, the job dies with it.
 			if len(args) == 0 {
 				return usageError{errors.New("no command given; usage: hpcrun --rootfs DIR CMD [ARGS...]")}
 			}
-			code, err := runJob(cmd.Context(), &g, &o, args)
+			code, err := runJob(cmd.Context(), &g, &o, args, early)
 			if err != nil {
 				return err
 			}
@@ -111,9 +113,13 @@ job; if hpcrun is killed, the job dies with it.
 }
 
 // runJob resolves the options and runs the job, returning its exit status.
-func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string) (int, error) {
-	start := time.Now()
+func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string, early *runtime.Init) (int, error) {
+	start := started
+	if start.IsZero() {
+		start = time.Now()
+	}
 	log := newLogger(g, start)
+	log.phase("parsed the command line")
 	if g.verbose && g.quiet {
 		return 0, usageError{errors.New("-v and -q cannot be used together")}
 	}
@@ -127,7 +133,11 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string)
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	code, err := runtime.Run(ctx, cfg, runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	p := early
+	if p == nil {
+		p = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	}
+	code, err := p.Run(ctx, cfg)
 	log.phase(fmt.Sprintf("job ended with status %d", code))
 	return code, err
 }

@@ -1,0 +1,281 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// The parent hands the init its config, and the init hands back its report,
+// in a small length-prefixed binary form rather than JSON. Encoding a
+// specs.Spec with encoding/json costs more than a millisecond on each side
+// (reflection over the whole OCI schema), a tenth of a job's start-up, and
+// the init would pay again to fault in the decoder.
+
+// initConfig is what the init acts on: the spec reduced to the values it
+// uses, checked by the parent before the clone.
+type initConfig struct {
+	Rootfs     string
+	Args, Env  []string
+	Cwd        string
+	UID, GID   uint32
+	NoNewPrivs bool
+	Caps       capSets
+	Mounts     []specs.Mount
+	Files      []File
+	Unshare    uint64 // namespaces beyond user, mount and pid: CLONE_NEWNET, ...
+	Hostname   string
+	Writable   bool
+	Foreground bool
+	Verbose    bool
+	Start      time.Time
+}
+
+// capSets are a process's capability sets as bit masks.
+type capSets struct {
+	Bounding, Effective, Permitted, Inheritable, Ambient uint64
+}
+
+// newInitConfig checks the spec and reduces it to what the init needs.
+func newInitConfig(cfg *Config) (*initConfig, error) {
+	s := cfg.Spec
+	unshare, err := namespaceFlags(s)
+	if err != nil {
+		return nil, err
+	}
+	ic := &initConfig{
+		Unshare: uint64(unshare), Hostname: s.Hostname,
+		Rootfs: s.Root.Path, Args: s.Process.Args, Env: s.Process.Env, Cwd: s.Process.Cwd,
+		UID: s.Process.User.UID, GID: s.Process.User.GID, NoNewPrivs: s.Process.NoNewPrivileges,
+		Mounts: s.Mounts, Files: cfg.Files, Writable: cfg.WritableTmpfs, Foreground: cfg.Foreground,
+		Verbose: cfg.Verbose, Start: cfg.Start,
+	}
+	if ic.Cwd == "" {
+		ic.Cwd = "/"
+	}
+	if ic.Hostname != "" && unshare&unix.CLONE_NEWUTS == 0 {
+		return nil, errors.New("the spec sets a hostname without a new uts namespace")
+	}
+	if c := s.Process.Capabilities; c != nil {
+		for _, set := range []struct {
+			names []string
+			mask  *uint64
+		}{
+			{c.Bounding, &ic.Caps.Bounding}, {c.Effective, &ic.Caps.Effective}, {c.Permitted, &ic.Caps.Permitted},
+			{c.Inheritable, &ic.Caps.Inheritable}, {c.Ambient, &ic.Caps.Ambient},
+		} {
+			m, err := capMask(set.names)
+			if err != nil {
+				return nil, err
+			}
+			*set.mask = m
+		}
+	}
+	return ic, nil
+}
+
+// logf prints a -v line of the init, timed from the parent's start.
+func (c *initConfig) logf(format string, args ...any) {
+	if c.Verbose {
+		logLine(c.Start, "init: "+format, args...)
+	}
+}
+
+func (c *initConfig) encode() []byte {
+	var e encoder
+	e.str(c.Rootfs)
+	e.strs(c.Args)
+	e.strs(c.Env)
+	e.str(c.Cwd)
+	e.uint(uint64(c.UID))
+	e.uint(uint64(c.GID))
+	e.bools(c.NoNewPrivs, c.Writable, c.Foreground, c.Verbose)
+	e.uint(c.Unshare)
+	e.str(c.Hostname)
+	for _, m := range []uint64{c.Caps.Bounding, c.Caps.Effective, c.Caps.Permitted, c.Caps.Inheritable, c.Caps.Ambient} {
+		e.uint(m)
+	}
+	e.uint(uint64(len(c.Mounts)))
+	for _, m := range c.Mounts {
+		e.str(m.Destination)
+		e.str(m.Type)
+		e.str(m.Source)
+		e.strs(m.Options)
+	}
+	e.uint(uint64(len(c.Files)))
+	for _, f := range c.Files {
+		e.str(f.Path)
+		e.str(string(f.Data))
+		e.uint(uint64(f.Mode))
+	}
+	e.uint(uint64(c.Start.UnixNano()))
+	return e.b
+}
+
+func decodeInitConfig(b []byte) (*initConfig, error) {
+	d := decoder{b: b}
+	c := &initConfig{}
+	c.Rootfs = d.str()
+	c.Args = d.strs()
+	c.Env = d.strs()
+	c.Cwd = d.str()
+	c.UID = uint32(d.uint())
+	c.GID = uint32(d.uint())
+	flags := d.bools(4)
+	c.NoNewPrivs, c.Writable, c.Foreground, c.Verbose = flags[0], flags[1], flags[2], flags[3]
+	c.Unshare = d.uint()
+	c.Hostname = d.str()
+	for _, m := range []*uint64{&c.Caps.Bounding, &c.Caps.Effective, &c.Caps.Permitted, &c.Caps.Inheritable, &c.Caps.Ambient} {
+		*m = d.uint()
+	}
+	for n := d.count(); n > 0 && d.err == nil; n-- {
+		c.Mounts = append(c.Mounts, specs.Mount{Destination: d.str(), Type: d.str(), Source: d.str(), Options: d.strs()})
+	}
+	for n := d.count(); n > 0 && d.err == nil; n-- {
+		c.Files = append(c.Files, File{Path: d.str(), Data: []byte(d.str()), Mode: uint32(d.uint())})
+	}
+	c.Start = time.Unix(0, int64(d.uint()))
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errors.New("trailing bytes")
+	}
+	if d.err != nil || len(c.Args) == 0 {
+		return nil, fmt.Errorf("garbled container config (%v)", d.err)
+	}
+	return c, nil
+}
+
+// message is the one report the init sends back on fd 4: the job's exit
+// status, or why the container could not start.
+type message struct {
+	Failed bool   // Error, Code and Errno are set; otherwise Status
+	Status int    // the job's status as a shell reports it
+	Error  string // one line
+	Code   int    // hpcrun's exit status for the failure (125, 126, 127)
+	Errno  int    // the errno behind it, if any
+}
+
+// encode frames the message with its length, so the parent reads exactly
+// one report without waiting for the init to close the pipe.
+func (m message) encode() []byte {
+	var e encoder
+	e.b = make([]byte, 4, 64)
+	e.bools(m.Failed)
+	e.uint(uint64(m.Status))
+	e.str(m.Error)
+	e.uint(uint64(m.Code))
+	e.uint(uint64(m.Errno))
+	binary.LittleEndian.PutUint32(e.b, uint32(len(e.b)-4))
+	return e.b
+}
+
+// readMessage reads one report. ok is false when the pipe closed without
+// one: the init died before it could say anything.
+func readMessage(r io.Reader) (m message, ok bool) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return m, false
+	}
+	n := binary.LittleEndian.Uint32(hdr[:])
+	if n > 1<<20 {
+		return message{Failed: true, Error: "container init sent a garbled report", Code: StatusFailed}, true
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return m, false
+	}
+	d := decoder{b: body}
+	m.Failed = d.bools(1)[0]
+	m.Status = int(d.uint())
+	m.Error = d.str()
+	m.Code = int(d.uint())
+	m.Errno = int(d.uint())
+	if d.err != nil {
+		return message{Failed: true, Error: "container init sent a garbled report", Code: StatusFailed}, true
+	}
+	return m, true
+}
+
+type encoder struct{ b []byte }
+
+func (e *encoder) uint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) str(s string) {
+	e.uint(uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+func (e *encoder) strs(ss []string) {
+	e.uint(uint64(len(ss)))
+	for _, s := range ss {
+		e.str(s)
+	}
+}
+func (e *encoder) bools(bs ...bool) {
+	var v uint64
+	for i, b := range bs {
+		if b {
+			v |= 1 << uint(i)
+		}
+	}
+	e.uint(v)
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("short or bad number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a length and checks it against the bytes left, so a garbled
+// config cannot make the init allocate without bound.
+func (d *decoder) count() int {
+	n := d.uint()
+	if n > uint64(len(d.b)) {
+		d.err = errors.New("bad length")
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) str() string {
+	n := d.count()
+	if d.err != nil {
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) strs() []string {
+	n := d.count()
+	var ss []string
+	for ; n > 0 && d.err == nil; n-- {
+		ss = append(ss, d.str())
+	}
+	return ss
+}
+
+func (d *decoder) bools(n int) []bool {
+	v := d.uint()
+	bs := make([]bool, n)
+	for i := range bs {
+		bs[i] = v&(1<<uint(i)) != 0
+	}
+	return bs
+}
