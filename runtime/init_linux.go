@@ -3,7 +3,6 @@ package runtime
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	goruntime "runtime"
@@ -41,7 +40,8 @@ func initMain(hooks Hooks, entered time.Time) int {
 	// Neither pipe may leak into the job.
 	unix.CloseOnExec(3)
 	unix.CloseOnExec(4)
-	raw, err := io.ReadAll(os.NewFile(3, "config"))
+	control := os.NewFile(3, "control")
+	raw, err := readFrame(control)
 	if err != nil {
 		return report(status, fmt.Errorf("read container config: %w", err))
 	}
@@ -50,16 +50,6 @@ func initMain(hooks Hooks, entered time.Time) int {
 		return report(status, err)
 	}
 	logf := cfg.logf
-	// Signals that reach PID 1 are meant for the job. Catching them costs
-	// a thread and half a millisecond in the Go runtime, so it is set up
-	// beside the mounts; the job starts only once it is in place, and
-	// signals that come before the job are held until it exists.
-	sigs := make(chan os.Signal, 32)
-	catching := make(chan struct{})
-	go func() {
-		signal.Notify(sigs, ForwardedSignals...)
-		close(catching)
-	}()
 	logf("started as pid %d, uid %d (Go runtime up at %.2fms)", os.Getpid(), os.Getuid(),
 		float64(entered.Sub(cfg.Start).Microseconds())/1000)
 	// Namespaces beyond the clone's are this thread's own, and the job's,
@@ -104,20 +94,21 @@ func initMain(hooks Hooks, entered time.Time) int {
 	if int(cfg.UID) != os.Getuid() || int(cfg.GID) != os.Getgid() {
 		attr.Sys.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
 	}
-	<-catching
 	job, err := syscall.ForkExec(path, cfg.Args, attr)
 	if err != nil {
 		return report(status, execError(cfg.Args[0], err))
 	}
-	// Job control signals from the terminal must not stop PID 1. Set only
-	// now: ignored signals would stay ignored in the job across execve.
-	signal.Ignore(syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP)
+	// Signals sent to hpcrun reach the job through the control pipe, not
+	// through PID 1's signal handlers: os/signal would cost a thread and
+	// a third of a millisecond. Signals sent to the init itself (Slurm
+	// signals every process of a step) are ignored: the job gets its own
+	// copy. Ignored only now, as ignored signals would stay ignored in the
+	// job across execve; until then a signal ends the init, and the
+	// container with it.
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP)
 	logf("job started as pid %d: %s", job, strings.Join(cfg.Args, " "))
-	go func() {
-		for sig := range sigs {
-			unix.Kill(job, sig.(syscall.Signal))
-		}
-	}()
+	go forwardSignals(control, job)
 
 	code := reapUntil(job)
 	// Whatever the job left behind dies with it, as under Slurm.
@@ -125,6 +116,18 @@ func initMain(hooks Hooks, entered time.Time) int {
 	logf("job ended with status %d", code)
 	status.Write(message{Status: code}.encode())
 	return code
+}
+
+// forwardSignals reads signal numbers from the control pipe, one byte
+// each, and sends them to the job.
+func forwardSignals(control *os.File, job int) {
+	var b [1]byte
+	for {
+		if _, err := control.Read(b[:]); err != nil {
+			return
+		}
+		unix.Kill(job, unix.Signal(b[0]))
+	}
 }
 
 // reapUntil waits for every child that the kernel hands to PID 1, orphans

@@ -87,7 +87,7 @@ var initCaps = []uintptr{
 type Init struct {
 	pid      int
 	err      error // why the clone failed; reported by Run
-	cfgW     int   // our end of the config pipe; -1 once sent
+	control  int   // our end of the control pipe: the config, then signals
 	status   *os.File
 	stdin    *os.File
 	sigs     chan os.Signal
@@ -100,7 +100,7 @@ type Init struct {
 // that a bad command line is still reported first. Every Init must be
 // ended by Run or Abort.
 func Start(stdio Stdio) *Init {
-	p := &Init{cfgW: -1, stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{})}
+	p := &Init{control: -1, stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{})}
 	// Catching signals costs a thread and half a millisecond in the Go
 	// runtime, so it is set up beside the clone. Run sends the config only
 	// once signals are caught; until then a signal ends hpcrun, and the
@@ -109,8 +109,9 @@ func Start(stdio Stdio) *Init {
 		signal.Notify(p.sigs, ForwardedSignals...)
 		close(p.catching)
 	}()
-	// Raw pipes: the init gets the read end of one as fd 3 and the write
-	// end of the other as fd 4; ours stay close-on-exec.
+	// Raw pipes: the init gets the read end of the control pipe (its
+	// config, then signals for the job) as fd 3 and the write end of the
+	// status pipe as fd 4; ours stay close-on-exec.
 	var cfgPipe, statPipe [2]int
 	if err := unix.Pipe2(cfgPipe[:], unix.O_CLOEXEC); err != nil {
 		p.err = fmt.Errorf("pipe: %w", err)
@@ -122,7 +123,7 @@ func Start(stdio Stdio) *Init {
 		p.err = fmt.Errorf("pipe: %w", err)
 		return p
 	}
-	p.cfgW = cfgPipe[1]
+	p.control = cfgPipe[1]
 	p.status = os.NewFile(uintptr(statPipe[0]), "status")
 	// syscall.ForkExec rather than os/exec: nothing that exec.Cmd adds is
 	// needed, and os.StartProcess probes pidfd support with an extra fork.
@@ -168,9 +169,9 @@ func (p *Init) Abort() {
 }
 
 func (p *Init) release() {
-	if p.cfgW >= 0 {
-		unix.Close(p.cfgW)
-		p.cfgW = -1
+	if p.control >= 0 {
+		unix.Close(p.control)
+		p.control = -1
 	}
 	if p.status != nil {
 		p.status.Close()
@@ -211,21 +212,20 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 	defer p.release()
 	<-p.catching
 	// A write error means the init is dead already; its report, or its
-	// wait status, says why.
-	writeAll(p.cfgW, ic.encode())
-	unix.Close(p.cfgW)
-	p.cfgW = -1
+	// wait status, says why. The pipe stays open: signals follow on it.
+	writeAll(p.control, frame(ic.encode()))
 	cfg.logf("config sent")
 
 	// Signals and cancellation are handled beside; this goroutine blocks
 	// in read(2) until the init reports, and wakes straight from it.
-	stop := make(chan struct{})
-	defer close(stop)
+	stop, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(stopped)
 		for {
 			select {
 			case sig := <-p.sigs:
-				unix.Kill(p.pid, sig.(syscall.Signal))
+				// The init passes it on to the job.
+				writeAll(p.control, []byte{byte(sig.(syscall.Signal))})
 			case <-ctx.Done():
 				unix.Kill(p.pid, unix.SIGKILL)
 				return
@@ -235,6 +235,8 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 		}
 	}()
 	m, ok := readMessage(p.status)
+	close(stop)
+	<-stopped
 	if cfg.Foreground {
 		reclaimTerminal(p.stdin)
 	}

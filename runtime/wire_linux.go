@@ -159,33 +159,45 @@ type message struct {
 	Errno  int    // the errno behind it, if any
 }
 
-// encode frames the message with its length, so the parent reads exactly
-// one report without waiting for the init to close the pipe.
+// encode frames the message, so the parent reads exactly one report
+// without waiting for the init to close the pipe.
 func (m message) encode() []byte {
 	var e encoder
-	e.b = make([]byte, 4, 64)
 	e.bools(m.Failed)
 	e.uint(uint64(m.Status))
 	e.str(m.Error)
 	e.uint(uint64(m.Code))
 	e.uint(uint64(m.Errno))
-	binary.LittleEndian.PutUint32(e.b, uint32(len(e.b)-4))
-	return e.b
+	return frame(e.b)
+}
+
+// frame prefixes b with its length.
+func frame(b []byte) []byte {
+	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(b))), b...)
+}
+
+// readFrame reads one length-prefixed frame of at most 16 MiB.
+func readFrame(r io.Reader) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.LittleEndian.Uint32(hdr[:])
+	if n > 16<<20 {
+		return nil, fmt.Errorf("frame of %d bytes is too large", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // readMessage reads one report. ok is false when the pipe closed without
 // one: the init died before it could say anything.
 func readMessage(r io.Reader) (m message, ok bool) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return m, false
-	}
-	n := binary.LittleEndian.Uint32(hdr[:])
-	if n > 1<<20 {
-		return message{Failed: true, Error: "container init sent a garbled report", Code: StatusFailed}, true
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	body, err := readFrame(r)
+	if err != nil {
 		return m, false
 	}
 	d := decoder{b: body}
