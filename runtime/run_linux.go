@@ -86,8 +86,8 @@ var initCaps = []uintptr{
 // parsing flags and resolving the job.
 type Init struct {
 	pid      int
-	err      error // why the clone failed; reported by Run
-	control  int   // our end of the control pipe: the config, then signals
+	err      error    // why the clone failed; reported by Run
+	control  *os.File // our end of the control pipe: the config, then signals
 	status   *os.File
 	stdin    *os.File
 	sigs     chan os.Signal
@@ -100,7 +100,7 @@ type Init struct {
 // that a bad command line is still reported first. Every Init must be
 // ended by Run or Abort.
 func Start(stdio Stdio) *Init {
-	p := &Init{control: -1, stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{})}
+	p := &Init{stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{})}
 	// Catching signals costs a thread and half a millisecond in the Go
 	// runtime, so it is set up beside the clone. Run sends the config only
 	// once signals are caught; until then a signal ends hpcrun, and the
@@ -123,7 +123,7 @@ func Start(stdio Stdio) *Init {
 		p.err = fmt.Errorf("pipe: %w", err)
 		return p
 	}
-	p.control = cfgPipe[1]
+	p.control = os.NewFile(uintptr(cfgPipe[1]), "control")
 	p.status = os.NewFile(uintptr(statPipe[0]), "status")
 	// syscall.ForkExec rather than os/exec: nothing that exec.Cmd adds is
 	// needed, and os.StartProcess probes pidfd support with an extra fork.
@@ -169,15 +169,18 @@ func (p *Init) Abort() {
 }
 
 func (p *Init) release() {
-	if p.control >= 0 {
-		unix.Close(p.control)
-		p.control = -1
+	if p.control != nil {
+		p.control.Close()
 	}
 	if p.status != nil {
 		p.status.Close()
 	}
-	<-p.catching
-	signal.Stop(p.sigs)
+	// Stopping costs a handshake per signal with the Go runtime's signal
+	// thread; nobody need wait for it.
+	go func() {
+		<-p.catching
+		signal.Stop(p.sigs)
+	}()
 }
 
 // Run executes cfg.Spec and returns the job's exit status (128+N when a
@@ -213,19 +216,20 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 	<-p.catching
 	// A write error means the init is dead already; its report, or its
 	// wait status, says why. The pipe stays open: signals follow on it.
-	writeAll(p.control, frame(ic.encode()))
+	p.control.Write(frame(ic.encode()))
 	cfg.logf("config sent")
 
 	// Signals and cancellation are handled beside; this goroutine blocks
 	// in read(2) until the init reports, and wakes straight from it.
-	stop, stopped := make(chan struct{}), make(chan struct{})
+	stop := make(chan struct{})
+	defer close(stop)
 	go func() {
-		defer close(stopped)
 		for {
 			select {
 			case sig := <-p.sigs:
-				// The init passes it on to the job.
-				writeAll(p.control, []byte{byte(sig.(syscall.Signal))})
+				// The init passes it on to the job. After release, the
+				// write fails harmlessly on the closed file.
+				p.control.Write([]byte{byte(sig.(syscall.Signal))})
 			case <-ctx.Done():
 				unix.Kill(p.pid, unix.SIGKILL)
 				return
@@ -235,8 +239,6 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 		}
 	}()
 	m, ok := readMessage(p.status)
-	close(stop)
-	<-stopped
 	if cfg.Foreground {
 		reclaimTerminal(p.stdin)
 	}
@@ -270,19 +272,6 @@ func formatIDMap(ms []specs.LinuxIDMapping) string {
 		fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
 	}
 	return b.String()
-}
-
-func writeAll(fd int, b []byte) {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return
-		}
-		b = b[n:]
-	}
 }
 
 // wait reaps the init and returns its wait status.

@@ -46,11 +46,11 @@ func (e usageError) Unwrap() error { return e.err }
 // first, so that its start overlaps the parsing and resolving here.
 func execute(args []string, stderr io.Writer, startEarly bool) int {
 	var early *runtime.Init
-	runForm := isRunForm(args)
-	if runForm && startEarly {
+	if startEarly && mayRunJob(args) {
 		early = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 		defer early.Abort()
 	}
+	runForm := isRunForm(args)
 	root := newRootCommand(early)
 	if runForm {
 		// `hpcrun [flags] CMD ARGS...`: CMD may be named like a subcommand
@@ -68,6 +68,19 @@ func execute(args []string, stderr io.Writer, startEarly bool) int {
 	}
 	fmt.Fprintf(stderr, "hpcrun: %s\n", oneLine(err.Error()))
 	return runtime.ExitStatus(err)
+}
+
+// notJobs are the first words that never run a job: the subcommands
+// (TestNotJobsListsEverySubcommand keeps the list whole) and help.
+var notJobs = map[string]bool{
+	"spec": true, "help": true, "completion": true, "-h": true, "--help": true, "--version": true,
+}
+
+// mayRunJob is the cheap first guess of isRunForm, taken before anything
+// else so the container's init can be cloned at once. A wrong guess costs
+// an aborted clone, as for `hpcrun --rootfs r` with no command.
+func mayRunJob(args []string) bool {
+	return len(args) > 0 && !notJobs[args[0]]
 }
 
 // isRunForm reports whether args run a job rather than a subcommand: the

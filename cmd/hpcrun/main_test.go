@@ -73,3 +73,22 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+func TestNotJobsListsEverySubcommand(t *testing.T) {
+	root := newRootCommand(nil)
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if !notJobs[c.Name()] {
+			t.Errorf("subcommand %q is missing from notJobs: hpcrun would clone an init for it", c.Name())
+		}
+	}
+	for _, args := range [][]string{{"spec"}, {"help"}, {"--help"}, {"--version"}, nil} {
+		if mayRunJob(args) {
+			t.Errorf("mayRunJob(%q) = true", args)
+		}
+	}
+	if !mayRunJob([]string{"--rootfs", "r", "true"}) || !mayRunJob([]string{"python3"}) {
+		t.Error("mayRunJob misses a job")
+	}
+}
