@@ -13,15 +13,23 @@ import (
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
-// logger prints -v lines, each timed from hpcrun's start.
+// logger prints -v lines, each timed from hpcrun's start, and warnings,
+// which -q silences.
 type logger struct {
-	verbose bool
-	start   time.Time
-	w       io.Writer
+	verbose, quiet bool
+	start          time.Time
+	w              io.Writer
 }
 
 func newLogger(g *globalOptions, start time.Time) *logger {
-	return &logger{verbose: g.verbose, start: start, w: os.Stderr}
+	return &logger{verbose: g.verbose, quiet: g.quiet, start: start, w: os.Stderr}
+}
+
+// warnf says something the user should know that does not stop the job.
+func (l *logger) warnf(format string, args ...any) {
+	if !l.quiet {
+		fmt.Fprintf(l.w, "hpcrun: warning: %s\n", fmt.Sprintf(format, args...))
+	}
 }
 
 func (l *logger) debugf(format string, args ...any) {

@@ -55,7 +55,8 @@ func TestBadInput(t *testing.T) {
 		{"relative pwd", []string{"--rootfs", rootfs, "--pwd", "x", "true"}, "bad --pwd"},
 		{"bad env", []string{"--rootfs", rootfs, "--env", "=x", "true"}, "bad --env"},
 		{"missing env file", []string{"--rootfs", rootfs, "--env-file", dir + "/nope", "true"}, "--env-file"},
-		{"-q and -v", []string{"-q", "-v", "--rootfs", rootfs, "true"}, "quiet"},
+		{"-q and -v", []string{"-q", "-v", "--rootfs", rootfs, "true"}, "-v and -q cannot be used together"},
+		{"-q and -v for spec", []string{"spec", "-q", "-v", "--rootfs", rootfs}, "-v and -q cannot be used together"},
 		{"unknown flag", []string{"--frobnicate", "--rootfs", rootfs, "true"}, "unknown flag"},
 		{"spec with --writable-tmpfs", []string{"spec", "--writable-tmpfs", "--rootfs", rootfs}, "--writable-tmpfs"},
 	}
@@ -90,5 +91,27 @@ func TestNotJobsListsEverySubcommand(t *testing.T) {
 	}
 	if !mayRunJob([]string{"--rootfs", "r", "true"}) || !mayRunJob([]string{"python3"}) {
 		t.Error("mayRunJob misses a job")
+	}
+}
+
+func TestWarningsAndQuiet(t *testing.T) {
+	rootfs := t.TempDir()
+	os.MkdirAll(filepath.Join(rootfs, "usr/share"), 0o755)
+	h := host{env: []string{"PATH=/bin"}, cwd: "/usr/share", uid: 1000, gid: 1000,
+		exists: func(p string) bool { _, err := os.Stat(p); return err == nil }}
+	for _, quiet := range []bool{false, true} {
+		var buf bytes.Buffer
+		log := &logger{quiet: quiet, w: &buf}
+		cfg, err := resolve(&runOptions{rootfs: rootfs, net: "host"}, []string{"true"}, h, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Spec.Process.Cwd != "/usr/share" {
+			t.Errorf("cwd = %q", cfg.Spec.Process.Cwd)
+		}
+		warned := strings.Count(buf.String(), "hpcrun: warning: ")
+		if quiet && warned != 0 || !quiet && warned != 2 { // no $HOME, and the unbound system directory
+			t.Errorf("quiet=%v: warnings %q", quiet, buf.String())
+		}
 	}
 }

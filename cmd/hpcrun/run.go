@@ -106,7 +106,12 @@ job; if hpcrun is killed, the job dies with it.
 	cmd.Flags().SetInterspersed(false)
 	g.AddFlags(cmd.PersistentFlags())
 	o.AddFlags(cmd.Flags())
-	cmd.MarkFlagsMutuallyExclusive("verbose", "quiet")
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.verbose && g.quiet {
+			return usageError{errors.New("-v and -q cannot be used together")}
+		}
+		return nil
+	}
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.AddCommand(newSpecCommand(&g))
 	return cmd
@@ -120,9 +125,6 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 	}
 	log := newLogger(g, start)
 	log.phase("parsed the command line")
-	if g.verbose && g.quiet {
-		return 0, usageError{errors.New("-v and -q cannot be used together")}
-	}
 	cfg, err := resolve(o, args, hostFacts(), log)
 	if err != nil {
 		return 0, err
@@ -188,6 +190,8 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 			return nil, fmt.Errorf("your $HOME (%s) does not exist on this node; create it, or run with --no-home", home)
 		}
 		mo.Home = home
+	} else if !o.noHome {
+		log.warnf("$HOME is %q: no home directory is bound", home)
 	}
 	for _, s := range o.binds {
 		b, err := runtime.ParseBind(s, h.cwd)
@@ -207,10 +211,13 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 			return nil, usageError{fmt.Errorf("bad --pwd %q: give an absolute path inside the container", o.pwd)}
 		}
 		cwd = o.pwd
-	case !runtime.HostPathVisible(cwd, mounts) && !im.Exists(cwd):
+	case runtime.HostPathVisible(cwd, mounts):
+	case !im.Exists(cwd):
 		// A system directory of the host is not bound, and a stand-in made
 		// for a mount below it would be empty: better to say so.
 		return nil, fmt.Errorf("the current directory %s is not bound into the container (it is a system directory) and the image has no such directory; cd elsewhere or give --pwd", cwd)
+	default:
+		log.warnf("the current directory %s is a system directory, not bound: the job starts in the image's %s", cwd, cwd)
 	}
 	set, err := envSettings(o)
 	if err != nil {
