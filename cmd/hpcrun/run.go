@@ -31,7 +31,7 @@ type globalOptions struct {
 
 func (o *globalOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log every resolved setting and the time of each phase")
-	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but errors")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print no warnings, only errors")
 }
 
 // runOptions are the flags that shape a container.
@@ -50,11 +50,11 @@ type runOptions struct {
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.rootfs, "rootfs", "", "run in this root filesystem `DIR` (an unpacked image)")
-	f.StringArrayVar(&o.binds, "bind", nil, "bind host path `SRC[:DST[:ro]]` into the container (repeatable)")
+	f.StringArrayVar(&o.binds, "bind", nil, "bind a host path into the container as `SRC[:DST[:ro]]`; DST defaults to SRC (repeatable)")
 	f.BoolVar(&o.noHome, "no-home", false, "give the job an empty private $HOME instead of the real one")
 	f.StringVar(&o.pwd, "pwd", "", "start the job in `DIR` inside the container (default: the current directory)")
 	f.BoolVar(&o.writableTmpfs, "writable-tmpfs", false, "let the job write anywhere; writes go to a tmpfs and are discarded at exit")
-	f.StringVar(&o.net, "net", string(netns.Host), "network: `host` (share the node's) or none (only lo)")
+	f.StringVar(&o.net, "net", string(netns.Host), "network `MODE`: host (share the node's) or none (a new one with only lo)")
 	f.BoolVar(&o.fakeroot, "fakeroot", false, "run as uid 0 inside (still your own uid outside)")
 	f.BoolVar(&o.cleanEnv, "cleanenv", false, "pass only HOME, USER, TERM and the scheduler's variables from the host")
 	f.StringArrayVar(&o.env, "env", nil, "set `K=V` in the container (repeatable); K alone copies it from the host")
