@@ -72,9 +72,9 @@ func dropPrivileges(noNewPrivs bool, c capSets) error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
-	// capset can only lower the permitted set. A root job's sets come
-	// from the bounding set at execve anyway; a non-root job keeps at
-	// most what the init has.
+	// capset can only lower the permitted set, and with no_new_privs
+	// execve grants no more than it: the init holds every capability a
+	// spec may keep (initCaps).
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var cur [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &cur[0]); err != nil {

@@ -50,6 +50,13 @@ func initMain(hooks Hooks, entered time.Time) int {
 		return report(status, err)
 	}
 	logf := cfg.logf
+	// The job runs as the same uid: without this it could open the init's
+	// pipes through /proc/1/fd and forge its report, or ptrace the init's
+	// threads, which keep their capabilities. Only now: the parent writes
+	// the id maps through /proc/<pid>/ before it sends the config.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return report(status, fmt.Errorf("make the init undumpable: %w", err))
+	}
 	logf("started as pid %d, uid %d (Go runtime up at %.2fms)", os.Getpid(), os.Getuid(),
 		float64(entered.Sub(cfg.Start).Microseconds())/1000)
 	// Namespaces beyond the clone's are this thread's own, and the job's,
@@ -164,7 +171,9 @@ func report(status *os.File, err error) int {
 // the exception: PMI-2 clients need it.
 func closeExtraFDs(pmiFD string) {
 	defer func() {
-		if fd, err := strconv.Atoi(pmiFD); err == nil && fd > 2 {
+		// Not the init's own pipes, 3 and 4: the caller's 3 and 4 are
+		// lost at the init's exec anyway.
+		if fd, err := strconv.Atoi(pmiFD); err == nil && fd > 4 {
 			unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0)
 		}
 	}()

@@ -189,9 +189,10 @@ func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 		if err := unix.Mount(fdPath(rootFD), b.newroot, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind rootfs %s: %w", rootfs, err)
 		}
-		// Read-only now, before anything clones it: a bind mount copies
-		// the flags of its source, so underlays stay read-only too.
-		if err := setAttrs(b.newroot, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, false); err != nil {
+		// Read-only now, with any filesystem mounted inside the rootfs,
+		// and before anything clones it: a bind mount copies the flags of
+		// its source, so underlays stay read-only too.
+		if err := setAttrs(b.newroot, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, true); err != nil {
 			return fmt.Errorf("make rootfs read-only: %w", err)
 		}
 	}
@@ -294,9 +295,9 @@ func mountOverlay(rootfs, rw, target string) error {
 	data := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, rw, rw)
 	// In a user namespace overlayfs keeps its metadata in user.* xattrs;
 	// kernels before 5.11 know no userxattr and may still take the mount.
-	err := unix.Mount("overlay", target, "overlay", 0, data+",userxattr")
+	err := unix.Mount("overlay", target, "overlay", unix.MS_NOSUID|unix.MS_NODEV, data+",userxattr")
 	if err == unix.EINVAL {
-		err = unix.Mount("overlay", target, "overlay", 0, data)
+		err = unix.Mount("overlay", target, "overlay", unix.MS_NOSUID|unix.MS_NODEV, data)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: --writable-tmpfs needs kernel overlayfs in a user namespace (Linux 5.11 or later), and this kernel said: %v; run without --writable-tmpfs and write to $HOME or /tmp instead", ErrOverlayRefused, err)

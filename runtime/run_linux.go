@@ -70,14 +70,19 @@ var ForwardedSignals = []os.Signal{
 	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT,
 }
 
-// initCaps are the capabilities the init holds inside its user namespace
-// while it builds the container, as ambient capabilities: without them the
-// re-executed init runs as the caller's uid and execve drops every
-// capability, so the first mount fails with EPERM. They only act on the
-// caller's own files, and the init drops them all before the job starts.
+// initCaps are the capabilities the init holds inside its user namespace,
+// as ambient capabilities: without them the re-executed init runs as the
+// caller's uid and execve drops every capability, so the first mount fails
+// with EPERM. They act only on the caller's own files. The init drops
+// them all before a job that keeps the caller's uid; a --fakeroot job keeps
+// its spec's set, which must be among these: with no_new_privs, execve
+// grants a root job no capability its parent did not have.
 var initCaps = []uintptr{
 	unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_NET_ADMIN, unix.CAP_DAC_OVERRIDE,
 	unix.CAP_FOWNER, unix.CAP_SETUID, unix.CAP_SETGID,
+	// The rest of fakerootCaps.
+	unix.CAP_CHOWN, unix.CAP_FSETID, unix.CAP_MKNOD, unix.CAP_NET_RAW, unix.CAP_SETFCAP,
+	unix.CAP_NET_BIND_SERVICE, unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE,
 }
 
 // Init is a container init that has been cloned and waits for its
@@ -297,16 +302,14 @@ func finish(pid int, m message, ok bool) (int, error) {
 		wait(pid)
 		return m.Code, initError(m)
 	}
-	// No report: the init itself died, killed from outside.
+	// No report: the init itself died, killed from outside (the OOM
+	// killer, a kill -9); the job died with it.
 	ws := wait(pid)
-	return StatusFailed, fmt.Errorf("container init ended without reporting a status (%s)", describe(ws))
-}
-
-func describe(ws unix.WaitStatus) string {
 	if ws.Signaled() {
-		return "killed by " + ws.Signal().String()
+		return 128 + int(ws.Signal()), &statusError{code: 128 + int(ws.Signal()),
+			msg: fmt.Sprintf("the container's init was killed by signal %d (%s), and the job with it", ws.Signal(), unix.SignalName(ws.Signal()))}
 	}
-	return fmt.Sprintf("exit status %d", ws.ExitStatus())
+	return StatusFailed, fmt.Errorf("the container's init ended with status %d without reporting the job's", ws.ExitStatus())
 }
 
 // initError rebuilds the init's error so that errors.Is finds the sentinel

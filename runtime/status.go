@@ -26,11 +26,23 @@ var (
 	errJoinNotSupported = errors.New("joining an existing namespace is not supported")
 )
 
+// statusError is a failure that ends hpcrun with a status of its own, such
+// as 128+N when the container was killed by signal N.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
 // ExitStatus maps an error from Run to hpcrun's exit status.
 func ExitStatus(err error) int {
+	var se *statusError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &se):
+		return se.code
 	case errors.Is(err, ErrCommandNotFound):
 		return StatusNotFound
 	case errors.Is(err, ErrNotExecutable):
