@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -20,35 +21,41 @@ func TestParseMode(t *testing.T) {
 }
 
 func TestApply(t *testing.T) {
-	tests := []struct {
-		mode     Mode
-		existing map[string]bool
-		netns    bool
-		mounts   []string
-	}{
-		{Host, map[string]bool{"/etc/hosts": true, "/etc/resolv.conf": true}, false, []string{"/etc/hosts", "/etc/resolv.conf"}},
-		{None, map[string]bool{"/etc/hosts": true}, true, []string{"/etc/hosts"}},
-		{Host, map[string]bool{}, false, nil},
-	}
-	for _, tc := range tests {
+	for _, tc := range []struct {
+		mode  Mode
+		netns bool
+	}{{Host, false}, {None, true}} {
 		s := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: "user"}}}}
-		Apply(s, tc.mode, func(p string) bool { return tc.existing[p] })
+		Apply(s, tc.mode)
 		hasNet := false
 		for _, ns := range s.Linux.Namespaces {
 			hasNet = hasNet || ns.Type == specs.NetworkNamespace
 		}
-		if hasNet != tc.netns {
-			t.Errorf("%s: network namespace = %v", tc.mode, hasNet)
+		if hasNet != tc.netns || len(s.Mounts) != 0 {
+			t.Errorf("%s: network namespace = %v, mounts %v", tc.mode, hasNet, s.Mounts)
 		}
+	}
+}
+
+func TestHostFiles(t *testing.T) {
+	tests := []struct {
+		existing map[string]bool
+		want     []string
+	}{
+		{map[string]bool{"/etc/hosts": true, "/etc/resolv.conf": true}, []string{"/etc/hosts", "/etc/resolv.conf"}},
+		{map[string]bool{"/etc/hosts": true}, []string{"/etc/hosts"}},
+		{map[string]bool{}, nil},
+	}
+	for _, tc := range tests {
 		var got []string
-		for _, m := range s.Mounts {
+		for _, m := range HostFiles(func(p string) bool { return tc.existing[p] }) {
 			got = append(got, m.Destination)
 			if m.Source != m.Destination || m.Options[1] != "ro" {
-				t.Errorf("%s: mount %+v is not a read-only host file", tc.mode, m)
+				t.Errorf("mount %+v is not a read-only host file", m)
 			}
 		}
-		if len(got) != len(tc.mounts) {
-			t.Errorf("%s: mounts %v, want %v", tc.mode, got, tc.mounts)
+		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("got %v, want %v", got, tc.want)
 		}
 	}
 }

@@ -134,10 +134,11 @@ func ParseBind(s, cwd string) (Bind, error) {
 
 // MountOptions are the host paths a job sees, before they become spec mounts.
 type MountOptions struct {
-	Home   string // the caller's $HOME; "" or "/" binds none
-	NoHome bool   // give the job an empty private $HOME instead of the real one
-	Cwd    string // the caller's working directory on the host
-	Binds  []Bind // --bind, in command-line order
+	Home      string        // the caller's $HOME; "" or "/" binds none
+	NoHome    bool          // give the job an empty private $HOME instead of the real one
+	Cwd       string        // the caller's working directory on the host, symlinks resolved
+	HostFiles []specs.Mount // host files for the network mode (/etc/hosts), before the binds
+	Binds     []Bind        // --bind, in command-line order; last, so they win
 }
 
 // systemDirs are host directories whose contents belong to the image: the
@@ -177,6 +178,7 @@ func Mounts(o MountOptions) []specs.Mount {
 	if bindsCwd(o.Cwd, ms) {
 		ms = append(ms, bindMount(o.Cwd, o.Cwd))
 	}
+	ms = append(ms, o.HostFiles...)
 	for _, b := range o.Binds {
 		if b.ReadOnly {
 			ms = append(ms, bindMount(b.Source, b.Dest, "ro"))

@@ -100,16 +100,25 @@ func attrsOf(flags uintptr) uint64 {
 }
 
 // builder assembles the container's tree below newroot before the pivot.
-// It never creates anything in the rootfs or in a bound host directory: a
-// missing mount point is made in a private tmpfs (see underlay).
+// It never creates anything in the rootfs or in a host directory: a
+// mount point missing from the image is made in a private tmpfs (see
+// makeUnderlay), and one missing from a host directory is an error.
 type builder struct {
 	stage    string          // private tmpfs over the rootfs path: newroot, files, overlay layers
 	newroot  string          // host path of the container's /
 	writable bool            // newroot is a writable overlay (--writable-tmpfs)
 	ours     map[string]bool // directories in our own tmpfs, free to add mount points to
-	mounted  []string        // where mounts were placed, host side
+	foreign  []foreignMount  // mounts whose contents are not the image's
 	underlay []string        // staging tmpfs mounts, made read-only at the end
 	logf     func(string, ...any)
+}
+
+// foreignMount is a mount whose directory belongs to the host or the
+// kernel: nothing may be created in it.
+type foreignMount struct {
+	target string // host side, below newroot
+	dest   string // inside the container
+	what   string // "bound from the host's /tmp", "a proc mount"
 }
 
 func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
@@ -119,7 +128,7 @@ func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 //  2. open the rootfs and every bind source, before anything covers them;
 //  3. mount the stage, a private tmpfs, over the rootfs path, and bind the
 //     rootfs (read-only) or an overlay on it (--writable-tmpfs) at stage/root;
-//  4. apply the spec's mounts in order, then the generated files;
+//  4. place the generated files, then apply the spec's mounts in order;
 //  5. make the staging tmpfs mounts read-only, and pivot_root.
 func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
@@ -198,13 +207,15 @@ func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 	}
 	logf("rootfs %s at %s (writable: %v)", rootfs, b.newroot, b.writable)
 
-	for i, m := range cfg.Mounts {
-		if err := b.apply(m, srcFDs[i]); err != nil {
+	// Generated files first: a --bind of the caller's own /etc/passwd or
+	// /etc/hosts comes later in the spec, and wins.
+	for i, f := range cfg.Files {
+		if err := b.placeFile(i, f); err != nil {
 			return err
 		}
 	}
-	for i, f := range cfg.Files {
-		if err := b.placeFile(i, f); err != nil {
+	for i, m := range cfg.Mounts {
+		if err := b.apply(m, srcFDs[i]); err != nil {
 			return err
 		}
 	}
@@ -245,12 +256,15 @@ func (b *builder) apply(m specs.Mount, srcFD int) error {
 				return fmt.Errorf("restrict bind of %s (%s): %w", m.Destination, strings.Join(m.Options, ","), err)
 			}
 		}
+		b.foreign = append(b.foreign, foreignMount{target, m.Destination, "bound from the host's " + m.Source})
 	} else {
 		if err := unix.Mount(m.Source, target, m.Type, flags, data); err != nil {
 			return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
 		}
 		if m.Type == "tmpfs" {
 			b.ours[target] = true
+		} else {
+			b.foreign = append(b.foreign, foreignMount{target, m.Destination, "a " + m.Type + " mount"})
 		}
 	}
 	for _, p := range propagation {
@@ -258,7 +272,6 @@ func (b *builder) apply(m specs.Mount, srcFD int) error {
 			return fmt.Errorf("set propagation of %s: %w", m.Destination, err)
 		}
 	}
-	b.mounted = append(b.mounted, target)
 	return nil
 }
 
@@ -279,7 +292,6 @@ func (b *builder) placeFile(i int, f File) error {
 	if err := setAttrs(target, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, false); err != nil {
 		return fmt.Errorf("make %s read-only: %w", f.Path, err)
 	}
-	b.mounted = append(b.mounted, target)
 	return nil
 }
 
@@ -331,9 +343,16 @@ func (b *builder) ensureTarget(dest string, dir bool) (string, error) {
 			return "", fmt.Errorf("%s escapes the container root", dest)
 		}
 	}
-	if !b.canCreateIn(anc) || unix.Access(anc, unix.W_OK|unix.X_OK) != nil {
-		if err := b.makeUnderlay(anc); err != nil {
-			return "", err
+	if !b.ours[anc] {
+		if f := b.foreignAt(anc); f != nil {
+			return "", fmt.Errorf("it does not exist in %s, which is %s; create it there first, or choose another destination", f.dest, f.what)
+		}
+		// In the image: a read-only rootfs, or a directory of the
+		// overlay that the caller cannot write, gets an underlay.
+		if !b.writable || unix.Access(anc, unix.W_OK|unix.X_OK) != nil {
+			if err := b.makeUnderlay(anc); err != nil {
+				return "", err
+			}
 		}
 	}
 	cur := anc
@@ -355,28 +374,21 @@ func (b *builder) ensureTarget(dest string, dir bool) (string, error) {
 	return p, nil
 }
 
-// canCreateIn reports whether a mount point may be made in dir directly:
-// dir is in one of our tmpfs mounts, or on the writable overlay and not in
-// a host directory bound over it.
-func (b *builder) canCreateIn(dir string) bool {
-	if b.ours[dir] {
-		return true
-	}
-	if !b.writable {
-		return false
-	}
-	for _, m := range b.mounted {
-		if within(dir, m) {
-			return false
+// foreignAt returns the innermost foreign mount that holds dir, if any.
+func (b *builder) foreignAt(dir string) *foreignMount {
+	var hit *foreignMount
+	for i, f := range b.foreign {
+		if within(dir, f.target) && (hit == nil || len(f.target) > len(hit.target)) {
+			hit = &b.foreign[i]
 		}
 	}
-	return true
+	return hit
 }
 
-// makeUnderlay replaces dir, which is read-only or belongs to the host, by
-// a tmpfs that shows the same entries: each directory and file is bound
-// back from the original, each symlink is recreated. New mount points can
-// then be made in the tmpfs, and dir's original stays untouched.
+// makeUnderlay replaces dir, a read-only directory of the image, by a
+// tmpfs that shows the same entries: each directory and file is bound back
+// from the original, each symlink is recreated. New mount points can then
+// be made in the tmpfs, and the image stays untouched.
 func (b *builder) makeUnderlay(dir string) error {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
@@ -424,7 +436,6 @@ func (b *builder) makeUnderlay(dir string) error {
 	}
 	b.ours[dir] = true
 	b.underlay = append(b.underlay, dir)
-	b.mounted = append(b.mounted, dir)
 	b.logf("staged %s in a tmpfs (%d entries)", strings.TrimPrefix(dir, b.newroot)+"/", len(ents))
 	return nil
 }

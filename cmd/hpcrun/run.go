@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -147,7 +148,8 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 // host is what resolve needs to know about the caller and the node.
 type host struct {
 	env      []string
-	cwd      string
+	cwd      string // as the shell knows it ($PWD)
+	physCwd  string // with symlinks resolved
 	uid, gid uint32
 	exists   func(string) bool
 	terminal bool // stdin is a terminal in the foreground
@@ -159,9 +161,14 @@ func hostFacts() host {
 	if err != nil {
 		cwd = ""
 	}
+	phys, err := filepath.EvalSymlinks(cwd)
+	if err != nil {
+		phys = cwd
+	}
 	return host{
 		env:      os.Environ(),
 		cwd:      cwd,
+		physCwd:  phys,
 		uid:      uint32(os.Getuid()),
 		gid:      uint32(os.Getgid()),
 		exists:   func(p string) bool { _, err := os.Stat(p); return err == nil },
@@ -184,14 +191,21 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 	if err != nil {
 		return nil, usageError{err}
 	}
-	mo := runtime.MountOptions{Cwd: h.cwd, NoHome: o.noHome}
-	if home := envValue(h.env, "HOME"); home != "" && home != "/" {
+	// The working directory is bound by its physical path: a logical one
+	// ($PWD through ~/scratch -> /lustre/...) would show only the link.
+	phys := h.physCwd
+	if phys == "" {
+		phys = h.cwd
+	}
+	mo := runtime.MountOptions{Cwd: phys, NoHome: o.noHome, HostFiles: netns.HostFiles(h.exists)}
+	switch home := envValue(h.env, "HOME"); {
+	case home != "" && home != "/" && filepath.IsAbs(home):
 		if !o.noHome && !h.exists(home) {
 			return nil, fmt.Errorf("your $HOME (%s) does not exist on this node; create it, or run with --no-home", home)
 		}
-		mo.Home = home
-	} else if !o.noHome {
-		log.warnf("$HOME is %q: no home directory is bound", home)
+		mo.Home = filepath.Clean(home)
+	case !o.noHome:
+		log.warnf("$HOME is %q, not an absolute path: no home directory is bound", home)
 	}
 	for _, s := range o.binds {
 		b, err := runtime.ParseBind(s, h.cwd)
@@ -211,13 +225,18 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 			return nil, usageError{fmt.Errorf("bad --pwd %q: give an absolute path inside the container", o.pwd)}
 		}
 		cwd = o.pwd
-	case runtime.HostPathVisible(cwd, mounts):
-	case !im.Exists(cwd):
+	case runtime.HostPathVisible(phys, mounts):
+		// The logical path works inside where its links are visible too.
+		if !runtime.HostPathVisible(cwd, mounts) {
+			cwd = phys
+		}
+	case !im.Exists(phys):
 		// A system directory of the host is not bound, and a stand-in made
 		// for a mount below it would be empty: better to say so.
-		return nil, fmt.Errorf("the current directory %s is not bound into the container (it is a system directory) and the image has no such directory; cd elsewhere or give --pwd", cwd)
+		return nil, fmt.Errorf("the current directory %s is not bound into the container (it is a system directory) and the image has no such directory; cd elsewhere or give --pwd", phys)
 	default:
-		log.warnf("the current directory %s is a system directory, not bound: the job starts in the image's %s", cwd, cwd)
+		log.warnf("the current directory %s is a system directory, not bound: the job starts in the image's %s", phys, phys)
+		cwd = phys
 	}
 	set, err := envSettings(o)
 	if err != nil {
@@ -233,7 +252,7 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 	if err != nil {
 		return nil, err
 	}
-	netns.Apply(spec, mode, h.exists)
+	netns.Apply(spec, mode)
 	files, err := identityFiles(im, h, o.fakeroot)
 	if err != nil {
 		return nil, err
