@@ -320,3 +320,51 @@ func TestOrphanReaped(t *testing.T) {
 		}
 	}
 }
+
+// A signal that comes while hpcrun is still setting up (here: reading an
+// --env-file from a pipe that never delivers) ends hpcrun by that signal
+// at once, and the already-cloned container init with it.
+func TestSignalBeforeJobStarts(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	fifo := filepath.Join(tempDirOwned(t), "env")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(fifo, testUID, testGID)
+	ctx, cancel := context.WithTimeout(context.Background(), defaultCmdTimeout)
+	defer cancel()
+	cmd := command(ctx, opts{}, binPath, "--rootfs", rootfsDir, "--env-file", fifo, "true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the init is cloned and hpcrun blocks on the pipe.
+	var init int
+	var initArgs []string
+	for deadline := time.Now().Add(5 * time.Second); init == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			if pid, err := strconv.Atoi(e.Name()); err == nil && parentPID(pid) == cmd.Process.Pid {
+				init, initArgs = pid, procArgs(pid)
+			}
+		}
+	}
+	if init == 0 {
+		t.Fatal("no container init was cloned while hpcrun set up")
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("hpcrun did not die of SIGTERM: %v", cmd.ProcessState)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("hpcrun took %v to end after SIGTERM", d)
+	}
+	for deadline := time.Now().Add(3 * time.Second); alive(init, initArgs) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if alive(init, initArgs) {
+		t.Errorf("the container init %d outlived hpcrun", init)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -97,23 +98,31 @@ type Init struct {
 	stdin    *os.File
 	sigs     chan os.Signal
 	catching chan struct{}
+	done     chan struct{} // ends the forwarding goroutine
 	used     bool
+
+	mu         sync.Mutex
+	configured bool // the config is sent: signals go to the job
 }
 
 // Start clones an init in new user, mount and pid namespaces, with stdio as
 // its standard streams. It does not fail: a failure is reported by Run, so
 // that a bad command line is still reported first. Every Init must be
 // ended by Run or Abort.
+//
+// Signals meant for the job are caught from here on. Until Run has sent
+// the config, such a signal (but SIGCONT) ends the init and then hpcrun
+// itself, by the same signal, as if hpcrun had no handler yet.
 func Start(stdio Stdio) *Init {
-	p := &Init{stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{})}
-	// Catching signals costs a thread and half a millisecond in the Go
-	// runtime, so it is set up beside the clone. Run sends the config only
-	// once signals are caught; until then a signal ends hpcrun, and the
-	// init with it (Pdeathsig), before the job has started.
+	p := &Init{stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{}), done: make(chan struct{})}
+	// Catching signals costs a thread and a third of a millisecond in the
+	// Go runtime, so it is set up beside the clone; Run sends the config
+	// only once it is done.
 	go func() {
 		signal.Notify(p.sigs, ForwardedSignals...)
 		close(p.catching)
 	}()
+	defer func() { go p.forward() }()
 	// Raw pipes: the init gets the read end of the control pipe (its
 	// config, then signals for the job) as fd 3 and the write end of the
 	// status pipe as fd 4; ours stay close-on-exec.
@@ -174,9 +183,12 @@ func (p *Init) Abort() {
 }
 
 func (p *Init) release() {
+	close(p.done)
+	p.mu.Lock()
 	if p.control != nil {
 		p.control.Close()
 	}
+	p.mu.Unlock()
 	if p.status != nil {
 		p.status.Close()
 	}
@@ -186,6 +198,33 @@ func (p *Init) release() {
 		<-p.catching
 		signal.Stop(p.sigs)
 	}()
+}
+
+// forward passes signals to the job through the init, which sends them on.
+// Before the config is sent there is no job yet: the signal ends the init
+// and hpcrun.
+func (p *Init) forward() {
+	for {
+		select {
+		case sig := <-p.sigs:
+			s := sig.(syscall.Signal)
+			p.mu.Lock()
+			if p.configured {
+				p.control.Write([]byte{byte(s)})
+			} else if s != syscall.SIGCONT {
+				if p.err == nil {
+					unix.Kill(p.pid, unix.SIGKILL)
+					wait(p.pid)
+				}
+				// The default action, as without a handler: die of s.
+				signal.Reset(s)
+				unix.Kill(unix.Getpid(), s)
+			}
+			p.mu.Unlock()
+		case <-p.done:
+			return
+		}
+	}
 }
 
 // Run executes cfg.Spec and returns the job's exit status (128+N when a
@@ -221,26 +260,21 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 	<-p.catching
 	// A write error means the init is dead already; its report, or its
 	// wait status, says why. The pipe stays open: signals follow on it.
+	p.mu.Lock()
 	p.control.Write(frame(ic.encode()))
+	p.configured = true
+	p.mu.Unlock()
 	cfg.logf("config sent")
 
-	// Signals and cancellation are handled beside; this goroutine blocks
-	// in read(2) until the init reports, and wakes straight from it.
+	// Cancellation is handled beside; this goroutine blocks in read(2)
+	// until the init reports, and wakes straight from it.
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
-		for {
-			select {
-			case sig := <-p.sigs:
-				// The init passes it on to the job. After release, the
-				// write fails harmlessly on the closed file.
-				p.control.Write([]byte{byte(sig.(syscall.Signal))})
-			case <-ctx.Done():
-				unix.Kill(p.pid, unix.SIGKILL)
-				return
-			case <-stop:
-				return
-			}
+		select {
+		case <-ctx.Done():
+			unix.Kill(p.pid, unix.SIGKILL)
+		case <-stop:
 		}
 	}()
 	m, ok := readMessage(p.status)

@@ -3,8 +3,10 @@ package unpack
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 )
@@ -39,18 +41,28 @@ func OpenRootfs(dir, cwd string) (*Image, error) {
 	return &Image{Rootfs: dir}, nil
 }
 
-// ReadFile reads a file of the image, resolving symlinks inside the rootfs
-// as the container would. A missing file gives nil and no error.
+// ReadFile reads a regular file of the image, resolving symlinks inside
+// the rootfs as the container would. A missing file gives nil and no
+// error; anything else (a FIFO that would block, a device) is an error.
 func (im *Image) ReadFile(path string) ([]byte, error) {
 	p, err := securejoin.SecureJoin(im.Rootfs, path)
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	return b, err
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	return io.ReadAll(f)
 }
 
 // Exists reports whether a path exists inside the image.
