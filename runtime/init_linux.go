@@ -115,9 +115,18 @@ func initMain(hooks Hooks, entered time.Time) int {
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
 		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP)
 	logf("job started as pid %d: %s", job, strings.Join(cfg.Args, " "))
-	go forwardSignals(control, job)
+	go forwardSignals(control, job, cfg.Foreground)
 
-	code := reapUntil(job)
+	// At a terminal, a job stopped by Ctrl-Z stops hpcrun too, so the
+	// shell gets the terminal back; fg continues both.
+	var stopped func(unix.Signal)
+	if cfg.Foreground {
+		stopped = func(sig unix.Signal) {
+			logf("job stopped by %s", unix.SignalName(sig))
+			status.Write(message{Stopped: true, Status: int(sig)}.encode())
+		}
+	}
+	code := reapUntil(job, stopped)
 	// Whatever the job left behind dies with it, as under Slurm.
 	unix.Kill(-1, unix.SIGKILL)
 	logf("job ended with status %d", code)
@@ -126,29 +135,46 @@ func initMain(hooks Hooks, entered time.Time) int {
 }
 
 // forwardSignals reads signal numbers from the control pipe, one byte
-// each, and sends them to the job.
-func forwardSignals(control *os.File, job int) {
+// each, and sends them to the job; takeTerminal makes the job's process
+// group the terminal's foreground group again. With group, the job leads a
+// process group of its own (it holds a terminal), and SIGCONT goes to all
+// of it: after Ctrl-Z every process of the group is stopped.
+func forwardSignals(control *os.File, job int, group bool) {
 	var b [1]byte
 	for {
 		if _, err := control.Read(b[:]); err != nil {
 			return
 		}
-		unix.Kill(job, unix.Signal(b[0]))
+		switch sig := unix.Signal(b[0]); {
+		case b[0] == takeTerminal:
+			unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, job)
+		case sig == unix.SIGCONT && group:
+			unix.Kill(-job, sig)
+		default:
+			unix.Kill(job, sig)
+		}
 	}
 }
 
 // reapUntil waits for every child that the kernel hands to PID 1, orphans
 // included, until the job itself ends, and returns the job's status as a
 // shell would report it. It blocks in wait4 on this thread: no SIGCHLD
-// round trip through the Go runtime.
-func reapUntil(job int) int {
+// round trip through the Go runtime. With stopped set, it also reports
+// when the job stops.
+func reapUntil(job int, stopped func(unix.Signal)) int {
+	opts := 0
+	if stopped != nil {
+		opts = unix.WUNTRACED
+	}
 	for {
 		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		pid, err := unix.Wait4(-1, &ws, opts, nil)
 		switch {
 		case err == unix.EINTR:
 		case err != nil:
 			return StatusFailed
+		case pid == job && ws.Stopped():
+			stopped(ws.StopSignal())
 		case pid == job:
 			return WaitStatusCode(syscall.WaitStatus(ws))
 		}

@@ -103,6 +103,7 @@ type Init struct {
 
 	mu         sync.Mutex
 	configured bool // the config is sent: signals go to the job
+	foreground bool // the job holds the terminal (Config.Foreground)
 }
 
 // Start clones an init in new user, mount and pid namespaces, with stdio as
@@ -210,6 +211,11 @@ func (p *Init) forward() {
 			s := sig.(syscall.Signal)
 			p.mu.Lock()
 			if p.configured {
+				// After Ctrl-Z and fg, hpcrun holds the terminal again:
+				// the init hands it to the job before continuing it.
+				if s == syscall.SIGCONT && p.foreground && ForegroundTerminal(p.stdin) {
+					p.control.Write([]byte{takeTerminal})
+				}
 				p.control.Write([]byte{byte(s)})
 			} else if s != syscall.SIGCONT {
 				if p.err == nil {
@@ -263,6 +269,7 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 	p.mu.Lock()
 	p.control.Write(frame(ic.encode()))
 	p.configured = true
+	p.foreground = cfg.Foreground
 	p.mu.Unlock()
 	cfg.logf("config sent")
 
@@ -278,6 +285,14 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 		}
 	}()
 	m, ok := readMessage(p.status)
+	for ok && m.Stopped {
+		// The job stopped at the terminal (Ctrl-Z): take the terminal
+		// back and stop as well, so the shell sees its job stopped. Its
+		// SIGCONT (fg, bg) goes on to the job through forward.
+		reclaimTerminal(p.stdin)
+		unix.Kill(unix.Getpid(), unix.SIGSTOP)
+		m, ok = readMessage(p.status)
+	}
 	if cfg.Foreground {
 		reclaimTerminal(p.stdin)
 	}

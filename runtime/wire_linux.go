@@ -149,27 +149,35 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	return c, nil
 }
 
-// message is the one report the init sends back on fd 4: the job's exit
-// status, or why the container could not start.
+// message is a report the init sends back on fd 4: the job's exit status,
+// or why the container could not start, both final; or, at a terminal,
+// that the job was stopped (Ctrl-Z).
 type message struct {
-	Failed bool   // Error, Code and Errno are set; otherwise Status
-	Status int    // the job's status as a shell reports it
-	Error  string // one line
-	Code   int    // hpcrun's exit status for the failure (125, 126, 127)
-	Errno  int    // the errno behind it, if any
+	Failed  bool   // Error, Code and Errno are set; otherwise Status
+	Stopped bool   // the job stopped; more reports follow
+	Status  int    // the job's status as a shell reports it; the stop signal
+	Error   string // one line
+	Code    int    // hpcrun's exit status for the failure (125, 126, 127)
+	Errno   int    // the errno behind it, if any
 }
 
 // encode frames the message, so the parent reads exactly one report
 // without waiting for the init to close the pipe.
 func (m message) encode() []byte {
 	var e encoder
-	e.bools(m.Failed)
+	e.bools(m.Failed, m.Stopped)
 	e.uint(uint64(m.Status))
 	e.str(m.Error)
 	e.uint(uint64(m.Code))
 	e.uint(uint64(m.Errno))
 	return frame(e.b)
 }
+
+// takeTerminal is the control byte, beside signal numbers, by which the
+// parent tells the init to give the terminal back to the job's process
+// group: the init cannot name hpcrun's own group from inside its pid
+// namespace, so only the parent knows when hpcrun holds the terminal.
+const takeTerminal = 0xff
 
 // frame prefixes b with its length.
 func frame(b []byte) []byte {
@@ -201,7 +209,8 @@ func readMessage(r io.Reader) (m message, ok bool) {
 		return m, false
 	}
 	d := decoder{b: body}
-	m.Failed = d.bools(1)[0]
+	flags := d.bools(2)
+	m.Failed, m.Stopped = flags[0], flags[1]
 	m.Status = int(d.uint())
 	m.Error = d.str()
 	m.Code = int(d.uint())

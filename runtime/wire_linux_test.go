@@ -49,10 +49,15 @@ func TestInitConfigGarbled(t *testing.T) {
 
 func TestMessageFraming(t *testing.T) {
 	var buf bytes.Buffer
+	buf.Write(message{Stopped: true, Status: 20}.encode())
 	buf.Write(message{Status: 143}.encode())
 	buf.Write(message{Failed: true, Error: "python3: command not found", Code: 127, Errno: 2}.encode())
 	m, ok := readMessage(&buf)
-	if !ok || m.Failed || m.Status != 143 {
+	if !ok || !m.Stopped || m.Failed || m.Status != 20 {
+		t.Fatalf("stop report = %+v, %v", m, ok)
+	}
+	m, ok = readMessage(&buf)
+	if !ok || m.Failed || m.Stopped || m.Status != 143 {
 		t.Fatalf("first = %+v, %v", m, ok)
 	}
 	m, ok = readMessage(&buf)
