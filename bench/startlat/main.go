@@ -358,9 +358,27 @@ func report(w io.Writer, cs []*contender, rounds int, baseline, label string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	ratioHdr := ""
 	if baseline != "" {
-		ratioHdr = "\tratio vs " + baseline
+		ratioHdr = "\tratio vs " + baseline + "\tpaired ratio"
 	}
 	fmt.Fprintf(tw, "contender\tmedian ms\tp10\tp90%s\n", ratioHdr)
+	// The paired ratio is the median over rounds of this round's time over
+	// the baseline's in the same round: drifts of the machine that hit both
+	// alike cancel out. Samples are still in round order here.
+	paired := make(map[string]float64, len(cs))
+	if b := indexOf(cs, baseline); b >= 0 {
+		for _, c := range cs {
+			var rs []float64
+			for i, d := range c.samples {
+				if i < len(cs[b].samples) && cs[b].samples[i] > 0 {
+					rs = append(rs, float64(d)/float64(cs[b].samples[i]))
+				}
+			}
+			sort.Float64s(rs)
+			if len(rs) > 0 {
+				paired[c.name] = rs[len(rs)/2]
+			}
+		}
+	}
 	for _, c := range cs {
 		s := append([]time.Duration(nil), c.samples...)
 		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
@@ -372,11 +390,11 @@ func report(w io.Writer, cs []*contender, rounds int, baseline, label string) {
 		if baseline != "" {
 			switch {
 			case c.name == baseline:
-				ratio = "\t-"
+				ratio = "\t-\t-"
 			case med[baseline] > 0:
-				ratio = fmt.Sprintf("\t%.2fx", med[c.name]/med[baseline])
+				ratio = fmt.Sprintf("\t%.2fx\t%.2fx", med[c.name]/med[baseline], paired[c.name])
 			default:
-				ratio = "\t?"
+				ratio = "\t?\t?"
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\n", c.name,
