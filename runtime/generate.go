@@ -22,6 +22,11 @@ type Options struct {
 	Terminal bool          // the job's stdin is a terminal
 }
 
+// SpecVersion is the ociVersion of generated specs: the oldest version
+// whose fields they use. Older runtimes check it; crun 1.8 (Debian 12)
+// accepts only 1.0.x.
+const SpecVersion = "1.0.2"
+
 // DefaultPath is the PATH a job gets when its image sets none.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -56,7 +61,7 @@ func Generate(o Options) (*specs.Spec, error) {
 		}
 	}
 	return &specs.Spec{
-		Version: specs.Version,
+		Version: SpecVersion,
 		Root:    &specs.Root{Path: filepath.Clean(o.Rootfs), Readonly: true},
 		Process: &specs.Process{
 			Terminal:        o.Terminal,

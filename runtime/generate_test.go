@@ -74,7 +74,7 @@ func TestGenerate(t *testing.T) {
 			if !reflect.DeepEqual(s.Mounts, base.Mounts) {
 				t.Errorf("mounts = %v", s.Mounts)
 			}
-			if s.Version != specs.Version {
+			if s.Version != SpecVersion {
 				t.Errorf("ociVersion = %q", s.Version)
 			}
 		})
