@@ -174,3 +174,22 @@ func TestUsernsDisabled(t *testing.T) {
 		t.Errorf("/tmp hpcrun* entries changed: before %q, after %q", tmpBefore, after)
 	}
 }
+
+// The container's init stage starts before cobra, pflag or any image
+// library initializes (package early): those cost every job start time
+// for nothing. GODEBUG=inittrace lists the packages that did initialize.
+func TestInitStageSkipsCLIInitialization(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(binPath)
+	cmd.Args = []string{"hpcrun-init"} // as runtime.InitArg0; no config on fd 3, so it stops at once
+	cmd.Env = []string{"GODEBUG=inittrace=1"}
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "init github.com/hpcrun/hpcrun/runtime") {
+		t.Fatalf("no init trace from the init stage: %q", out)
+	}
+	for _, pkg := range []string{"github.com/spf13/cobra", "github.com/spf13/pflag", "text/template"} {
+		if strings.Contains(string(out), "init "+pkg+" ") {
+			t.Errorf("the init stage initialized %s:\n%s", pkg, out)
+		}
+	}
+}

@@ -12,7 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/hpcrun/hpcrun/netns"
+	// Imported first for its init function: see the package.
+	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -24,10 +25,7 @@ var started time.Time
 
 func main() {
 	started = time.Now()
-	if len(os.Args) > 0 && os.Args[0] == runtime.InitArg0 {
-		runtime.RunInit(runtime.Hooks{LoopbackUp: netns.LoopbackUp})
-	}
-	os.Exit(execute(os.Args[1:], os.Stderr, true))
+	os.Exit(execute(os.Args[1:], os.Stderr, early.Init))
 }
 
 // exitError carries the job's own exit status out of cobra.
@@ -41,17 +39,12 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() + " (see hpcrun --help)" }
 func (e usageError) Unwrap() error { return e.err }
 
-// execute runs one command line and returns hpcrun's exit status. With
-// startEarly, a command line that runs a job clones the container's init
-// first, so that its start overlaps the parsing and resolving here.
-func execute(args []string, stderr io.Writer, startEarly bool) int {
-	var early *runtime.Init
-	if startEarly && mayRunJob(args) {
-		early = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
-		defer early.Abort()
-	}
+// execute runs one command line and returns hpcrun's exit status. pre is
+// the container init that package early cloned for it, or nil.
+func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
+	defer pre.Abort()
 	runForm := isRunForm(args)
-	root := newRootCommand(early)
+	root := newRootCommand(pre)
 	if runForm {
 		// `hpcrun [flags] CMD ARGS...`: CMD may be named like a subcommand
 		// (`hpcrun --rootfs r spec`), so there are none to find.
@@ -68,19 +61,6 @@ func execute(args []string, stderr io.Writer, startEarly bool) int {
 	}
 	fmt.Fprintf(stderr, "hpcrun: %s\n", oneLine(err.Error()))
 	return runtime.ExitStatus(err)
-}
-
-// notJobs are the first words that never run a job: the subcommands
-// (TestNotJobsListsEverySubcommand keeps the list whole) and help.
-var notJobs = map[string]bool{
-	"spec": true, "help": true, "completion": true, "-h": true, "--help": true, "--version": true,
-}
-
-// mayRunJob is the cheap first guess of isRunForm, taken before anything
-// else so the container's init can be cloned at once. A wrong guess costs
-// an aborted clone, as for `hpcrun --rootfs r` with no command.
-func mayRunJob(args []string) bool {
-	return len(args) > 0 && !notJobs[args[0]]
 }
 
 // isRunForm reports whether args run a job rather than a subcommand: the

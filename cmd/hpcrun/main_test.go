@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
 )
 
 func TestIsRunForm(t *testing.T) {
@@ -63,7 +65,7 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			code := execute(tc.args, &stderr, false)
+			code := execute(tc.args, &stderr, nil)
 			out := stderr.String()
 			if code != 125 {
 				t.Errorf("exit %d, want 125", code)
@@ -80,17 +82,17 @@ func TestNotJobsListsEverySubcommand(t *testing.T) {
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
-		if !notJobs[c.Name()] {
+		if !early.IsSubcommandOrHelp(c.Name()) {
 			t.Errorf("subcommand %q is missing from notJobs: hpcrun would clone an init for it", c.Name())
 		}
 	}
 	for _, args := range [][]string{{"spec"}, {"help"}, {"--help"}, {"--version"}, nil} {
-		if mayRunJob(args) {
-			t.Errorf("mayRunJob(%q) = true", args)
+		if early.MayRunJob(args) {
+			t.Errorf("MayRunJob(%q) = true", args)
 		}
 	}
-	if !mayRunJob([]string{"--rootfs", "r", "true"}) || !mayRunJob([]string{"python3"}) {
-		t.Error("mayRunJob misses a job")
+	if !early.MayRunJob([]string{"--rootfs", "r", "true"}) || !early.MayRunJob([]string{"python3"}) {
+		t.Error("MayRunJob misses a job")
 	}
 }
 

@@ -1,0 +1,59 @@
+// Package early starts what must not wait for the rest of hpcrun to
+// initialize: the container's init stage, when the binary is re-executed as
+// one, and, for a command line that runs a job, the clone of that init.
+//
+// Go initializes packages in dependency order and, among those ready, in
+// the order of their import paths. This package depends only on runtime and
+// netns, and its path sorts before cobra, pflag and the image libraries, so
+// its init function runs before theirs: the init stage skips their
+// initialization altogether, and the parent's overlaps the init's start.
+package early
+
+import (
+	"os"
+	"strings"
+
+	"github.com/hpcrun/hpcrun/netns"
+	"github.com/hpcrun/hpcrun/runtime"
+)
+
+// Init is the container init cloned for this command line, or nil.
+var Init *runtime.Init
+
+// notJobs are the first words that never run a job: the subcommands and
+// help (cmd/hpcrun's TestNotJobsListsEverySubcommand keeps the list whole).
+var notJobs = map[string]bool{
+	"spec": true, "help": true, "completion": true, "-h": true, "--help": true, "--version": true,
+}
+
+// MayRunJob is a cheap first guess that args run a job. A wrong guess costs
+// an aborted clone, as for `hpcrun --rootfs r` with no command.
+func MayRunJob(args []string) bool {
+	return len(args) > 0 && !notJobs[args[0]]
+}
+
+// IsSubcommandOrHelp reports whether a first word is in the list.
+func IsSubcommandOrHelp(word string) bool { return notJobs[word] }
+
+func init() {
+	if len(os.Args) == 0 {
+		return
+	}
+	if os.Args[0] == runtime.InitArg0 {
+		runtime.RunInit(runtime.Hooks{LoopbackUp: netns.LoopbackUp})
+	}
+	if MayRunJob(os.Args[1:]) && !isTest(os.Args[1:]) {
+		Init = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	}
+}
+
+// isTest reports whether this is a test binary (go test passes -test.*
+// flags), which must not clone itself as an init.
+func isTest(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, "-test.") {
+			return true
+		}
+	}
+	return false
+}
