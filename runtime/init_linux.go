@@ -22,7 +22,7 @@ type Hooks struct {
 	LoopbackUp func() error
 }
 
-// RunInit is the container's init stage: PID 1 of the new pid namespace. main
+// RunInit is the container's init stage: PID 1 of the new pid namespace. cmd/hpcrun
 // calls it when os.Args[0] is InitArg0. It never returns.
 //
 // It reads like a script: read the config; build the root filesystem;

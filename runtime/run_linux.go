@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InitArg0 is argv[0] of the re-executed init stage. main hands control to
-// RunInit as soon as it sees it, before parsing any flag.
+// InitArg0 is argv[0] of the re-executed init stage. cmd/hpcrun hands control to
+// RunInit as soon as it sees it, from a package init function.
 const InitArg0 = "hpcrun-init"
 
 // Config is everything the init stage needs: the spec and what hpcrun adds
