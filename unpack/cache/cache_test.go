@@ -1,0 +1,628 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/unpack"
+)
+
+// ---- a fake unpack.Source, usable from another process ----
+
+// cacheFakeMeta is what a fake image directory holds besides its blobs.
+type cacheFakeMeta struct {
+	Ref, Key string
+	Resolved unpack.Resolved
+}
+
+// cacheWriteImage writes an image of gzip'd layers into dir (blobs/<hex>
+// and meta.json) and returns its manifest digest.
+func cacheWriteImage(t testing.TB, dir, ref string, layers ...[]byte) digest.Digest {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	put := func(b []byte) digest.Digest {
+		d := digest.FromBytes(b)
+		if err := os.WriteFile(filepath.Join(dir, "blobs", d.Encoded()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	var res unpack.Resolved
+	res.Config.OS, res.Config.Architecture = "linux", "amd64"
+	res.Config.Config = ispec.ImageConfig{Env: []string{"PATH=/bin", "LANG=C.UTF-8"}, WorkingDir: "/work", Entrypoint: []string{"/bin/sh"}, Cmd: []string{"-c", "true"}, User: "1000"}
+	res.Config.RootFS.Type = "layers"
+	for _, l := range layers {
+		gz := lGzip(t, l)
+		res.Manifest.Layers = append(res.Manifest.Layers, ispec.Descriptor{MediaType: mtGzip, Digest: put(gz), Size: int64(len(gz))})
+		res.Config.RootFS.DiffIDs = append(res.Config.RootFS.DiffIDs, digest.FromBytes(l))
+	}
+	cb, _ := json.Marshal(res.Config)
+	res.ConfigDigest = put(cb)
+	res.Manifest.SchemaVersion = 2
+	res.Manifest.MediaType = ispec.MediaTypeImageManifest
+	res.Manifest.Config = ispec.Descriptor{MediaType: ispec.MediaTypeImageConfig, Digest: res.ConfigDigest, Size: int64(len(cb))}
+	mb, _ := json.Marshal(res.Manifest)
+	res.ManifestDigest = put(mb)
+	b, _ := json.Marshal(cacheFakeMeta{Ref: ref, Key: "fake:" + dir, Resolved: res})
+	if err := os.WriteFile(filepath.Join(dir, "meta.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return res.ManifestDigest
+}
+
+// cacheFakeSource serves an image written by cacheWriteImage and counts
+// the calls a warm start must not make.
+type cacheFakeSource struct {
+	dir      string
+	meta     cacheFakeMeta
+	resolves atomic.Int32
+	opens    atomic.Int32
+
+	slow       time.Duration // sleep per Read of a blob
+	blockAfter int64         // after this many bytes of a blob, create blockFile and hang
+	blockFile  string
+}
+
+func cacheOpenFake(dir string) (*cacheFakeSource, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return nil, err
+	}
+	s := &cacheFakeSource{dir: dir}
+	return s, json.Unmarshal(b, &s.meta)
+}
+
+func (s *cacheFakeSource) Ref() string  { return s.meta.Ref }
+func (s *cacheFakeSource) Key() string  { return s.meta.Key }
+func (s *cacheFakeSource) Close() error { return nil }
+
+func (s *cacheFakeSource) Resolve(p unpack.Platform) (*unpack.Resolved, error) {
+	s.resolves.Add(1)
+	r := s.meta.Resolved
+	return &r, nil
+}
+
+func (s *cacheFakeSource) Open(d ispec.Descriptor) (io.ReadCloser, error) {
+	s.opens.Add(1)
+	f, err := os.Open(filepath.Join(s.dir, "blobs", d.Digest.Encoded()))
+	if err != nil {
+		return nil, err
+	}
+	return &cacheFakeBlob{f: f, s: s}, nil
+}
+
+type cacheFakeBlob struct {
+	f *os.File
+	s *cacheFakeSource
+	n int64
+}
+
+func (b *cacheFakeBlob) Read(p []byte) (int, error) {
+	if b.s.slow > 0 {
+		time.Sleep(b.s.slow)
+		p = p[:min(len(p), 32<<10)]
+	}
+	if b.s.blockAfter > 0 && b.n >= b.s.blockAfter {
+		os.WriteFile(b.s.blockFile, nil, 0o644)
+		select {} // until killed
+	}
+	n, err := b.f.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *cacheFakeBlob) Close() error { return b.f.Close() }
+
+// ---- the helper process ----
+
+type cacheHelperArgs struct {
+	Cache, Image string
+	Out          string
+	Slow         time.Duration
+	BlockAfter   int64
+	BlockFile    string
+	MountTmpfs   bool // mount a 1 MiB tmpfs on Cache first (in our own mount namespace)
+}
+
+type cacheHelperResult struct {
+	Pid    int
+	Log    []string
+	Err    string
+	Rootfs string
+}
+
+func cacheHelper(mode, args string) error {
+	var a cacheHelperArgs
+	if err := json.Unmarshal([]byte(args), &a); err != nil {
+		return err
+	}
+	if mode != "ensure" {
+		return errors.New("unknown helper " + mode)
+	}
+	if a.MountTmpfs {
+		// Why rprivate: the test may run as root in the host's mount
+		// namespace copy, whose mounts would otherwise propagate back.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fmt.Errorf("make / private: %w", err)
+		}
+		if err := unix.Mount("tmpfs", a.Cache, "tmpfs", 0, "size=1m,mode=0700"); err != nil {
+			return fmt.Errorf("mount tmpfs: %w", err)
+		}
+	}
+	res := cacheHelperResult{Pid: os.Getpid()}
+	src, err := cacheOpenFake(a.Image)
+	if err != nil {
+		return err
+	}
+	src.slow, src.blockAfter, src.blockFile = a.Slow, a.BlockAfter, a.BlockFile
+	var mu sync.Mutex
+	c, err := OpenCache(a.Cache)
+	if err == nil {
+		var im *CachedImage
+		im, err = c.Ensure(context.Background(), src, unpack.Platform{OS: "linux", Architecture: "amd64"}, func(s string) {
+			mu.Lock()
+			res.Log = append(res.Log, s)
+			mu.Unlock()
+		})
+		if err == nil {
+			res.Rootfs = im.Rootfs
+			if _, err2 := os.Stat(filepath.Join(im.Rootfs, "etc/hello")); err2 != nil {
+				err = err2
+			}
+		}
+	}
+	if err != nil {
+		res.Err = err.Error()
+	}
+	if a.MountTmpfs {
+		// What is left in the cache, since the tmpfs dies with us.
+		var left []string
+		filepath.WalkDir(a.Cache, func(p string, de fs.DirEntry, err error) error {
+			if p != a.Cache {
+				left = append(left, strings.TrimPrefix(p, a.Cache+"/"))
+			}
+			return nil
+		})
+		res.Log = append(res.Log, "left: "+strings.Join(left, " "))
+	}
+	b, _ := json.Marshal(res)
+	return os.WriteFile(a.Out, b, 0o644)
+}
+
+// cacheFixture is an image and a cache directory the helper user owns.
+type cacheFixture struct {
+	base, image, cache string
+	digest             digest.Digest
+}
+
+func cacheNewFixture(t *testing.T, layers ...[]byte) *cacheFixture {
+	base := layerUserDir(t)
+	f := &cacheFixture{base: base, image: filepath.Join(base, "image"), cache: filepath.Join(base, "cache")}
+	if len(layers) == 0 {
+		layers = [][]byte{
+			lTar(t, lDir("etc", 0o755), lFile("etc/hello", 0o644, "hello"), lFile("big", 0o644, strings.Repeat("0123456789abcdef", 64<<10))),
+			lTar(t, lFile("etc/second", 0o600, "second layer")),
+		}
+	}
+	f.digest = cacheWriteImage(t, f.image, "test.tar", layers...)
+	return f
+}
+
+func (f *cacheFixture) args(out string) cacheHelperArgs {
+	return cacheHelperArgs{Cache: f.cache, Image: f.image, Out: filepath.Join(f.base, out)}
+}
+
+func cacheReadResult(t *testing.T, p string) cacheHelperResult {
+	t.Helper()
+	var r cacheHelperResult
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("no helper result: %v", err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func cacheCount(lines []string, prefix string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// ---- tests ----
+
+func TestDefaultCacheDir(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "/var/tmp/hpcrun-1234"},
+		{[]string{"HOME=/home/u", "HPCRUN_CACHE="}, "/var/tmp/hpcrun-1234"},
+		{[]string{"HPCRUN_CACHE=/scratch/c/"}, "/scratch/c"},
+		{[]string{"HPCRUN_CACHE=/a", "HPCRUN_CACHE=/b"}, "/b"},
+	} {
+		if got := DefaultCacheDir(tc.env, 1234); got != tc.want {
+			t.Errorf("DefaultCacheDir(%q) = %q, want %q", tc.env, got, tc.want)
+		}
+	}
+}
+
+func TestOpenCache(t *testing.T) {
+	dir := t.TempDir()
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	c, err := OpenCache(filepath.Join(dir, "a/b/cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range append([]string{""}, cacheSubdirs...) {
+		fi, err := os.Stat(filepath.Join(c.Dir, sub))
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v, want mode 0700", sub, fi.Mode(), err)
+		}
+	}
+	if _, err := OpenCache(c.Dir); err != nil {
+		t.Errorf("reopen: %v", err)
+	}
+	os.Symlink(c.Dir, filepath.Join(dir, "link"))
+	if _, err := OpenCache(filepath.Join(dir, "link")); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("symlink: err = %v", err)
+	}
+	os.Mkdir(filepath.Join(dir, "open"), 0o777)
+	if _, err := OpenCache(filepath.Join(dir, "open")); err == nil || !strings.Contains(err.Error(), "written by others") {
+		t.Errorf("mode 0777: err = %v", err)
+	}
+	if os.Getuid() == 0 {
+		os.Mkdir(filepath.Join(dir, "theirs"), 0o700)
+		os.Chown(filepath.Join(dir, "theirs"), layerTestUID, layerTestUID)
+		if _, err := OpenCache(filepath.Join(dir, "theirs")); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Errorf("another user's dir: err = %v", err)
+		}
+	}
+}
+
+func TestEnsureColdThenWarm(t *testing.T) {
+	f := cacheNewFixture(t)
+	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, p := context.Background(), unpack.Platform{OS: "linux", Architecture: "amd64"}
+	src, _ := cacheOpenFake(f.image)
+	var logs []string
+	im, err := c.Ensure(ctx, src, p, func(s string) { logs = append(logs, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.resolves.Load() != 1 || src.opens.Load() != 2 {
+		t.Errorf("cold: %d Resolve and %d Open, want 1 and 2", src.resolves.Load(), src.opens.Load())
+	}
+	if cacheCount(logs, "unpacking test.tar") != 1 {
+		t.Errorf("log: %q", logs)
+	}
+	if im.Digest != f.digest || im.Rootfs != filepath.Join(c.Dir, "images", digestName(f.digest), "rootfs") {
+		t.Errorf("image %+v", im)
+	}
+	if b, _ := os.ReadFile(filepath.Join(im.Rootfs, "etc/second")); string(b) != "second layer" {
+		t.Errorf("etc/second = %q", b)
+	}
+	if im.Config.WorkingDir != "/work" || im.Config.User != "1000" || len(im.Config.Env) != 2 || im.Config.Cmd[1] != "true" || im.Config.Entrypoint[0] != "/bin/sh" {
+		t.Errorf("config %+v", im.Config)
+	}
+	// What the cache created is private.
+	for _, p := range []string{"images", "images/" + digestName(f.digest), "locks/" + digestName(f.digest), "images/" + digestName(f.digest) + "/image.json"} {
+		fi, err := os.Stat(filepath.Join(c.Dir, p))
+		if err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v %v", p, fi.Mode(), err)
+		}
+	}
+	keys, _ := os.ReadDir(filepath.Join(c.Dir, "keys"))
+	if len(keys) != 1 {
+		t.Fatalf("keys: %v", keys)
+	}
+	if fi, _ := keys[0].Info(); fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v", fi.Mode())
+	}
+	if ents, _ := os.ReadDir(filepath.Join(c.Dir, "tmp")); len(ents) != 0 {
+		t.Errorf("tmp not empty: %v", ents)
+	}
+
+	// Warm: the same source file, opened again.
+	warm, _ := cacheOpenFake(f.image)
+	im2, err := c.Ensure(ctx, warm, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if warm.resolves.Load() != 0 || warm.opens.Load() != 0 {
+		t.Errorf("warm: %d Resolve and %d Open, want none", warm.resolves.Load(), warm.opens.Load())
+	}
+	if im2.Rootfs != im.Rootfs || im2.Digest != im.Digest || im2.Config.WorkingDir != "/work" {
+		t.Errorf("warm image %+v", im2)
+	}
+	// Another platform is another key: resolved again, but not unpacked.
+	other, _ := cacheOpenFake(f.image)
+	if _, err := c.Ensure(ctx, other, unpack.Platform{OS: "linux", Architecture: "arm64"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if other.resolves.Load() != 1 || other.opens.Load() != 0 {
+		t.Errorf("other key: %d Resolve and %d Open, want 1 and 0", other.resolves.Load(), other.opens.Load())
+	}
+}
+
+// TestEnsureConcurrentProcesses starts 8 cold Ensure in 8 processes at
+// once: one unpacks, the others wait for it and use its result.
+func TestEnsureConcurrentProcesses(t *testing.T) {
+	random := make([]byte, 1<<20)
+	rand.Read(random)
+	f := cacheNewFixture(t, lTar(t, lFile("etc/hello", 0o644, "hi"), lFile("random", 0o644, string(random))))
+	const n = 8
+	var cmds []*exec.Cmd
+	for i := range n {
+		a := f.args(fmt.Sprintf("out%d.json", i))
+		a.Slow = 5 * time.Millisecond // about 0.2 s for the 1 MiB layer
+		cmd := layerHelperCmd(t, f.base, "ensure", a)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	unpackers, waiters := map[int]bool{}, 0
+	var waitedFor []string
+	var rootfs string
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("helper %d: %v", i, err)
+			continue
+		}
+		r := cacheReadResult(t, filepath.Join(f.base, fmt.Sprintf("out%d.json", i)))
+		if r.Err != "" {
+			t.Errorf("helper %d: %s", i, r.Err)
+		}
+		if rootfs == "" {
+			rootfs = r.Rootfs
+		} else if r.Rootfs != rootfs {
+			t.Errorf("helper %d got %s, another %s", i, r.Rootfs, rootfs)
+		}
+		if cacheCount(r.Log, "unpacking ") > 0 {
+			unpackers[r.Pid] = true
+		}
+		for _, l := range r.Log {
+			if strings.HasPrefix(l, "waiting for test.tar, being unpacked by pid ") {
+				waiters++
+				waitedFor = append(waitedFor, strings.TrimPrefix(l, "waiting for test.tar, being unpacked by pid "))
+			}
+		}
+	}
+	if len(unpackers) != 1 {
+		t.Fatalf("%d processes unpacked, want exactly 1", len(unpackers))
+	}
+	if waiters == 0 {
+		t.Errorf("no process said it was waiting")
+	}
+	for pid := range unpackers {
+		for _, w := range waitedFor {
+			if w != fmt.Sprint(pid) {
+				t.Errorf("a waiter named pid %s, but %d unpacked", w, pid)
+			}
+		}
+	}
+	t.Logf("1 unpack, %d waiters said so", waiters)
+}
+
+// TestEnsureKilledUnpack SIGKILLs a process in the middle of an unpack,
+// then checks that nothing it left is trusted and the next Ensure works.
+func TestEnsureKilledUnpack(t *testing.T) {
+	random := make([]byte, 1<<20)
+	rand.Read(random)
+	f := cacheNewFixture(t, lTar(t, lFile("etc/hello", 0o644, "hi"), lFile("random", 0o644, string(random))))
+	a := f.args("killed.json")
+	a.BlockAfter = 64 << 10
+	a.BlockFile = filepath.Join(f.base, "blocked")
+	cmd := layerHelperCmd(t, f.base, "ensure", a)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(a.BlockFile); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the helper never reached the middle of its unpack")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tmp, _ := os.ReadDir(filepath.Join(f.cache, "tmp"))
+	if len(tmp) != 1 {
+		t.Fatalf("mid-unpack, tmp holds %v, want one entry", tmp)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if imgs, _ := os.ReadDir(filepath.Join(f.cache, "images")); len(imgs) != 0 {
+		t.Fatalf("a killed unpack published %v", imgs)
+	}
+	if keys, _ := os.ReadDir(filepath.Join(f.cache, "keys")); len(keys) != 0 {
+		t.Fatalf("a killed unpack left keys %v", keys)
+	}
+
+	b := f.args("after.json")
+	layerHelper(t, f.base, "ensure", b, b.Out, new(cacheHelperResult))
+	r := cacheReadResult(t, b.Out)
+	if r.Err != "" {
+		t.Fatalf("Ensure after the kill: %s", r.Err)
+	}
+	if cacheCount(r.Log, "unpacking ") != 1 {
+		t.Errorf("Ensure after the kill did not unpack: %q", r.Log)
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(f.cache, "tmp")); len(tmp) != 0 {
+		t.Errorf("the stale unpack is still in tmp: %v", tmp)
+	}
+}
+
+// TestEnsureNoSpace unpacks into a 1 MiB tmpfs: an image whose layers
+// alone do not fit is refused up front; one that runs out of space midway
+// (its layer compresses well) fails with ENOSPC. Both name the directory
+// and leave no entry.
+func TestEnsureNoSpace(t *testing.T) {
+	requireNS := os.Getenv("HPCRUN_TEST_REQUIRE_USERNS") == "1"
+	random := make([]byte, 2<<20)
+	rand.Read(random)
+	for _, tc := range []struct {
+		name, want string
+		layer      []byte
+	}{
+		{"layers bigger than the free space", "the layers alone take", lTar(t, lFile("etc/hello", 0o644, "hi"), lFile("random", 0o644, string(random)))},
+		{"ENOSPC while unpacking", "no space left on device", lTar(t, lFile("etc/hello", 0o644, "hi"), lFile("zeros", 0o644, string(make([]byte, 4<<20))))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := cacheNewFixture(t, tc.layer)
+			os.Mkdir(f.cache, 0o700)
+			a := f.args("out.json")
+			a.MountTmpfs = true
+			cmd := layerHelperCmd(t, f.base, "ensure", a)
+			// The helper mounts the tmpfs in a mount namespace of its own:
+			// as root directly (and stays root: the size limit is what is
+			// tested), otherwise inside a user namespace.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+			if os.Getuid() != 0 {
+				cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+				cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
+				cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
+			} else {
+				os.Chown(f.cache, 0, 0)
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				if os.Getuid() != 0 && !requireNS {
+					t.Skipf("cannot mount a tmpfs in a user namespace here (set HPCRUN_TEST_REQUIRE_USERNS=1 to fail instead): %v\n%s", err, out)
+				}
+				t.Fatalf("helper: %v\n%s", err, out)
+			}
+			r := cacheReadResult(t, a.Out)
+			t.Logf("error: %s", r.Err)
+			if r.Err == "" || !strings.Contains(r.Err, tc.want) || !strings.Contains(r.Err, "no space left in the image cache "+f.cache) {
+				t.Errorf("err = %q, want one naming %s and saying %q", r.Err, f.cache, tc.want)
+			}
+			if left := r.Log[len(r.Log)-1]; left != "left: images keys locks locks/"+digestName(f.digest)+" tmp" {
+				t.Errorf("the cache holds more than empty dirs and a lock: %q", left)
+			}
+		})
+	}
+}
+
+func TestCacheRemoveAndPrune(t *testing.T) {
+	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, p := context.Background(), unpack.Platform{OS: "linux", Architecture: "amd64"}
+	var ims []*CachedImage
+	for i := range 2 {
+		f := cacheNewFixture(t, lTar(t, lFile("etc/hello", 0o644, fmt.Sprint("image ", i)), lDir("ro", 0o500), lFile("ro/secret", 0o000, "x")))
+		src, _ := cacheOpenFake(f.image)
+		im, err := c.Ensure(ctx, src, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ims = append(ims, im)
+	}
+	ents, err := c.List()
+	if err != nil || len(ents) != 2 {
+		t.Fatalf("List = %v, %v", ents, err)
+	}
+	for _, e := range ents {
+		if e.Size <= 0 || e.Ref != "test.tar" || time.Since(e.LastUse) > time.Minute {
+			t.Errorf("entry %+v", e)
+		}
+	}
+
+	// In use: Remove refuses.
+	release, err := c.Use(ims[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(ims[0].Digest); !errors.Is(err, ErrImageInUse) || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("Remove of an image in use: %v", err)
+	}
+	if _, err := os.Stat(ims[0].Rootfs); err != nil {
+		t.Errorf("refused Remove touched the image: %v", err)
+	}
+	// Prune leaves it too, even when old.
+	old := time.Now().Add(-48 * time.Hour)
+	for _, im := range ims {
+		os.Chtimes(c.lockPath(im.Digest), old, old)
+	}
+	removed, err := c.Prune(24 * time.Hour)
+	if err != nil || len(removed) != 1 || removed[0] != ims[1].Digest {
+		t.Errorf("Prune = %v, %v; want only %s", removed, err, ims[1].Digest)
+	}
+	release()
+
+	if err := c.Remove(ims[0].Digest); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"images", "tmp", "keys"} {
+		if ents, _ := os.ReadDir(filepath.Join(c.Dir, sub)); len(ents) != 0 {
+			t.Errorf("%s/ after removing everything: %v", sub, ents)
+		}
+	}
+	if err := c.Remove(ims[0].Digest); !errors.Is(err, ErrNotCached) {
+		t.Errorf("second Remove: %v", err)
+	}
+	if _, err := c.Use(ims[0].Digest); !errors.Is(err, ErrNotCached) {
+		t.Errorf("Use of a removed image: %v", err)
+	}
+}
+
+// ---- benchmarks ----
+
+// BenchmarkEnsureWarm is the cost a job start pays when its image is
+// cached.
+func BenchmarkEnsureWarm(b *testing.B) {
+	f := &cacheFixture{image: filepath.Join(b.TempDir(), "image")}
+	cacheWriteImage(b, f.image, "bench.tar", lTar(b, lFile("etc/hello", 0o644, "hi")))
+	c, err := OpenCache(filepath.Join(b.TempDir(), "cache"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, _ := cacheOpenFake(f.image)
+	ctx, p := context.Background(), unpack.Platform{OS: "linux", Architecture: "amd64"}
+	if _, err := c.Ensure(ctx, src, p, nil); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := c.Ensure(ctx, src, p, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if src.resolves.Load() != 1 {
+		b.Fatalf("warm Ensure resolved %d times", src.resolves.Load())
+	}
+}

@@ -1,0 +1,270 @@
+package cache
+
+import (
+	"archive/tar"
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"sync"
+
+	apexlog "github.com/apex/log"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	digest "github.com/opencontainers/go-digest"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/umoci/oci/layer"
+)
+
+var quietUmoci sync.Once
+
+// compression is how a layer blob is compressed.
+type compression int
+
+const (
+	uncompressed compression = iota
+	compGzip
+	compZstd
+)
+
+func (c compression) String() string {
+	switch c {
+	case compGzip:
+		return "gzip"
+	case compZstd:
+		return "zstd"
+	}
+	return "uncompressed"
+}
+
+// layerCompression maps a layer's media type to its compression. It knows
+// the OCI types (with the deprecated non-distributable ones) and Docker's.
+func layerCompression(mediaType string) (compression, error) {
+	base, suffix := mediaType, ""
+	if i := strings.LastIndexAny(mediaType, "+."); i >= 0 {
+		base, suffix = mediaType[:i], mediaType[i+1:]
+	}
+	switch {
+	case mediaType == "application/vnd.oci.image.layer.v1.tar",
+		mediaType == "application/vnd.oci.image.layer.nondistributable.v1.tar",
+		mediaType == "application/vnd.docker.image.rootfs.diff.tar":
+		return uncompressed, nil
+	case base == "application/vnd.oci.image.layer.v1.tar",
+		base == "application/vnd.oci.image.layer.nondistributable.v1.tar",
+		base == "application/vnd.docker.image.rootfs.diff.tar",
+		base == "application/vnd.docker.image.rootfs.foreign.diff.tar":
+		switch suffix {
+		case "gzip":
+			return compGzip, nil
+		case "zstd":
+			return compZstd, nil
+		}
+	}
+	return 0, fmt.Errorf("unsupported layer media type %q", mediaType)
+}
+
+// ApplyLayer applies one layer blob on top of the tree at root, as the
+// calling user: umoci's rootless mode keeps foreign owners in
+// "user.rootlesscontainers" xattrs instead of chowning, and turns device
+// nodes into empty placeholder files.
+//
+// The blob is decompressed according to mediaType in its own goroutine, so
+// that decompression overlaps extraction. The uncompressed stream is hashed
+// and must match diffID (skipped when diffID is empty). The stream is read to
+// its end even when the tar ends early, so that a digest check done by the
+// blob reader at EOF always fires.
+//
+// Entries are modified on the way so that the job can read what the image's
+// own user could: regular files get u+r (and u+x when any x bit is set),
+// directories get u+rwx. Whiteouts that would name the directory itself or
+// its parent are refused. Everything else about escaping root (../ and
+// absolute names, links that lead out) is left to umoci, which resolves every
+// path inside root; the tests check that.
+func ApplyLayer(root string, blob io.Reader, mediaType string, diffID digest.Digest) error {
+	comp, err := layerCompression(mediaType)
+	if err != nil {
+		return err
+	}
+	return applyLayer(root, blob, comp, diffID)
+}
+
+// pipeChunk is the size of the chunks handed from the decompressing
+// goroutine to the extracting one. Two of them are in flight at a time.
+const pipeChunk = 1 << 20
+
+func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Digest) error {
+	quietUmoci.Do(func() {
+		// umoci logs a warning per device node it turns into a
+		// placeholder, which is what rootless unpacking always does.
+		apexlog.SetLevel(apexlog.ErrorLevel)
+	})
+	if diffID != "" {
+		if err := diffID.Validate(); err != nil {
+			return fmt.Errorf("diff_id %q: %w", diffID, err)
+		}
+	}
+	pr, pw := io.Pipe()
+	var digester digest.Digester
+	if diffID != "" {
+		digester = diffID.Algorithm().Digester()
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := decompress(pw, blob, comp, digester)
+		pw.CloseWithError(err) // nil closes with io.EOF
+		done <- err
+	}()
+
+	// Why a buffer on each side of the pipe: io.Pipe hands data over
+	// synchronously, so with big chunks the decompressor fills the next
+	// chunk while the extractor works through the last one.
+	br := bufio.NewReaderSize(pr, pipeChunk)
+	err := extract(root, br)
+	if err == nil {
+		// UnpackLayer stops at the tar's end-of-archive marker; whatever
+		// follows (padding, or a corrupted tail) must still be read so that
+		// the digests cover the whole blob.
+		if _, derr := io.Copy(io.Discard, br); derr != nil {
+			err = fmt.Errorf("read layer: %w", derr)
+		}
+	}
+	pr.CloseWithError(errAborted) // stops the decompressor if we failed early
+	derr := <-done
+	if derr != nil && !errors.Is(derr, errAborted) {
+		// A decompression or blob digest error explains a tar error better
+		// than the tar error does.
+		return fmt.Errorf("read layer: %w", derr)
+	}
+	if err != nil {
+		return err
+	}
+	if digester != nil {
+		if got := digester.Digest(); got != diffID {
+			return fmt.Errorf("uncompressed layer is %s, but the image config's diff_id is %s", got, diffID)
+		}
+	}
+	return nil
+}
+
+var errAborted = errors.New("layer extraction stopped")
+
+// decompress copies blob, decompressed, to w and through the digester.
+func decompress(w io.Writer, blob io.Reader, comp compression, digester digest.Digester) error {
+	if digester != nil {
+		w = io.MultiWriter(w, digester.Hash())
+	}
+	var r io.Reader
+	switch comp {
+	case compGzip:
+		zr, err := gzip.NewReader(bufio.NewReaderSize(blob, 256<<10))
+		if err != nil {
+			return fmt.Errorf("gzip: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	case compZstd:
+		// One decoder goroutine (this one): decoding already runs beside
+		// extraction, and more would cost memory for nothing.
+		zr, err := zstd.NewReader(blob, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return fmt.Errorf("zstd: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		r = blob
+	}
+	buf := make([]byte, pipeChunk)
+	// Hide the decompressors' WriteTo, which writes in window-sized pieces:
+	// each write to the pipe is a hand-over to the extracting goroutine.
+	if _, err := io.CopyBuffer(w, struct{ io.Reader }{r}, buf); err != nil {
+		if comp != uncompressed && !errors.Is(err, errAborted) {
+			return fmt.Errorf("%s: %w", comp, err)
+		}
+		return err
+	}
+	// A decompressor may stop at the end of its stream: read the blob to
+	// its EOF, where its reader checks the digest.
+	n, err := io.CopyBuffer(io.Discard, blob, buf)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%d bytes of garbage after the %s stream", n, comp)
+	}
+	return nil
+}
+
+// extract unpacks the tar stream r at root with umoci's TarExtractor, one
+// entry at a time (umoci's own UnpackLayer loop, with our checks added).
+func extract(root string, r io.Reader) error {
+	uid, gid := os.Getuid(), os.Getgid()
+	opt := &layer.UnpackOptions{OnDiskFormat: layer.DirRootfs{MapOptions: layer.MapOptions{
+		Rootless:    true,
+		UIDMappings: []rspec.LinuxIDMapping{{HostID: uint32(uid), ContainerID: 0, Size: 1}},
+		GIDMappings: []rspec.LinuxIDMapping{{HostID: uint32(gid), ContainerID: 0, Size: 1}},
+	}}}
+	te := layer.NewTarExtractor(opt)
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		name := hdr.Name
+		skip, err := checkEntry(hdr)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", name, err)
+		}
+		if skip {
+			continue
+		}
+		if err := te.UnpackEntry(root, hdr, tr); err != nil {
+			return fmt.Errorf("unpack entry %q: %w", name, err)
+		}
+	}
+}
+
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// checkEntry refuses what umoci would let out of root, skips what carries
+// no file, and widens modes so that the owner (the job's user) can read.
+func checkEntry(hdr *tar.Header) (skip bool, err error) {
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader:
+		// pax global headers (git archive writes one) hold no file.
+		return true, nil
+	}
+	base := path.Base(layer.CleanPath(hdr.Name))
+	if wo, ok := strings.CutPrefix(base, whiteoutPrefix); ok && base != whiteoutOpaque {
+		// Why: umoci joins the whited-out name to its resolved directory
+		// without cleaning it, so ".wh.." would delete the directory itself
+		// and ".wh..." its parent, outside root when the directory is root.
+		if wo == "" || wo == "." || wo == ".." || strings.ContainsRune(wo, '/') {
+			return false, errors.New("malicious whiteout: it names no file inside its directory")
+		}
+		return false, nil
+	}
+	if strings.IndexByte(hdr.Name, 0) >= 0 || strings.IndexByte(hdr.Linkname, 0) >= 0 {
+		return false, errors.New("name contains a NUL byte")
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archives use TypeRegA
+		hdr.Mode |= 0o400
+		if hdr.Mode&0o111 != 0 {
+			hdr.Mode |= 0o100
+		}
+	case tar.TypeDir:
+		hdr.Mode |= 0o700
+	}
+	return false, nil
+}
