@@ -41,15 +41,88 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
+// terminal runs a command in a new session whose controlling terminal is a
+// pty, as a login shell's is, and reads what the pty shows.
+type terminal struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	master *os.File
+	out    strings.Builder
+	got    chan string
+}
+
+func startOnTerminal(t *testing.T, cmd *exec.Cmd) *terminal {
+	t.Helper()
+	master, slave := openPTY(t)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	term := &terminal{t: t, cmd: cmd, master: master, got: make(chan string, 64)}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		master.Close()
+	})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf)
+			if n > 0 {
+				term.got <- string(buf[:n])
+			}
+			if err != nil { // EIO once every slave fd is closed
+				close(term.got)
+				return
+			}
+		}
+	}()
+	return term
+}
+
+// waitFor reads the terminal until it has shown s.
+func (term *terminal) waitFor(s string) {
+	term.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(term.out.String(), s) {
+		select {
+		case chunk, ok := <-term.got:
+			if !ok {
+				term.t.Fatalf("terminal closed before %q; output %q", s, term.out.String())
+			}
+			term.out.WriteString(chunk)
+		case <-deadline:
+			term.t.Fatalf("no %q on the terminal; output %q", s, term.out.String())
+		}
+	}
+}
+
+// say types s.
+func (term *terminal) say(s string) {
+	if _, err := term.master.Write([]byte(s)); err != nil {
+		term.t.Fatal(err)
+	}
+}
+
+// wait waits for the command and reads what the terminal still shows.
+func (term *terminal) wait() (code int, err error) {
+	err = term.cmd.Wait()
+	for chunk := range term.got {
+		term.out.WriteString(chunk)
+	}
+	return exitCode(term.cmd.ProcessState), err
+}
+
 // At an interactive terminal, Ctrl-C interrupts the job once: the job's
 // process group holds the terminal, so neither hpcrun nor the init passes
 // on a second copy.
 func TestCtrlCAtTerminal(t *testing.T) {
 	t.Parallel()
 	needUserns(t)
-	master, slave := openPTY(t)
-	defer master.Close()
-
 	// Busy loops without external commands: the shell runs its trap
 	// within microseconds of each INT, so a second copy (forwarded by
 	// hpcrun or the init a little later) is counted, not merged.
@@ -58,62 +131,13 @@ while [ $n -lt 1 ]; do :; done
 i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo final-$n; exit $n`
 	ctx, cancel := context.WithTimeout(context.Background(), defaultCmdTimeout)
 	defer cancel()
-	cmd := command(ctx, opts{}, binPath, "--rootfs", rootfsDir, "sh", "-c", script)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	// A new session with the pty as its controlling terminal, as a login
-	// shell has; hpcrun's process group is its foreground group.
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setsid = true
-	cmd.SysProcAttr.Setctty = true
-	cmd.SysProcAttr.Ctty = 0
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	slave.Close()
-
-	var out strings.Builder
-	got := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			if n > 0 {
-				got <- string(buf[:n])
-			}
-			if err != nil { // EIO once every slave fd is closed
-				close(got)
-				return
-			}
-		}
-	}()
-	waitFor := func(s string) {
-		deadline := time.After(10 * time.Second)
-		for !strings.Contains(out.String(), s) {
-			select {
-			case chunk, ok := <-got:
-				if !ok {
-					t.Fatalf("terminal closed before %q; output %q", s, out.String())
-				}
-				out.WriteString(chunk)
-			case <-deadline:
-				t.Fatalf("no %q on the terminal; output %q", s, out.String())
-			}
-		}
-	}
-	waitFor("ready")
-	if _, err := master.Write([]byte{3}); err != nil { // ^C, as typed
-		t.Fatal(err)
-	}
-	waitFor("final-")
-	err := cmd.Wait()
-	for chunk := range got {
-		out.WriteString(chunk)
-	}
-	code := exitCode(cmd.ProcessState)
-	if strings.Count(out.String(), "got-int-") != 1 || !strings.Contains(out.String(), "final-1") || code != 1 {
-		t.Fatalf("want the job's INT trap to run exactly once and exit 1; got exit %d (%v), terminal %q", code, err, out.String())
+	term := startOnTerminal(t, command(ctx, opts{}, binPath, "--rootfs", rootfsDir, "sh", "-c", script))
+	term.waitFor("ready")
+	term.say("\x03") // ^C, as typed
+	term.waitFor("final-")
+	code, err := term.wait()
+	if out := term.out.String(); strings.Count(out, "got-int-") != 1 || !strings.Contains(out, "final-1") || code != 1 {
+		t.Fatalf("want the job's INT trap to run exactly once and exit 1; got exit %d (%v), terminal %q", code, err, out)
 	}
 }
 
@@ -127,67 +151,19 @@ func TestCtrlZAndFg(t *testing.T) {
 	if err != nil {
 		t.Skip("no bash for an interactive shell")
 	}
-	master, slave := openPTY(t)
-	defer master.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), defaultCmdTimeout)
 	defer cancel()
-	cmd := command(ctx, opts{env: []string{"PS1=$ ", "TERM=dumb"}}, bash, "--norc", "--noprofile", "-i")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	slave.Close()
-	defer cmd.Process.Kill()
-
-	var out strings.Builder
-	got := make(chan string, 64)
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			if n > 0 {
-				got <- string(buf[:n])
-			}
-			if err != nil {
-				close(got)
-				return
-			}
-		}
-	}()
-	waitFor := func(s string) {
-		t.Helper()
-		deadline := time.After(10 * time.Second)
-		for !strings.Contains(out.String(), s) {
-			select {
-			case chunk, ok := <-got:
-				if !ok {
-					t.Fatalf("terminal closed before %q; output %q", s, out.String())
-				}
-				out.WriteString(chunk)
-			case <-deadline:
-				t.Fatalf("no %q on the terminal; output %q", s, out.String())
-			}
-		}
-	}
-	say := func(s string) {
-		if _, err := master.Write([]byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	say(binPath + " --rootfs " + rootfsDir + ` sh -c 'echo job-ready; i=0; while [ $i -lt 20 ]; do sleep 0.05; i=$((i+1)); done; echo job-done'` + "\n")
-	waitFor("job-ready\r\n") // printed, not just echoed as typed
-	say("\x1a")              // ^Z
-	waitFor("Stopped")
-	say("echo shell-has-terminal\n")
-	waitFor("shell-has-terminal\r\n")
-	say("fg\n")
-	waitFor("job-done\r\n")
-	say("echo rc=$?\n")
-	waitFor("rc=0\r\n") // the job's status, after fg
-	say("exit\n")
-	cmd.Wait()
+	term := startOnTerminal(t, command(ctx, opts{env: []string{"PS1=$ ", "TERM=dumb"}}, bash, "--norc", "--noprofile", "-i"))
+	term.say(binPath + " --rootfs " + rootfsDir + ` sh -c 'echo job-ready; i=0; while [ $i -lt 20 ]; do sleep 0.05; i=$((i+1)); done; echo job-done'` + "\n")
+	term.waitFor("job-ready\r\n") // printed, not just echoed as typed
+	term.say("\x1a")              // ^Z
+	term.waitFor("Stopped")
+	term.say("echo shell-has-terminal\n")
+	term.waitFor("shell-has-terminal\r\n")
+	term.say("fg\n")
+	term.waitFor("job-done\r\n")
+	term.say("echo rc=$?\n")
+	term.waitFor("rc=0\r\n") // the job's status, after fg
+	term.say("exit\n")
+	term.wait()
 }
