@@ -233,14 +233,8 @@ func (p *Init) forward() {
 	}
 }
 
-// Run executes cfg.Spec and returns the job's exit status (128+N when a
-// signal N killed it). It starts an init for it and runs it; see
-// (*Init).Run.
-func Run(ctx context.Context, cfg *Config, stdio Stdio) (int, error) {
-	return Start(stdio).Run(ctx, cfg)
-}
-
-// Run hands the init its config and waits for the job. It returns as soon
+// Run hands the init its config and waits for the job, and returns the
+// job's exit status (128+N when a signal N killed it). It returns as soon
 // as the init reports the job's status; the kernel finishes tearing down
 // the namespaces on its own. Signals that hpcrun receives meanwhile are
 // forwarded to the job.
