@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/unpack"
+	"github.com/hpcrun/hpcrun/unpack/source"
 )
 
 // The cache on disk:
@@ -189,7 +190,7 @@ func (c *Cache) lockPath(d digest.Digest) string {
 
 // keyPath is the file that remembers which manifest a source resolved to
 // for a platform.
-func (c *Cache) keyPath(src unpack.Source, p unpack.Platform) string {
+func (c *Cache) keyPath(src source.Source, p source.Platform) string {
 	sum := sha256.Sum256([]byte(src.Key() + "\x00" + p.String()))
 	return filepath.Join(c.Dir, "keys", hex.EncodeToString(sum[:]))
 }
@@ -203,7 +204,7 @@ func (c *Cache) keyPath(src unpack.Source, p unpack.Platform) string {
 // calls neither src.Resolve nor src.Open. A cold start unpacks under a
 // per-digest flock, so that concurrent jobs on the node unpack once; the
 // others wait and then use the result.
-func (c *Cache) Ensure(ctx context.Context, src unpack.Source, p unpack.Platform, log func(string)) (*CachedImage, error) {
+func (c *Cache) Ensure(ctx context.Context, src source.Source, p source.Platform, log func(string)) (*CachedImage, error) {
 	if log == nil {
 		log = func(string) {}
 	}
@@ -288,7 +289,7 @@ func (c *Cache) writeKey(keyPath string, d digest.Digest) {
 }
 
 // cold resolves src and unpacks it unless another process did or does.
-func (c *Cache) cold(ctx context.Context, src unpack.Source, p unpack.Platform, keyPath string, log func(string)) (*CachedImage, error) {
+func (c *Cache) cold(ctx context.Context, src source.Source, p source.Platform, keyPath string, log func(string)) (*CachedImage, error) {
 	res, err := src.Resolve(p)
 	if err != nil {
 		return nil, err
@@ -453,7 +454,7 @@ func (c *Cache) removeStale(d digest.Digest) {
 
 // unpack applies res's layers into a fresh tmp dir, writes image.json and
 // renames the result into images/. The caller holds d's lock.
-func (c *Cache) unpack(ctx context.Context, src unpack.Source, res *unpack.Resolved, p unpack.Platform, log func(string)) (err error) {
+func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resolved, p source.Platform, log func(string)) (err error) {
 	d := res.ManifestDigest
 	var total int64
 	for _, l := range res.Manifest.Layers {
@@ -521,7 +522,7 @@ func (c *Cache) unpack(ctx context.Context, src unpack.Source, res *unpack.Resol
 	return nil
 }
 
-func (c *Cache) applyCachedLayer(ctx context.Context, src unpack.Source, rootfs string, l ispec.Descriptor, diffID digest.Digest, done, total int64) error {
+func (c *Cache) applyCachedLayer(ctx context.Context, src source.Source, rootfs string, l ispec.Descriptor, diffID digest.Digest, done, total int64) error {
 	comp, err := layerCompression(l.MediaType)
 	if err != nil {
 		return err

@@ -22,15 +22,15 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
-	"github.com/hpcrun/hpcrun/unpack"
+	"github.com/hpcrun/hpcrun/unpack/source"
 )
 
-// ---- a fake unpack.Source, usable from another process ----
+// ---- a fake source.Source, usable from another process ----
 
 // cacheFakeMeta is what a fake image directory holds besides its blobs.
 type cacheFakeMeta struct {
 	Ref, Key string
-	Resolved unpack.Resolved
+	Resolved source.Resolved
 }
 
 // cacheWriteImage writes an image of gzip'd layers into dir (blobs/<hex>
@@ -47,7 +47,7 @@ func cacheWriteImage(t testing.TB, dir, ref string, layers ...[]byte) digest.Dig
 		}
 		return d
 	}
-	var res unpack.Resolved
+	var res source.Resolved
 	res.Config.OS, res.Config.Architecture = "linux", "amd64"
 	res.Config.Config = ispec.ImageConfig{Env: []string{"PATH=/bin", "LANG=C.UTF-8"}, WorkingDir: "/work", Entrypoint: []string{"/bin/sh"}, Cmd: []string{"-c", "true"}, User: "1000"}
 	res.Config.RootFS.Type = "layers"
@@ -96,7 +96,7 @@ func (s *cacheFakeSource) Ref() string  { return s.meta.Ref }
 func (s *cacheFakeSource) Key() string  { return s.meta.Key }
 func (s *cacheFakeSource) Close() error { return nil }
 
-func (s *cacheFakeSource) Resolve(p unpack.Platform) (*unpack.Resolved, error) {
+func (s *cacheFakeSource) Resolve(p source.Platform) (*source.Resolved, error) {
 	s.resolves.Add(1)
 	r := s.meta.Resolved
 	return &r, nil
@@ -179,7 +179,7 @@ func cacheHelper(mode, args string) error {
 	c, err := OpenCache(a.Cache)
 	if err == nil {
 		var im *CachedImage
-		im, err = c.Ensure(context.Background(), src, unpack.Platform{OS: "linux", Architecture: "amd64"}, func(s string) {
+		im, err = c.Ensure(context.Background(), src, source.Platform{OS: "linux", Architecture: "amd64"}, func(s string) {
 			mu.Lock()
 			res.Log = append(res.Log, s)
 			mu.Unlock()
@@ -313,7 +313,7 @@ func TestEnsureColdThenWarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, p := context.Background(), unpack.Platform{OS: "linux", Architecture: "amd64"}
+	ctx, p := context.Background(), source.Platform{OS: "linux", Architecture: "amd64"}
 	src, _ := cacheOpenFake(f.image)
 	var logs []string
 	im, err := c.Ensure(ctx, src, p, func(s string) { logs = append(logs, s) })
@@ -367,7 +367,7 @@ func TestEnsureColdThenWarm(t *testing.T) {
 	}
 	// Another platform is another key: resolved again, but not unpacked.
 	other, _ := cacheOpenFake(f.image)
-	if _, err := c.Ensure(ctx, other, unpack.Platform{OS: "linux", Architecture: "arm64"}, nil); err != nil {
+	if _, err := c.Ensure(ctx, other, source.Platform{OS: "linux", Architecture: "arm64"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if other.resolves.Load() != 1 || other.opens.Load() != 0 {
@@ -542,7 +542,7 @@ func TestCacheRemoveAndPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, p := context.Background(), unpack.Platform{OS: "linux", Architecture: "amd64"}
+	ctx, p := context.Background(), source.Platform{OS: "linux", Architecture: "amd64"}
 	var ims []*CachedImage
 	for i := range 2 {
 		f := cacheNewFixture(t, lTar(t, lFile("etc/hello", 0o644, fmt.Sprint("image ", i)), lDir("ro", 0o500), lFile("ro/secret", 0o000, "x")))
@@ -613,7 +613,7 @@ func BenchmarkEnsureWarm(b *testing.B) {
 		b.Fatal(err)
 	}
 	src, _ := cacheOpenFake(f.image)
-	ctx, p := context.Background(), unpack.Platform{OS: "linux", Architecture: "amd64"}
+	ctx, p := context.Background(), source.Platform{OS: "linux", Architecture: "amd64"}
 	if _, err := c.Ensure(ctx, src, p, nil); err != nil {
 		b.Fatal(err)
 	}

@@ -492,7 +492,7 @@ func TestApplyLayerDigests(t *testing.T) {
 	}
 }
 
-// layerEOFErrReader fails at EOF, as a unpack.Source's blob reader does on a
+// layerEOFErrReader fails at EOF, as a source.Source's blob reader does on a
 // digest mismatch.
 type layerEOFErrReader struct {
 	r   io.Reader

@@ -1,4 +1,4 @@
-package unpack
+package source
 
 import (
 	"archive/tar"
@@ -46,7 +46,7 @@ func checkSourceErr(t testing.TB, err, sentinel error, want ...string) {
 
 // readImage opens ref, resolves it for p and reads every layer to EOF.
 func readImage(ref string, p Platform) (*Resolved, [][]byte, error) {
-	src, err := OpenSource(ref)
+	src, err := Open(ref)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -77,9 +77,9 @@ func readSourceBlob(src Source, d ispec.Descriptor) ([]byte, error) {
 
 func mustOpen(t testing.TB, ref string) Source {
 	t.Helper()
-	src, err := OpenSource(ref)
+	src, err := Open(ref)
 	if err != nil {
-		t.Fatalf("OpenSource(%q): %v", ref, err)
+		t.Fatalf("Open(%q): %v", ref, err)
 	}
 	t.Cleanup(func() { src.Close() })
 	return src
@@ -232,7 +232,7 @@ func TestTags(t *testing.T) {
 			two := b.image(host, layerTar(t, "two", "2"))
 			ref := f.make(t, b, taggedImage{one, "one"}, taggedImage{two, "two"})
 
-			_, err := OpenSource(ref)
+			_, err := Open(ref)
 			checkSourceErr(t, err, ErrNoTag, ref, "images; name one as "+ref+":TAG", "one", "two")
 
 			for tag, want := range map[string]string{"one": "1", "two": "2"} {
@@ -249,9 +249,9 @@ func TestTags(t *testing.T) {
 					t.Errorf("whole name: %v", err)
 				}
 			}
-			_, err = OpenSource(ref + ":three")
+			_, err = Open(ref + ":three")
 			checkSourceErr(t, err, ErrNoTag, `no tag "three" in `+ref, "one", "two")
-			_, err = OpenSource(ref + ":")
+			_, err = Open(ref + ":")
 			checkSourceErr(t, err, ErrNoTag, "empty tag")
 
 			// One image under two tags is not ambiguous.
@@ -269,7 +269,7 @@ func TestTags(t *testing.T) {
 		two := b.image(host, layerTar(t, "two", "2"))
 		ref := writeTar(t, filepath.Join(t.TempDir(), "img.tar"),
 			b.dockerClassic(dockerImage{manifest: one}, dockerImage{manifest: two}), tarOptions{})
-		_, err := OpenSource(ref)
+		_, err := Open(ref)
 		checkSourceErr(t, err, ErrNoTag, "2 untagged images")
 	})
 	t.Run("one tag for several platforms", func(t *testing.T) {
@@ -756,14 +756,14 @@ func TestUnsupported(t *testing.T) {
 	t.Run("layout version", func(t *testing.T) {
 		b := newBuilder(t)
 		files := replaceFile(b.layout(b.image(host, layer)), "oci-layout", []byte(`{"imageLayoutVersion":"2.0.0"}`))
-		_, err := OpenSource(writeDir(t, t.TempDir(), files))
+		_, err := Open(writeDir(t, t.TempDir(), files))
 		checkSourceErr(t, err, ErrUnsupported, `"2.0.0"`)
 	})
 	t.Run("huge index.json", func(t *testing.T) {
 		b := newBuilder(t)
 		idx := append([]byte(`{"schemaVersion": 2, "manifests": []}`), bytes.Repeat([]byte(" "), maxJSONSize)...)
 		files := replaceFile(b.layout(b.image(host, layer)), "index.json", idx)
-		_, err := OpenSource(writeTar(t, filepath.Join(t.TempDir(), "img.tar"), files, tarOptions{}))
+		_, err := Open(writeTar(t, filepath.Join(t.TempDir(), "img.tar"), files, tarOptions{}))
 		checkSourceErr(t, err, ErrInvalid, "index.json of", "more than the 4 MiB")
 	})
 	t.Run("compressed docker layer.tar", func(t *testing.T) {
@@ -901,7 +901,7 @@ func TestNotImage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, err := OpenSource(tt.ref)
+			src, err := Open(tt.ref)
 			if err == nil {
 				src.Close()
 			}
@@ -977,7 +977,7 @@ func TestFIFOBlob(t *testing.T) {
 	}
 	done := make(chan error, 2)
 	go func() {
-		src, err := OpenSource(dir)
+		src, err := Open(dir)
 		if err != nil {
 			done <- err
 			return
@@ -1191,7 +1191,7 @@ func TestOddIndexes(t *testing.T) {
 		b := newBuilder(t)
 		one, two := b.image(host, layerTar(t, "1", "1")), b.image(host, layerTar(t, "2", "2"))
 		ref := writeDir(t, t.TempDir(), b.layout(tagged(one, "a/x:latest"), tagged(two, "b/y:latest")))
-		_, err := OpenSource(ref + ":latest")
+		_, err := Open(ref + ":latest")
 		checkSourceErr(t, err, ErrNoTag, `tag "latest"`, "names several images", `"a/x:latest", "b/y:latest"`)
 		if _, _, err := readImage(ref+":b/y:latest", host); err != nil {
 			t.Errorf("whole name: %v", err)
@@ -1199,7 +1199,7 @@ func TestOddIndexes(t *testing.T) {
 		dref := writeTar(t, filepath.Join(t.TempDir(), "img.tar"), b.dockerClassic(
 			dockerImage{manifest: one, tags: []string{"a/x:latest"}},
 			dockerImage{manifest: two, tags: []string{"b/y:latest"}}), tarOptions{})
-		_, err = OpenSource(dref + ":latest")
+		_, err = Open(dref + ":latest")
 		checkSourceErr(t, err, ErrNoTag, "names several images")
 		if _, _, err := readImage(dref+":y:latest", host); err != nil {
 			t.Errorf("docker whole name: %v", err)
@@ -1217,7 +1217,7 @@ func TestOddIndexes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBuilder(t)
 			ref := writeDir(t, t.TempDir(), replaceFile(b.layout(b.image(host, layer)), "index.json", []byte(tt.index)))
-			_, err := OpenSource(ref)
+			_, err := Open(ref)
 			checkSourceErr(t, err, tt.sentinel, tt.want, "index.json of "+ref)
 		})
 	}

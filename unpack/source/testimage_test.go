@@ -1,6 +1,6 @@
-package unpack
+package source
 
-// Test helpers that build small images in every format OpenSource reads:
+// Test helpers that build small images in every format Open reads:
 // an OCI layout directory, an OCI archive, and docker save archives in the
 // classic and the OCI-layout form, with multi-platform and nested indexes.
 // Blobs live in an imageBuilder until written, so a test can corrupt,

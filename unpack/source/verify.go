@@ -1,4 +1,4 @@
-package unpack
+package source
 
 // Verifying blobs as they stream. A blob is read through a verifier that
 // hashes what passes; at the end of the blob it compares the size and the

@@ -1,4 +1,4 @@
-package unpack
+package source
 
 // Resolving: from index.json down to the manifest and config of one image.
 //

@@ -1,4 +1,4 @@
-package unpack
+package source
 
 // Platforms: which image of an index runs here.
 //

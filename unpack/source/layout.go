@@ -1,4 +1,4 @@
-package unpack
+package source
 
 // OCI layouts: a directory, an OCI archive, or a docker save tar that has
 // an index.json (Docker 25 and later write one next to manifest.json).

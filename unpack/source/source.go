@@ -1,8 +1,8 @@
-package unpack
+package source
 
-// Reading images from their sources.
+// Opening images.
 //
-// OpenSource takes what the user named with --image and opens it in place:
+// Open takes what the user named with --image and opens it in place:
 //
 //   - an OCI layout directory (index.json, blobs/ALG/HEX, oci-layout), as DIR
 //     or DIR:TAG;
@@ -12,7 +12,7 @@ package unpack
 //     <hex>.json) or newer Docker's OCI-layout form (index.json and blobs/ as
 //     well as manifest.json; index.json wins when both are there).
 //
-// Archives are read in place: OpenSource reads the tar headers once and
+// Archives are read in place: Open reads the tar headers once and
 // remembers where each member's data lies, and every blob is then served
 // from its offset in the file. Nothing is extracted or copied.
 //
@@ -43,9 +43,9 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Sentinel errors wrapped by what OpenSource and a Source return.
+// Sentinel errors wrapped by what Open and a Source return.
 var (
-	// ErrNotImage: the file is none of the formats OpenSource reads.
+	// ErrNotImage: the file is none of the formats Open reads.
 	ErrNotImage = errors.New("not an image")
 	// ErrPlainRootfs: a directory that is not an OCI layout; the caller
 	// uses it as a root filesystem.
@@ -103,7 +103,7 @@ type Resolved struct {
 // bound. Real ones are a few KiB.
 const maxJSONSize = 4 << 20
 
-// OpenSource opens ref: an OCI archive tar, a docker save tar (classic or
+// Open opens ref: an OCI archive tar, a docker save tar (classic or
 // OCI-layout form) or an OCI layout directory, each with an optional :TAG
 // suffix that picks an image by its org.opencontainers.image.ref.name
 // annotation or its docker RepoTags. A path that exists as given is never
@@ -111,7 +111,7 @@ const maxJSONSize = 4 << 20
 // is none of these, ErrPlainRootfs for a directory without index.json (the
 // caller then uses it as a rootfs), ErrNoTag when the tag is absent or
 // several images need one, and an *os.PathError when ref does not exist.
-func OpenSource(ref string) (Source, error) {
+func Open(ref string) (Source, error) {
 	path, tag, fi, err := splitRef(ref)
 	if err != nil {
 		return nil, err

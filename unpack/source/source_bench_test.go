@@ -1,4 +1,4 @@
-package unpack
+package source
 
 import (
 	"fmt"
@@ -36,7 +36,7 @@ func benchmarkOpenSource(b *testing.B, f sourceFormat) {
 			host := HostPlatform()
 			b.ReportAllocs()
 			for b.Loop() {
-				src, err := OpenSource(ref)
+				src, err := Open(ref)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -54,7 +54,7 @@ func benchmarkOpenSource(b *testing.B, f sourceFormat) {
 func BenchmarkReadLayer(b *testing.B) {
 	const size = 64 << 20
 	ref := benchArchive(b, sourceFormats[1], size)
-	src, err := OpenSource(ref)
+	src, err := Open(ref)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package unpack
+package source
 
 // Classic `docker save` archives: manifest.json is a list of
 // {Config, RepoTags, Layers} naming members of the tar (the config as

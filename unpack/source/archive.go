@@ -1,4 +1,4 @@
-package unpack
+package source
 
 // Tar archives read in place. indexTar walks the headers once with
 // archive/tar on the *os.File itself: after Next, the file offset is where
