@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/unpack/source"
+	"github.com/hpcrun/hpcrun/unpack/store"
 )
 
 // ---- a fake source.Source, usable from another process ----
@@ -212,7 +213,7 @@ func cacheHelper(mode, args string) error {
 // cacheFixture is an image and a cache directory the helper user owns.
 type cacheFixture struct {
 	base, image, cache string
-	digest             digest.Digest
+	digest             store.Digest
 }
 
 func cacheNewFixture(t *testing.T, layers ...[]byte) *cacheFixture {
@@ -224,7 +225,7 @@ func cacheNewFixture(t *testing.T, layers ...[]byte) *cacheFixture {
 			lTar(t, lFile("etc/second", 0o600, "second layer")),
 		}
 	}
-	f.digest = cacheWriteImage(t, f.image, "test.tar", layers...)
+	f.digest = store.Digest(cacheWriteImage(t, f.image, "test.tar", layers...))
 	return f
 }
 
@@ -257,56 +258,6 @@ func cacheCount(lines []string, prefix string) int {
 
 // ---- tests ----
 
-func TestDefaultCacheDir(t *testing.T) {
-	for _, tc := range []struct {
-		env  []string
-		want string
-	}{
-		{nil, "/var/tmp/hpcrun-1234"},
-		{[]string{"HOME=/home/u", "HPCRUN_CACHE="}, "/var/tmp/hpcrun-1234"},
-		{[]string{"HPCRUN_CACHE=/scratch/c/"}, "/scratch/c"},
-		{[]string{"HPCRUN_CACHE=/a", "HPCRUN_CACHE=/b"}, "/b"},
-	} {
-		if got := DefaultCacheDir(tc.env, 1234); got != tc.want {
-			t.Errorf("DefaultCacheDir(%q) = %q, want %q", tc.env, got, tc.want)
-		}
-	}
-}
-
-func TestOpenCache(t *testing.T) {
-	dir := t.TempDir()
-	old := unix.Umask(0)
-	defer unix.Umask(old)
-	c, err := OpenCache(filepath.Join(dir, "a/b/cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sub := range append([]string{""}, cacheSubdirs...) {
-		fi, err := os.Stat(filepath.Join(c.Dir, sub))
-		if err != nil || fi.Mode().Perm() != 0o700 {
-			t.Errorf("%s: %v %v, want mode 0700", sub, fi.Mode(), err)
-		}
-	}
-	if _, err := OpenCache(c.Dir); err != nil {
-		t.Errorf("reopen: %v", err)
-	}
-	os.Symlink(c.Dir, filepath.Join(dir, "link"))
-	if _, err := OpenCache(filepath.Join(dir, "link")); err == nil || !strings.Contains(err.Error(), "symlink") {
-		t.Errorf("symlink: err = %v", err)
-	}
-	os.Mkdir(filepath.Join(dir, "open"), 0o777)
-	if _, err := OpenCache(filepath.Join(dir, "open")); err == nil || !strings.Contains(err.Error(), "written by others") {
-		t.Errorf("mode 0777: err = %v", err)
-	}
-	if os.Getuid() == 0 {
-		os.Mkdir(filepath.Join(dir, "theirs"), 0o700)
-		os.Chown(filepath.Join(dir, "theirs"), layerTestUID, layerTestUID)
-		if _, err := OpenCache(filepath.Join(dir, "theirs")); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
-			t.Errorf("another user's dir: err = %v", err)
-		}
-	}
-}
-
 func TestEnsureColdThenWarm(t *testing.T) {
 	f := cacheNewFixture(t)
 	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
@@ -326,7 +277,7 @@ func TestEnsureColdThenWarm(t *testing.T) {
 	if cacheCount(logs, "unpacking test.tar") != 1 {
 		t.Errorf("log: %q", logs)
 	}
-	if im.Digest != f.digest || im.Rootfs != filepath.Join(c.Dir, "images", digestName(f.digest), "rootfs") {
+	if im.Digest != f.digest || im.Rootfs != filepath.Join(c.Dir, "images", (f.digest.Algorithm()+"-"+f.digest.Encoded()), "rootfs") {
 		t.Errorf("image %+v", im)
 	}
 	if b, _ := os.ReadFile(filepath.Join(im.Rootfs, "etc/second")); string(b) != "second layer" {
@@ -336,7 +287,7 @@ func TestEnsureColdThenWarm(t *testing.T) {
 		t.Errorf("config %+v", im.Config)
 	}
 	// What the cache created is private.
-	for _, p := range []string{"images", "images/" + digestName(f.digest), "locks/" + digestName(f.digest), "images/" + digestName(f.digest) + "/image.json"} {
+	for _, p := range []string{"images", "images/" + (f.digest.Algorithm() + "-" + f.digest.Encoded()), "locks/" + (f.digest.Algorithm() + "-" + f.digest.Encoded()), "images/" + (f.digest.Algorithm() + "-" + f.digest.Encoded()) + "/image.meta"} {
 		fi, err := os.Stat(filepath.Join(c.Dir, p))
 		if err != nil || fi.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s: mode %v %v", p, fi.Mode(), err)
@@ -530,7 +481,7 @@ func TestEnsureNoSpace(t *testing.T) {
 			if r.Err == "" || !strings.Contains(r.Err, tc.want) || !strings.Contains(r.Err, "no space left in the image cache "+f.cache) {
 				t.Errorf("err = %q, want one naming %s and saying %q", r.Err, f.cache, tc.want)
 			}
-			if left := r.Log[len(r.Log)-1]; left != "left: images keys locks locks/"+digestName(f.digest)+" tmp" {
+			if left := r.Log[len(r.Log)-1]; left != "left: images keys locks locks/"+(f.digest.Algorithm()+"-"+f.digest.Encoded())+" tmp" {
 				t.Errorf("the cache holds more than empty dirs and a lock: %q", left)
 			}
 		})
@@ -568,7 +519,7 @@ func TestCacheRemoveAndPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Remove(ims[0].Digest); !errors.Is(err, ErrImageInUse) || !strings.Contains(err.Error(), "in use") {
+	if err := c.Remove(ims[0].Digest); !errors.Is(err, store.ErrImageInUse) || !strings.Contains(err.Error(), "in use") {
 		t.Errorf("Remove of an image in use: %v", err)
 	}
 	if _, err := os.Stat(ims[0].Rootfs); err != nil {
@@ -577,7 +528,7 @@ func TestCacheRemoveAndPrune(t *testing.T) {
 	// Prune leaves it too, even when old.
 	old := time.Now().Add(-48 * time.Hour)
 	for _, im := range ims {
-		os.Chtimes(c.lockPath(im.Digest), old, old)
+		os.Chtimes(c.LockPath(im.Digest), old, old)
 	}
 	removed, err := c.Prune(24 * time.Hour)
 	if err != nil || len(removed) != 1 || removed[0] != ims[1].Digest {
@@ -593,10 +544,10 @@ func TestCacheRemoveAndPrune(t *testing.T) {
 			t.Errorf("%s/ after removing everything: %v", sub, ents)
 		}
 	}
-	if err := c.Remove(ims[0].Digest); !errors.Is(err, ErrNotCached) {
+	if err := c.Remove(ims[0].Digest); !errors.Is(err, store.ErrNotCached) {
 		t.Errorf("second Remove: %v", err)
 	}
-	if _, err := c.Use(ims[0].Digest); !errors.Is(err, ErrNotCached) {
+	if _, err := c.Use(ims[0].Digest); !errors.Is(err, store.ErrNotCached) {
 		t.Errorf("Use of a removed image: %v", err)
 	}
 }

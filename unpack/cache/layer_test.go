@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"github.com/hpcrun/hpcrun/unpack/store"
+
 	"archive/tar"
 	"bytes"
 	"encoding/json"
@@ -115,7 +117,7 @@ func layerUserDir(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { removeTree(dir) })
+	t.Cleanup(func() { store.RemoveTree(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +454,7 @@ func TestApplyLayerSemantics(t *testing.T) {
 		t.Errorf("etc/passwd, owned by root, got a user.rootlesscontainers xattr")
 	}
 	// The tree can be deleted by its owner (the cache's Remove does that).
-	if err := removeTree(root); err != nil {
+	if err := store.RemoveTree(root); err != nil {
 		t.Error(err)
 	}
 }

@@ -9,98 +9,31 @@ package source
 // v7 also runs v6 and v5 images, the closest preferred.
 
 import (
-	"fmt"
-	"runtime"
-	"runtime/debug"
 	"strings"
 
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hpcrun/hpcrun/unpack"
 )
 
-// Platform is an OS, an architecture and an optional variant, as in an
-// image index ("linux", "arm", "v7").
-type Platform struct{ OS, Architecture, Variant string }
+// Platform is an OS, an architecture and an optional variant.
+type Platform = unpack.Platform
 
-// String returns "os/arch" or "os/arch/variant".
-func (p Platform) String() string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
-}
+// HostPlatform is the platform hpcrun was built for (see unpack.HostPlatform).
+func HostPlatform() Platform { return unpack.HostPlatform() }
 
-// HostPlatform is the platform hpcrun was built for: runtime.GOOS and
-// runtime.GOARCH, and on 32-bit arm the variant from GOARM ("v7" when the
-// build does not say), as the image spec names it.
-func HostPlatform() Platform {
-	p := Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
-	if p.Architecture == "arm" {
-		p.Variant = "v7"
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				if s.Key == "GOARM" && s.Value != "" {
-					p.Variant = "v" + s.Value[:1] // "7,softfloat" is v7
-				}
-			}
-		}
-	}
-	return p
-}
-
-// ParsePlatform parses "os/arch[/variant]" ("linux/amd64",
-// "linux/arm64/v8") or a bare "arch", which means linux. Architecture
-// aliases are normalised: "x86_64" gives amd64.
-func ParsePlatform(s string) (Platform, error) {
-	parts := strings.Split(strings.ToLower(s), "/")
-	if len(parts) == 1 {
-		parts = append([]string{"linux"}, parts...)
-	}
-	bad := len(parts) > 3
-	for _, part := range parts {
-		bad = bad || part == "" || strings.Trim(part, "abcdefghijklmnopqrstuvwxyz0123456789_.-") != ""
-	}
-	if bad {
-		return Platform{}, fmt.Errorf("platform %q: want OS/ARCH[/VARIANT], such as linux/arm64", s)
-	}
-	p := Platform{OS: parts[0], Architecture: parts[1]}
-	if len(parts) == 3 {
-		p.Variant = parts[2]
-	}
-	if arch, ok := archAliases[p.Architecture]; ok {
-		p.Architecture = arch
-	}
-	return p, nil
-}
-
-var archAliases = map[string]string{
-	"x86_64":  "amd64",
-	"x86-64":  "amd64",
-	"aarch64": "arm64",
-	"i386":    "386",
-	"i686":    "386",
-	"armhf":   "arm",
-	"armel":   "arm",
-}
+// ParsePlatform parses "os/arch[/variant]" (see unpack.ParsePlatform).
+func ParsePlatform(s string) (Platform, error) { return unpack.ParsePlatform(s) }
 
 // normalize returns os, arch and variant in the form they are compared in.
 func normalize(os, arch, variant string) (string, string, string) {
-	os, arch, variant = strings.ToLower(os), strings.ToLower(arch), strings.ToLower(variant)
-	if a, ok := archAliases[arch]; ok {
-		arch = a
-	}
-	switch {
-	case arch == "arm64" && variant == "v8":
-		variant = ""
-	case arch == "arm" && variant == "":
-		variant = "v7"
-	}
-	return os, arch, variant
+	n := Platform{OS: os, Architecture: arch, Variant: variant}.Normalized()
+	return n.OS, n.Architecture, n.Variant
 }
 
 // score says how well an image for q suits p: 0 not at all, higher
 // better.
-func (p Platform) score(q *ispec.Platform) int {
+func score(p Platform, q *ispec.Platform) int {
 	if q == nil {
 		return 0
 	}

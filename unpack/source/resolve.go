@@ -95,7 +95,7 @@ func (s *store) pick(entries []ispec.Descriptor, p Platform, depth int) (*Resolv
 			continue
 		}
 		offered = offer(offered, platformString(e.Platform))
-		if sc := p.score(e.Platform); sc > bestScore {
+		if sc := score(p, e.Platform); sc > bestScore {
 			best, bestScore = i, sc
 		}
 	}
@@ -137,7 +137,7 @@ func (s *store) pick(entries []ispec.Descriptor, p Platform, depth int) (*Resolv
 		}
 		q := res.Config.Platform
 		offered = offer(offered, platformString(&q))
-		if sc := p.score(&q); sc > bestScore {
+		if sc := score(p, &q); sc > bestScore {
 			found, bestScore = res, sc
 		}
 	}

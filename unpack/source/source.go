@@ -34,19 +34,19 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 
 	digest "github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hpcrun/hpcrun/unpack"
 )
 
 // Sentinel errors wrapped by what Open and a Source return.
 var (
 	// ErrNotImage: the file is none of the formats Open reads.
-	ErrNotImage = errors.New("not an image")
+	ErrNotImage = unpack.ErrNotImage
 	// ErrPlainRootfs: a directory that is not an OCI layout; the caller
 	// uses it as a root filesystem.
 	ErrPlainRootfs = errors.New("a plain directory, not an OCI layout")
@@ -57,7 +57,7 @@ var (
 	ErrNoPlatform = errors.New("no image for the platform")
 	// ErrNoTag: the tag asked for is not there, or the source holds several
 	// images and none was named.
-	ErrNoTag = errors.New("no such tag")
+	ErrNoTag = unpack.ErrNoTag
 	// ErrDigest: a blob's content does not match its descriptor's digest or
 	// size.
 	ErrDigest = errors.New("digest mismatch")
@@ -82,9 +82,8 @@ type Source interface {
 	// the digest, and gives an error naming the blob (never io.EOF) on a
 	// mismatch. Reading less than the whole blob verifies nothing.
 	Open(d ispec.Descriptor) (io.ReadCloser, error)
-	// Key identifies the source file cheaply, for a warm-start cache: the
-	// path, device, inode, size and mtime of the archive (or of a layout's
-	// index.json) when it was opened, and the tag. Nothing is read.
+	// Key identifies the source file cheaply, for a warm-start cache: it is
+	// unpack.Location's Key, computed from stat alone.
 	Key() string
 	// Close releases the archive file.
 	Close() error
@@ -106,69 +105,30 @@ const maxJSONSize = 4 << 20
 // Open opens ref: an OCI archive tar, a docker save tar (classic or
 // OCI-layout form) or an OCI layout directory, each with an optional :TAG
 // suffix that picks an image by its org.opencontainers.image.ref.name
-// annotation or its docker RepoTags. A path that exists as given is never
-// split at a colon. It returns an error wrapping ErrNotImage for a file that
-// is none of these, ErrPlainRootfs for a directory without index.json (the
-// caller then uses it as a rootfs), ErrNoTag when the tag is absent or
-// several images need one, and an *os.PathError when ref does not exist.
+// annotation or its docker RepoTags. unpack.Locate says how ref is split.
+// It returns an error wrapping ErrNotImage for a file that is none of
+// these, ErrPlainRootfs for a directory without index.json (the caller
+// then uses it as a rootfs), ErrNoTag when the tag is absent or several
+// images need one, and an *os.PathError when ref does not exist.
 func Open(ref string) (Source, error) {
-	path, tag, fi, err := splitRef(ref)
+	loc, err := unpack.Locate(ref)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case fi.IsDir():
-		return openLayoutDir(ref, path, tag)
-	case fi.Mode().IsRegular():
-		return openArchive(ref, path, tag)
-	default:
-		return nil, newError(ErrNotImage, "%s is not a regular file or a directory", ref)
+	switch loc.Kind {
+	case unpack.Layout:
+		st := &store{ref: ref, file: loc.Path, files: dirFiles(loc.Path), key: loc.Key}
+		return newOCISource(st, loc.Tag)
+	case unpack.Archive:
+		return openArchive(loc)
 	}
-}
-
-// splitRef finds the file ref names and the tag after it. The longest
-// prefix ending before a colon that exists wins, so "img.tar:alpine:3"
-// is img.tar with tag "alpine:3".
-func splitRef(ref string) (path, tag string, fi os.FileInfo, err error) {
-	fi, err = os.Stat(ref)
-	if err == nil {
-		return ref, "", fi, nil
-	}
-	statErr := err
-	for i := strings.LastIndexByte(ref, ':'); i > 0; i = strings.LastIndexByte(ref[:i], ':') {
-		if fi, err = os.Stat(ref[:i]); err == nil {
-			if tag = ref[i+1:]; tag == "" {
-				return "", "", nil, newError(ErrNoTag, "%s: empty tag after the colon", ref)
-			}
-			return ref[:i], tag, fi, nil
-		}
-	}
-	var pe *fs.PathError
-	if errors.As(statErr, &pe) {
-		statErr = pe.Err
-	}
-	return "", "", nil, &fs.PathError{Op: "open image", Path: ref, Err: statErr}
-}
-
-// openLayoutDir opens an OCI layout directory.
-func openLayoutDir(ref, dir, tag string) (Source, error) {
-	index := filepath.Join(dir, "index.json")
-	fi, err := os.Stat(index)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && tag != "":
-		return nil, newError(ErrNotImage, "%s has no index.json, so it is not an OCI layout and has no tag %q", dir, tag)
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, newError(ErrPlainRootfs, "%s has no index.json: not an OCI layout", ref)
-	case err != nil:
-		return nil, fmt.Errorf("open image %s: %w", ref, err)
-	}
-	st := &store{ref: ref, file: dir, files: dirFiles(dir), key: fileKey(index, fi, tag)}
-	return newOCISource(st, tag)
+	return nil, newError(ErrPlainRootfs, "%s has no index.json: not an OCI layout", ref)
 }
 
 // openArchive opens a tar archive, OCI or docker, and indexes its headers.
-func openArchive(ref, path, tag string) (_ Source, err error) {
-	f, err := os.Open(path)
+func openArchive(loc *unpack.Location) (_ Source, err error) {
+	ref := loc.Ref
+	f, err := os.Open(loc.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open image %s: %w", ref, err)
 	}
@@ -188,28 +148,15 @@ func openArchive(ref, path, tag string) (_ Source, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &store{ref: ref, file: path, files: tf, key: fileKey(path, fi, tag)}
+	st := &store{ref: ref, file: loc.Path, files: tf, key: loc.Key}
 	switch {
 	case tf.has("index.json"):
-		return newOCISource(st, tag)
+		return newOCISource(st, loc.Tag)
 	case tf.has("manifest.json"):
-		return newDockerSource(st, tag)
+		return newDockerSource(st, loc.Tag)
 	default:
 		return nil, newError(ErrNotImage, "%s is a tar archive without index.json or manifest.json, so not an OCI or docker archive", ref)
 	}
-}
-
-// fileKey describes a file by what stat says, without reading it.
-func fileKey(path string, fi os.FileInfo, tag string) string {
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	var dev, ino uint64
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		dev, ino = uint64(st.Dev), st.Ino
-	}
-	return fmt.Sprintf("path=%q dev=%d ino=%d size=%d mtime=%d tag=%q",
-		path, dev, ino, fi.Size(), fi.ModTime().UnixNano(), tag)
 }
 
 // blobFiles is the set of files an image is stored in: a directory, or a

@@ -274,11 +274,11 @@ func TestTags(t *testing.T) {
 	})
 	t.Run("one tag for several platforms", func(t *testing.T) {
 		b := newBuilder(t)
-		amd := b.image(Platform{"linux", "amd64", ""}, layerTar(t, "amd", "1"))
-		arm := b.image(Platform{"linux", "arm64", ""}, layerTar(t, "arm", "2"))
+		amd := b.image(Platform{OS: "linux", Architecture: "amd64", Variant: ""}, layerTar(t, "amd", "1"))
+		arm := b.image(Platform{OS: "linux", Architecture: "arm64", Variant: ""}, layerTar(t, "arm", "2"))
 		ref := writeDir(t, t.TempDir(), b.layout(tagged(amd, "v1"), tagged(arm, "v1")))
 		for _, r := range []string{ref, ref + ":v1"} {
-			if got := imageEnv(mustResolve(t, r, Platform{"linux", "arm64", ""})); got != "PLATFORM=linux/arm64" {
+			if got := imageEnv(mustResolve(t, r, Platform{OS: "linux", Architecture: "arm64", Variant: ""})); got != "PLATFORM=linux/arm64" {
 				t.Errorf("%s: got %q", r, got)
 			}
 		}
@@ -309,8 +309,8 @@ func platformIndex(t *testing.T, plats ...Platform) string {
 
 func TestPlatforms(t *testing.T) {
 	plats := []Platform{
-		{"linux", "amd64", ""}, {"linux", "arm64", "v8"}, {"linux", "ppc64le", ""},
-		{"linux", "arm", "v7"}, {"linux", "arm", "v6"},
+		{OS: "linux", Architecture: "amd64", Variant: ""}, {OS: "linux", Architecture: "arm64", Variant: "v8"}, {OS: "linux", Architecture: "ppc64le", Variant: ""},
+		{OS: "linux", Architecture: "arm", Variant: "v7"}, {OS: "linux", Architecture: "arm", Variant: "v6"},
 	}
 	ref := platformIndex(t, plats...)
 	tests := []struct {
@@ -352,7 +352,7 @@ func TestPlatforms(t *testing.T) {
 	}
 	t.Run("host", func(t *testing.T) {
 		host := HostPlatform()
-		others := []Platform{{"linux", "s390x", ""}, {"linux", "riscv64", ""}}
+		others := []Platform{{OS: "linux", Architecture: "s390x", Variant: ""}, {OS: "linux", Architecture: "riscv64", Variant: ""}}
 		if host.Architecture == "s390x" {
 			others[0].Architecture = "mips64le"
 		}
@@ -362,15 +362,15 @@ func TestPlatforms(t *testing.T) {
 		}
 	})
 	t.Run("arm v7 runs v6", func(t *testing.T) {
-		ref := platformIndex(t, Platform{"linux", "arm", "v5"}, Platform{"linux", "arm", "v6"}, Platform{"linux", "arm64", ""})
-		if got := imageEnv(mustResolve(t, ref, Platform{"linux", "arm", "v7"})); got != "PLATFORM=linux/arm/v6" {
+		ref := platformIndex(t, Platform{OS: "linux", Architecture: "arm", Variant: "v5"}, Platform{OS: "linux", Architecture: "arm", Variant: "v6"}, Platform{OS: "linux", Architecture: "arm64", Variant: ""})
+		if got := imageEnv(mustResolve(t, ref, Platform{OS: "linux", Architecture: "arm", Variant: "v7"})); got != "PLATFORM=linux/arm/v6" {
 			t.Errorf("got %q, want the closest older variant", got)
 		}
 	})
 	t.Run("docker manifest list", func(t *testing.T) {
 		b := newBuilder(t)
 		var entries []ispec.Descriptor
-		for _, p := range []Platform{{"linux", "amd64", ""}, {"linux", "arm64", ""}} {
+		for _, p := range []Platform{{OS: "linux", Architecture: "amd64", Variant: ""}, {OS: "linux", Architecture: "arm64", Variant: ""}} {
 			l := gzipped(t, layerTar(t, "p", p.String()))
 			cfg := b.json(mediaTypeDockerConfig, testConfig(p, l))
 			m := ispec.Manifest{
@@ -383,7 +383,7 @@ func TestPlatforms(t *testing.T) {
 		}
 		list := b.json(mediaTypeDockerList, ispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: mediaTypeDockerList, Manifests: entries})
 		ref := writeDir(t, t.TempDir(), b.layout(list))
-		res, _, err := readImage(ref, Platform{"linux", "arm64", ""})
+		res, _, err := readImage(ref, Platform{OS: "linux", Architecture: "arm64", Variant: ""})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -395,10 +395,10 @@ func TestPlatforms(t *testing.T) {
 
 // TestPlatformAbsent covers index entries that give no platform.
 func TestPlatformAbsent(t *testing.T) {
-	amd, arm := Platform{"linux", "amd64", ""}, Platform{"linux", "arm64", ""}
+	amd, arm := Platform{OS: "linux", Architecture: "amd64", Variant: ""}, Platform{OS: "linux", Architecture: "arm64", Variant: ""}
 	t.Run("single entry is taken", func(t *testing.T) {
 		b := newBuilder(t)
-		m := unplatformed(b.image(Platform{"linux", "s390x", ""}, layerTar(t, "x", "x")))
+		m := unplatformed(b.image(Platform{OS: "linux", Architecture: "s390x", Variant: ""}, layerTar(t, "x", "x")))
 		ref := writeDir(t, t.TempDir(), b.layout(b.index(m)))
 		if got := imageEnv(mustResolve(t, ref, amd)); got != "PLATFORM=linux/s390x" {
 			t.Errorf("got %q", got)
@@ -412,7 +412,7 @@ func TestPlatformAbsent(t *testing.T) {
 		if got := imageEnv(mustResolve(t, ref, arm)); got != "PLATFORM=linux/arm64" {
 			t.Errorf("got %q", got)
 		}
-		_, err := mustOpen(t, ref).Resolve(Platform{"linux", "s390x", ""})
+		_, err := mustOpen(t, ref).Resolve(Platform{OS: "linux", Architecture: "s390x", Variant: ""})
 		checkSourceErr(t, err, ErrNoPlatform, "it offers linux/amd64, linux/arm64")
 	})
 	t.Run("a declared platform that does not fit", func(t *testing.T) {
@@ -423,7 +423,7 @@ func TestPlatformAbsent(t *testing.T) {
 	})
 	t.Run("attestations are passed over", func(t *testing.T) {
 		b := newBuilder(t)
-		att := b.image(Platform{"unknown", "unknown", ""}, layerTar(t, "att", "x"))
+		att := b.image(Platform{OS: "unknown", Architecture: "unknown", Variant: ""}, layerTar(t, "att", "x"))
 		sig := b.blob("application/vnd.dev.cosign.simplesigning.v1+json", []byte("{}"))
 		ref := writeDir(t, t.TempDir(), b.layout(b.index(b.image(amd, layerTar(t, "a", "a")), att, sig)))
 		if got := imageEnv(mustResolve(t, ref, amd)); got != "PLATFORM=linux/amd64" {
@@ -459,11 +459,11 @@ func TestNestedIndex(t *testing.T) {
 	}
 	t.Run("platforms offered below", func(t *testing.T) {
 		b := newBuilder(t)
-		inner := b.index(b.image(Platform{"linux", "ppc64le", ""}, layerTar(t, "x", "x")))
-		ref := writeDir(t, t.TempDir(), b.layout(b.index(inner, b.image(Platform{"linux", "riscv64", ""}, layerTar(t, "y", "y")))))
-		_, err := mustOpen(t, ref).Resolve(Platform{"linux", "s390x", ""})
+		inner := b.index(b.image(Platform{OS: "linux", Architecture: "ppc64le", Variant: ""}, layerTar(t, "x", "x")))
+		ref := writeDir(t, t.TempDir(), b.layout(b.index(inner, b.image(Platform{OS: "linux", Architecture: "riscv64", Variant: ""}, layerTar(t, "y", "y")))))
+		_, err := mustOpen(t, ref).Resolve(Platform{OS: "linux", Architecture: "s390x", Variant: ""})
 		checkSourceErr(t, err, ErrNoPlatform, "it offers linux/riscv64, linux/ppc64le")
-		if got := imageEnv(mustResolve(t, ref, Platform{"linux", "ppc64le", ""})); got != "PLATFORM=linux/ppc64le" {
+		if got := imageEnv(mustResolve(t, ref, Platform{OS: "linux", Architecture: "ppc64le", Variant: ""})); got != "PLATFORM=linux/ppc64le" {
 			t.Errorf("got %q from the nested index", got)
 		}
 	})
@@ -1129,11 +1129,11 @@ func TestParsePlatform(t *testing.T) {
 		want Platform
 		bad  bool
 	}{
-		{in: "linux/amd64", want: Platform{"linux", "amd64", ""}},
-		{in: "linux/arm64/v8", want: Platform{"linux", "arm64", "v8"}},
-		{in: "amd64", want: Platform{"linux", "amd64", ""}},
-		{in: "Linux/X86_64", want: Platform{"linux", "amd64", ""}},
-		{in: "linux/arm/v7", want: Platform{"linux", "arm", "v7"}},
+		{in: "linux/amd64", want: Platform{OS: "linux", Architecture: "amd64", Variant: ""}},
+		{in: "linux/arm64/v8", want: Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
+		{in: "amd64", want: Platform{OS: "linux", Architecture: "amd64", Variant: ""}},
+		{in: "Linux/X86_64", want: Platform{OS: "linux", Architecture: "amd64", Variant: ""}},
+		{in: "linux/arm/v7", want: Platform{OS: "linux", Architecture: "arm", Variant: "v7"}},
 		{in: "", bad: true},
 		{in: "linux/", bad: true},
 		{in: "/amd64", bad: true},
@@ -1177,7 +1177,7 @@ func TestPlatformScore(t *testing.T) {
 			t.Fatal(err)
 		}
 		q, _ := ParsePlatform(tt.image)
-		if got := p.score(&ispec.Platform{OS: q.OS, Architecture: q.Architecture, Variant: q.Variant}) > 0; got != tt.fits {
+		if got := score(p, &ispec.Platform{OS: q.OS, Architecture: q.Architecture, Variant: q.Variant}) > 0; got != tt.fits {
 			t.Errorf("%s on %s: fits %v, want %v", tt.image, tt.ask, got, tt.fits)
 		}
 	}

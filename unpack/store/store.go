@@ -1,0 +1,502 @@
+package store
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/unpack"
+)
+
+// The store on disk:
+//
+//	<dir>/images/<alg>-<hex>/rootfs/      a published image, never modified
+//	<dir>/images/<alg>-<hex>/image.meta   its Meta (see meta.go)
+//	<dir>/locks/<alg>-<hex>               flock per digest; holds the unpacker's pid;
+//	                                      its mtime is the image's last use
+//	<dir>/tmp/<alg>-<hex>.<pid>.<random>  an unpack in progress, or a removal
+//	<dir>/keys/<sha256 of key, platform>  the manifest digest a source resolved to
+//
+// Everything the store creates is 0700 or 0600: images are private to their
+// user, and nobody else may plant or swap entries. Readers of a published
+// image take no lock: an image appears and leaves images/ by one rename.
+
+// Sentinel errors wrapped by what the store returns.
+var (
+	// ErrImageInUse: Remove found a job using the image, or an unpack.
+	ErrImageInUse = errors.New("image is in use")
+	// ErrNotCached: the digest has no published image.
+	ErrNotCached = errors.New("image is not in the cache")
+	// ErrCacheFull: not enough space, or ENOSPC/EDQUOT while unpacking.
+	ErrCacheFull = errors.New("no space left in the image cache")
+)
+
+// Env names the cache directory when no flag does.
+const Env = "HPCRUN_CACHE"
+
+// Store is a digest-keyed store of unpacked images on node-local disk,
+// shared by all of one user's jobs on the node.
+type Store struct {
+	Dir string // absolute
+}
+
+// ImageConfig is what a job takes from an image's config.
+type ImageConfig struct {
+	User       string
+	Env        []string
+	Entrypoint []string
+	Cmd        []string
+	WorkingDir string
+}
+
+// Meta is what the store keeps about a published image.
+type Meta struct {
+	Ref      string // what it was first unpacked from
+	Digest   Digest
+	Platform string
+	Config   ImageConfig
+	Unpacked time.Time
+}
+
+// Image is an image published in the store.
+type Image struct {
+	Digest Digest      // the manifest digest
+	Rootfs string      // absolute path; never modified once published
+	Config ImageConfig // Env, WorkingDir, Entrypoint, Cmd and User
+	Ref    string      // what it was first unpacked from
+}
+
+// Unpacked returns the root filesystem and environment for the runtime.
+func (im *Image) Unpacked() *unpack.Image {
+	return &unpack.Image{Rootfs: im.Rootfs, Env: im.Config.Env}
+}
+
+// Entry describes one cached image for List.
+type Entry struct {
+	Digest  Digest
+	Ref     string    // the ref it was first unpacked from
+	Size    int64     // bytes on disk (blocks), hardlinks counted once
+	LastUse time.Time // the last Lookup or unpack that returned it
+}
+
+// DefaultDir is where the store lives when no flag names it: HPCRUN_CACHE
+// from env, else /var/tmp/hpcrun-<uid>. Node-local on purpose: never under
+// $HOME, whose quota an image would blow and whose parallel filesystem
+// would take the metadata storm of every node's unpack.
+func DefaultDir(env []string, uid int) string {
+	dir := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, Env+"="); ok {
+			dir = v // the last one wins, as in exec.Cmd
+		}
+	}
+	if dir != "" {
+		return filepath.Clean(dir)
+	}
+	return "/var/tmp/hpcrun-" + strconv.Itoa(uid)
+}
+
+var subdirs = []string{"images", "locks", "tmp", "keys"}
+
+// Open opens the store at dir, creating it and its subdirectories (mode
+// 0700) as needed. It refuses a dir that is a symlink, is owned by another
+// user, or that others may write to.
+func Open(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("no cache directory given")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("create cache: %w; give another directory (--cache, %s)", err, Env)
+	}
+	if err := checkOwnDir(abs); err != nil {
+		return nil, err
+	}
+	for _, sub := range subdirs {
+		p := filepath.Join(abs, sub)
+		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("create cache: %w; give another directory (--cache, %s)", err, Env)
+		}
+		if err := checkOwnDir(p); err != nil {
+			return nil, err
+		}
+	}
+	return &Store{Dir: abs}, nil
+}
+
+// checkOwnDir refuses anything at p but a real directory of ours that
+// nobody else can write to.
+func checkOwnDir(p string) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("cache %s is a symlink; give the directory it points to", p)
+	case !fi.IsDir():
+		return fmt.Errorf("cache %s is not a directory", p)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return fmt.Errorf("cache %s is owned by uid %d, not by you (uid %d); give your own directory", p, st.Uid, os.Getuid())
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("cache %s can be written by others (mode %04o); chmod go-w it or give another directory", p, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// ImageDir is where d is published.
+func (s *Store) ImageDir(d Digest) string { return filepath.Join(s.Dir, "images", d.name()) }
+
+// LockPath is d's lock file.
+func (s *Store) LockPath(d Digest) string { return filepath.Join(s.Dir, "locks", d.name()) }
+
+// TmpDir holds unpacks in progress and removals.
+func (s *Store) TmpDir() string { return filepath.Join(s.Dir, "tmp") }
+
+// TmpPrefix starts the name of d's entries in TmpDir, made by this process.
+func TmpPrefix(d Digest) string { return d.name() + "." + strconv.Itoa(os.Getpid()) + "." }
+
+// keyPath is the file that remembers which manifest a source (by its
+// unpack.Location key) resolved to for a platform.
+func (s *Store) keyPath(key, platform string) string {
+	sum := sha256.Sum256([]byte(key + "\x00" + platform))
+	return filepath.Join(s.Dir, "keys", hex.EncodeToString(sum[:]))
+}
+
+// Lookup is the warm start: it follows the key file of (key, platform) to
+// a published image, reading two small files, and records the use. An
+// error means the caller must resolve the source (a cold start).
+func (s *Store) Lookup(key, platform string) (*Image, error) {
+	b, err := os.ReadFile(s.keyPath(key, platform))
+	if err != nil {
+		return nil, err
+	}
+	d := Digest(strings.TrimSpace(string(b)))
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	im, err := s.Load(d)
+	if err != nil {
+		return nil, err
+	}
+	s.Touch(d)
+	return im, nil
+}
+
+// Load reads a published image's image.meta.
+func (s *Store) Load(d Digest) (*Image, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	dir := s.ImageDir(d)
+	b, err := os.ReadFile(filepath.Join(dir, metaFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotCached, d)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeMeta(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w; remove the image (hpcrun rmi %s)", dir, metaFile, err, d.Short())
+	}
+	if m.Digest != d {
+		return nil, fmt.Errorf("%s/%s names %s", dir, metaFile, m.Digest)
+	}
+	return &Image{Digest: d, Rootfs: filepath.Join(dir, "rootfs"), Config: m.Config, Ref: m.Ref}, nil
+}
+
+// Touch records a use of d: the lock file's times are the last use.
+// Why not the image's own files: a published image is never modified, and
+// atime on most mounts (relatime, noatime) says little.
+func (s *Store) Touch(d Digest) {
+	now := time.Now()
+	p := s.LockPath(d)
+	if err := os.Chtimes(p, now, now); errors.Is(err, fs.ErrNotExist) {
+		if f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+			f.Close()
+		}
+	}
+}
+
+// Remember records that the source with key resolved to d for platform,
+// so that the next Lookup finds it. Best effort: a missing key only costs
+// the next start a resolve.
+func (s *Store) Remember(key, platform string, d Digest) {
+	p := s.keyPath(key, platform)
+	f, err := os.CreateTemp(filepath.Dir(p), ".new-*")
+	if err != nil {
+		return
+	}
+	_, err = f.WriteString(d.String() + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+}
+
+// Publish moves a finished unpack in tmp (with rootfs/ inside) into
+// images/ under m.Digest, after writing m as its image.meta. The caller
+// holds the digest's lock.
+func (s *Store) Publish(tmp string, m Meta) error {
+	if err := m.Digest.Validate(); err != nil {
+		return err
+	}
+	b, err := encodeMeta(m)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, metaFile), b, 0o600); err != nil {
+		return err
+	}
+	// Why rename: it is atomic, so readers (who take no lock) see either
+	// no image or a whole one.
+	return os.Rename(tmp, s.ImageDir(m.Digest))
+}
+
+// Flock retries on EINTR, which Go's preemption signals can cause.
+func Flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// Use marks d as in use until release is called: Remove and Prune leave it
+// alone meanwhile. Call it after Lookup or an unpack; ErrNotCached means
+// the image was removed in between, and unpacking again brings it back.
+func (s *Store) Use(d Digest) (release func(), err error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	p := s.LockPath(d)
+	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock image %s: %w", d, err)
+	}
+	// A shared lock waits only for an exclusive holder: a Remove or an
+	// unpack, both of which end.
+	if err := Flock(f, unix.LOCK_SH); err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "flock", Path: p, Err: err}
+	}
+	if _, err := os.Stat(filepath.Join(s.ImageDir(d), metaFile)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s", ErrNotCached, d)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Remove deletes a published image, unless a job uses it (see Use) or it is
+// being unpacked. The image leaves images/ by one rename, so a job starting
+// meanwhile sees it whole or not at all.
+func (s *Store) Remove(d Digest) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	dir := s.ImageDir(d)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotCached, d)
+	}
+	p := s.LockPath(d)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock image %s: %w", d, err)
+	}
+	defer f.Close()
+	switch err := Flock(f, unix.LOCK_EX|unix.LOCK_NB); err {
+	case nil:
+	case unix.EWOULDBLOCK:
+		return fmt.Errorf("%w: image %s; remove it when its jobs have ended", ErrImageInUse, d)
+	default:
+		return &os.PathError{Op: "flock", Path: p, Err: err}
+	}
+	return s.Discard(d)
+}
+
+// Discard deletes d's image dir, published or broken, whose lock the
+// caller holds exclusively.
+func (s *Store) Discard(d Digest) error {
+	dir := s.ImageDir(d)
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	trash := filepath.Join(s.TmpDir(), TmpPrefix(d)+hex.EncodeToString(rnd[:]))
+	// Out of images/ in one step; into tmp/ under d's name, so that a
+	// removal killed midway is cleaned up like a killed unpack.
+	if err := unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE); err != nil {
+		err = &os.LinkError{Op: "rename", Old: dir, New: trash, Err: err}
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %s", ErrNotCached, d)
+		}
+		return fmt.Errorf("remove image %s: %w", d, err)
+	}
+	s.removeKeys(func(k Digest) bool { return k == d })
+	// We keep the lock while deleting, so that no unpack takes the tree
+	// for a stale one and deletes it beside us.
+	if err := RemoveTree(trash); err != nil {
+		return fmt.Errorf("remove image %s: %w", d, err)
+	}
+	return nil
+}
+
+// removeKeys deletes the key files whose digest matches.
+func (s *Store) removeKeys(match func(Digest) bool) {
+	dir := filepath.Join(s.Dir, "keys")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if match(Digest(strings.TrimSpace(string(b)))) {
+			os.Remove(p)
+		}
+	}
+}
+
+// List returns the published images, least recently used first.
+func (s *Store) List() ([]Entry, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Dir, "images"))
+	if err != nil {
+		return nil, fmt.Errorf("list cache: %w", err)
+	}
+	var out []Entry
+	for _, e := range ents {
+		d, ok := ParseName(e.Name())
+		if !ok {
+			continue
+		}
+		en := Entry{Digest: d}
+		if im, err := s.Load(d); err == nil {
+			en.Ref = im.Ref
+		}
+		if fi, err := os.Stat(s.LockPath(d)); err == nil {
+			en.LastUse = fi.ModTime()
+		}
+		en.Size = diskUsage(s.ImageDir(d))
+		out = append(out, en)
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return a.LastUse.Compare(b.LastUse) })
+	return out, nil
+}
+
+// Prune removes the images not used for olderThan, except those in use,
+// and the key files that lead nowhere. It returns what it removed.
+func (s *Store) Prune(olderThan time.Duration) ([]Digest, error) {
+	ents, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	cutoff := time.Now().Add(-olderThan)
+	var removed []Digest
+	var errs []error
+	for _, e := range ents {
+		if !e.LastUse.Before(cutoff) {
+			continue
+		}
+		switch err := s.Remove(e.Digest); {
+		case err == nil:
+			removed = append(removed, e.Digest)
+		case errors.Is(err, ErrImageInUse), errors.Is(err, ErrNotCached):
+		default:
+			errs = append(errs, err)
+		}
+	}
+	s.removeKeys(func(d Digest) bool {
+		if d.Validate() != nil {
+			return true
+		}
+		_, err := os.Lstat(s.ImageDir(d))
+		return errors.Is(err, fs.ErrNotExist)
+	})
+	return removed, errors.Join(errs...)
+}
+
+// diskUsage is the space the tree at dir takes, counting each inode once.
+func diskUsage(dir string) int64 {
+	type ino struct{ dev, ino uint64 }
+	seen := map[ino]bool{}
+	var n int64
+	filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		if st.Nlink > 1 && !fi.IsDir() {
+			k := ino{uint64(st.Dev), st.Ino}
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		n += st.Blocks * 512
+		return nil
+	})
+	return n
+}
+
+// RemoveTree deletes a tree of ours, first giving back u+rwx to any
+// directory that lost it.
+func RemoveTree(p string) error {
+	err := os.RemoveAll(p)
+	if err == nil {
+		return nil
+	}
+	// WalkDir calls us on a directory before it reads it.
+	filepath.WalkDir(p, func(q string, de fs.DirEntry, err error) error {
+		if de != nil && de.IsDir() {
+			os.Chmod(q, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(p)
+}
+
+// Bytes is a size for people: "12.3 MiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	f, i := float64(n), 0
+	for f >= unit && i < 4 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", f, "KMGT"[i-1])
+}
