@@ -6,13 +6,19 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 GOFLAGS ?= -trimpath
 LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     ?= bin/hpcrun
+# The image unpacker, a program of its own that hpcrun embeds (see
+# cmd/hpcrun-unpack for why).
+PAYLOAD := cmd/hpcrun/internal/unpacker/payload/hpcrun-unpack
 
 .PHONY: all build test unit e2e vet bench install uninstall clean demo
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/hpcrun ./cmd/hpcrun
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(dir $(PAYLOAD)).new ./cmd/hpcrun-unpack
+	mv -f $(dir $(PAYLOAD)).new $(PAYLOAD)
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hpcrun
 
 # The whole suite: vet, formatting, unit tests and the end-to-end tests,
 # which run the built binary as an unprivileged user.
@@ -46,4 +52,4 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/hpcrun
 
 clean:
-	rm -rf bin
+	rm -rf bin $(PAYLOAD)

@@ -118,11 +118,11 @@ func setup() error {
 		return err
 	}
 	binPath = filepath.Join(binDir, "hpcrun")
-	build := exec.Command("go", "build", "-o", binPath, "./cmd/hpcrun")
+	// As `make build` does: hpcrun with its image unpacker embedded.
+	build := exec.Command("make", "-s", "build", "BIN="+binPath)
 	build.Dir = repo
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("the hpcrun binary did not build: go build ./cmd/hpcrun: %v\n%s", err, out)
+		return fmt.Errorf("the hpcrun binary did not build: make build: %v\n%s", err, out)
 	}
 	if err := os.Chmod(binPath, 0o755); err != nil {
 		return err

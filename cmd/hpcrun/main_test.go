@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,8 +47,11 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no command", []string{"--rootfs", rootfs}, "no command given"},
-		{"no rootfs", []string{"true"}, "give --rootfs DIR"},
+		{"no command", []string{"--rootfs", rootfs}, "no command given, and the image names none"},
+		{"no image", []string{"true"}, "give --image REF or --rootfs DIR"},
+		{"image and rootfs", []string{"--image", "x", "--rootfs", rootfs, "true"}, "cannot be used together"},
+		{"missing image", []string{"--image", dir + "/nope.tar", "true"}, "nope.tar"},
+		{"bad platform", []string{"--image", rootfs, "--platform", "a/b/c/d", "true"}, "platform"},
 		{"missing rootfs", []string{"--rootfs", dir + "/nope", "true"}, "does not exist"},
 		{"rootfs is a file", []string{"--rootfs", file, "true"}, "not a directory"},
 		{"missing bind source", []string{"--rootfs", rootfs, "--bind", dir + "/nope:/x", "true"}, "bind source"},
@@ -104,7 +108,12 @@ func TestWarningsAndQuiet(t *testing.T) {
 	for _, quiet := range []bool{false, true} {
 		var buf bytes.Buffer
 		log := &logger{quiet: quiet, w: &buf}
-		cfg, err := resolve(&runOptions{rootfs: rootfs, net: "host"}, []string{"true"}, h, log)
+		o := &runOptions{rootfs: rootfs, net: "host"}
+		im, err := openImage(context.Background(), o, h, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := resolve(o, im, []string{"true"}, h, log)
 		if err != nil {
 			t.Fatal(err)
 		}

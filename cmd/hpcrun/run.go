@@ -37,6 +37,9 @@ func (o *globalOptions) AddFlags(f *pflag.FlagSet) {
 
 // runOptions are the flags that shape a container.
 type runOptions struct {
+	image         string
+	cacheDir      string
+	platform      string
 	rootfs        string
 	binds         []string
 	noHome        bool
@@ -50,7 +53,10 @@ type runOptions struct {
 }
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.rootfs, "rootfs", "", "run in this root filesystem `DIR` (an unpacked image)")
+	f.StringVar(&o.image, "image", "", "run in the image `REF`: an OCI or docker-save archive, an OCI layout DIR[:TAG], or a rootfs directory")
+	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR` (default $HPCRUN_CACHE, else /var/tmp/hpcrun-$UID)")
+	f.StringVar(&o.platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
+	f.StringVar(&o.rootfs, "rootfs", "", "run in this root filesystem `DIR` (an unpacked image), used in place")
 	f.StringArrayVar(&o.binds, "bind", nil, "bind a host path into the container as `SRC[:DST[:ro]]`; DST defaults to SRC (repeatable)")
 	f.BoolVar(&o.noHome, "no-home", false, "give the job an empty private $HOME instead of the real one")
 	f.StringVar(&o.pwd, "pwd", "", "start the job in `DIR` inside the container (default: the current directory)")
@@ -93,9 +99,6 @@ job; if hpcrun is killed, the job dies with it.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError{errors.New("no command given; usage: hpcrun --rootfs DIR CMD [ARGS...]")}
-			}
 			code, err := runJob(cmd.Context(), &g, &o, args, early)
 			if err != nil {
 				return err
@@ -114,7 +117,7 @@ job; if hpcrun is killed, the job dies with it.
 		return nil
 	}
 	cmd.SetFlagErrorFunc(flagError)
-	cmd.AddCommand(newSpecCommand(&g))
+	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand())
 	return cmd
 }
 
@@ -126,16 +129,21 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 	}
 	log := newLogger(g, start)
 	log.phase("parsed the command line")
-	cfg, err := resolve(o, args, hostFacts(), log)
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	im, err := openImage(ctx, o, hostFacts(), log)
+	if err != nil {
+		return 0, err
+	}
+	defer im.release()
+	cfg, err := resolve(o, im, args, hostFacts(), log)
 	if err != nil {
 		return 0, err
 	}
 	cfg.Verbose = g.verbose
 	cfg.Start = start
 	log.phase("resolved options")
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	p := early
 	if p == nil {
 		p = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
@@ -147,13 +155,14 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 
 // host is what resolve needs to know about the caller and the node.
 type host struct {
-	env      []string
-	cwd      string // as the shell knows it ($PWD)
-	physCwd  string // with symlinks resolved
-	uid, gid uint32
-	exists   func(string) bool
-	terminal bool // stdin is a terminal in the foreground
-	tty      bool // stdin is a terminal
+	env       []string
+	cwd       string // as the shell knows it ($PWD)
+	physCwd   string // with symlinks resolved
+	uid, gid  uint32
+	exists    func(string) bool
+	terminal  bool // stdin is a terminal in the foreground
+	tty       bool // stdin is a terminal
+	stderrTTY bool // progress can be drawn
 }
 
 func hostFacts() host {
@@ -166,24 +175,25 @@ func hostFacts() host {
 		phys = cwd
 	}
 	return host{
-		env:      os.Environ(),
-		cwd:      cwd,
-		physCwd:  phys,
-		uid:      uint32(os.Getuid()),
-		gid:      uint32(os.Getgid()),
-		exists:   func(p string) bool { _, err := os.Stat(p); return err == nil },
-		terminal: runtime.ForegroundTerminal(os.Stdin),
-		tty:      isTerminal(os.Stdin),
+		env:       os.Environ(),
+		cwd:       cwd,
+		physCwd:   phys,
+		uid:       uint32(os.Getuid()),
+		gid:       uint32(os.Getgid()),
+		exists:    func(p string) bool { _, err := os.Stat(p); return err == nil },
+		terminal:  runtime.ForegroundTerminal(os.Stdin),
+		tty:       isTerminal(os.Stdin),
+		stderrTTY: isTerminal(os.Stderr),
 	}
 }
 
 // resolve turns flags, the environment and the rootfs into the init's
 // config, checking every input on the way.
-func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config, error) {
+func resolve(o *runOptions, im *chosenImage, args []string, h host, log *logger) (*runtime.Config, error) {
 	if h.cwd == "" {
 		return nil, errors.New("the current directory no longer exists; cd somewhere that does and try again")
 	}
-	im, err := unpack.OpenRootfs(o.rootfs, h.cwd)
+	args, err := command(args, im.config)
 	if err != nil {
 		return nil, err
 	}
@@ -226,10 +236,13 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 		}
 		cwd = o.pwd
 	case runtime.HostPathVisible(phys, mounts):
-		// The logical path works inside where its links are visible too.
+		// The host's directory wins when it is visible inside. The
+		// logical path works where its links are visible too.
 		if !runtime.HostPathVisible(cwd, mounts) {
 			cwd = phys
 		}
+	case im.config.WorkingDir != "":
+		cwd = im.config.WorkingDir
 	case !im.Exists(phys):
 		// A system directory of the host is not bound, and a stand-in made
 		// for a mount below it would be empty: better to say so.
@@ -253,7 +266,7 @@ func resolve(o *runOptions, args []string, h host, log *logger) (*runtime.Config
 		return nil, err
 	}
 	netns.Apply(spec, mode)
-	files, err := identityFiles(im, h, o.fakeroot)
+	files, err := identityFiles(im.Image, h, o.fakeroot)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -12,10 +13,12 @@ import (
 func newSpecCommand(g *globalOptions) *cobra.Command {
 	var o runOptions
 	cmd := &cobra.Command{
-		Use:   "spec --rootfs DIR [flags] [-- CMD [ARGS...]]",
+		Use:   "spec (--image REF | --rootfs DIR) [flags] [-- CMD [ARGS...]]",
 		Short: "Print the OCI runtime config (config.json) of a job",
 		Long: `spec prints the OCI runtime-spec config.json that hpcrun generates for a job,
-with the same flags as a run. CMD defaults to sh.
+with the same flags as a run. CMD defaults to the image's Entrypoint and Cmd,
+else sh. With --image, the image is unpacked into the cache (or found there)
+and root.path is its rootfs.
 
 runc and crun can run it as is from a bundle (a directory with config.json and
 the rootfs), rootless. Those runtimes insist on mapping uid 0, so the printed
@@ -32,13 +35,23 @@ are hpcrun's own and are not part of the config.
 			if o.writableTmpfs {
 				return usageError{errors.New("--writable-tmpfs has no OCI config equivalent; drop it for spec")}
 			}
-			if len(args) == 0 {
-				args = []string{"sh"}
-			}
 			h := hostFacts()
 			h.terminal = false
 			o.fakeroot = true
-			cfg, err := resolve(&o, args, h, newLogger(g, time.Now()))
+			log := newLogger(g, time.Now())
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			im, err := openImage(ctx, &o, h, log)
+			if err != nil {
+				return err
+			}
+			defer im.release()
+			if len(args) == 0 && len(im.config.Entrypoint)+len(im.config.Cmd) == 0 {
+				args = []string{"sh"}
+			}
+			cfg, err := resolve(&o, im, args, h, log)
 			if err != nil {
 				return err
 			}

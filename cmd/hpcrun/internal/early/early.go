@@ -23,7 +23,8 @@ var Init *runtime.Init
 // notJobs are the first words that never run a job: the subcommands and
 // help (cmd/hpcrun's TestNotJobsListsEverySubcommand keeps the list whole).
 var notJobs = map[string]bool{
-	"spec": true, "help": true, "completion": true, "-h": true, "--help": true, "--version": true,
+	"spec": true, "images": true, "rmi": true, "prune": true,
+	"help": true, "completion": true, "-h": true, "--help": true, "--version": true,
 }
 
 // MayRunJob is a cheap first guess that args run a job. A wrong guess costs

@@ -1,0 +1,128 @@
+// Command hpcrun-unpack unpacks an image into hpcrun's cache. It is not a
+// tool of its own: `make build` embeds it in the hpcrun binary, which runs
+// it (from a memfd) when --image names an image that is not in the cache
+// yet.
+//
+// Why a second program: unpacking needs umoci, image-spec, protobuf and
+// compressors, whose package initialisation costs every process that links
+// them about a millisecond at start-up. hpcrun starts twice per job (the
+// command and the container's init), so it links only the cache's lookup
+// (package unpack/store) and leaves the unpack to this program.
+//
+// Usage:
+//
+//	hpcrun-unpack --cache DIR [--platform OS/ARCH[/VARIANT]] [--progress bar|lines|none] REF
+//
+// On success it prints the manifest digest of the image, now published in
+// the cache, on stdout and exits 0. Otherwise it prints one line,
+// "error: <what went wrong>", on stdout, for hpcrun to report, and exits
+// 125. Progress goes to stderr. SIGINT, SIGTERM and SIGHUP stop an unpack
+// cleanly; hpcrun sends SIGTERM if it dies.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hpcrun/hpcrun/unpack/cache"
+	"github.com/hpcrun/hpcrun/unpack/source"
+	"github.com/hpcrun/hpcrun/unpack/store"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exitFailure is hpcrun's own failure status.
+const exitFailure = 125
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hpcrun-unpack", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dir := fs.String("cache", "", "the cache directory")
+	platform := fs.String("platform", "", "the platform to pick from an index")
+	progress := fs.String("progress", "lines", "bar, lines or none")
+	fail := func(err error) int {
+		fmt.Fprintf(stdout, "error: %s\n", oneLine(err.Error()))
+		return exitFailure
+	}
+	if err := fs.Parse(args); err != nil {
+		return fail(fmt.Errorf("hpcrun-unpack: %w", err))
+	}
+	if fs.NArg() != 1 || *dir == "" {
+		return fail(errors.New("usage: hpcrun-unpack --cache DIR [--platform P] [--progress bar|lines|none] REF"))
+	}
+	p := source.HostPlatform()
+	if *platform != "" {
+		var err error
+		if p, err = source.ParsePlatform(*platform); err != nil {
+			return fail(err)
+		}
+	}
+	c, err := cache.OpenCache(*dir)
+	if err != nil {
+		return fail(err)
+	}
+	log := func(string) {}
+	switch *progress {
+	case "bar":
+		c.Progress = &progressBar{w: stderr, start: time.Now()}
+		fallthrough
+	case "lines":
+		log = func(msg string) { fmt.Fprintf(stderr, "hpcrun: %s\n", msg) }
+	case "none":
+	default:
+		return fail(fmt.Errorf("--progress %q: want bar, lines or none", *progress))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	src, err := source.Open(fs.Arg(0))
+	if err != nil {
+		return fail(err)
+	}
+	defer src.Close()
+	im, err := c.Ensure(ctx, src, p, log)
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Fprintln(stdout, im.Digest)
+	return 0
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// progressBar draws the unpack's progress on a terminal: bytes, share and
+// rate, redrawn at most ten times a second.
+type progressBar struct {
+	w     io.Writer
+	start time.Time
+	last  time.Time
+}
+
+func (p *progressBar) Phase(name string, done, total int64) {
+	now := time.Now()
+	if done < total && now.Sub(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = now
+	pct := 100
+	if total > 0 {
+		pct = int(done * 100 / total)
+	}
+	rate := float64(done) / max(now.Sub(p.start).Seconds(), 1e-3) / (1 << 20)
+	fmt.Fprintf(p.w, "\rhpcrun: %s %3d%% %s / %s %6.1f MiB/s\x1b[K", name, pct, store.Bytes(done), store.Bytes(total), rate)
+	if done >= total {
+		fmt.Fprintln(p.w)
+	}
+}

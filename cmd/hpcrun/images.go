@@ -1,0 +1,159 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hpcrun/hpcrun/unpack/store"
+)
+
+// cacheOptions are the flags of the commands that manage the image cache.
+type cacheOptions struct{ dir string }
+
+// AddFlags registers --cache on a cache command, which reports bad flags
+// as every hpcrun command does.
+func (o *cacheOptions) AddFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.dir, "cache", "", "the cache `DIR` (default $HPCRUN_CACHE, else /var/tmp/hpcrun-$UID)")
+	cmd.SetFlagErrorFunc(flagError)
+}
+
+func (o *cacheOptions) open() (*store.Store, error) {
+	return openStore(o.dir, hostFacts())
+}
+
+func newImagesCommand() *cobra.Command {
+	var o cacheOptions
+	cmd := &cobra.Command{
+		Use:   "images [--cache DIR]",
+		Short: "List the images unpacked in this node's cache",
+		Long: `images lists the images in the cache: digest, size on disk, last use and the
+reference they were first unpacked from.
+
+` + exitStatusHelp,
+		Example: "  hpcrun images\n  HPCRUN_CACHE=/scratch/$USER/hpcrun hpcrun images",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.open()
+			if err != nil {
+				return err
+			}
+			entries, err := c.List()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "DIGEST\tSIZE\tLAST USE\tREF")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", short(e.Digest.String()), store.Bytes(e.Size),
+					e.LastUse.Local().Format(time.DateTime), e.Ref)
+			}
+			return tw.Flush()
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+func newRmiCommand() *cobra.Command {
+	var o cacheOptions
+	cmd := &cobra.Command{
+		Use:   "rmi [--cache DIR] DIGEST|REF...",
+		Short: "Remove images from this node's cache",
+		Long: `rmi removes cached images, named by digest (or a unique prefix of it) or by the
+reference they were unpacked from. An image that a job is using is not
+removed.
+
+` + exitStatusHelp,
+		Example: "  hpcrun rmi sha256:d6e51c10\n  hpcrun rmi /scratch/images/py3.tar",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.open()
+			if err != nil {
+				return err
+			}
+			entries, err := c.List()
+			if err != nil {
+				return err
+			}
+			var failed []string
+			for _, a := range args {
+				e, err := pick(entries, a)
+				if err == nil {
+					err = c.Remove(e.Digest)
+				}
+				if err != nil {
+					failed = append(failed, err.Error())
+					continue
+				}
+				fmt.Println(e.Digest)
+			}
+			if failed != nil {
+				return errors.New(strings.Join(failed, "; "))
+			}
+			return nil
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+func newPruneCommand() *cobra.Command {
+	var o cacheOptions
+	var age time.Duration
+	cmd := &cobra.Command{
+		Use:   "prune [--cache DIR] [--older-than AGE]",
+		Short: "Remove cached images not used for a while",
+		Long: `prune removes the cached images whose last use is older than AGE (default: all),
+except those that jobs are using.
+
+` + exitStatusHelp,
+		Example: "  hpcrun prune --older-than 168h",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.open()
+			if err != nil {
+				return err
+			}
+			removed, err := c.Prune(age)
+			for _, d := range removed {
+				fmt.Println(d)
+			}
+			return err
+		},
+	}
+	o.AddFlags(cmd)
+	cmd.Flags().DurationVar(&age, "older-than", 0, "remove only images last used longer than `AGE` ago (e.g. 168h)")
+	return cmd
+}
+
+// pick finds the one entry that a digest, a digest prefix or a ref names.
+func pick(entries []store.Entry, name string) (store.Entry, error) {
+	var hits []store.Entry
+	for _, e := range entries {
+		d := e.Digest.String()
+		if e.Ref == name || d == name || strings.HasPrefix(d, name) || strings.HasPrefix(e.Digest.Encoded(), name) {
+			hits = append(hits, e)
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], nil
+	case 0:
+		return store.Entry{}, fmt.Errorf("no cached image %s (see hpcrun images)", name)
+	}
+	return store.Entry{}, fmt.Errorf("%s names %d cached images; give more of the digest", name, len(hits))
+}
+
+// short abbreviates a digest for tables.
+func short(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}

@@ -1,0 +1,175 @@
+// Package unpacker runs the hpcrun-unpack program (cmd/hpcrun-unpack),
+// which `make build` embeds in hpcrun, to bring an image into the cache.
+//
+// It runs the embedded program from a memfd, so that nothing is installed
+// or left behind; where the kernel forbids executing a memfd
+// (vm.memfd_noexec), from a private copy in the cache's tmp directory,
+// removed once it has started.
+package unpacker
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+//go:embed payload
+var payload embed.FS
+
+const payloadName = "payload/hpcrun-unpack"
+
+// ErrNotBuiltIn: this hpcrun was built without the unpacker.
+var ErrNotBuiltIn = errors.New("this hpcrun was built without its image unpacker, so it runs only --rootfs and images already in the cache; build it with `make build`")
+
+// Request is one image to bring into the cache.
+type Request struct {
+	Ref      string // what --image names
+	Cache    string // the cache directory, which exists
+	Platform string // OS/ARCH[/VARIANT]; "" for this node's
+	Progress string // "bar", "lines" or "none"
+	Stderr   io.Writer
+}
+
+// Ensure unpacks r.Ref into the cache unless it is there, and returns the
+// manifest digest it is published under. The unpacker's own failure comes
+// back as a one-line error.
+func Ensure(ctx context.Context, r Request) (string, error) {
+	prog, err := open(r.Cache)
+	if err != nil {
+		return "", err
+	}
+	defer prog.close()
+	args := []string{"--cache", r.Cache, "--progress", r.Progress}
+	if r.Platform != "" {
+		args = append(args, "--platform", r.Platform)
+	}
+	args = append(args, "--", r.Ref)
+	out, err := prog.run(ctx, args, r.Stderr)
+	line := strings.TrimSpace(string(out))
+	if msg, ok := strings.CutPrefix(line, "error: "); ok {
+		return "", errors.New(msg)
+	}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		if st, ok := ee.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+			return "", fmt.Errorf("the image unpacker was killed by signal %d (%v) while it unpacked %s", int(st.Signal()), st.Signal(), r.Ref)
+		}
+		return "", fmt.Errorf("the image unpacker failed (%v) and said nothing", err)
+	case err != nil:
+		return "", err
+	case line == "" || strings.ContainsAny(line, " \n"):
+		return "", fmt.Errorf("the image unpacker gave no digest for %s (it said %q)", r.Ref, line)
+	}
+	return line, nil
+}
+
+// program is the unpacker, ready to execute.
+type program struct {
+	cache string   // the cache directory, for a copy
+	memfd *os.File // nil when the copy is a file
+	path  string   // what to execute
+	file  string   // a copy to remove once started, or ""
+}
+
+func open(cacheDir string) (*program, error) {
+	src, err := payload.Open(payloadName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotBuiltIn
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	if fd, err := unix.MemfdCreate("hpcrun-unpack", unix.MFD_CLOEXEC); err == nil {
+		f := os.NewFile(uintptr(fd), "memfd:hpcrun-unpack")
+		if _, err := io.Copy(f, src); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("load the image unpacker: %w", err)
+		}
+		return &program{cache: cacheDir, memfd: f, path: "/proc/self/fd/" + strconv.Itoa(fd)}, nil
+	}
+	return copyTo(cacheDir, src)
+}
+
+// copyTo writes the unpacker into the cache's tmp directory (0700, ours).
+func copyTo(cacheDir string, src io.Reader) (*program, error) {
+	f, err := os.CreateTemp(filepath.Join(cacheDir, "tmp"), "hpcrun-unpack.*")
+	if err != nil {
+		return nil, fmt.Errorf("load the image unpacker: %w", err)
+	}
+	_, err = io.Copy(f, src)
+	if err == nil {
+		err = f.Chmod(0o700)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("load the image unpacker: %w", err)
+	}
+	return &program{cache: cacheDir, path: f.Name(), file: f.Name()}, nil
+}
+
+func (p *program) close() {
+	if p.memfd != nil {
+		p.memfd.Close()
+	}
+	if p.file != "" {
+		os.Remove(p.file)
+	}
+}
+
+// run executes the unpacker and returns its stdout. Where a memfd may not
+// be executed, it retries once from a copy in the cache.
+func (p *program) run(ctx context.Context, args []string, stderr io.Writer) ([]byte, error) {
+	out, err := p.exec(ctx, args, stderr)
+	if p.memfd != nil && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EACCES)) {
+		cacheDir := p.cache
+		if _, serr := p.memfd.Seek(0, io.SeekStart); serr != nil {
+			return nil, err
+		}
+		q, cerr := copyTo(cacheDir, p.memfd)
+		if cerr != nil {
+			return nil, fmt.Errorf("run the image unpacker: the kernel refuses to execute it from memory (%v), and %v", err, cerr)
+		}
+		defer q.close()
+		out, err = q.exec(ctx, args, stderr)
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("run the image unpacker: neither memory nor %s may hold programs (noexec); give --cache (or HPCRUN_CACHE) a directory on a filesystem that allows exec", cacheDir)
+		}
+	}
+	return out, err
+}
+
+func (p *program) exec(ctx context.Context, args []string, stderr io.Writer) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, p.path, args...)
+	cmd.Args[0] = "hpcrun-unpack"
+	cmd.Stderr = stderr
+	// Why SIGTERM: the unpacker then removes its partial unpack itself.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if p.file != "" {
+		os.Remove(p.file) // it runs on; nothing is left behind
+		p.file = ""
+	}
+	err := cmd.Wait()
+	return []byte(out.String()), err
+}

@@ -1,0 +1,287 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The images these tests run: small ones packed from the busybox rootfs,
+// and a real Debian + Python 3 one built with debootstrap once per run (it
+// is kept in /var/tmp between runs on the same machine).
+var (
+	pythonOnce  sync.Once
+	pythonTar   string
+	pythonError error
+)
+
+const pythonImagePath = "/var/tmp/hpcrun-e2e/py3.tar"
+
+// repoPath is a path in the repository, from the e2e package directory.
+func repoPath(p string) string {
+	abs, _ := filepath.Abs(filepath.Join("..", p))
+	return abs
+}
+
+// pythonImage returns the Debian + Python image, building it when missing.
+func pythonImage(t *testing.T) string {
+	t.Helper()
+	pythonOnce.Do(func() {
+		if _, err := os.Stat(pythonImagePath); err == nil {
+			pythonTar = pythonImagePath
+			return
+		}
+		if os.Geteuid() != 0 {
+			pythonError = os.ErrPermission
+			return
+		}
+		out, err := exec.Command(repoPath("examples/mkpython.sh"), pythonImagePath).CombinedOutput()
+		if err != nil {
+			pythonError = &exec.ExitError{}
+			t.Logf("mkpython.sh: %v\n%s", err, out)
+			return
+		}
+		pythonTar = pythonImagePath
+	})
+	if pythonTar == "" {
+		if requireUserns || os.Geteuid() == 0 {
+			t.Fatalf("no Python image at %s and it could not be built: %v", pythonImagePath, pythonError)
+		}
+		t.Skipf("no Python image at %s; build it as root with examples/mkpython.sh", pythonImagePath)
+	}
+	return pythonTar
+}
+
+// busyboxImage packs the busybox rootfs as an OCI archive with the given
+// image config (MKIMAGE_* variables of examples/mkimage.sh).
+func busyboxImage(t *testing.T, config ...string) string {
+	t.Helper()
+	out := filepath.Join(tempDirOwned(t), "busybox.tar")
+	cmd := exec.Command(repoPath("examples/mkimage.sh"), rootfsDir, out, "PATH=/bin", "IMAGE_VAR=from-image")
+	cmd.Env = append(os.Environ(), config...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mkimage.sh: %v\n%s", err, b)
+	}
+	os.Chmod(out, 0o644)
+	return out
+}
+
+// cacheEntries lists what a cache holds in its images/ and tmp/ dirs.
+func cacheEntries(t *testing.T, cache string) (images, tmp []string) {
+	t.Helper()
+	for _, sub := range []string{"images", "tmp"} {
+		ents, _ := os.ReadDir(filepath.Join(cache, sub))
+		for _, e := range ents {
+			if sub == "images" {
+				images = append(images, e.Name())
+			} else {
+				tmp = append(tmp, e.Name())
+			}
+		}
+	}
+	return images, tmp
+}
+
+// A real Python script runs in the Debian image, as the caller, in its
+// directory: the image's Python, not the host's.
+func TestPythonImage(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := pythonImage(t)
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	dir := tempDirOwned(t)
+	if err := os.WriteFile(filepath.Join(dir, "hello.py"), mustRead(t, repoPath("examples/hello.py")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, opts{dir: dir, timeout: 3 * time.Minute}, "--image", image, "--cache", cache, "python3", "hello.py", "--arg", "1")
+	host, _ := exec.Command("python3", "--version").Output()
+	if !strings.Contains(r.stdout, "python 3.") || !strings.Contains(r.stdout, "user "+testUser) ||
+		!strings.Contains(r.stdout, "cwd "+dir) || !strings.Contains(r.stdout, "args ['--arg', '1']") {
+		t.Fatalf("unexpected output: %s", r)
+	}
+	if v := strings.TrimPrefix(strings.TrimSpace(string(host)), "Python "); v != "" && strings.Contains(r.stdout, "python "+v+"\n") {
+		t.Errorf("the container ran the host's Python %s: %s", v, r.stdout)
+	}
+	if !strings.Contains(r.stderr, "unpacking") {
+		t.Errorf("a cold start should say it unpacks: %q", r.stderr)
+	}
+	// Warm: no unpack, no message.
+	r = mustRun(t, opts{dir: dir}, "--image", image, "--cache", cache, "python3", "-c", "print('warm')")
+	if r.stdout != "warm\n" || strings.Contains(r.stderr, "unpacking") {
+		t.Errorf("warm start: %s", r)
+	}
+	// -q silences the unpack's lines.
+	r = mustRun(t, opts{dir: dir}, "-q", "--image", image, "--cache", filepath.Join(tempDirOwned(t), "c2"), "true")
+	if r.stderr != "" {
+		t.Errorf("-q printed %q", r.stderr)
+	}
+}
+
+// Eight cold starts at once unpack the image exactly once; the others wait
+// for it, say so, and run.
+func TestImageConcurrentColdStarts(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := busyboxImage(t)
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	const n = 8
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			results[i] = runRaw(opts{}, binPath, "--image", image, "--cache", cache, "sh", "-c", "echo ran")
+		}(i)
+	}
+	wg.Wait()
+	unpacks, waits := 0, 0
+	for _, r := range results {
+		if r.code != 0 || r.stdout != "ran\n" {
+			t.Errorf("a concurrent start failed: %s", r)
+		}
+		unpacks += strings.Count(r.stderr, "hpcrun: unpacking ")
+		waits += strings.Count(r.stderr, "being unpacked by pid")
+	}
+	if unpacks != 1 {
+		t.Errorf("%d unpacks for %d concurrent cold starts, want 1", unpacks, n)
+	}
+	t.Logf("%d of %d waited for the unpack", waits, n-1)
+	if images, tmp := cacheEntries(t, cache); len(images) != 1 || len(tmp) != 0 {
+		t.Errorf("cache holds images %v, tmp %v", images, tmp)
+	}
+}
+
+// A SIGKILL in the middle of an unpack leaves nothing a later run trusts;
+// the next run unpacks again and succeeds.
+func TestImageUnpackKilled(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := pythonImage(t)
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := command(ctx, opts{}, binPath, "--image", image, "--cache", cache, "true")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once the unpack has written some files.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, tmp := cacheEntries(t, cache); len(tmp) > 0 {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if images, _ := cacheEntries(t, cache); len(images) != 0 {
+		t.Fatalf("a killed unpack published %v; stderr %q", images, stderr.String())
+	}
+	r := mustRun(t, opts{timeout: 3 * time.Minute}, "--image", image, "--cache", cache, "python3", "-c", "print('again')")
+	if r.stdout != "again\n" {
+		t.Errorf("the run after a killed unpack: %s", r)
+	}
+	if images, tmp := cacheEntries(t, cache); len(images) != 1 || len(tmp) != 0 {
+		t.Errorf("after the rerun the cache holds images %v, tmp %v", images, tmp)
+	}
+}
+
+// The image's config: Env, Entrypoint and Cmd when no command is given,
+// WorkingDir when the caller's directory is not visible inside.
+func TestImageConfig(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := busyboxImage(t, `MKIMAGE_ENTRYPOINT=["sh","-c"]`, `MKIMAGE_CMD=["echo default-cmd $IMAGE_VAR; pwd"]`, "MKIMAGE_WORKDIR=/etc")
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	r := mustRun(t, opts{}, "--image", image, "--cache", cache)
+	if got := lines(r.stdout); strings.Join(got, ",") != "default-cmd from-image,"+workDir {
+		t.Errorf("Entrypoint+Cmd in the caller's visible directory: got %q\n%s", got, r)
+	}
+	r = mustRun(t, opts{}, "--image", image, "--cache", cache, "sh", "-c", "echo explicit $IMAGE_VAR")
+	if r.stdout != "explicit from-image\n" {
+		t.Errorf("an explicit command replaces Entrypoint and Cmd: %s", r)
+	}
+	if !asOther {
+		return
+	}
+	// From a host system directory that is not bound, WorkingDir applies.
+	r = mustRun(t, opts{dir: "/usr/share"}, "--image", image, "--cache", cache, "pwd")
+	if r.stdout != "/etc\n" {
+		t.Errorf("want the image's WorkingDir /etc, got %s", r)
+	}
+}
+
+// Bad images: one line, exit 125, and no entry in the cache.
+func TestBadImages(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	dir := tempDirOwned(t)
+	good := busyboxImage(t)
+	notImage := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notImage, []byte("hello\n"), 0o644)
+	truncated := filepath.Join(dir, "truncated.tar")
+	b := mustRead(t, good)
+	os.WriteFile(truncated, b[:len(b)/2], 0o644)
+	corrupt := filepath.Join(dir, "corrupt.tar")
+	c := append([]byte(nil), b...)
+	c[len(c)/2] ^= 0xff // inside the layer blob
+	os.WriteFile(corrupt, c, 0o644)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		wants string
+	}{
+		{"missing file", []string{"--image", filepath.Join(dir, "nope.tar")}, "nope.tar"},
+		{"not an image", []string{"--image", notImage}, "notes.txt"},
+		{"truncated archive", []string{"--image", truncated}, "truncated.tar"},
+		{"digest mismatch", []string{"--image", corrupt}, "sha256:"},
+		{"no matching platform", []string{"--image", good, "--platform", "linux/s390x"}, "s390x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := filepath.Join(tempDirOwned(t), "cache")
+			// -q: only the error, no unpack progress.
+			r := run(t, opts{}, append(append([]string{"-q", "--cache", cache}, tc.args...), "true")...)
+			if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "hpcrun: ") || !strings.Contains(r.stderr, tc.wants) {
+				t.Errorf("want exit 125 and one line naming %q: %s", tc.wants, r)
+			}
+			if images, tmp := cacheEntries(t, cache); len(images)+len(tmp) != 0 {
+				t.Errorf("a partial cache entry is left: images %v, tmp %v", images, tmp)
+			}
+		})
+	}
+}
+
+// hpcrun images lists what is cached; rmi removes it.
+func TestImagesAndRmi(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := busyboxImage(t)
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	mustRun(t, opts{}, "-q", "--image", image, "--cache", cache, "true")
+	r := mustRun(t, opts{}, "images", "--cache", cache)
+	if !strings.Contains(r.stdout, "sha256:") || !strings.Contains(r.stdout, image) {
+		t.Fatalf("images: %s", r)
+	}
+	mustRun(t, opts{}, "rmi", "--cache", cache, image)
+	if images, tmp := cacheEntries(t, cache); len(images)+len(tmp) != 0 {
+		t.Errorf("after rmi: images %v, tmp %v", images, tmp)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
