@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -186,6 +187,17 @@ func TestImageUnpackKilled(t *testing.T) {
 	if images, _ := cacheEntries(t, cache); len(images) != 0 {
 		t.Fatalf("a killed unpack published %v; stderr %q", images, stderr.String())
 	}
+	// The unpacker hears of hpcrun's death (SIGTERM) and removes its
+	// partial unpack itself.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, tmp := cacheEntries(t, cache)
+		if len(tmp) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the unpacker left %v after hpcrun was killed", tmp)
+		}
+	}
 	r := mustRun(t, opts{timeout: 3 * time.Minute}, "--image", image, "--cache", cache, "python3", "-c", "print('again')")
 	if r.stdout != "again\n" {
 		t.Errorf("the run after a killed unpack: %s", r)
@@ -284,4 +296,72 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A SIGKILL of the unpacker itself, hpcrun's child, mid-unpack: hpcrun
+// says so in one line and exits 125; the next run cleans up and succeeds.
+func TestUnpackerKilled(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := pythonImage(t)
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := command(ctx, opts{}, binPath, "-q", "--image", image, "--cache", cache, "true")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	unpacker := 0
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && unpacker == 0; time.Sleep(20 * time.Millisecond) {
+		if _, tmp := cacheEntries(t, cache); len(tmp) > 0 {
+			unpacker = childNamed(cmd.Process.Pid, "hpcrun-unpack")
+		}
+	}
+	if unpacker == 0 {
+		cmd.Process.Kill()
+		t.Fatal("no hpcrun-unpack child seen while the cache had a tmp entry")
+	}
+	syscall.Kill(unpacker, syscall.SIGKILL)
+	err := cmd.Wait()
+	if code := exitCode(cmd.ProcessState); code != 125 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "killed by signal 9") {
+		t.Errorf("want exit 125 and one line on the killed unpacker; got %d (%v), %q", code, err, stderr.String())
+	}
+	if images, _ := cacheEntries(t, cache); len(images) != 0 {
+		t.Fatalf("a killed unpack published %v", images)
+	}
+	r := mustRun(t, opts{timeout: 3 * time.Minute}, "-q", "--image", image, "--cache", cache, "python3", "-c", "print('again')")
+	if r.stdout != "again\n" {
+		t.Errorf("the run after a killed unpacker: %s", r)
+	}
+	if images, tmp := cacheEntries(t, cache); len(images) != 1 || len(tmp) != 0 {
+		t.Errorf("after the rerun the cache holds images %v, tmp %v", images, tmp)
+	}
+}
+
+// childNamed finds a child of ppid whose comm is name, or 0.
+func childNamed(ppid int, name string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open {
+			continue
+		}
+		f := strings.Fields(s[close+1:])
+		if s[open+1:close] == name && len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+			return pid
+		}
+	}
+	return 0
 }

@@ -31,11 +31,21 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/unpack/cache"
 	"github.com/hpcrun/hpcrun/unpack/source"
 	"github.com/hpcrun/hpcrun/unpack/store"
 )
+
+func init() {
+	// Run from a memfd, the process would be named by its fd number in
+	// ps and top: name it. (init runs on the main thread, whose name that is.)
+	name := []byte("hpcrun-unpack\x00")
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,6 +124,27 @@ func TestWarningsAndQuiet(t *testing.T) {
 		warned := strings.Count(buf.String(), "hpcrun: warning: ")
 		if quiet && warned != 0 || !quiet && warned != 2 { // no $HOME, and the unbound system directory
 			t.Errorf("quiet=%v: warnings %q", quiet, buf.String())
+		}
+	}
+}
+
+// hpcrun starts twice per job (the command and the container's init), and
+// every package it links adds its initialisation to both: the unpacker's
+// dependencies belong to cmd/hpcrun-unpack only.
+func TestLeanDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, heavy := range []string{
+			"github.com/opencontainers/umoci", "github.com/opencontainers/image-spec", "github.com/opencontainers/go-digest",
+			"github.com/klauspost/", "google.golang.org/protobuf", "github.com/sirupsen/logrus", "github.com/apex/log",
+			"github.com/hpcrun/hpcrun/unpack/cache", "github.com/hpcrun/hpcrun/unpack/source",
+		} {
+			if strings.HasPrefix(pkg, heavy) {
+				t.Errorf("hpcrun links %s; keep it in cmd/hpcrun-unpack", pkg)
+			}
 		}
 	}
 }
