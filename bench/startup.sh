@@ -14,7 +14,10 @@
 # script drops to uid/gid 65534 with setpriv.
 #
 # The script builds its own rootfs from Debian's static busybox in a temporary
-# directory, which is removed on exit. When run as root it installs missing
+# directory, which is removed on exit, packs it as an OCI archive
+# (examples/mkimage.sh) and unpacks that into a fresh cache once, untimed:
+# every contender then runs on the cached rootfs, and `hpcrun --image` on
+# the archive is the warm start a job pays when its image is cached. When run as root it installs missing
 # peers (bubblewrap, busybox-static) with apt-get.
 #
 # Exits non-zero, with the failing contender's stderr, if any run fails.
@@ -47,7 +50,8 @@ done
 # ---------------------------------------------------------------- contenders
 # One entry per contender: NAME=COMMAND LINE. The line is split into words at
 # blanks (quotes group words; no other shell processing) and run directly.
-# Placeholders, replaced below: @ROOTFS@ (the busybox rootfs) and @HPCRUN@
+# Placeholders, replaced below: @ROOTFS@ (the busybox rootfs, as unpacked in
+# the cache), @IMAGE@ (its OCI archive), @CACHE@ (the cache) and @HPCRUN@
 # (the hpcrun binary, copied where the unprivileged user can run it).
 # To add a contender, add a line here. BASELINE names the one that the ratio
 # column is relative to.
@@ -55,6 +59,7 @@ CONTENDERS=(
 	"native=true"
 	"bwrap=bwrap --unshare-user --unshare-pid --bind @ROOTFS@ / --proc /proc --dev /dev true"
 	"hpcrun=@HPCRUN@ --rootfs @ROOTFS@ true"
+	"hpcrun-image=@HPCRUN@ --cache @CACHE@ --image @IMAGE@ true"
 )
 BASELINE=bwrap
 
@@ -78,7 +83,7 @@ if [[ -z "$HPCRUN" ]]; then
 	HPCRUN=$ROOT/bin/hpcrun
 	if [[ ! -x "$HPCRUN" ]]; then
 		echo "startup.sh: $HPCRUN missing; building it" >&2
-		(cd "$ROOT" && CGO_ENABLED=0 go build -o bin/hpcrun ./cmd/hpcrun) ||
+		(cd "$ROOT" && make build) ||
 			die "building bin/hpcrun failed (try 'make build')"
 	fi
 fi
@@ -145,31 +150,43 @@ chmod 755 "$TMP/bin/startlat"
 mkdir -p "$TMP/home" "$TMP/run"
 chmod 700 "$TMP/run"
 
-# ---------------------------------------------------------------- run
-args=()
-for c in "${CONTENDERS[@]}"; do
-	c=${c//@ROOTFS@/$R}
-	c=${c//@HPCRUN@/$TMP/bin/hpcrun}
-	args+=("$c")
-done
+# The image: the rootfs as an OCI archive.
+"$ROOT/examples/mkimage.sh" "$R" "$TMP/busybox.tar" PATH=/bin >/dev/null || die "examples/mkimage.sh failed"
+chmod 644 "$TMP/busybox.tar"
+mkdir -p "$TMP/cache"
 
+# ---------------------------------------------------------------- run
 if [[ $(id -u) -eq 0 ]]; then
 	command -v setpriv >/dev/null 2>&1 || die "setpriv (util-linux) not found"
-	chown "$BENCH_UID:$BENCH_GID" "$TMP/home" "$TMP/run"
+	chown "$BENCH_UID:$BENCH_GID" "$TMP/home" "$TMP/run" "$TMP/cache"
 	drop=(setpriv --reuid="$BENCH_UID" --regid="$BENCH_GID" --clear-groups)
 	user=$(getent passwd "$BENCH_UID" | cut -d: -f1) || user=nobody
 else
 	drop=()
 	user=$(id -un 2>/dev/null || echo "uid$(id -u)")
 fi
+as_user=("${drop[@]}" env -i
+	HOME="$TMP/home" USER="$user" LOGNAME="$user"
+	PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+	XDG_RUNTIME_DIR="$TMP/run" TMPDIR=/tmp LANG=C.UTF-8)
 
 cd "$TMP/home"
+# Unpack the image once (untimed); all contenders run on that rootfs.
+"${as_user[@]}" "$TMP/bin/hpcrun" -q --cache "$TMP/cache/c" --image "$TMP/busybox.tar" true ||
+	die "hpcrun could not unpack the benchmark image"
+cached=$(echo "$TMP"/cache/c/images/*/rootfs)
+[[ -d "$cached" ]] || die "no unpacked rootfs in $TMP/cache/c"
+args=()
+for c in "${CONTENDERS[@]}"; do
+	c=${c//@ROOTFS@/$cached}
+	c=${c//@IMAGE@/$TMP/busybox.tar}
+	c=${c//@CACHE@/$TMP/cache/c}
+	c=${c//@HPCRUN@/$TMP/bin/hpcrun}
+	args+=("$c")
+done
+
 status=0
-"${drop[@]}" env -i \
-	HOME="$TMP/home" USER="$user" LOGNAME="$user" \
-	PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-	XDG_RUNTIME_DIR="$TMP/run" TMPDIR=/tmp LANG=C.UTF-8 \
-	"$TMP/bin/startlat" -n "$ROUNDS" -warmup "$WARMUP" -baseline "$BASELINE" \
+"${as_user[@]}" "$TMP/bin/startlat" -n "$ROUNDS" -warmup "$WARMUP" -baseline "$BASELINE" \
 	-label '`true`' "${args[@]}" || status=$?
 if [[ $status -ne 0 ]]; then
 	die "benchmark failed (exit $status); see the contender error above"

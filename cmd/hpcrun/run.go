@@ -21,7 +21,7 @@ import (
 
 const exitStatusHelp = `Exit status:
   the job's own  the command ran; 128+N when signal N ended it
-  125            hpcrun itself failed (bad flag, missing rootfs, no user namespaces, ...)
+  125            hpcrun itself failed (bad flag, bad or missing image, no user namespaces, ...)
   126            the command exists but cannot be executed
   127            the command was not found in the container`
 
@@ -74,13 +74,19 @@ func newRootCommand(early *runtime.Init) *cobra.Command {
 	var g globalOptions
 	var o runOptions
 	cmd := &cobra.Command{
-		Use:   "hpcrun [flags] CMD [ARGS...]",
+		Use:   "hpcrun [flags] (--image REF | --rootfs DIR) [CMD [ARGS...]]",
 		Short: "Run HPC jobs in containers, without root",
-		Long: `hpcrun runs CMD in a container made from a root filesystem, as you, without
-root, setuid helpers, daemons or subuid ranges. It only needs unprivileged
-user namespaces. The job shares the node's network, sees your $HOME, the
-current directory, /tmp and /var/tmp at the same paths, and the host's /dev,
-so GPUs and interconnects work as outside. The rootfs is read-only.
+		Long: `hpcrun runs CMD in a container made from an image, as you, without root,
+setuid helpers, daemons or subuid ranges. It only needs unprivileged user
+namespaces. The job shares the node's network, sees your $HOME, the current
+directory, /tmp and /var/tmp at the same paths, and the host's /dev, so GPUs
+and interconnects work as outside. The rootfs is read-only.
+
+--image takes an OCI archive, a docker save archive, an OCI layout directory
+(REF:TAG picks a tag) or a rootfs directory. The first start on a node unpacks
+the image into the cache (--cache, else $HPCRUN_CACHE, else
+/var/tmp/hpcrun-$UID), once however many jobs start together; later starts
+pay no unpack. Without CMD the image's Entrypoint and Cmd run.
 
 Flag parsing stops at CMD: everything after it goes to CMD.
 
@@ -90,10 +96,11 @@ job; if hpcrun is killed, the job dies with it.
 ` + jobs.EnvRule + `
 
 ` + exitStatusHelp,
-		Example: `  hpcrun --rootfs ./py3 python3 script.py --arg 1
-  hpcrun --rootfs ./py3 --bind /scratch/$USER:/data:ro python3 train.py
-  srun hpcrun --rootfs /var/tmp/py3 --cleanenv python3 -c 'import os; print(os.environ["SLURM_PROCID"])'
-  hpcrun spec --rootfs ./py3 -- python3 script.py > bundle/config.json`,
+		Example: `  hpcrun --image py3.tar python3 script.py --arg 1
+  hpcrun --image /scratch/images/py3.tar --bind /scratch/$USER:/data:ro python3 train.py
+  srun hpcrun --image py3.tar --cleanenv python3 -c 'import os; print(os.environ["SLURM_PROCID"])'
+  hpcrun --rootfs ./rootfs sh
+  hpcrun spec --image py3.tar -- python3 script.py > bundle/config.json`,
 		Version:       version,
 		Args:          cobra.ArbitraryArgs,
 		SilenceUsage:  true,
