@@ -10,9 +10,10 @@
 #                  built with examples/mkpython.sh when missing and root)
 #
 # "Cold" means the image is not in hpcrun's cache yet, so hpcrun unpacks it.
-# Each round runs every contender once, into a fresh directory, in an order
-# rotating from round to round; one warm-up round comes first and is not
-# counted, so the page cache holds the archive for all. Contenders:
+# Each round runs every contender once, into a fresh directory after a sync
+# (both untimed), in an order rotating from round to round; one warm-up round
+# comes first and is not counted, so the page cache holds the archive for all.
+# Contenders:
 #   tar     tar -xzf of each layer blob in order (the floor; no whiteouts)
 #   umoci   umoci unpack --rootless of the extracted OCI layout
 #   hpcrun  hpcrun --cache FRESH --image IMAGE true: unpack AND start the
@@ -115,8 +116,9 @@ if not tag:
     tag = ann["org.opencontainers.image.ref.name"] = "bench"
     json.dump(idx, open(os.path.join(d, "index.json"), "w"))
 m = json.load(open(blob(top["digest"])))
-while "manifests" in m:  # a nested index: take this node's platform, else the first
-    ms = [x for x in m["manifests"] if x.get("platform", {}).get("architecture") in (None, "amd64" if os.uname().machine == "x86_64" else "arm64")]
+arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine)
+while "manifests" in m:  # a nested index: this node's platform, else the first
+    ms = [x for x in m["manifests"] if x.get("platform", {}).get("architecture", arch) == arch]
     m = json.load(open(blob((ms or m["manifests"])[0]["digest"])))
 print(tag)
 for l in m["layers"]:
@@ -165,8 +167,8 @@ run_tar() {
 run_umoci() { as_user "$UMOCI" unpack --rootless --image "$W/layout:$TAG" "$1/bundle" 2>"$W/err"; }
 run_hpcrun() { as_user "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>"$W/err"; }
 
-# fresh: a new empty target directory, owned by the user; prints its path.
-# (The tar contender extracts into TARGET/rootfs; the others make their own.)
+# fresh: a new empty target, owned by the user, with rootfs/ for tar; synced
+# so that writeback of the run before does not bleed in. Prints its path.
 fresh() {
 	rmtree "$W/t"; mkdir -p "$W/t/rootfs"
 	[[ $IS_ROOT -eq 0 ]] || chown -R "$BENCH_UID:$BENCH_GID" "$W/t"
@@ -177,9 +179,9 @@ fresh() {
 timed() {
 	local t t0 t1
 	t=$(fresh); : >"$W/err"
-	t0=${EPOCHREALTIME/./}
+	t0=${EPOCHREALTIME//[!0-9]/}
 	"run_$1" "$t" </dev/null >/dev/null || { tail -n 30 "$W/err" >&2; die "$1 failed (round $2)"; }
-	t1=${EPOCHREALTIME/./}
+	t1=${EPOCHREALTIME//[!0-9]/}
 	[[ $2 -eq 0 ]] || printf '%d %s %d\n' "$2" "$1" $((t1 - t0)) >>"$W/samples"
 	[[ $1 != tar || $2 -ne 0 ]] || unpacked=$(du -sb "$t/rootfs" | cut -f1)
 }
