@@ -38,8 +38,11 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Warm start-up against bwrap, then a cold start (an unpack) against tar and
+# umoci; both side by side in interleaved rounds, reported as ratios.
 bench: build
-	bench/startup.sh --hpcrun bin/hpcrun
+	bench/startup.sh --hpcrun $(BIN)
+	bench/coldstart.sh --hpcrun $(BIN)
 
 demo: build
 	examples/demo.sh
