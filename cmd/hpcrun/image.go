@@ -60,9 +60,7 @@ func openImage(ctx context.Context, o *runOptions, h host, log *logger) (*chosen
 	if err != nil {
 		return nil, err
 	}
-	im, err := s.Lookup(loc.Key, platform.String())
-	if err != nil {
-		log.debugf("image %s is not in the cache (%v); unpacking it", ref, err)
+	unpackIt := func() (*store.Image, error) {
 		progress := "lines"
 		switch {
 		case log.quiet:
@@ -76,12 +74,24 @@ func openImage(ctx context.Context, o *runOptions, h host, log *logger) (*chosen
 		if err != nil {
 			return nil, err
 		}
-		if im, err = s.Load(store.Digest(d)); err != nil {
+		return s.Load(store.Digest(d))
+	}
+	im, err := s.Lookup(loc.Key, platform.String())
+	if err != nil {
+		log.debugf("image %s is not in the cache (%v); unpacking it", ref, err)
+		if im, err = unpackIt(); err != nil {
 			return nil, err
 		}
 	}
 	log.phase("found the image in the cache")
 	release, err := s.Use(im.Digest)
+	if errors.Is(err, store.ErrNotCached) {
+		// Removed (hpcrun rmi, prune) between the lookup and now: bring
+		// it back once.
+		if im, err = unpackIt(); err == nil {
+			release, err = s.Use(im.Digest)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
