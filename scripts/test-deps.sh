@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages, when it is
 # missing: busybox-static (the end-to-end tests' rootfs), runc (to prove the
-# spec output runs), util-linux (setpriv, unshare) and iproute2. Test-only:
+# spec output runs), util-linux (setpriv, unshare), iproute2 and debootstrap
+# (for the Debian + Python image, examples/mkpython.sh). Test-only:
 # hpcrun itself depends on none of them.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ need=()
 command -v runc >/dev/null || need+=(runc)
 command -v setpriv >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "the tests need these Debian packages: ${need[*]}; install them (sudo apt-get install ${need[*]}) or run as root" >&2
