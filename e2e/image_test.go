@@ -167,20 +167,7 @@ func TestImageUnpackKilled(t *testing.T) {
 	needUserns(t)
 	image := pythonImage(t)
 	cache := filepath.Join(tempDirOwned(t), "cache")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := command(ctx, opts{}, binPath, "--image", image, "--cache", cache, "true")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Kill it once the unpack has written some files.
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, tmp := cacheEntries(t, cache); len(tmp) > 0 {
-			break
-		}
-	}
+	cmd, stderr := startUnpacking(t, image, cache)
 	time.Sleep(300 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
@@ -262,13 +249,20 @@ func TestBadImages(t *testing.T) {
 			cache := filepath.Join(tempDirOwned(t), "cache")
 			// -q: only the error, no unpack progress.
 			r := run(t, opts{}, append(append([]string{"-q", "--cache", cache}, tc.args...), "true")...)
-			if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "hpcrun: ") || !strings.Contains(r.stderr, tc.wants) {
-				t.Errorf("want exit 125 and one line naming %q: %s", tc.wants, r)
-			}
-			if images, tmp := cacheEntries(t, cache); len(images)+len(tmp) != 0 {
-				t.Errorf("a partial cache entry is left: images %v, tmp %v", images, tmp)
-			}
+			checkRefused(t, r, tc.wants, cache)
 		})
+	}
+}
+
+// checkRefused checks what hpcrun says of a bad image: exit 125, one line
+// naming want, and nothing left in the cache.
+func checkRefused(t *testing.T, r result, want, cache string) {
+	t.Helper()
+	if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "hpcrun: ") || !strings.Contains(r.stderr, want) {
+		t.Errorf("want exit 125 and one line naming %q: %s", want, r)
+	}
+	if images, tmp := cacheEntries(t, cache); len(images)+len(tmp) != 0 {
+		t.Errorf("a partial cache entry is left: images %v, tmp %v", images, tmp)
 	}
 }
 
@@ -305,20 +299,8 @@ func TestUnpackerKilled(t *testing.T) {
 	needUserns(t)
 	image := pythonImage(t)
 	cache := filepath.Join(tempDirOwned(t), "cache")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := command(ctx, opts{}, binPath, "-q", "--image", image, "--cache", cache, "true")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	unpacker := 0
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && unpacker == 0; time.Sleep(20 * time.Millisecond) {
-		if _, tmp := cacheEntries(t, cache); len(tmp) > 0 {
-			unpacker = childNamed(cmd.Process.Pid, "hpcrun-unpack")
-		}
-	}
+	cmd, stderr := startUnpacking(t, image, cache)
+	unpacker := childNamed(cmd.Process.Pid, "hpcrun-unpack")
 	if unpacker == 0 {
 		cmd.Process.Kill()
 		t.Fatal("no hpcrun-unpack child seen while the cache had a tmp entry")
@@ -337,6 +319,29 @@ func TestUnpackerKilled(t *testing.T) {
 	}
 	if images, tmp := cacheEntries(t, cache); len(images) != 1 || len(tmp) != 0 {
 		t.Errorf("after the rerun the cache holds images %v, tmp %v", images, tmp)
+	}
+}
+
+// startUnpacking starts `hpcrun -q --image image true` on a cold cache and
+// returns once the unpack has begun writing.
+func startUnpacking(t *testing.T, image, cache string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cmd := command(ctx, opts{}, binPath, "-q", "--image", image, "--cache", cache, "true")
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if _, tmp := cacheEntries(t, cache); len(tmp) > 0 {
+			return cmd, stderr
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no unpack began in a minute: %q", stderr.String())
+		}
 	}
 }
 
