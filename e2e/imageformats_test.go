@@ -84,6 +84,14 @@ func TestHostileImages(t *testing.T) {
 		{"missing blob", oci("missing.tar", good, func(f imageFiles) { delete(f, layerOf(f)) }), "missing"},
 		{"invalid json", oci("badjson.tar", good, func(f imageFiles) { f["index.json"] = []byte(`{"manifests": [`) }), "index.json"},
 		{"unsupported media type", oci("mediatype.tar", genImage{layers: good.layers, layerType: "application/vnd.example.layer.v1+rar"}, nil), "application/vnd.example.layer.v1+rar"},
+		{"digest mismatch", oci("flipped.tar", genImage{layers: good.layers, layerType: "application/vnd.oci.image.layer.v1.tar"}, func(f imageFiles) {
+			for n, b := range f { // the layer: the one blob that is a tar
+				if len(b) > 512 && string(b[257:262]) == "ustar" {
+					f[n] = append([]byte(nil), b...)
+					f[n][len(b)/2] ^= 0xff // inside busybox's bytes: the tar still reads
+				}
+			}
+		}), "digest mismatch"},
 		{"whiteout climbing out", oci("whiteout.tar", genImage{layers: [][]byte{busyboxLayer(t), tarBytes(t, tFile(".wh...", ""))}}, nil), "whiteout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

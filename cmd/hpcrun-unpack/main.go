@@ -60,7 +60,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("cache", "", "the cache directory")
 	platform := fs.String("platform", "", "the platform to pick from an index")
 	progress := fs.String("progress", "lines", "bar, lines or none")
+	var bar *progressBar
 	fail := func(err error) int {
+		if bar != nil && bar.open {
+			fmt.Fprintln(stderr) // hpcrun's error line goes below the bar
+		}
 		fmt.Fprintf(stdout, "error: %s\n", oneLine(err.Error()))
 		return exitFailure
 	}
@@ -84,7 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := func(string) {}
 	switch *progress {
 	case "bar":
-		c.Progress = &progressBar{w: stderr, start: time.Now()}
+		bar = &progressBar{w: stderr, start: time.Now()}
+		c.Progress = bar
 		fallthrough
 	case "lines":
 		log = func(msg string) { fmt.Fprintf(stderr, "hpcrun: %s\n", msg) }
@@ -118,6 +123,7 @@ type progressBar struct {
 	w     io.Writer
 	start time.Time
 	last  time.Time
+	open  bool // a bar is drawn and its line not ended
 }
 
 func (p *progressBar) Phase(name string, done, total int64) {
@@ -132,7 +138,8 @@ func (p *progressBar) Phase(name string, done, total int64) {
 	}
 	rate := float64(done) / max(now.Sub(p.start).Seconds(), 1e-3) / (1 << 20)
 	fmt.Fprintf(p.w, "\rhpcrun: %s %3d%% %s / %s %6.1f MiB/s\x1b[K", name, pct, store.Bytes(done), store.Bytes(total), rate)
-	if done >= total {
+	p.open = done < total
+	if !p.open {
 		fmt.Fprintln(p.w)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -73,7 +74,8 @@ removed.
 		Example: "  hpcrun rmi sha256:d6e51c10\n  hpcrun rmi /scratch/images/py3.tar",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.open()
+			h := hostFacts()
+			c, err := openStore(o.dir, h)
 			if err != nil {
 				return err
 			}
@@ -83,7 +85,7 @@ removed.
 			}
 			var failed []string
 			for _, a := range args {
-				e, err := pick(entries, a)
+				e, err := pick(entries, a, h.cwd)
 				if err == nil {
 					err = c.Remove(e.Digest)
 				}
@@ -132,12 +134,22 @@ except those that jobs are using.
 	return cmd
 }
 
-// pick finds the one entry that a digest, a digest prefix or a ref names.
-func pick(entries []store.Entry, name string) (store.Entry, error) {
+// pick finds the one entry that name names: its digest, at least 6 hex
+// digits of it (with or without "sha256:"), or the ref it was unpacked
+// from, relative to cwd or absolute.
+func pick(entries []store.Entry, name, cwd string) (store.Entry, error) {
+	ref := name
+	if !filepath.IsAbs(ref) {
+		ref = filepath.Join(cwd, ref)
+	}
+	alg, hex, ok := strings.Cut(name, ":")
+	if !ok {
+		alg, hex = "", name
+	}
+	byHex := len(hex) >= 6 && strings.Trim(hex, "0123456789abcdef") == ""
 	var hits []store.Entry
 	for _, e := range entries {
-		d := e.Digest.String()
-		if e.Ref == name || d == name || strings.HasPrefix(d, name) || strings.HasPrefix(e.Digest.Encoded(), name) {
+		if e.Ref == ref || e.Ref == name || (byHex && (alg == "" || alg == e.Digest.Algorithm()) && strings.HasPrefix(e.Digest.Encoded(), hex)) {
 			hits = append(hits, e)
 		}
 	}
@@ -145,7 +157,7 @@ func pick(entries []store.Entry, name string) (store.Entry, error) {
 	case 1:
 		return hits[0], nil
 	case 0:
-		return store.Entry{}, fmt.Errorf("no cached image %s (see hpcrun images)", name)
+		return store.Entry{}, fmt.Errorf("no cached image %q: give its digest (6 hex digits or more) or the ref it was unpacked from (see hpcrun images)", name)
 	}
 	return store.Entry{}, fmt.Errorf("%s names %d cached images; give more of the digest", name, len(hits))
 }

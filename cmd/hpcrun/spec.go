@@ -18,7 +18,8 @@ func newSpecCommand(g *globalOptions) *cobra.Command {
 		Long: `spec prints the OCI runtime-spec config.json that hpcrun generates for a job,
 with the same flags as a run. CMD defaults to the image's Entrypoint and Cmd,
 else sh. With --image, the image is unpacked into the cache (or found there)
-and root.path is its rootfs.
+and root.path is its rootfs; spec does not keep it in use, so hpcrun rmi or
+prune may remove it while runc runs the bundle.
 
 runc and crun can run it as is from a bundle (a directory with config.json and
 the rootfs), rootless. Those runtimes insist on mapping uid 0, so the printed

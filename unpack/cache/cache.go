@@ -86,6 +86,11 @@ func (c *Cache) cold(ctx context.Context, src source.Source, p source.Platform, 
 	if n, m := len(res.Manifest.Layers), len(res.Config.RootFS.DiffIDs); n != m {
 		return nil, fmt.Errorf("%s: the manifest has %d layers but the config has %d diff_ids", src.Ref(), n, m)
 	}
+	// An entry of a newer hpcrun is neither ours to use nor to replace;
+	// and its jobs may hold its lock for days.
+	if _, err := c.Load(d); errors.Is(err, store.ErrNewerFormat) {
+		return nil, fmt.Errorf("%s: %w", src.Ref(), err)
+	}
 	published := func() *CachedImage {
 		im, err := c.Load(d)
 		if err != nil {
@@ -203,6 +208,7 @@ func lockHolder(f *os.File) int {
 // whose lock is free and which is not published. Nothing in tmp/ is ever
 // read, so a stale entry is never trusted, only deleted.
 func (c *Cache) removeStale(d store.Digest) {
+	c.SweepCopies()
 	tmp := c.TmpDir()
 	ents, err := os.ReadDir(tmp)
 	if err != nil {
@@ -295,6 +301,7 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 			User:       cfg.User,
 		},
 		Unpacked: time.Now().UTC(),
+		Boot:     store.BootID(),
 	}
 	if err := c.Publish(tmp, meta); err != nil {
 		return fmt.Errorf("publish %s: %w", src.Ref(), c.noSpace(err))

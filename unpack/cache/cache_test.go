@@ -467,6 +467,8 @@ func TestEnsureNoSpace(t *testing.T) {
 				cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
 				cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
 			} else {
+				// Root's cache must not sit in another user's directory.
+				os.Chown(f.base, 0, 0)
 				os.Chown(f.cache, 0, 0)
 			}
 			out, err := cmd.CombinedOutput()

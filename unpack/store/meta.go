@@ -16,6 +16,10 @@ import (
 // of a process costs 150-300µs of reflection and page faults, a twentieth
 // of hpcrun's whole start-up.
 
+// ErrNewerFormat: the image was unpacked by a newer hpcrun, whose entries
+// this one must neither use nor replace.
+var ErrNewerFormat = errors.New("unpacked by a newer hpcrun, in a format this one does not know")
+
 const (
 	metaFile   = "image.meta"
 	metaHeader = "hpcrun-image=1"
@@ -41,6 +45,7 @@ func encodeMeta(m Meta) ([]byte, error) {
 	put("digest", m.Digest.String())
 	put("platform", m.Platform)
 	put("unpacked", m.Unpacked.UTC().Format(time.RFC3339Nano))
+	put("boot", m.Boot)
 	put("user", m.Config.User)
 	put("workdir", m.Config.WorkingDir)
 	for _, v := range m.Config.Env {
@@ -63,7 +68,10 @@ func encodeMeta(m Meta) ([]byte, error) {
 func decodeMeta(b []byte) (Meta, error) {
 	var m Meta
 	if !bytes.HasPrefix(b, []byte(metaHeader+"\x00")) {
-		return m, errors.New("not an hpcrun image.meta, or one of a newer format")
+		if bytes.HasPrefix(b, []byte("hpcrun-image=")) {
+			return m, ErrNewerFormat
+		}
+		return m, errors.New("not an hpcrun image.meta")
 	}
 	b = b[len(metaHeader)+1:]
 	if len(b) > 0 && b[len(b)-1] != 0 {
@@ -86,6 +94,8 @@ func decodeMeta(b []byte) (Meta, error) {
 			m.Platform = v
 		case "unpacked":
 			m.Unpacked, _ = time.Parse(time.RFC3339Nano, v)
+		case "boot":
+			m.Boot = v
 		case "user":
 			m.Config.User = v
 		case "workdir":

@@ -68,6 +68,7 @@ type Meta struct {
 	Platform string
 	Config   ImageConfig
 	Unpacked time.Time
+	Boot     string // BootID() of the unpack
 }
 
 // Image is an image published in the store.
@@ -76,6 +77,9 @@ type Image struct {
 	Rootfs string      // absolute path; never modified once published
 	Config ImageConfig // Env, WorkingDir, Entrypoint, Cmd and User
 	Ref    string      // what it was first unpacked from
+
+	unpacked time.Time
+	synced   bool // known to be on disk
 }
 
 // Unpacked returns the root filesystem and environment for the runtime.
@@ -124,6 +128,16 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("create cache: %w; give another directory (--cache, %s)", err, Env)
 	}
+	// The parents' symlinks resolved once, here: then every parent can be
+	// checked, and none can be swapped later by someone else.
+	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", dir, err)
+	}
+	abs = filepath.Join(parent, filepath.Base(abs))
+	if err := checkParents(parent); err != nil {
+		return nil, err
+	}
 	if err := checkOwnDir(abs); err != nil {
 		return nil, err
 	}
@@ -137,6 +151,31 @@ func Open(dir string) (*Store, error) {
 		}
 	}
 	return &Store{Dir: abs}, nil
+}
+
+// checkParents refuses a cache whose parent directories someone else could
+// rename or replace it in, and so plant images that we would run: each
+// must belong to root or to us, and be writable by nobody else unless it
+// is sticky (as /tmp and /var/tmp are).
+func checkParents(dir string) error {
+	uid := os.Getuid()
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case !ok:
+		case st.Uid != 0 && int(st.Uid) != uid:
+			return fmt.Errorf("cache parent %s belongs to uid %d, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", p, st.Uid, uid)
+		case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
+			return fmt.Errorf("cache parent %s can be written by others (mode %04o), who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", p, fi.Mode().Perm(), uid)
+		}
+		if p == "/" || p == "." {
+			return nil
+		}
+	}
 }
 
 // checkOwnDir refuses anything at p but a real directory of ours that
@@ -173,6 +212,25 @@ func (s *Store) TmpDir() string { return filepath.Join(s.Dir, "tmp") }
 // TmpPrefix starts the name of d's entries in TmpDir, made by this process.
 func TmpPrefix(d Digest) string { return d.name() + "." + strconv.Itoa(os.Getpid()) + "." }
 
+// CopyPrefix starts the name of a copy of hpcrun's unpacker in TmpDir,
+// which hpcrun runs from there where the kernel forbids executing a memfd.
+// hpcrun removes it as soon as it has started.
+const CopyPrefix = "hpcrun-unpack."
+
+// SweepCopies removes the copies of the unpacker that a killed hpcrun left
+// in TmpDir. A minute is far longer than hpcrun keeps one.
+func (s *Store) SweepCopies() {
+	ents, _ := os.ReadDir(s.TmpDir())
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), CopyPrefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > time.Minute {
+			os.Remove(filepath.Join(s.TmpDir(), e.Name()))
+		}
+	}
+}
+
 // keyPath is the file that remembers which manifest a source (by its
 // unpack.Location key) resolved to for a platform.
 func (s *Store) keyPath(key, platform string) string {
@@ -197,7 +255,50 @@ func (s *Store) Lookup(key, platform string) (*Image, error) {
 		return nil, err
 	}
 	s.Touch(d)
+	s.markSynced(d, im)
 	return im, nil
+}
+
+// ErrUnsynced: the image was unpacked before the node last booted, and
+// nothing showed that it had reached the disk before then.
+var ErrUnsynced = errors.New("unpacked before the node last booted and maybe never written to disk whole")
+
+// Why the boot and the synced marker: an unpack is published by rename
+// without waiting for its data to reach the disk (a sync would add a
+// tenth to every cold start), so a node that crashes within half a minute
+// can come back with an image whose files are empty. An image is trusted
+// across a reboot only once a later job, a minute or more after the
+// unpack, has synced its filesystem (nearly free by then) and left the
+// synced marker in its dir.
+const (
+	syncedFile = "synced"
+	syncAfter  = time.Minute
+)
+
+// BootID names this boot of the node; "" if it cannot be read.
+func BootID() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b))
+}
+
+// markSynced makes sure that an image unpacked in this boot a while ago is
+// on disk, and says so for the boots to come. Best effort.
+func (s *Store) markSynced(d Digest, im *Image) {
+	if im.synced || time.Since(im.unpacked) < syncAfter {
+		return
+	}
+	dir := s.ImageDir(d)
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if unix.Syncfs(int(f.Fd())) != nil {
+		return
+	}
+	if m, err := os.OpenFile(filepath.Join(dir, syncedFile), os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
+		m.Close()
+	}
 }
 
 // Load reads a published image's image.meta.
@@ -214,13 +315,22 @@ func (s *Store) Load(d Digest) (*Image, error) {
 		return nil, err
 	}
 	m, err := decodeMeta(b)
+	if errors.Is(err, ErrNewerFormat) {
+		return nil, fmt.Errorf("image %s: %w; run that hpcrun, or give this one another cache (--cache, %s)", d.Short(), err, Env)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%s/%s: %w; remove the image (hpcrun rmi %s)", dir, metaFile, err, d.Short())
+		return nil, fmt.Errorf("%s/%s: %w", dir, metaFile, err)
 	}
 	if m.Digest != d {
 		return nil, fmt.Errorf("%s/%s names %s", dir, metaFile, m.Digest)
 	}
-	return &Image{Digest: d, Rootfs: filepath.Join(dir, "rootfs"), Config: m.Config, Ref: m.Ref}, nil
+	im := &Image{Digest: d, Rootfs: filepath.Join(dir, "rootfs"), Config: m.Config, Ref: m.Ref, unpacked: m.Unpacked}
+	if _, err := os.Lstat(filepath.Join(dir, syncedFile)); err == nil {
+		im.synced = true
+	} else if m.Boot == "" || m.Boot != BootID() {
+		return nil, fmt.Errorf("image %s: %w", d.Short(), ErrUnsynced)
+	}
+	return im, nil
 }
 
 // Touch records a use of d: the lock file's times are the last use.
@@ -347,8 +457,9 @@ func (s *Store) Discard(d Digest) error {
 	trash := filepath.Join(s.TmpDir(), TmpPrefix(d)+hex.EncodeToString(rnd[:]))
 	// Out of images/ in one step; into tmp/ under d's name, so that a
 	// removal killed midway is cleaned up like a killed unpack.
-	if err := unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE); err != nil {
-		err = &os.LinkError{Op: "rename", Old: dir, New: trash, Err: err}
+	// A plain rename: the trash name is random, and NFS knows no
+	// RENAME_NOREPLACE.
+	if err := os.Rename(dir, trash); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: %s", ErrNotCached, d)
 		}
@@ -430,6 +541,7 @@ func (s *Store) Prune(olderThan time.Duration) ([]Digest, error) {
 			errs = append(errs, err)
 		}
 	}
+	s.SweepCopies()
 	s.removeKeys(func(d Digest) bool {
 		if d.Validate() != nil {
 			return true

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -54,7 +55,26 @@ func TestOpen(t *testing.T) {
 	if _, err := Open(filepath.Join(dir, "open")); err == nil || !strings.Contains(err.Error(), "written by others") {
 		t.Errorf("mode 0777: err = %v", err)
 	}
+	// Parents that someone else could swap the cache in.
+	os.Mkdir(filepath.Join(dir, "shared"), 0o777)
+	if _, err := Open(filepath.Join(dir, "shared/cache")); err == nil || !strings.Contains(err.Error(), "cache parent "+filepath.Join(dir, "shared")+" can be written by others") {
+		t.Errorf("cache in a 0777 dir: err = %v", err)
+	}
+	os.Mkdir(filepath.Join(dir, "sticky"), 0o777|os.ModeSticky)
+	os.Chmod(filepath.Join(dir, "sticky"), 0o777|os.ModeSticky)
+	if _, err := Open(filepath.Join(dir, "sticky/cache")); err != nil {
+		t.Errorf("cache in a sticky dir like /tmp: %v", err)
+	}
+	os.Symlink(filepath.Join(dir, "shared"), filepath.Join(dir, "via-link"))
+	if _, err := Open(filepath.Join(dir, "via-link/cache")); err == nil || !strings.Contains(err.Error(), "can be written by others") {
+		t.Errorf("cache under a symlink to a 0777 dir: err = %v", err)
+	}
 	if os.Getuid() == 0 {
+		os.Mkdir(filepath.Join(dir, "their-parent"), 0o755)
+		os.Chown(filepath.Join(dir, "their-parent"), testUID, testUID)
+		if _, err := Open(filepath.Join(dir, "their-parent/cache")); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Errorf("cache in another user's dir: err = %v", err)
+		}
 		os.Mkdir(filepath.Join(dir, "theirs"), 0o700)
 		os.Chown(filepath.Join(dir, "theirs"), testUID, testUID)
 		if _, err := Open(filepath.Join(dir, "theirs")); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
@@ -68,7 +88,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		{},
 		{
 			Ref: "/scratch/py3.tar:v1", Digest: Digest("sha256:" + strings.Repeat("ab", 32)), Platform: "linux/arm/v7",
-			Unpacked: time.Date(2026, 11, 27, 6, 0, 0, 123, time.UTC),
+			Unpacked: time.Date(2026, 11, 27, 6, 0, 0, 123, time.UTC), Boot: "dfa1bc7e-3d39-4362-84ea-568cc8b04a4d",
 			Config: ImageConfig{
 				User: "1000:1000", WorkingDir: "/work",
 				Env:        []string{"PATH=/usr/bin", "MULTI=a\nb=c", "EMPTY="},
@@ -125,5 +145,76 @@ func TestDigest(t *testing.T) {
 	}
 	if d.Short() != "sha256:0a0a0a0a0a0a…" {
 		t.Errorf("Short = %q", d.Short())
+	}
+}
+
+// publish puts an image with an empty rootfs into s, as an unpack does.
+func publish(t *testing.T, s *Store, m Meta) {
+	t.Helper()
+	tmp, err := os.MkdirTemp(s.TmpDir(), TmpPrefix(m.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(tmp, "rootfs"), 0o700)
+	if err := s.Publish(tmp, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An image from before a reboot is trusted only once it was known to be
+// on disk: a Lookup a minute after the unpack syncs and marks it.
+func TestSyncedAcrossBoots(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := func(c string) Digest { return Digest("sha256:" + strings.Repeat(c, 64)) }
+	publish(t, s, Meta{Digest: d("a"), Boot: "an-earlier-boot", Unpacked: time.Now()})
+	if _, err := s.Load(d("a")); !errors.Is(err, ErrUnsynced) {
+		t.Errorf("an unsynced image of an earlier boot: Load = %v, want ErrUnsynced", err)
+	}
+	os.WriteFile(filepath.Join(s.ImageDir(d("a")), syncedFile), nil, 0o600)
+	if _, err := s.Load(d("a")); err != nil {
+		t.Errorf("a synced image of an earlier boot: %v", err)
+	}
+
+	// This boot: fresh, then old enough to be synced by a lookup.
+	publish(t, s, Meta{Digest: d("b"), Boot: BootID(), Unpacked: time.Now()})
+	s.Remember("key", "linux/amd64", d("b"))
+	if _, err := s.Lookup("key", "linux/amd64"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.ImageDir(d("b")), syncedFile)); err == nil {
+		t.Error("a fresh image was marked synced")
+	}
+	publish(t, s, Meta{Digest: d("c"), Boot: BootID(), Unpacked: time.Now().Add(-2 * syncAfter)})
+	s.Remember("key", "linux/amd64", d("c"))
+	if _, err := s.Lookup("key", "linux/amd64"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.ImageDir(d("c")), syncedFile)); err != nil {
+		t.Errorf("an image unpacked minutes ago was not marked synced: %v", err)
+	}
+}
+
+func TestSweepCopies(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, fresh, other := filepath.Join(s.TmpDir(), CopyPrefix+"old"), filepath.Join(s.TmpDir(), CopyPrefix+"new"), filepath.Join(s.TmpDir(), "sha256-x.1.2")
+	for _, p := range []string{old, fresh, other} {
+		os.WriteFile(p, []byte("x"), 0o700)
+	}
+	then := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(old, then, then)
+	os.Chtimes(other, then, then)
+	if _, err := s.Prune(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{old: false, fresh: true, other: true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(p), err == nil, want)
+		}
 	}
 }

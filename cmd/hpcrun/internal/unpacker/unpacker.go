@@ -22,6 +22,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/unpack/store"
 )
 
 //go:embed payload
@@ -105,7 +107,7 @@ func open(cacheDir string) (*program, error) {
 
 // copyTo writes the unpacker into the cache's tmp directory (0700, ours).
 func copyTo(cacheDir string, src io.Reader) (*program, error) {
-	f, err := os.CreateTemp(filepath.Join(cacheDir, "tmp"), "hpcrun-unpack.*")
+	f, err := os.CreateTemp(filepath.Join(cacheDir, "tmp"), store.CopyPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("load the image unpacker: %w", err)
 	}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hpcrun/hpcrun/unpack/store"
+)
+
+func TestPick(t *testing.T) {
+	a := store.Entry{Digest: store.Digest("sha256:abcdef0123" + strings.Repeat("0", 54)), Ref: "/scratch/py3.tar"}
+	b := store.Entry{Digest: store.Digest("sha256:abcdef4567" + strings.Repeat("1", 54)), Ref: "/scratch/other.tar:v1"}
+	entries := []store.Entry{a, b}
+	for _, tc := range []struct {
+		name string
+		want *store.Entry
+		err  string
+	}{
+		{"/scratch/py3.tar", &a, ""},
+		{"py3.tar", &a, ""}, // relative to the cwd, /scratch
+		{"other.tar:v1", &b, ""},
+		{a.Digest.String(), &a, ""},
+		{"abcdef0", &a, ""},
+		{"sha256:abcdef45", &b, ""},
+		{"abcdef", nil, "names 2 cached images"},
+		{"abcde", nil, "no cached image"}, // too short to be a digest
+		{"", nil, "no cached image"},
+		{"s", nil, "no cached image"},
+		{"sha256", nil, "no cached image"},
+		{"sha512:abcdef0123", nil, "no cached image"},
+	} {
+		got, err := pick(entries, tc.name, "/scratch")
+		switch {
+		case tc.want != nil && (err != nil || got != *tc.want):
+			t.Errorf("pick(%q) = %v, %v; want %v", tc.name, got.Digest, err, tc.want.Digest)
+		case tc.want == nil && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("pick(%q) = %v, %v; want an error with %q", tc.name, got.Digest, err, tc.err)
+		}
+	}
+}
