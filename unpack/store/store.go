@@ -143,10 +143,15 @@ func Open(dir string) (*Store, error) {
 	}
 	for _, sub := range subdirs {
 		p := filepath.Join(abs, sub)
-		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("create cache: %w; give another directory (--cache, %s)", err, Env)
+		err := checkOwnDir(p)
+		if errors.Is(err, fs.ErrNotExist) { // the first use
+			if err = os.Mkdir(p, 0o700); err == nil || errors.Is(err, fs.ErrExist) {
+				err = checkOwnDir(p)
+			} else {
+				err = fmt.Errorf("create cache: %w; give another directory (--cache, %s)", err, Env)
+			}
 		}
-		if err := checkOwnDir(p); err != nil {
+		if err != nil {
 			return nil, err
 		}
 	}
