@@ -139,12 +139,13 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	im, err := openImage(ctx, o, hostFacts(), log)
+	h := hostFacts()
+	im, err := openImage(ctx, o, h, log)
 	if err != nil {
 		return 0, err
 	}
 	defer im.release()
-	cfg, err := resolve(o, im, args, hostFacts(), log)
+	cfg, err := resolve(o, im, args, h, log)
 	if err != nil {
 		return 0, err
 	}
