@@ -77,6 +77,14 @@ func initMain(hooks Hooks, entered time.Time) int {
 		}
 		logf("new network namespace, lo is up")
 	}
+	// A detached container's state directory, and its control socket,
+	// are opened while the host's tree is still in view.
+	var ctr *containerInit
+	if cfg.StateDir != "" {
+		if ctr, err = openContainer(cfg.StateDir); err != nil {
+			return report(status, err)
+		}
+	}
 	if err := buildRootfs(cfg, logf); err != nil {
 		return report(status, err)
 	}
@@ -92,6 +100,9 @@ func initMain(hooks Hooks, entered time.Time) int {
 	closeExtraFDs(envValue(cfg.Env, "PMI_FD"))
 	if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps); err != nil {
 		return report(status, err)
+	}
+	if ctr != nil {
+		return ctr.serve(cfg, path, status, control, logf)
 	}
 	attr := &syscall.ProcAttr{Env: cfg.Env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{}}
 	if cfg.Foreground {

@@ -38,6 +38,13 @@ type Config struct {
 	// Verbose makes the init log each phase to stderr, timed from Start.
 	Verbose bool
 	Start   time.Time
+	// StateDir is set by Create: the container's state directory, where
+	// its init serves the control socket.
+	StateDir string
+	// Terminal: the job's stdio is a terminal that becomes its
+	// controlling one, in a session of its own (a detached container
+	// whose config asks for a terminal).
+	Terminal bool
 }
 
 // logf prints a -v line timed from c.Start, as the CLI's own lines are.
@@ -114,7 +121,13 @@ type Init struct {
 // Signals meant for the job are caught from here on. Until Run has sent
 // the config, such a signal (but SIGCONT) ends the init and then hpcrun
 // itself, by the same signal, as if hpcrun had no handler yet.
-func Start(stdio Stdio) *Init {
+func Start(stdio Stdio) *Init { return start(stdio, false) }
+
+// StartDetached clones an init for Create: one that outlives its caller,
+// in a session of its own.
+func StartDetached(stdio Stdio) *Init { return start(stdio, true) }
+
+func start(stdio Stdio, detached bool) *Init {
 	p := &Init{stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{}), done: make(chan struct{})}
 	// Catching signals costs a thread and a third of a millisecond in the
 	// Go runtime, so it is set up beside the clone; Run sends the config
@@ -154,8 +167,9 @@ func Start(stdio Stdio) *Init {
 			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
 			AmbientCaps: initCaps,
 			// If hpcrun dies, so does the init, and with it the pid
-			// namespace.
-			Pdeathsig: syscall.SIGKILL,
+			// namespace; unless it is detached.
+			Pdeathsig: pdeathsig(detached),
+			Setsid:    detached,
 		},
 	})
 	unix.Close(cfgPipe[0])
@@ -168,6 +182,60 @@ func Start(stdio Stdio) *Init {
 		}
 	}
 	return p
+}
+
+func pdeathsig(detached bool) syscall.Signal {
+	if detached {
+		return 0
+	}
+	return syscall.SIGKILL
+}
+
+// Create hands a detached init its config, with cfg.StateDir set, and
+// returns the init's pid once the container is built and serves its
+// control socket; the job waits for StartJob. The init outlives the
+// caller.
+func (p *Init) Create(cfg *Config) (int, error) {
+	if cfg.StateDir == "" {
+		return 0, errors.New("create: no state directory")
+	}
+	if p.used {
+		return 0, errors.New("container init already used")
+	}
+	if p.err != nil {
+		p.Abort()
+		return 0, p.err
+	}
+	ic, err := newInitConfig(cfg)
+	if err == nil {
+		err = writeIDMaps(p.pid, cfg.Spec.Linux)
+	}
+	if err != nil {
+		p.Abort()
+		return 0, err
+	}
+	p.used = true
+	defer p.release()
+	<-p.catching
+	p.mu.Lock()
+	p.control.Write(frame(ic.encode()))
+	p.configured = true
+	p.mu.Unlock()
+	m, ok := readMessage(p.status)
+	switch {
+	case ok && m.Ready:
+		// The init is no child to wait for: it is reparented when we exit,
+		// and reaped by whoever inherits it.
+		return p.pid, nil
+	case ok && m.Failed:
+		wait(p.pid)
+		return 0, initError(m)
+	}
+	_, err = finish(p.pid, m, ok)
+	if err == nil {
+		err = errors.New("the container's init ended before it was ready")
+	}
+	return 0, err
 }
 
 // Abort ends an init that will get no config. It is a no-op after Run.

@@ -34,6 +34,11 @@ type initConfig struct {
 	Foreground bool
 	Verbose    bool
 	Start      time.Time
+	// StateDir, when set, makes a detached container (see
+	// container_linux.go): the init serves its control socket there and
+	// starts the job only when asked.
+	StateDir string
+	Terminal bool
 }
 
 // capSets are a process's capability sets as bit masks.
@@ -53,7 +58,7 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 		Rootfs: s.Root.Path, Args: s.Process.Args, Env: s.Process.Env, Cwd: s.Process.Cwd,
 		UID: s.Process.User.UID, GID: s.Process.User.GID, NoNewPrivs: s.Process.NoNewPrivileges,
 		Mounts: s.Mounts, Files: cfg.Files, Writable: cfg.WritableTmpfs, Foreground: cfg.Foreground,
-		Verbose: cfg.Verbose, Start: cfg.Start,
+		Verbose: cfg.Verbose, Start: cfg.Start, StateDir: cfg.StateDir, Terminal: cfg.Terminal,
 	}
 	if ic.Cwd == "" {
 		ic.Cwd = "/"
@@ -114,6 +119,8 @@ func (c *initConfig) encode() []byte {
 		e.uint(uint64(f.Mode))
 	}
 	e.uint(uint64(c.Start.UnixNano()))
+	e.str(c.StateDir)
+	e.bools(c.Terminal)
 	return e.b
 }
 
@@ -140,6 +147,8 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 		c.Files = append(c.Files, File{Path: d.str(), Data: []byte(d.str()), Mode: uint32(d.uint())})
 	}
 	c.Start = time.Unix(0, int64(d.uint()))
+	c.StateDir = d.str()
+	c.Terminal = d.bools(1)[0]
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}
@@ -155,6 +164,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 type message struct {
 	Failed  bool   // Error, Code and Errno are set; otherwise Status
 	Stopped bool   // the job stopped; more reports follow
+	Ready   bool   // a detached container is set up and serves its socket
 	Status  int    // the job's status as a shell reports it; the stop signal
 	Error   string // one line
 	Code    int    // hpcrun's exit status for the failure (125, 126, 127)
@@ -165,7 +175,7 @@ type message struct {
 // without waiting for the init to close the pipe.
 func (m message) encode() []byte {
 	var e encoder
-	e.bools(m.Failed, m.Stopped)
+	e.bools(m.Failed, m.Stopped, m.Ready)
 	e.uint(uint64(m.Status))
 	e.str(m.Error)
 	e.uint(uint64(m.Code))
@@ -209,8 +219,8 @@ func readMessage(r io.Reader) (m message, ok bool) {
 		return m, false
 	}
 	d := decoder{b: body}
-	flags := d.bools(2)
-	m.Failed, m.Stopped = flags[0], flags[1]
+	flags := d.bools(3)
+	m.Failed, m.Stopped, m.Ready = flags[0], flags[1], flags[2]
 	m.Status = int(d.uint())
 	m.Error = d.str()
 	m.Code = int(d.uint())

@@ -81,7 +81,15 @@ func isRunForm(args []string) bool {
 	fs.SetInterspersed(false)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	return fs.Parse(args) == nil && fs.NArg() > 0
+	if fs.Parse(args) != nil || fs.NArg() == 0 {
+		return false
+	}
+	// `hpcrun --root R create ID` runs a subcommand after global flags;
+	// `hpcrun --rootfs r create` runs a command named create.
+	if sub, _, err := probe.Find(fs.Args()[:1]); err == nil && sub != probe {
+		return fs.Changed("image") || fs.Changed("rootfs")
+	}
+	return true
 }
 
 func oneLine(s string) string {

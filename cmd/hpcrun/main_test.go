@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
 )
 
@@ -145,6 +147,38 @@ func TestLeanDependencies(t *testing.T) {
 			if strings.HasPrefix(pkg, heavy) {
 				t.Errorf("hpcrun links %s; keep it in cmd/hpcrun-unpack", pkg)
 			}
+		}
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]unix.Signal{"TERM": unix.SIGTERM, "SIGTERM": unix.SIGTERM, "usr1": unix.SIGUSR1, "9": unix.SIGKILL} {
+		got, err := parseSignal(in)
+		if err != nil || got != want {
+			t.Errorf("parseSignal(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0", "65", "NOPE", "SIG"} {
+		if _, err := parseSignal(bad); err == nil {
+			t.Errorf("parseSignal(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestIsRunFormWithGlobalFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--root", "/x", "create", "--bundle", "b", "id"}, false},
+		{[]string{"--root", "/x", "state", "id"}, false},
+		{[]string{"--rootfs", "r", "create"}, true},
+		{[]string{"--image", "i.tar", "state"}, true},
+		{[]string{"python3", "x.py"}, true},
+		{[]string{"-v", "--rootfs", "r", "true"}, true},
+	} {
+		if got := isRunForm(tc.args); got != tc.want {
+			t.Errorf("isRunForm(%q) = %v, want %v", tc.args, got, tc.want)
 		}
 	}
 }

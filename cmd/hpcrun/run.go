@@ -72,6 +72,7 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 // for the job, or nil.
 func newRootCommand(early *runtime.Init) *cobra.Command {
 	var g globalOptions
+	var so stateOptions
 	var o runOptions
 	cmd := &cobra.Command{
 		Use:   "hpcrun [flags] (--image REF | --rootfs DIR) [CMD [ARGS...]]",
@@ -116,6 +117,7 @@ job; if hpcrun is killed, the job dies with it.
 	cmd.SetVersionTemplate("hpcrun {{.Version}}\n")
 	cmd.Flags().SetInterspersed(false)
 	g.AddFlags(cmd.PersistentFlags())
+	so.AddFlags(cmd.PersistentFlags())
 	o.AddFlags(cmd.Flags())
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if g.verbose && g.quiet {
@@ -125,6 +127,7 @@ job; if hpcrun is killed, the job dies with it.
 	}
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand())
+	cmd.AddCommand(newLifecycleCommands(&so)...)
 	return cmd
 }
 

@@ -24,6 +24,8 @@ var Init *runtime.Init
 // help (cmd/hpcrun's TestNotJobsListsEverySubcommand keeps the list whole).
 var notJobs = map[string]bool{
 	"spec": true, "images": true, "rmi": true, "prune": true,
+	"create": true, "start": true, "state": true, "kill": true, "delete": true, "run": true, "list": true,
+	"exec": true, "ps": true, "pause": true, "resume": true, "events": true,
 	"help": true, "completion": true, "-h": true, "--help": true, "--version": true,
 }
 

@@ -1,0 +1,342 @@
+package main
+
+// The runc-style life cycle over OCI bundles: create, start, state, kill,
+// delete, run, list and exec. Slurm's oci.conf and other OCI tooling drive
+// hpcrun through these, with runc's command lines.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/runtime"
+)
+
+// stateOptions are the global flags of the life-cycle verbs: --root, and
+// runc's other global flags, accepted so that runc command lines work.
+type stateOptions struct {
+	root          string
+	rootless      string
+	systemdCgroup bool
+	log           string
+	logFormat     string
+	debug         bool
+}
+
+func (o *stateOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.root, "root", "", "keep container state in `DIR` (default $XDG_RUNTIME_DIR/hpcrun, else /tmp/hpcrun-$UID/run)")
+	f.StringVar(&o.rootless, "rootless", "auto", "accepted for runc compatibility; hpcrun is always rootless")
+	f.BoolVar(&o.systemdCgroup, "systemd-cgroup", false, "accepted for runc compatibility; hpcrun uses no cgroups")
+	f.StringVar(&o.log, "log", "", "also append errors to `FILE` (runc compatibility)")
+	f.StringVar(&o.logFormat, "log-format", "text", "accepted for runc compatibility (text or json)")
+	f.BoolVar(&o.debug, "debug", false, "accepted for runc compatibility; use -v")
+	for _, name := range []string{"rootless", "systemd-cgroup", "log-format", "debug"} {
+		f.MarkHidden(name)
+	}
+}
+
+func (o *stateOptions) open() (*runtime.Containers, error) {
+	root := o.root
+	if root == "" {
+		root = runtime.DefaultRoot(os.Environ(), os.Getuid())
+	}
+	return runtime.OpenContainers(root)
+}
+
+// logError appends a failed verb's error to --log, as runc does, so that
+// callers that read only that file (Slurm) see why.
+func (o *stateOptions) logError(err error) error {
+	if err == nil || o.log == "" {
+		return err
+	}
+	if f, ferr := os.OpenFile(o.log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); ferr == nil {
+		fmt.Fprintf(f, "time=%q level=error msg=%q\n", time.Now().Format(time.RFC3339), oneLine(err.Error()))
+		f.Close()
+	}
+	return err
+}
+
+// verb builds a life-cycle command whose run gets the opened containers.
+func verb(so *stateOptions, use, short, long string, args cobra.PositionalArgs, run func(c *runtime.Containers, args []string) error) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long + "\n\n" + exitStatusHelp,
+		Args:  args,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := so.open()
+			if err == nil {
+				err = run(c, args)
+			}
+			return so.logError(err)
+		},
+	}
+	cmd.SetFlagErrorFunc(flagError)
+	return cmd
+}
+
+func newLifecycleCommands(so *stateOptions) []*cobra.Command {
+	var create struct {
+		bundle, pidFile, consoleSocket string
+	}
+	createCmd := verb(so, "create [--bundle DIR] [--pid-file FILE] [--console-socket SOCK] ID",
+		"Create a container from an OCI bundle; its process waits for start",
+		`create builds container ID from the OCI bundle (config.json and its root.path):
+namespaces, mounts and the root filesystem, rootless, and returns once it is
+ready. Its process inherits create's stdio and starts with hpcrun start ID.`,
+		exactID, func(c *runtime.Containers, args []string) error {
+			_, err := createContainer(c, args[0], create.bundle, create.pidFile, create.consoleSocket)
+			return err
+		})
+	addBundleFlags(createCmd.Flags(), &create.bundle, &create.pidFile, &create.consoleSocket)
+
+	startCmd := verb(so, "start ID", "Start the process of a created container", `start runs the process of container ID, created by hpcrun create.`,
+		exactID, func(c *runtime.Containers, args []string) error { return c.Start(args[0]) })
+
+	stateCmd := verb(so, "state ID", "Print a container's state as OCI runtime-spec JSON",
+		`state prints the state of container ID: its status (creating, created,
+running, paused or stopped), the pid of its init and its bundle.`,
+		exactID, func(c *runtime.Containers, args []string) error {
+			s, err := c.Load(args[0])
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(s.OCI())
+		})
+
+	var killAll bool
+	killCmd := verb(so, "kill [--all] ID [SIGNAL]", "Send a signal to a container's process",
+		`kill sends SIGNAL (default TERM; a name, with or without SIG, or a number) to
+the process of container ID, or with --all to every process in it. A created
+container, whose process has not started, ends.`,
+		cobra.RangeArgs(1, 2), func(c *runtime.Containers, args []string) error {
+			sig := unix.SIGTERM
+			if len(args) == 2 {
+				var err error
+				if sig, err = parseSignal(args[1]); err != nil {
+					return usageError{err}
+				}
+			}
+			return c.Kill(args[0], sig, killAll)
+		})
+	killCmd.Flags().BoolVarP(&killAll, "all", "a", false, "signal every process in the container")
+
+	var force bool
+	deleteCmd := verb(so, "delete [--force] ID", "Delete a stopped container's state",
+		`delete removes container ID, which must be stopped (or created); with
+--force a running one is killed first.`,
+		exactID, func(c *runtime.Containers, args []string) error { return c.Delete(args[0], force) })
+	deleteCmd.Flags().BoolVarP(&force, "force", "f", false, "kill the container first if it runs")
+
+	var run struct {
+		bundle, pidFile, consoleSocket string
+		detach                         bool
+	}
+	runCmd := verb(so, "run [--bundle DIR] [-d] [--pid-file FILE] ID", "Create and start a container from an OCI bundle",
+		`run creates container ID from the bundle and starts it. Without -d it waits
+for the process, passes on signals, deletes the container and exits with the
+process's status; with -d it returns at once.`,
+		exactID, func(c *runtime.Containers, args []string) error {
+			id := args[0]
+			if _, err := createContainer(c, id, run.bundle, run.pidFile, run.consoleSocket); err != nil {
+				return err
+			}
+			if err := c.Start(id); err != nil {
+				c.Delete(id, true)
+				return err
+			}
+			if run.detach {
+				return nil
+			}
+			return waitContainer(c, id)
+		})
+	addBundleFlags(runCmd.Flags(), &run.bundle, &run.pidFile, &run.consoleSocket)
+	runCmd.Flags().BoolVarP(&run.detach, "detach", "d", false, "return once the container runs")
+
+	var list struct {
+		quiet  bool
+		format string
+	}
+	listCmd := verb(so, "list [-q] [--format table|json]", "List your containers on this node", `list shows the containers under --root.`,
+		cobra.NoArgs, func(c *runtime.Containers, _ []string) error {
+			all, err := c.List()
+			if err != nil {
+				return err
+			}
+			switch list.format {
+			case "json":
+				out := make([]map[string]any, 0, len(all))
+				for _, s := range all {
+					out = append(out, map[string]any{"ociVersion": runtime.SpecVersion, "id": s.ID, "pid": s.OCI().Pid,
+						"status": s.Status, "bundle": s.Bundle, "rootfs": s.Rootfs, "created": s.Created, "owner": s.Owner})
+				}
+				return json.NewEncoder(os.Stdout).Encode(out)
+			case "table", "":
+			default:
+				return usageError{fmt.Errorf("--format %q: want table or json", list.format)}
+			}
+			if list.quiet {
+				for _, s := range all {
+					fmt.Println(s.ID)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
+			fmt.Fprintln(tw, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER")
+			for _, s := range all {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.OCI().Pid, s.Status, s.Bundle, s.Created.Format(time.RFC3339Nano), s.Owner)
+			}
+			return tw.Flush()
+		})
+	listCmd.Flags().BoolVarP(&list.quiet, "quiet", "q", false, "print only the IDs")
+	listCmd.Flags().StringVarP(&list.format, "format", "f", "table", "`table` or json")
+
+	var ex struct {
+		tty bool
+		env []string
+		cwd string
+	}
+	execCmd := verb(so, "exec [-t] [--env K=V]... [--cwd DIR] ID CMD [ARGS...]", "Run a process in a running container",
+		`exec runs CMD inside container ID, in its namespaces, as its process's user,
+with your stdio, and exits with CMD's status. Signals to exec go to CMD.
+-t gives CMD a terminal of its own.`,
+		cobra.MinimumNArgs(2), func(c *runtime.Containers, args []string) error {
+			code, err := execIn(c, args[0], runtime.Process{Args: args[1:], Env: ex.env, Cwd: ex.cwd, TTY: ex.tty})
+			if err != nil {
+				return err
+			}
+			return exitError{code}
+		})
+	execCmd.Flags().SetInterspersed(false)
+	execCmd.Flags().BoolVarP(&ex.tty, "tty", "t", false, "give the process a terminal")
+	execCmd.Flags().StringArrayVarP(&ex.env, "env", "e", nil, "set `K=V` for the process (repeatable)")
+	execCmd.Flags().StringVar(&ex.cwd, "cwd", "", "the process's working `DIR` (default: the container's)")
+
+	return []*cobra.Command{createCmd, startCmd, stateCmd, killCmd, deleteCmd, runCmd, listCmd, execCmd}
+}
+
+var exactID = cobra.ExactArgs(1)
+
+func addBundleFlags(f *pflag.FlagSet, bundle, pidFile, consoleSocket *string) {
+	f.StringVarP(bundle, "bundle", "b", ".", "the OCI bundle `DIR` (config.json and the rootfs)")
+	f.StringVar(pidFile, "pid-file", "", "write the container's pid to `FILE`")
+	f.StringVar(consoleSocket, "console-socket", "", "send the master of the process's terminal to this unix `SOCKET` (when config.json asks for a terminal)")
+}
+
+// createContainer creates id from a bundle, with this process's stdio or,
+// when the spec asks for a terminal, a new pty whose master goes to
+// consoleSocket.
+func createContainer(c *runtime.Containers, id, bundle, pidFile, consoleSocket string) (*runtime.State, error) {
+	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
+	bundle, err := filepath.Abs(bundle)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := runtime.LoadBundle(bundle, uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	stdio := runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
+	if spec.Process.Terminal {
+		if consoleSocket == "" {
+			return nil, usageError{errors.New("config.json asks for a terminal: give --console-socket, or set process.terminal to false")}
+		}
+		pty, err := runtime.NewConsole(consoleSocket)
+		if err != nil {
+			return nil, err
+		}
+		defer pty.Close()
+		stdio = runtime.Stdio{In: pty, Out: pty, Err: pty}
+	}
+	s, err := c.Create(id, &runtime.Config{Spec: spec, Terminal: spec.Process.Terminal}, bundle, stdio)
+	if err != nil {
+		return nil, err
+	}
+	if pidFile != "" {
+		// The bare pid, no newline, as runc writes it; atomically.
+		tmp := pidFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(strconv.Itoa(s.Pid)), 0o644); err == nil {
+			err = os.Rename(tmp, pidFile)
+		}
+		if err != nil {
+			c.Delete(id, true)
+			return nil, fmt.Errorf("pid file: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// waitContainer waits for a started container, passing on the signals
+// hpcrun gets, then deletes it and exits with its process's status.
+func waitContainer(c *runtime.Containers, id string) error {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, runtime.ForwardedSignals...)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			c.Kill(id, s.(unix.Signal), false)
+		}
+	}()
+	code, err := c.Wait(id)
+	c.Delete(id, true)
+	if err != nil {
+		return err
+	}
+	return exitError{code}
+}
+
+// execIn runs p in container id, forwarding signals and, with p.TTY, a
+// terminal.
+func execIn(c *runtime.Containers, id string, p runtime.Process) (int, error) {
+	s, err := c.Load(id)
+	if err != nil {
+		return runtime.StatusFailed, err
+	}
+	if s.Status != runtime.StatusRunning {
+		return runtime.StatusFailed, fmt.Errorf("container %s is %s; exec needs a running container", id, s.Status)
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, runtime.ForwardedSignals...)
+	defer signal.Stop(sigs)
+	stdio := runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
+	if p.TTY {
+		t, err := runtime.NewRelayedTerminal(os.Stdin, os.Stdout)
+		if err != nil {
+			return runtime.StatusFailed, err
+		}
+		defer t.Close()
+		stdio = t.Stdio()
+	}
+	return runtime.Exec(c.Dir(id), p, stdio, sigs)
+}
+
+// parseSignal reads a signal as kill(1) takes it: TERM, SIGTERM or 15.
+func parseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("signal %s is out of range", s)
+		}
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q", s)
+}

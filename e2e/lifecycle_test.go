@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lifecycleBundle makes a bundle of the busybox rootfs whose process runs
+// script, and a state root, both the test user's.
+func lifecycleBundle(t *testing.T, script string) (bundle, root string) {
+	t.Helper()
+	bundle, root = makeBundle(t)
+	r := mustRun(t, opts{}, "spec", "--rootfs", filepath.Join(bundle, "rootfs"), "--", "sh", "-c", script)
+	writeConfig(t, bundle, []byte(r.stdout))
+	return bundle, root
+}
+
+// lc runs a life-cycle verb with --root root. Its stdout and stderr go to
+// files, not pipes: a created container keeps create's stdio open.
+func lc(t *testing.T, root string, args ...string) result {
+	t.Helper()
+	dir := tempDirOwned(t)
+	out, _ := os.Create(filepath.Join(dir, "out"))
+	errf, _ := os.Create(filepath.Join(dir, "err"))
+	defer out.Close()
+	defer errf.Close()
+	if asOther {
+		out.Chown(testUID, testGID)
+		errf.Chown(testUID, testGID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultCmdTimeout)
+	defer cancel()
+	cmd := command(ctx, opts{}, binPath, append([]string{"--root", root}, args...)...)
+	cmd.Stdout, cmd.Stderr = out, errf
+	err := cmd.Run()
+	r := result{args: cmd.Args, err: err, code: exitCode(cmd.ProcessState)}
+	if err != nil && cmd.ProcessState == nil {
+		t.Fatalf("%v: %v", cmd.Args, err)
+	}
+	b, _ := os.ReadFile(out.Name())
+	r.stdout = string(b)
+	b, _ = os.ReadFile(errf.Name())
+	r.stderr = string(b)
+	return r
+}
+
+func mustLC(t *testing.T, root string, args ...string) result {
+	t.Helper()
+	r := lc(t, root, args...)
+	if r.code != 0 {
+		t.Fatalf("want exit 0: %s", r)
+	}
+	return r
+}
+
+// failsLC checks that a verb fails in one line that says want, with 125.
+func failsLC(t *testing.T, root, want string, args ...string) {
+	t.Helper()
+	r := lc(t, root, args...)
+	if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, want) {
+		t.Errorf("want exit 125 and one line with %q: %s", want, r)
+	}
+}
+
+func ociStatus(t *testing.T, root, id string) (string, int) {
+	t.Helper()
+	var s struct {
+		Status string `json:"status"`
+		Pid    int    `json:"pid"`
+	}
+	r := mustLC(t, root, "state", id)
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("state: %v: %s", err, r)
+	}
+	return s.Status, s.Pid
+}
+
+func waitStatus(t *testing.T, root, id, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st, _ := ociStatus(t, root, id); st == want {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("container %s is %s, want %s", id, st, want)
+		}
+	}
+}
+
+// The whole life cycle of one container, and every refusal on the way.
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	bundle, root := lifecycleBundle(t, `echo job-started; trap 'echo got-term; exit 3' TERM; while :; do sleep 0.05; done`)
+	pidFile := filepath.Join(tempDirOwned(t), "pid")
+	id := "life-1"
+	t.Cleanup(func() { lc(t, root, "delete", "--force", id) })
+
+	mustLC(t, root, "create", "--bundle", bundle, "--pid-file", pidFile, id)
+	st, pid := ociStatus(t, root, id)
+	b, _ := os.ReadFile(pidFile)
+	if st != "created" || pid <= 0 || string(b) != strconv.Itoa(pid) {
+		t.Fatalf("after create: status %q pid %d, pid file %q (want the bare pid)", st, pid, b)
+	}
+	failsLC(t, root, "exists", "create", "--bundle", bundle, id)
+	if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) != id {
+		t.Errorf("list -q: %q", r.stdout)
+	}
+	var listed []map[string]any
+	if r := mustLC(t, root, "list", "--format", "json"); json.Unmarshal([]byte(r.stdout), &listed) != nil || len(listed) != 1 || listed[0]["status"] != "created" {
+		t.Errorf("list --format json: %s", r.stdout)
+	}
+
+	mustLC(t, root, "start", id)
+	waitStatus(t, root, id, "running")
+	failsLC(t, root, "only a created container can be started", "start", id)
+
+	// exec: the same pid namespace (its /proc/1 is the container's init),
+	// the exit status, and a missing command.
+	r := mustLC(t, root, "exec", id, "sh", "-c", "cat /proc/1/cmdline; echo; echo $$")
+	if lines := strings.Fields(r.stdout); len(lines) != 2 || !strings.Contains(lines[0], "hpcrun-init") {
+		t.Errorf("exec sees another pid namespace: %q", r.stdout)
+	}
+	if r := lc(t, root, "exec", "--env", "X=from-exec", id, "sh", "-c", "echo $X; exit 7"); r.code != 7 || r.stdout != "from-exec\n" {
+		t.Errorf("exec status and env: %s", r)
+	}
+	if r := lc(t, root, "exec", id, "no-such-command"); r.code != 127 {
+		t.Errorf("exec of a missing command: %s", r)
+	}
+
+	failsLC(t, root, "running; stop it first", "delete", id)
+	mustLC(t, root, "kill", id, "SIGTERM")
+	waitStatus(t, root, id, "stopped")
+	if _, pid := ociStatus(t, root, id); pid != 0 {
+		t.Errorf("a stopped container reports pid %d", pid)
+	}
+	failsLC(t, root, "nothing to signal", "kill", id, "KILL")
+	failsLC(t, root, "only a created container can be started", "start", id)
+	failsLC(t, root, "exec needs a running container", "exec", id, "true")
+	mustLC(t, root, "delete", id)
+	if _, err := os.Stat(filepath.Join(root, id)); err == nil {
+		t.Error("delete left the state directory")
+	}
+	for _, verb := range [][]string{{"state", id}, {"start", id}, {"kill", id}, {"delete", id}, {"exec", id, "true"}} {
+		failsLC(t, root, "no such container", verb...)
+	}
+	failsLC(t, root, "invalid container ID", "create", "--bundle", bundle, "../escape")
+	failsLC(t, root, "config.json", "create", "--bundle", tempDirOwned(t), "nobundle")
+	failsLC(t, root, "unknown signal", "kill", "x", "SIGNOPE")
+}
+
+// run in the foreground: the process's status, signals passed on, and no
+// state left; run -d, then delete --force of a running container.
+func TestLifecycleRun(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	bundle, root := lifecycleBundle(t, `echo ran; exit 5`)
+	if r := lc(t, root, "run", "--bundle", bundle, "fg"); r.code != 5 || r.stdout != "ran\n" {
+		t.Errorf("run: want the job's exit 5 and its output: %s", r)
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Errorf("run left state: %v", ents)
+	}
+
+	bundle, root = lifecycleBundle(t, `sleep 1000`)
+	mustLC(t, root, "run", "-d", "--bundle", bundle, "bg")
+	waitStatus(t, root, "bg", "running")
+	_, pid := ociStatus(t, root, "bg")
+	mustLC(t, root, "delete", "--force", "bg")
+	if err := syscall.Kill(pid, 0); err == nil {
+		// The init may linger as a zombie where nothing reaps orphans.
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); !strings.Contains(string(b), ") Z ") {
+			t.Errorf("delete --force left the init %d running", pid)
+		}
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Errorf("delete --force left state: %v", ents)
+	}
+}

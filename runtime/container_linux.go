@@ -1,0 +1,531 @@
+package runtime
+
+// Detached containers: the init of `hpcrun create` outlives the command
+// that made it. It builds the container as for a run, then serves a
+// control socket in the container's state directory instead of starting
+// the job at once:
+//
+//	start      starts the job, with the stdio that create had
+//	kill SIG   signals the job (or, with all, every process but the init)
+//	exec       starts another process inside, with the caller's stdio
+//	           passed over by SCM_RIGHTS; its exit status comes back on the
+//	           same connection, and signal bytes sent on it go to it
+//
+// Every process is forked by the init's main thread, which alone has
+// dropped its privileges: capabilities are per thread, and the Go
+// runtime's other threads keep the init's. No setns is needed: a process
+// forked by the init is in every namespace of the container.
+//
+// When the job ends, the init kills what is left, writes the job's status
+// to the file "exit" in the state directory (through a descriptor opened
+// before pivot_root) and exits; the container is then stopped until it is
+// deleted.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Files in a container's state directory.
+const (
+	ctlSocket   = "ctl"     // the init's control socket
+	startedFile = "started" // the job has been started
+	exitFile    = "exit"    // the job's exit status; the container is stopped
+)
+
+// Control operations.
+const (
+	opStart = 's'
+	opKill  = 'k'
+	opExec  = 'e'
+)
+
+// request is one operation, from a connection to the init's main thread.
+type request struct {
+	op    byte
+	sig   int
+	all   bool
+	tty   bool // exec: the stdio is a terminal to make the process's own
+	args  []string
+	env   []string
+	cwd   string
+	fds   []int // the exec'd process's stdin, stdout and stderr
+	conn  *net.UnixConn
+	reply chan response
+}
+
+// response answers a request; for exec a second one follows with the
+// process's exit status.
+type response struct {
+	err    string
+	pid    int
+	status int
+}
+
+func (r request) encode() []byte {
+	var e encoder
+	e.uint(uint64(r.op))
+	e.uint(uint64(r.sig))
+	e.bools(r.all, r.tty)
+	e.strs(r.args)
+	e.strs(r.env)
+	e.str(r.cwd)
+	return frame(e.b)
+}
+
+func decodeRequest(b []byte) (request, error) {
+	d := decoder{b: b}
+	r := request{op: byte(d.uint()), sig: int(d.uint())}
+	flags := d.bools(2)
+	r.all, r.tty = flags[0], flags[1]
+	r.args, r.env, r.cwd = d.strs(), d.strs(), d.str()
+	if d.err != nil {
+		return r, fmt.Errorf("garbled request: %w", d.err)
+	}
+	return r, nil
+}
+
+func (r response) encode() []byte {
+	var e encoder
+	e.str(r.err)
+	e.uint(uint64(r.pid))
+	e.uint(uint64(r.status))
+	return frame(e.b)
+}
+
+func decodeResponse(b []byte) (response, error) {
+	d := decoder{b: b}
+	r := response{err: d.str(), pid: int(d.uint()), status: int(d.uint())}
+	if d.err != nil {
+		return r, fmt.Errorf("garbled response: %w", d.err)
+	}
+	return r, nil
+}
+
+// stateDirFD opens a state directory for use through /proc/self/fd, which
+// keeps socket paths short whatever the directory's length.
+func stateDirFD(dir string) (int, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return fd, nil
+}
+
+// containerInit is what the init of a detached container keeps from
+// before pivot_root: its state directory and its listening socket.
+type containerInit struct {
+	dir int
+	ln  *net.UnixListener
+}
+
+func openContainer(stateDir string) (*containerInit, error) {
+	dir, err := stateDirFD(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("container state: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: fdPath(dir) + "/" + ctlSocket, Net: "unix"})
+	if err != nil {
+		unix.Close(dir)
+		return nil, fmt.Errorf("container control socket: %w", err)
+	}
+	// The socket file stays when the init exits: delete removes the dir.
+	ln.SetUnlinkOnClose(false)
+	return &containerInit{dir: dir, ln: ln}, nil
+}
+
+// writeState writes a small file into the state directory.
+func (c *containerInit) writeState(name, content string) {
+	fd, err := unix.Openat(c.dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return
+	}
+	unix.Write(fd, []byte(content))
+	unix.Close(fd)
+}
+
+// serve runs a detached container until its job ends, and returns the
+// job's status. It runs on the init's main thread, which has dropped its
+// privileges; attr is the job's process attributes without Files.
+func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, control *os.File, logf func(string, ...any)) int {
+	// Signals sent to the init (Slurm signals every process of a step)
+	// are not for it: the job gets its own copy, or what `hpcrun kill`
+	// sends. Caught and dropped rather than ignored: an ignored signal
+	// would stay ignored in every process the init starts.
+	dropped := make(chan os.Signal, 8)
+	signal.Notify(dropped, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP, syscall.SIGPIPE)
+	go func() {
+		for range dropped {
+		}
+	}()
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
+	reqs := make(chan request)
+	go c.accept(reqs)
+
+	// Set up: create may return.
+	status.Write(message{Ready: true}.encode())
+	status.Close()
+	control.Close()
+	logf("serving %s", ctlSocket)
+
+	job := 0
+	execs := map[int]request{}
+	for {
+		select {
+		case r := <-reqs:
+			switch r.op {
+			case opStart:
+				if job != 0 {
+					r.reply <- response{err: "the container's job was started already"}
+					break
+				}
+				attr := jobAttr(cfg, cfg.Env, cfg.Cwd, []uintptr{0, 1, 2})
+				if cfg.Terminal {
+					attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
+				}
+				pid, err := syscall.ForkExec(path, cfg.Args, attr)
+				if err != nil {
+					r.reply <- response{err: execError(cfg.Args[0], err).Error()}
+					break
+				}
+				job = pid
+				c.writeState(startedFile, strconv.Itoa(pid))
+				logf("job started as pid %d: %s", job, strings.Join(cfg.Args, " "))
+				r.reply <- response{pid: pid}
+			case opKill:
+				switch {
+				case job == 0:
+					// A created container has no job yet: a signal ends it.
+					r.reply <- response{}
+					return c.end(128+r.sig, execs)
+				case r.all:
+					unix.Kill(-1, syscall.Signal(r.sig))
+				default:
+					unix.Kill(job, syscall.Signal(r.sig))
+				}
+				r.reply <- response{}
+			case opExec:
+				c.exec(r, cfg, execs)
+			}
+		case <-chld:
+			for {
+				var ws unix.WaitStatus
+				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil || pid <= 0 {
+					break
+				}
+				code := WaitStatusCode(syscall.WaitStatus(ws))
+				if r, ok := execs[pid]; ok {
+					r.conn.Write(response{pid: pid, status: code}.encode())
+					r.conn.Close()
+					delete(execs, pid)
+				}
+				if pid == job {
+					logf("job ended with status %d", code)
+					return c.end(code, execs)
+				}
+			}
+		}
+	}
+}
+
+// end kills what is left in the container, reports the exec'd processes,
+// records the job's status and returns it.
+func (c *containerInit) end(code int, execs map[int]request) int {
+	unix.Kill(-1, unix.SIGKILL)
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			break
+		}
+		if r, ok := execs[pid]; ok {
+			r.conn.Write(response{pid: pid, status: WaitStatusCode(syscall.WaitStatus(ws))}.encode())
+			r.conn.Close()
+		}
+	}
+	c.writeState(exitFile, strconv.Itoa(code))
+	return code
+}
+
+// exec starts a process for an exec request.
+func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) {
+	defer func() {
+		for _, fd := range r.fds {
+			unix.Close(fd)
+		}
+	}()
+	if len(r.args) == 0 || len(r.fds) != 3 {
+		r.reply <- response{err: "exec: no command, or not three stdio descriptors"}
+		return
+	}
+	env := mergeEnv(cfg.Env, r.env)
+	cwd := r.cwd
+	if cwd == "" {
+		cwd = cfg.Cwd
+	}
+	path, err := lookPath(r.args[0], envValue(env, "PATH"))
+	if err != nil {
+		r.reply <- response{err: err.Error(), status: ExitStatus(err)}
+		return
+	}
+	files := []uintptr{uintptr(r.fds[0]), uintptr(r.fds[1]), uintptr(r.fds[2])}
+	attr := jobAttr(cfg, env, cwd, files)
+	if r.tty {
+		// A session of its own, with the terminal as its controlling one.
+		attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
+	}
+	pid, err := syscall.ForkExec(path, r.args, attr)
+	if err != nil {
+		err = execError(r.args[0], err)
+		r.reply <- response{err: err.Error(), status: ExitStatus(err)}
+		return
+	}
+	execs[pid] = r
+	r.reply <- response{pid: pid}
+}
+
+// jobAttr is how the init starts a process of the container: the job's
+// user, environment, directory and stdio.
+func jobAttr(cfg *initConfig, env []string, cwd string, files []uintptr) *syscall.ProcAttr {
+	attr := &syscall.ProcAttr{Env: env, Dir: cwd, Files: files, Sys: &syscall.SysProcAttr{}}
+	if int(cfg.UID) != os.Getuid() || int(cfg.GID) != os.Getgid() {
+		attr.Sys.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
+	}
+	return attr
+}
+
+// mergeEnv is base with each K=V of over replacing K.
+func mergeEnv(base, over []string) []string {
+	out := append([]string(nil), base...)
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, old := range out {
+			if ok, _, _ := strings.Cut(old, "="); ok == k {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// accept serves the control socket: a request per connection.
+func (c *containerInit) accept(reqs chan<- request) {
+	for {
+		conn, err := c.ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		go handle(conn, reqs)
+	}
+}
+
+func handle(conn *net.UnixConn, reqs chan<- request) {
+	r, err := readRequest(conn)
+	if err != nil {
+		conn.Write(response{err: err.Error()}.encode())
+		conn.Close()
+		return
+	}
+	r.conn, r.reply = conn, make(chan response, 1)
+	reqs <- r
+	resp := <-r.reply
+	conn.Write(resp.encode())
+	if r.op != opExec || resp.err != "" {
+		conn.Close()
+		return
+	}
+	// Signal bytes for the exec'd process, until its status is sent and
+	// the connection closed.
+	var b [1]byte
+	for {
+		if _, err := conn.Read(b[:]); err != nil {
+			return
+		}
+		unix.Kill(resp.pid, unix.Signal(b[0]))
+	}
+}
+
+// readRequest reads a request frame and the descriptors sent with it.
+func readRequest(conn *net.UnixConn) (request, error) {
+	buf := make([]byte, 1<<20)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return request{}, err
+	}
+	var fds []int
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err == nil {
+			for _, m := range msgs {
+				if got, err := unix.ParseUnixRights(&m); err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+	}
+	for _, fd := range fds {
+		unix.CloseOnExec(fd)
+	}
+	body, err := readFrame(io.MultiReader(strings.NewReader(string(buf[:n])), conn))
+	if err != nil {
+		closeAll(fds)
+		return request{}, err
+	}
+	r, err := decodeRequest(body)
+	if err != nil {
+		closeAll(fds)
+		return request{}, err
+	}
+	r.fds = fds
+	return r, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// ---- the caller's side ----
+
+// ErrNotRunning: the container's init does not answer; it has ended.
+var ErrNotRunning = errors.New("the container is not running")
+
+// dial connects to a container's control socket.
+func dial(stateDir string) (*net.UnixConn, error) {
+	dir, err := stateDirFD(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dir)
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: fdPath(dir) + "/" + ctlSocket, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("%w (%v)", ErrNotRunning, err)
+	}
+	return conn, nil
+}
+
+// call sends one request, with fds if any, and reads the first response.
+func call(stateDir string, r request, files ...*os.File) (*net.UnixConn, response, error) {
+	conn, err := dial(stateDir)
+	if err != nil {
+		return nil, response{}, err
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	if _, _, err := conn.WriteMsgUnix(r.encode(), oob, nil); err != nil {
+		conn.Close()
+		return nil, response{}, fmt.Errorf("%w (%v)", ErrNotRunning, err)
+	}
+	b, err := readFrame(conn)
+	if err != nil {
+		conn.Close()
+		return nil, response{}, fmt.Errorf("%w (the init hung up: %v)", ErrNotRunning, err)
+	}
+	resp, err := decodeResponse(b)
+	if err == nil && resp.err != "" {
+		err = &statusError{code: statusOr(resp.status, StatusFailed), msg: resp.err}
+	}
+	if err != nil {
+		conn.Close()
+		return nil, resp, err
+	}
+	return conn, resp, nil
+}
+
+func statusOr(code, def int) int {
+	if code == 0 {
+		return def
+	}
+	return code
+}
+
+// StartJob starts the job of a created container.
+func StartJob(stateDir string) error {
+	conn, _, err := call(stateDir, request{op: opStart})
+	if conn != nil {
+		conn.Close()
+	}
+	return err
+}
+
+// Signal sends sig to the container's job, or with all to every process
+// in it but the init. A created container, whose job has not started,
+// ends.
+func Signal(stateDir string, sig unix.Signal, all bool) error {
+	conn, _, err := call(stateDir, request{op: opKill, sig: int(sig), all: all})
+	if conn != nil {
+		conn.Close()
+	}
+	return err
+}
+
+// Process is a process to start in a running container.
+type Process struct {
+	Args []string
+	Env  []string // K=V, over the job's environment
+	Cwd  string   // default: the job's
+	TTY  bool     // stdio is a terminal (a pty's slave): make it the process's controlling terminal
+}
+
+// Exec runs p in the container with stdio as its standard streams and
+// returns its exit status. Signals sent on sigs are passed on to it.
+func Exec(stateDir string, p Process, stdio Stdio, sigs <-chan os.Signal) (int, error) {
+	conn, resp, err := call(stateDir, request{op: opExec, args: p.Args, env: p.Env, cwd: p.Cwd, tty: p.TTY}, stdio.In, stdio.Out, stdio.Err)
+	if err != nil {
+		return ExitStatus(err), err
+	}
+	defer conn.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if sig, ok := s.(syscall.Signal); ok {
+					conn.Write([]byte{byte(sig)})
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	b, err := readFrame(conn)
+	if err != nil {
+		return StatusFailed, fmt.Errorf("the container ended before process %d reported (%v)", resp.pid, err)
+	}
+	final, err := decodeResponse(b)
+	if err != nil {
+		return StatusFailed, err
+	}
+	return final.status, nil
+}

@@ -1,0 +1,374 @@
+package runtime
+
+// Containers on this node, as runc keeps them: a directory per container
+// under a root (--root), holding state.json (written by create), the
+// init's control socket, and the files the init writes as the job starts
+// and ends. Nothing needs a daemon: a container's status is read from
+// those files and from whether its init still lives.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Container statuses, as the runtime spec names them.
+const (
+	StatusCreating = "creating"
+	StatusCreated  = "created"
+	StatusRunning  = "running"
+	StatusPaused   = "paused"
+	StatusStopped  = "stopped"
+)
+
+// pausedFile marks a container whose processes pause stopped.
+const pausedFile = "paused"
+
+// Sentinel errors of the container verbs.
+var (
+	ErrExists   = errors.New("a container with this ID exists")
+	ErrNotFound = errors.New("no such container")
+)
+
+// DefaultRoot is where container state lives: $XDG_RUNTIME_DIR/hpcrun
+// where that directory exists, else /tmp/hpcrun-<uid>/run (compute nodes
+// often have no /run/user).
+func DefaultRoot(env []string, uid int) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "XDG_RUNTIME_DIR="); ok {
+			if fi, err := os.Stat(v); err == nil && fi.IsDir() && v != "" {
+				return filepath.Join(v, "hpcrun")
+			}
+			break
+		}
+	}
+	return "/tmp/hpcrun-" + strconv.Itoa(uid) + "/run"
+}
+
+// State is a container's state.json.
+type State struct {
+	ID          string            `json:"id"`
+	Pid         int               `json:"pid"`   // the init's, on the host; 0 while creating
+	Start       uint64            `json:"start"` // the init's start time, against pid reuse
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Created     time.Time         `json:"created"`
+	Owner       string            `json:"owner"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	Status   string `json:"-"` // computed by Load
+	ExitCode int    `json:"-"` // the job's, once stopped; -1 if unknown
+}
+
+// OCI is the state in the runtime spec's form, for `hpcrun state`.
+func (s *State) OCI() specs.State {
+	st := specs.State{Version: SpecVersion, ID: s.ID, Status: specs.ContainerState(s.Status), Bundle: s.Bundle, Annotations: s.Annotations}
+	if s.Status != StatusStopped {
+		st.Pid = s.Pid
+	}
+	return st
+}
+
+// Containers is a root directory of container state.
+type Containers struct{ Root string }
+
+// OpenContainers opens root, creating it (0700) if needed. It must be the
+// caller's own and writable by nobody else: whoever could write there
+// could make hpcrun signal or delete what they like.
+func OpenContainers(root string) (*Containers, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("state root: %w; give another with --root", err)
+	}
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("state root: %w", err)
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return nil, fmt.Errorf("state root %s is not a directory; give another with --root", abs)
+	case st != nil && int(st.Uid) != os.Getuid():
+		return nil, fmt.Errorf("state root %s belongs to uid %d, not to you; give another with --root", abs, st.Uid)
+	case fi.Mode().Perm()&0o022 != 0:
+		return nil, fmt.Errorf("state root %s can be written by others (mode %04o); chmod go-w it or give another with --root", abs, fi.Mode().Perm())
+	}
+	return &Containers{Root: abs}, nil
+}
+
+// CheckID refuses IDs that are not simple names, as runc does.
+func CheckID(id string) error {
+	if id == "" || len(id) > 1024 || id == "." || id == ".." ||
+		strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.") != "" {
+		return fmt.Errorf("invalid container ID %q: use letters, digits and _ + - .", id)
+	}
+	return nil
+}
+
+// Dir is a container's state directory.
+func (c *Containers) Dir(id string) string { return filepath.Join(c.Root, id) }
+
+// Create makes container id from cfg, whose job waits for Start, with
+// stdio for the job. It returns once the container is built, and the
+// init outlives the caller.
+func (c *Containers) Create(id string, cfg *Config, bundle string, stdio Stdio) (*State, error) {
+	if err := CheckID(id); err != nil {
+		return nil, err
+	}
+	dir := c.Dir(id)
+	if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%w: %s; delete it first (hpcrun delete %s)", ErrExists, id, id)
+	} else if err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, err)
+	}
+	s := &State{ID: id, Bundle: bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid())}
+	if cfg.Spec.Annotations != nil {
+		s.Annotations = cfg.Spec.Annotations
+	}
+	if err := s.write(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cfg.StateDir = dir
+	pid, err := StartDetached(stdio).Create(cfg)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.Pid = pid
+	s.Start, _ = startTime(pid)
+	if err := s.write(dir); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.Status = StatusCreated
+	return s, nil
+}
+
+func (s *State) write(dir string) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".state.json")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("container state: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "state.json"))
+}
+
+// Load reads container id's state and works out its status.
+func (c *Containers) Load(id string) (*State, error) {
+	if err := CheckID(id); err != nil {
+		return nil, err
+	}
+	dir := c.Dir(id)
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s (see hpcrun list)", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("container %s: state.json: %w", id, err)
+	}
+	s.ID = id
+	s.Status, s.ExitCode = status(dir, &s)
+	return &s, nil
+}
+
+// status reads a container's status from its files and its init.
+func status(dir string, s *State) (string, int) {
+	code := -1
+	if b, err := os.ReadFile(filepath.Join(dir, exitFile)); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			code = n
+		}
+		return StatusStopped, code
+	}
+	if s.Pid == 0 {
+		return StatusCreating, code
+	}
+	if !s.alive() {
+		return StatusStopped, code
+	}
+	if _, err := os.Lstat(filepath.Join(dir, pausedFile)); err == nil {
+		return StatusPaused, code
+	}
+	if _, err := os.Lstat(filepath.Join(dir, startedFile)); err == nil {
+		return StatusRunning, code
+	}
+	return StatusCreated, code
+}
+
+// alive reports whether the init still runs: its pid exists and names the
+// same process as at create.
+func (s *State) alive() bool {
+	st, err := startTime(s.Pid)
+	return err == nil && st == s.Start
+}
+
+// startTime is a process's start time in clock ticks since boot (field 22
+// of /proc/PID/stat): with the pid, it names a process for good.
+func startTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces and parentheses: fields start after
+	// the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, errors.New("bad /proc stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, errors.New("bad /proc stat")
+	}
+	// Field 22 overall is the 20th after the command.
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// List returns the containers under the root, oldest first.
+func (c *Containers) List() ([]*State, error) {
+	ents, err := os.ReadDir(c.Root)
+	if err != nil {
+		return nil, err
+	}
+	var out []*State
+	for _, e := range ents {
+		if !e.IsDir() || CheckID(e.Name()) != nil {
+			continue
+		}
+		if s, err := c.Load(e.Name()); err == nil {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b *State) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+// Start starts the job of a created container.
+func (c *Containers) Start(id string) error {
+	s, err := c.Load(id)
+	if err != nil {
+		return err
+	}
+	if s.Status != StatusCreated {
+		return fmt.Errorf("container %s is %s; only a created container can be started", id, s.Status)
+	}
+	return StartJob(c.Dir(id))
+}
+
+// Kill sends sig to the container's job, or with all to every process in
+// it. A created container ends.
+func (c *Containers) Kill(id string, sig unix.Signal, all bool) error {
+	s, err := c.Load(id)
+	if err != nil {
+		return err
+	}
+	switch s.Status {
+	case StatusStopped, StatusCreating:
+		return fmt.Errorf("container %s is %s; there is nothing to signal", id, s.Status)
+	}
+	if err := Signal(c.Dir(id), sig, all); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete removes a stopped (or created) container's state. With force, a
+// running container is killed first.
+func (c *Containers) Delete(id string, force bool) error {
+	s, err := c.Load(id)
+	if err != nil {
+		return err
+	}
+	dir := c.Dir(id)
+	switch s.Status {
+	case StatusRunning, StatusPaused:
+		if !force {
+			return fmt.Errorf("container %s is %s; stop it first (hpcrun kill %s) or delete --force", id, s.Status, id)
+		}
+	case StatusCreating:
+		if !force {
+			return fmt.Errorf("container %s is still being created; wait, or delete --force", id)
+		}
+	}
+	if s.Status != StatusStopped && s.Pid > 0 {
+		if err := s.killInit(); err != nil {
+			return fmt.Errorf("container %s: %w", id, err)
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
+// killInit kills the init, and with it the container, and waits until it
+// is gone. A pidfd pins the process, so a reused pid is never signalled.
+func (s *State) killInit() error {
+	fd, err := unix.PidfdOpen(s.Pid, 0)
+	if err != nil {
+		return nil // gone already
+	}
+	defer unix.Close(fd)
+	if !s.alive() {
+		return nil
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("kill the init: %w", err)
+	}
+	// The pidfd becomes readable when the process has exited.
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if n, err := unix.Poll(pfd, 100); n > 0 || (err != nil && err != unix.EINTR) {
+			return nil
+		}
+	}
+	return errors.New("the init did not die within 10s of SIGKILL")
+}
+
+// Wait waits until the container's init has exited, and returns the job's
+// status.
+func (c *Containers) Wait(id string) (int, error) {
+	s, err := c.Load(id)
+	if err != nil {
+		return StatusFailed, err
+	}
+	if s.Pid > 0 {
+		if fd, err := unix.PidfdOpen(s.Pid, 0); err == nil {
+			if s.alive() {
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				for {
+					if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
+						break
+					}
+				}
+			}
+			unix.Close(fd)
+		}
+	}
+	if s, err = c.Load(id); err != nil {
+		return StatusFailed, err
+	}
+	if s.ExitCode < 0 {
+		return StatusFailed, fmt.Errorf("container %s ended without recording its job's status (its init was killed)", id)
+	}
+	return s.ExitCode, nil
+}
