@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -181,5 +182,91 @@ func TestLifecycleRun(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(root); len(ents) != 0 {
 		t.Errorf("delete --force left state: %v", ents)
+	}
+}
+
+// exec -t gives the process a terminal of its own, relayed to the
+// caller's; a bundle that asks for a terminal gets one whose master goes
+// to --console-socket.
+func TestLifecycleTerminals(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	bundle, root := lifecycleBundle(t, `sleep 1000`)
+	t.Cleanup(func() { lc(t, root, "delete", "--force", "tty") })
+	mustLC(t, root, "run", "-d", "--bundle", bundle, "tty")
+	ctx, cancel := context.WithTimeout(context.Background(), defaultCmdTimeout)
+	defer cancel()
+	term := startOnTerminal(t, command(ctx, opts{}, binPath, "--root", root, "exec", "-t", "tty", "sh", "-c", "tty; echo exec-done"))
+	term.waitFor("exec-done")
+	if code, err := term.wait(); code != 0 || !strings.Contains(term.out.String(), "/dev/pts/") {
+		t.Errorf("exec -t: exit %d (%v), terminal %q", code, err, term.out.String())
+	}
+	mustLC(t, root, "delete", "--force", "tty")
+
+	// process.terminal: the master arrives on the console socket.
+	var spec map[string]any
+	b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	json.Unmarshal(b, &spec)
+	spec["process"].(map[string]any)["terminal"] = true
+	spec["process"].(map[string]any)["args"] = []string{"sh", "-c", "tty; echo console-ok; sleep 1000"}
+	b, _ = json.Marshal(spec)
+	writeConfig(t, bundle, b)
+	failsLC(t, root, "--console-socket", "create", "--bundle", bundle, "con")
+	sock := filepath.Join(tempDirOwned(t), "console.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	os.Chmod(sock, 0o777)
+	masters := make(chan *os.File, 1)
+	go func() {
+		conn, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 256), make([]byte, 64)
+		_, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		msgs, _ := syscall.ParseSocketControlMessage(oob[:oobn])
+		for _, m := range msgs {
+			if fds, err := syscall.ParseUnixRights(&m); err == nil && len(fds) == 1 {
+				masters <- os.NewFile(uintptr(fds[0]), "master")
+			}
+		}
+	}()
+	t.Cleanup(func() { lc(t, root, "delete", "--force", "con") })
+	mustLC(t, root, "create", "--bundle", bundle, "--console-socket", sock, "con")
+	var master *os.File
+	select {
+	case master = <-masters:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no terminal master on the console socket")
+	}
+	defer master.Close()
+	mustLC(t, root, "start", "con")
+	got := make(chan string, 1)
+	go func() {
+		var out []byte
+		buf := make([]byte, 256)
+		for !strings.Contains(string(out), "console-ok") {
+			n, err := master.Read(buf)
+			if err != nil {
+				break
+			}
+			out = append(out, buf[:n]...)
+		}
+		got <- string(out)
+	}()
+	select {
+	case out := <-got:
+		if !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "console-ok") {
+			t.Errorf("the job's terminal showed %q", out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing on the console")
 	}
 }
