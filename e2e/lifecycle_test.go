@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 // lifecycleBundle makes a bundle of the busybox rootfs whose process runs
@@ -269,4 +271,91 @@ func TestLifecycleTerminals(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("nothing on the console")
 	}
+}
+
+// ps lists exactly the container's processes; pause stops a busy loop
+// and resume lets it go on; events reports figures, then the exit.
+func TestLifecycleProcesses(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	bundle, root := lifecycleBundle(t, `while :; do :; done & sleep 1000 & wait`)
+	id := "procs"
+	t.Cleanup(func() { lc(t, root, "delete", "--force", id) })
+	mustLC(t, root, "run", "-d", "--bundle", bundle, id)
+	waitStatus(t, root, id, "running")
+	_, initPid := ociStatus(t, root, id)
+
+	var pids []int
+	for deadline := time.Now().Add(5 * time.Second); len(pids) != 4 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		pids = nil
+		json.Unmarshal([]byte(mustLC(t, root, "ps", "--format", "json", id).stdout), &pids)
+	}
+	want, _ := procs.List(initPid)
+	if len(pids) != 4 || len(want) != 4 || pids[0] != initPid {
+		t.Fatalf("ps --format json = %v; want the init %d, sh, the loop and sleep (%v)", pids, initPid, want)
+	}
+	table := mustLC(t, root, "ps", id).stdout
+	if lines := strings.Split(strings.TrimSpace(table), "\n"); len(lines) != 5 || !strings.Contains(table, "sleep 1000") || !strings.Contains(lines[0], "PID INSIDE") {
+		t.Errorf("ps table:\n%s", table)
+	}
+
+	cpu := func() time.Duration {
+		ps, _ := procs.List(initPid)
+		var sum time.Duration
+		for _, p := range ps {
+			sum += p.CPU
+		}
+		return sum
+	}
+	mustLC(t, root, "pause", id)
+	if st, _ := ociStatus(t, root, id); st != "paused" {
+		t.Errorf("after pause: %s", st)
+	}
+	before := cpu()
+	time.Sleep(300 * time.Millisecond)
+	if after := cpu(); after != before {
+		t.Errorf("paused, the container still used CPU: %v then %v", before, after)
+	}
+	failsLC(t, root, "paused already", "pause", id)
+	mustLC(t, root, "resume", id)
+	time.Sleep(300 * time.Millisecond)
+	if after := cpu(); after <= before {
+		t.Errorf("resumed, the busy loop did not run: %v then %v", before, after)
+	}
+	failsLC(t, root, "not paused", "resume", id)
+
+	var ev struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+		Data struct {
+			Pids struct {
+				Current int `json:"current"`
+			} `json:"pids"`
+			CPU struct {
+				Usage struct {
+					Total int64 `json:"total"`
+				} `json:"usage"`
+			} `json:"cpu"`
+			Status *int `json:"status"`
+		} `json:"data"`
+	}
+	r := mustLC(t, root, "events", "--stats", id)
+	if json.Unmarshal([]byte(r.stdout), &ev) != nil || ev.Type != "stats" || ev.ID != id || ev.Data.Pids.Current != 4 || ev.Data.CPU.Usage.Total <= 0 {
+		t.Errorf("events --stats: %s", r.stdout)
+	}
+	// Streaming: figures, then the exit once the container is killed.
+	done := make(chan result, 1)
+	go func() { done <- lc(t, root, "events", "--interval", "50ms", id) }()
+	time.Sleep(200 * time.Millisecond)
+	mustLC(t, root, "kill", id, "KILL")
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("events did not end with the container")
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if json.Unmarshal([]byte(lines[len(lines)-1]), &ev) != nil || ev.Type != "exit" || ev.Data.Status == nil || *ev.Data.Status != 137 || len(lines) < 2 {
+		t.Errorf("events: want stats lines, then an exit with status 137: %s", r)
+	}
+	failsLC(t, root, "ps needs a running container", "ps", id)
 }

@@ -21,6 +21,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 // Container statuses, as the runtime spec names them.
@@ -150,7 +152,7 @@ func (c *Containers) Create(id string, cfg *Config, bundle string, stdio Stdio) 
 		return nil, err
 	}
 	s.Pid = pid
-	s.Start, _ = startTime(pid)
+	s.Start, _ = procs.StartTime(pid)
 	if err := s.write(dir); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		os.RemoveAll(dir)
@@ -221,29 +223,8 @@ func status(dir string, s *State) (string, int) {
 // alive reports whether the init still runs: its pid exists and names the
 // same process as at create.
 func (s *State) alive() bool {
-	st, err := startTime(s.Pid)
+	st, err := procs.StartTime(s.Pid)
 	return err == nil && st == s.Start
-}
-
-// startTime is a process's start time in clock ticks since boot (field 22
-// of /proc/PID/stat): with the pid, it names a process for good.
-func startTime(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name may hold spaces and parentheses: fields start after
-	// the last ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, errors.New("bad /proc stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, errors.New("bad /proc stat")
-	}
-	// Field 22 overall is the 20th after the command.
-	return strconv.ParseUint(f[19], 10, 64)
 }
 
 // List returns the containers under the root, oldest first.
@@ -371,4 +352,71 @@ func (c *Containers) Wait(id string) (int, error) {
 		return StatusFailed, fmt.Errorf("container %s ended without recording its job's status (its init was killed)", id)
 	}
 	return s.ExitCode, nil
+}
+
+// running loads a container that must be running (or paused).
+func (c *Containers) running(id, verb string) (*State, error) {
+	s, err := c.Load(id)
+	if err != nil {
+		return nil, err
+	}
+	if s.Status != StatusRunning && s.Status != StatusPaused {
+		return nil, fmt.Errorf("container %s is %s; %s needs a running container", id, s.Status, verb)
+	}
+	return s, nil
+}
+
+// Processes lists the processes of a running container, found by its pid
+// namespace in /proc: no cgroup is needed.
+func (c *Containers) Processes(id string) ([]procs.Proc, error) {
+	s, err := c.running(id, "ps")
+	if err != nil {
+		return nil, err
+	}
+	return procs.List(s.Pid)
+}
+
+// Stats sums the CPU time and memory of a running container's processes.
+func (c *Containers) Stats(id string) (procs.Stats, error) {
+	s, err := c.running(id, "events")
+	if err != nil {
+		return procs.Stats{}, err
+	}
+	return procs.Collect(s.Pid)
+}
+
+// Pause stops every process of a running container but its init (which
+// keeps serving), with SIGSTOP sweeps until none is left running.
+func (c *Containers) Pause(id string) error {
+	s, err := c.running(id, "pause")
+	if err != nil {
+		return err
+	}
+	if s.Status == StatusPaused {
+		return fmt.Errorf("container %s is paused already", id)
+	}
+	if err := procs.Freeze(s.Pid); err != nil {
+		return fmt.Errorf("pause %s: %w", id, err)
+	}
+	f, err := os.OpenFile(filepath.Join(c.Dir(id), pausedFile), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		procs.Thaw(s.Pid)
+		return fmt.Errorf("pause %s: %w", id, err)
+	}
+	return f.Close()
+}
+
+// Resume continues the processes of a paused container.
+func (c *Containers) Resume(id string) error {
+	s, err := c.Load(id)
+	if err != nil {
+		return err
+	}
+	if s.Status != StatusPaused {
+		return fmt.Errorf("container %s is %s, not paused", id, s.Status)
+	}
+	if err := procs.Thaw(s.Pid); err != nil {
+		return fmt.Errorf("resume %s: %w", id, err)
+	}
+	return os.Remove(filepath.Join(c.Dir(id), pausedFile))
 }

@@ -128,6 +128,7 @@ job; if hpcrun is killed, the job dies with it.
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand())
 	cmd.AddCommand(newLifecycleCommands(&so)...)
+	cmd.AddCommand(newProcessCommands(&so)...)
 	return cmd
 }
 
