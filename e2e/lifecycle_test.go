@@ -359,3 +359,70 @@ func TestLifecycleProcesses(t *testing.T) {
 	}
 	failsLC(t, root, "ps needs a running container", "ps", id)
 }
+
+// Named runs: --name in the foreground (exec finds it), --detach with
+// output in a log; state left by a killed run is swept by the next
+// hpcrun; under Slurm a detached container ends with what started it.
+func TestNamedRuns(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	root := filepath.Join(tempDirOwned(t), "state")
+	run := func(env []string, args ...string) result {
+		return run(t, opts{env: env}, append([]string{"--root", root}, args...)...)
+	}
+	// Foreground, named: exec reaches it while it runs.
+	done := make(chan result, 1)
+	go func() {
+		done <- run(nil, "--rootfs", rootfsDir, "--name", "fg", "sh", "-c", "echo fg-up; sleep 2; echo fg-done; exit 4")
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(lc(t, root, "state", "fg").stdout, `"running"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the named run never showed as running")
+		}
+	}
+	if r := mustLC(t, root, "exec", "fg", "sh", "-c", "echo exec-in-fg"); r.stdout != "exec-in-fg\n" {
+		t.Errorf("exec into a named run: %s", r)
+	}
+	if r := <-done; r.code != 4 || r.stdout != "fg-up\nfg-done\n" {
+		t.Errorf("named run: want its output and exit 4: %s", r)
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Errorf("a named run left state: %v", ents)
+	}
+
+	// Detached: returns at once, output in the log, listed until killed,
+	// then swept.
+	r := run(nil, "--rootfs", rootfsDir, "--name", "svc", "--detach", "sh", "-c", "echo svc-up; sleep 1000")
+	if r.code != 0 || !strings.Contains(r.stderr, "runs detached") {
+		t.Fatalf("--detach: %s", r)
+	}
+	waitStatus(t, root, "svc", "running")
+	time.Sleep(100 * time.Millisecond)
+	if b, _ := os.ReadFile(filepath.Join(root, "svc", "log")); string(b) != "svc-up\n" {
+		t.Errorf("the log holds %q", b)
+	}
+	if r := run(nil, "--rootfs", rootfsDir, "--name", "svc", "true"); r.code != 125 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("a second container named svc: %s", r)
+	}
+	mustLC(t, root, "kill", "svc", "KILL")
+	waitStatus(t, root, "svc", "stopped")
+	if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) != "" {
+		t.Errorf("a stopped detached run was not swept: %q", r.stdout)
+	}
+
+	// Under Slurm: a detached service ends when the script that started
+	// it does.
+	r = runRaw(opts{env: []string{"SLURM_JOB_ID=42"}}, "/bin/sh", "-c",
+		binPath+" --root "+root+" --rootfs "+rootfsDir+" --name job-svc --detach sleep 1000 && sleep 0.5")
+	if r.code != 0 {
+		t.Fatalf("the job script: %s", r)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the detached service outlived its Slurm job's script")
+		}
+	}
+}

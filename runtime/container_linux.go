@@ -172,6 +172,9 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 	signal.Notify(chld, syscall.SIGCHLD)
 	reqs := make(chan request)
 	go c.accept(reqs)
+	if cfg.AnchorFD > 0 {
+		go watchAnchor(cfg.AnchorFD, reqs)
+	}
 
 	// Set up: create may return.
 	status.Write(message{Ready: true}.encode())
@@ -241,6 +244,17 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 			}
 		}
 	}
+}
+
+// watchAnchor ends the container when the anchor process (a pidfd) ends.
+func watchAnchor(fd int, reqs chan<- request) {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
+			break
+		}
+	}
+	reqs <- request{op: opKill, sig: int(unix.SIGKILL), all: true, reply: make(chan response, 1)}
 }
 
 // end kills what is left in the container, reports the exec'd processes,

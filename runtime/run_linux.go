@@ -45,6 +45,14 @@ type Config struct {
 	// controlling one, in a session of its own (a detached container
 	// whose config asks for a terminal).
 	Terminal bool
+	// Hold are files a detached container's init keeps open for as long
+	// as it lives (never passed to the job): the lock that keeps its
+	// cached image in use.
+	Hold []*os.File
+	// Anchor is a pidfd of the process whose end ends a detached
+	// container: under Slurm, the job's script, so that a service
+	// started in a job dies with the job.
+	Anchor *os.File
 }
 
 // logf prints a -v line timed from c.Start, as the CLI's own lines are.
@@ -121,13 +129,13 @@ type Init struct {
 // Signals meant for the job are caught from here on. Until Run has sent
 // the config, such a signal (but SIGCONT) ends the init and then hpcrun
 // itself, by the same signal, as if hpcrun had no handler yet.
-func Start(stdio Stdio) *Init { return start(stdio, false) }
+func Start(stdio Stdio) *Init { return start(stdio, false, nil) }
 
 // StartDetached clones an init for Create: one that outlives its caller,
-// in a session of its own.
-func StartDetached(stdio Stdio) *Init { return start(stdio, true) }
+// in a session of its own, with extra as its descriptors 5, 6, ...
+func StartDetached(stdio Stdio, extra ...*os.File) *Init { return start(stdio, true, extra) }
 
-func start(stdio Stdio, detached bool) *Init {
+func start(stdio Stdio, detached bool, extra []*os.File) *Init {
 	p := &Init{stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{}), done: make(chan struct{})}
 	// Catching signals costs a thread and a third of a millisecond in the
 	// Go runtime, so it is set up beside the clone; Run sends the config
@@ -155,11 +163,15 @@ func start(stdio Stdio, detached bool) *Init {
 	p.status = os.NewFile(uintptr(statPipe[0]), "status")
 	// syscall.ForkExec rather than os/exec: nothing that exec.Cmd adds is
 	// needed, and os.StartProcess probes pidfd support with an extra fork.
+	files := []uintptr{stdio.In.Fd(), stdio.Out.Fd(), stdio.Err.Fd(), uintptr(cfgPipe[0]), uintptr(statPipe[1])}
+	for _, f := range extra {
+		files = append(files, f.Fd())
+	}
 	p.pid, p.err = syscall.ForkExec("/proc/self/exe", []string{InitArg0}, &syscall.ProcAttr{
 		// The init's work is sequential: one P spares the Go runtime its
 		// cgroup probing and idle threads at start.
 		Env:   []string{"GOMAXPROCS=1"},
-		Files: []uintptr{stdio.In.Fd(), stdio.Out.Fd(), stdio.Err.Fd(), uintptr(cfgPipe[0]), uintptr(statPipe[1])},
+		Files: files,
 		Sys: &syscall.SysProcAttr{
 			// The id maps are written by Run, once the job's are known;
 			// until then the init waits for its config. Further

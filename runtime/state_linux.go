@@ -68,6 +68,7 @@ type State struct {
 	Created     time.Time         `json:"created"`
 	Owner       string            `json:"owner"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	Autoremove  bool              `json:"autoremove,omitempty"` // see CreateOptions
 
 	Status   string `json:"-"` // computed by Load
 	ExitCode int    `json:"-"` // the job's, once stopped; -1 if unknown
@@ -124,20 +125,35 @@ func CheckID(id string) error {
 // Dir is a container's state directory.
 func (c *Containers) Dir(id string) string { return filepath.Join(c.Root, id) }
 
-// Create makes container id from cfg, whose job waits for Start, with
-// stdio for the job. It returns once the container is built, and the
-// init outlives the caller.
-func (c *Containers) Create(id string, cfg *Config, bundle string, stdio Stdio) (*State, error) {
+// CreateOptions are how Create sets up a container beyond its config.
+type CreateOptions struct {
+	Bundle string
+	// Stdio is the job's; nil sends its output to the file "log" in the
+	// state directory, with /dev/null as its input.
+	Stdio *Stdio
+	// Autoremove: once stopped, the container's state is swept away by
+	// the next hpcrun that lists or creates containers (named runs);
+	// otherwise it stays until delete (OCI containers).
+	Autoremove bool
+}
+
+// LogPath is where a detached run's output goes.
+func (c *Containers) LogPath(id string) string { return filepath.Join(c.Dir(id), "log") }
+
+// Create makes container id from cfg, whose job waits for Start. It
+// returns once the container is built, and the init outlives the caller.
+func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
+	c.Sweep()
 	dir := c.Dir(id)
 	if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("%w: %s; delete it first (hpcrun delete %s)", ErrExists, id, id)
 	} else if err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	s := &State{ID: id, Bundle: bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid())}
+	s := &State{ID: id, Bundle: o.Bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: o.Autoremove}
 	if cfg.Spec.Annotations != nil {
 		s.Annotations = cfg.Spec.Annotations
 	}
@@ -146,7 +162,29 @@ func (c *Containers) Create(id string, cfg *Config, bundle string, stdio Stdio) 
 		return nil, err
 	}
 	cfg.StateDir = dir
-	pid, err := StartDetached(stdio).Create(cfg)
+	var stdio Stdio
+	if o.Stdio != nil {
+		stdio = *o.Stdio
+	} else {
+		log, err := os.OpenFile(c.LogPath(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("container %s: log: %w", id, err)
+		}
+		defer log.Close()
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		defer null.Close()
+		stdio = Stdio{In: null, Out: log, Err: log}
+	}
+	extra := append([]*os.File(nil), cfg.Hold...)
+	if cfg.Anchor != nil {
+		extra = append(extra, cfg.Anchor)
+	}
+	pid, err := StartDetached(stdio, extra...).Create(cfg)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -227,8 +265,20 @@ func (s *State) alive() bool {
 	return err == nil && st == s.Start
 }
 
+// Sweep removes the state of stopped containers that asked for it
+// (Autoremove), such as named runs whose hpcrun was killed.
+func (c *Containers) Sweep() {
+	ents, _ := os.ReadDir(c.Root)
+	for _, e := range ents {
+		if s, err := c.Load(e.Name()); err == nil && s.Autoremove && s.Status == StatusStopped {
+			os.RemoveAll(c.Dir(e.Name()))
+		}
+	}
+}
+
 // List returns the containers under the root, oldest first.
 func (c *Containers) List() ([]*State, error) {
+	c.Sweep()
 	ents, err := os.ReadDir(c.Root)
 	if err != nil {
 		return nil, err

@@ -39,6 +39,7 @@ type initConfig struct {
 	// starts the job only when asked.
 	StateDir string
 	Terminal bool
+	AnchorFD int // the init's descriptor of Config.Anchor; 0 for none
 }
 
 // capSets are a process's capability sets as bit masks.
@@ -59,6 +60,10 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 		UID: s.Process.User.UID, GID: s.Process.User.GID, NoNewPrivs: s.Process.NoNewPrivileges,
 		Mounts: s.Mounts, Files: cfg.Files, Writable: cfg.WritableTmpfs, Foreground: cfg.Foreground,
 		Verbose: cfg.Verbose, Start: cfg.Start, StateDir: cfg.StateDir, Terminal: cfg.Terminal,
+	}
+	if cfg.Anchor != nil {
+		// After stdio, the two pipes and the held files (StartDetached).
+		ic.AnchorFD = 5 + len(cfg.Hold)
 	}
 	if ic.Cwd == "" {
 		ic.Cwd = "/"
@@ -121,6 +126,7 @@ func (c *initConfig) encode() []byte {
 	e.uint(uint64(c.Start.UnixNano()))
 	e.str(c.StateDir)
 	e.bools(c.Terminal)
+	e.uint(uint64(c.AnchorFD))
 	return e.b
 }
 
@@ -149,6 +155,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	c.Start = time.Unix(0, int64(d.uint()))
 	c.StateDir = d.str()
 	c.Terminal = d.bools(1)[0]
+	c.AnchorFD = int(d.uint())
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}

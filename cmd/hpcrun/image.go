@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/unpacker"
@@ -16,7 +17,14 @@ type chosenImage struct {
 	*unpack.Image                   // the rootfs and its Env
 	config        store.ImageConfig // WorkingDir, Entrypoint, Cmd
 	digest        string            // "" for a plain directory
-	release       func()            // ends this job's use of a cached image
+	hold          *os.File          // the cached image's use lock; nil for a plain directory
+}
+
+// release ends this job's use of a cached image.
+func (im *chosenImage) release() {
+	if im.hold != nil {
+		im.hold.Close()
+	}
 }
 
 // openImage resolves --image or --rootfs: a plain directory is used in
@@ -28,7 +36,7 @@ func openImage(ctx context.Context, o *runOptions, h host, log *logger) (*chosen
 		if err != nil {
 			return nil, err
 		}
-		return &chosenImage{Image: im, release: func() {}}, nil
+		return &chosenImage{Image: im}, nil
 	}
 	platform := unpack.HostPlatform()
 	if o.platform != "" {
@@ -84,19 +92,19 @@ func openImage(ctx context.Context, o *runOptions, h host, log *logger) (*chosen
 		}
 	}
 	log.phase("found the image in the cache")
-	release, err := s.Use(im.Digest)
+	hold, err := s.Hold(im.Digest)
 	if errors.Is(err, store.ErrNotCached) {
 		// Removed (hpcrun rmi, prune) between the lookup and now: bring
 		// it back once.
 		if im, err = unpackIt(); err == nil {
-			release, err = s.Use(im.Digest)
+			hold, err = s.Hold(im.Digest)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	log.debugf("image %s: %s in %s", ref, im.Digest, im.Rootfs)
-	return &chosenImage{Image: im.Unpacked(), config: im.Config, digest: im.Digest.String(), release: release}, nil
+	return &chosenImage{Image: im.Unpacked(), config: im.Config, digest: im.Digest.String(), hold: hold}, nil
 }
 
 // openStore opens --cache, else $HPCRUN_CACHE, else the node-local default.

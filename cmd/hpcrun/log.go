@@ -26,6 +26,13 @@ func newLogger(g *globalOptions, start time.Time) *logger {
 }
 
 // warnf says something the user should know that does not stop the job.
+// infof says something worth a line that is no warning.
+func (l *logger) infof(format string, args ...any) {
+	if !l.quiet {
+		fmt.Fprintf(l.w, "hpcrun: %s\n", fmt.Sprintf(format, args...))
+	}
+}
+
 func (l *logger) warnf(format string, args ...any) {
 	if !l.quiet {
 		fmt.Fprintf(l.w, "hpcrun: warning: %s\n", fmt.Sprintf(format, args...))

@@ -50,6 +50,8 @@ type runOptions struct {
 	cleanEnv      bool
 	env           []string
 	envFiles      []string
+	name          string
+	detach        bool
 }
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
@@ -66,6 +68,8 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.cleanEnv, "cleanenv", false, "pass only HOME, USER, TERM and the scheduler's variables from the host")
 	f.StringArrayVar(&o.env, "env", nil, "set `K=V` in the container (repeatable); K alone copies it from the host")
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "read K=V lines from `FILE` (repeatable)")
+	f.StringVar(&o.name, "name", "", "name the container `N`, so that hpcrun exec, ps and kill find it (see hpcrun list)")
+	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background, past hpcrun's exit, with the output in a log file; under Slurm it ends with the job")
 }
 
 // newRootCommand builds the command line. early is an init started ahead
@@ -107,7 +111,7 @@ job; if hpcrun is killed, the job dies with it.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := runJob(cmd.Context(), &g, &o, args, early)
+			code, err := runJob(cmd.Context(), &g, &o, &so, args, early)
 			if err != nil {
 				return err
 			}
@@ -133,7 +137,7 @@ job; if hpcrun is killed, the job dies with it.
 }
 
 // runJob resolves the options and runs the job, returning its exit status.
-func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string, early *runtime.Init) (int, error) {
+func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptions, args []string, early *runtime.Init) (int, error) {
 	start := started
 	if start.IsZero() {
 		start = time.Now()
@@ -156,6 +160,10 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, args []string,
 	cfg.Verbose = g.verbose
 	cfg.Start = start
 	log.phase("resolved options")
+	if o.name != "" || o.detach {
+		early.Abort()
+		return runNamed(so, o, im, cfg, log)
+	}
 	p := early
 	if p == nil {
 		p = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})

@@ -405,6 +405,17 @@ func Flock(f *os.File, how int) error {
 // alone meanwhile. Call it after Lookup or an unpack; ErrNotCached means
 // the image was removed in between, and unpacking again brings it back.
 func (s *Store) Use(d Digest) (release func(), err error) {
+	f, err := s.Hold(d)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// Hold is Use for a holder that outlives this process: d is in use for as
+// long as the returned file is open anywhere, in a detached container's
+// init for example.
+func (s *Store) Hold(d Digest) (*os.File, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -423,7 +434,7 @@ func (s *Store) Use(d Digest) (release func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: %s", ErrNotCached, d)
 	}
-	return func() { f.Close() }, nil
+	return f, nil
 }
 
 // Remove deletes a published image, unless a job uses it (see Use) or it is
