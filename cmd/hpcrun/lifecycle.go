@@ -143,7 +143,7 @@ container, whose process has not started, ends.`,
 
 	var run struct {
 		bundle, pidFile, consoleSocket string
-		detach                         bool
+		detach, keep                   bool
 	}
 	runCmd := verb(so, "run [--bundle DIR] [-d] [--pid-file FILE] ID", "Create and start a container from an OCI bundle",
 		`run creates container ID from the bundle and starts it. Without -d it waits
@@ -161,10 +161,11 @@ process's status; with -d it returns at once.`,
 			if run.detach {
 				return nil
 			}
-			return waitContainer(c, id)
+			return waitContainer(c, id, !run.keep)
 		})
 	addBundleFlags(runCmd.Flags(), &run.bundle, &run.pidFile, &run.consoleSocket)
 	runCmd.Flags().BoolVarP(&run.detach, "detach", "d", false, "return once the container runs")
+	runCmd.Flags().BoolVar(&run.keep, "keep", false, "leave the stopped container for delete, as Slurm's oci.conf wants (it queries and deletes it itself)")
 
 	var list struct {
 		quiet  bool
@@ -280,8 +281,9 @@ func createContainer(c *runtime.Containers, id, bundle, pidFile, consoleSocket s
 }
 
 // waitContainer waits for a started container, passing on the signals
-// hpcrun gets, then deletes it and exits with its process's status.
-func waitContainer(c *runtime.Containers, id string) error {
+// hpcrun gets, then deletes it (with remove) and exits with its process's
+// status.
+func waitContainer(c *runtime.Containers, id string, remove bool) error {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, runtime.ForwardedSignals...)
 	defer signal.Stop(sigs)
@@ -291,7 +293,9 @@ func waitContainer(c *runtime.Containers, id string) error {
 		}
 	}()
 	code, err := c.Wait(id)
-	c.Delete(id, true)
+	if remove {
+		c.Delete(id, true)
+	}
 	if err != nil {
 		return err
 	}
@@ -381,7 +385,7 @@ func runNamed(so *stateOptions, o *runOptions, im *chosenImage, cfg *runtime.Con
 		log.infof("container %s runs detached; its output goes to %s (hpcrun ps, exec and kill %s)", name, c.LogPath(name), name)
 		return 0, nil
 	}
-	err = waitContainer(c, name)
+	err = waitContainer(c, name, true)
 	var ee exitError
 	if errors.As(err, &ee) {
 		return ee.code, nil

@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Slurm's native containers (srun --container=BUNDLE) with hpcrun as the
+// OCI runtime, through examples/slurm/oci.conf, on a real single-node
+// Slurm (scripts/slurm-up.sh): the job runs in the bundle as the user,
+// its exit status comes back, and scancel lets its TERM handler run and
+// leaves no process and no state behind.
+func TestSlurmOCIContainer(t *testing.T) {
+	needUserns(t)
+	if os.Geteuid() != 0 || !asOther {
+		t.Skip("configuring Slurm needs root")
+	}
+	if out, err := exec.Command(repoPath("scripts/slurm-up.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("scripts/slurm-up.sh: %v\n%s", err, out)
+	}
+	conf, err := os.ReadFile(repoPath("examples/slurm/oci.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ociConf = "/etc/slurm/oci.conf"
+	if _, err := os.Stat(ociConf); err == nil {
+		t.Fatalf("%s exists already; the test would replace it", ociConf)
+	}
+	if err := os.WriteFile(ociConf, []byte(strings.ReplaceAll(string(conf), "/usr/local/bin/hpcrun", binPath)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(ociConf) })
+
+	bundle, _ := makeBundle(t)
+	os.WriteFile(filepath.Join(bundle, "rootfs", "marker"), []byte("inside-the-bundle\n"), 0o644)
+	r := mustRun(t, opts{}, "spec", "--rootfs", filepath.Join(bundle, "rootfs"), "--", "true")
+	writeConfig(t, bundle, []byte(r.stdout))
+	user := testUser
+	stateRoot := "/tmp/hpcrun-oci-" + user
+
+	srun := func(ctx context.Context, args ...string) *exec.Cmd {
+		return command(ctx, opts{dir: tempDirOwned(t)}, "srun", append([]string{"--container=" + bundle}, args...)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := srun(ctx, "sh", "-c", "cat /marker; exit 3").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "inside-the-bundle") {
+		t.Fatalf("srun --container: want the bundle's /marker and exit 3: %v\n%s", err, out)
+	}
+
+	// scancel: the job's TERM handler runs inside; nothing is left.
+	// The handler leaves a file too: srun may close the step's output
+	// before the handler's echo gets through.
+	flag := filepath.Join(tempDirOwned(t), "got-term")
+	cmd := srun(ctx, "sh", "-c", `trap 'echo got-term; echo x > `+flag+`; exit 7' TERM; echo started; while :; do sleep 0.1; done`)
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(buf.String(), "started"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the job never started: %s", buf.String())
+		}
+	}
+	jobs, _ := exec.Command("squeue", "-h", "-u", user, "-o", "%i").Output()
+	for _, j := range strings.Fields(string(jobs)) {
+		exec.Command("scancel", j).Run()
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("srun did not end after scancel: %s", buf.String())
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(flag); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job's TERM handler did not run: %s", buf.String())
+		}
+	}
+	t.Logf("srun after scancel: %s", buf.String())
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ents, _ := os.ReadDir(stateRoot)
+		procs, _ := exec.Command("pgrep", "-u", user, "-f", "hpcrun-init").Output()
+		if len(ents) == 0 && len(strings.TrimSpace(string(procs))) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: state %v, processes %q", ents, procs)
+		}
+	}
+}
