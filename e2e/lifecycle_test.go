@@ -426,3 +426,42 @@ func TestNamedRuns(t *testing.T) {
 		}
 	}
 }
+
+// Under Slurm a plain run is named after its job, step and task, so that
+// `hpcrun exec slurm-J.S.T` reaches it; a second run in the same task
+// goes unnamed rather than failing.
+func TestSlurmRunName(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	root := filepath.Join(tempDirOwned(t), "state")
+	env := []string{"SLURM_JOB_ID=77", "SLURM_STEP_ID=0", "SLURM_PROCID=1"}
+	done := make(chan result, 2)
+	for range 2 {
+		go func() {
+			done <- run(t, opts{env: env}, "--root", root, "--rootfs", rootfsDir, "sh", "-c", "sleep 1.5; echo job-done")
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(lc(t, root, "state", "slurm-77.0.1").stdout, `"running"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no running container slurm-77.0.1")
+		}
+	}
+	r := mustLC(t, root, "exec", "slurm-77.0.1", "sh", "-c", "echo exec-ok")
+	if r.stdout != "exec-ok\n" {
+		t.Errorf("exec into the Slurm run: %s", r)
+	}
+	if r := lc(t, root, "exec", "slurm-77.0.1", "sh", "-c", "exit 9"); r.code != 9 {
+		t.Errorf("exec status: %s", r)
+	}
+	if ps := mustLC(t, root, "ps", "slurm-77.0.1").stdout; !strings.Contains(ps, "sleep 1.5") {
+		t.Errorf("ps of the Slurm run:\n%s", ps)
+	}
+	for range 2 {
+		if r := <-done; r.code != 0 || r.stdout != "job-done\n" {
+			t.Errorf("a run in the task: %s", r)
+		}
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Errorf("the runs left state: %v", ents)
+	}
+}

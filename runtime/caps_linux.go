@@ -44,7 +44,9 @@ func capMask(names []string) (uint64, error) {
 
 // dropPrivileges sets no_new_privs and reduces the calling thread's
 // capabilities to the given sets, so setuid binaries and file capabilities
-// in the image gain nothing. It must run on the thread that forks the job.
+// in the image gain nothing. It must run on the thread that forks the job:
+// capabilities are per thread. Running it again on a thread whose
+// privileges are dropped already does nothing more.
 func dropPrivileges(noNewPrivs bool, c capSets) error {
 	if noNewPrivs {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -57,6 +59,11 @@ func dropPrivileges(noNewPrivs bool, c capSets) error {
 	// says EINVAL.
 	for n := 0; n < 64; n++ {
 		if c.Bounding&(1<<uint(n)) != 0 {
+			continue
+		}
+		// Dropped already (a thread cloned from one that dropped them):
+		// nothing to do, and no CAP_SETPCAP left to do it with.
+		if in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); err == nil && in == 0 {
 			continue
 		}
 		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(n), 0, 0, 0)

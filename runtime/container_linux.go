@@ -279,16 +279,29 @@ func (c *containerInit) end(code int, execs map[int]request) int {
 	return code
 }
 
-// exec starts a process for an exec request.
+// exec starts a process for an exec request. It writes the reply itself,
+// before the loop that reaps the process can write its status.
 func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) {
-	defer func() {
-		for _, fd := range r.fds {
-			unix.Close(fd)
+	defer closeAll(r.fds)
+	path, attr, err := execAttr(r, cfg)
+	if err == nil {
+		var pid int
+		if pid, err = syscall.ForkExec(path, r.args, attr); err == nil {
+			r.conn.Write(response{pid: pid}.encode())
+			execs[pid] = r
+			r.reply <- response{pid: pid}
+			return
 		}
-	}()
+		err = execError(r.args[0], err)
+	}
+	r.conn.Write(response{err: err.Error(), status: ExitStatus(err)}.encode())
+	r.reply <- response{err: err.Error()}
+}
+
+// execAttr checks an exec request and says how to start its process.
+func execAttr(r request, cfg *initConfig) (string, *syscall.ProcAttr, error) {
 	if len(r.args) == 0 || len(r.fds) != 3 {
-		r.reply <- response{err: "exec: no command, or not three stdio descriptors"}
-		return
+		return "", nil, errors.New("exec: no command, or not three stdio descriptors")
 	}
 	env := mergeEnv(cfg.Env, r.env)
 	cwd := r.cwd
@@ -297,23 +310,14 @@ func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) 
 	}
 	path, err := lookPath(r.args[0], envValue(env, "PATH"))
 	if err != nil {
-		r.reply <- response{err: err.Error(), status: ExitStatus(err)}
-		return
+		return "", nil, err
 	}
-	files := []uintptr{uintptr(r.fds[0]), uintptr(r.fds[1]), uintptr(r.fds[2])}
-	attr := jobAttr(cfg, env, cwd, files)
+	attr := jobAttr(cfg, env, cwd, []uintptr{uintptr(r.fds[0]), uintptr(r.fds[1]), uintptr(r.fds[2])})
 	if r.tty {
 		// A session of its own, with the terminal as its controlling one.
 		attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
 	}
-	pid, err := syscall.ForkExec(path, r.args, attr)
-	if err != nil {
-		err = execError(r.args[0], err)
-		r.reply <- response{err: err.Error(), status: ExitStatus(err)}
-		return
-	}
-	execs[pid] = r
-	r.reply <- response{pid: pid}
+	return path, attr, nil
 }
 
 // jobAttr is how the init starts a process of the container: the job's
@@ -365,7 +369,9 @@ func handle(conn *net.UnixConn, reqs chan<- request) {
 	r.conn, r.reply = conn, make(chan response, 1)
 	reqs <- r
 	resp := <-r.reply
-	conn.Write(resp.encode())
+	if r.op != opExec {
+		conn.Write(resp.encode())
+	}
 	if r.op != opExec || resp.err != "" {
 		conn.Close()
 		return

@@ -101,8 +101,14 @@ func initMain(hooks Hooks, entered time.Time) int {
 	if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps); err != nil {
 		return report(status, err)
 	}
-	if ctr != nil {
+	if ctr != nil && cfg.Detached {
 		return ctr.serve(cfg, path, status, control, logf)
+	}
+	// A named run serves exec and kill beside the job (see
+	// runServer); processes it starts are reaped here.
+	var srv *runServer
+	if ctr != nil {
+		srv = newRunServer(ctr, cfg)
 	}
 	attr := &syscall.ProcAttr{Env: cfg.Env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{}}
 	if cfg.Foreground {
@@ -127,6 +133,12 @@ func initMain(hooks Hooks, entered time.Time) int {
 		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP)
 	logf("job started as pid %d: %s", job, strings.Join(cfg.Args, " "))
 	go forwardSignals(control, job, cfg.Foreground)
+	var reaped func(pid, code int)
+	if srv != nil {
+		ctr.writeState(startedFile, strconv.Itoa(job))
+		go srv.serve(job)
+		reaped = srv.reaped
+	}
 
 	// At a terminal, a job stopped by Ctrl-Z stops hpcrun too, so the
 	// shell gets the terminal back; fg continues both.
@@ -137,10 +149,13 @@ func initMain(hooks Hooks, entered time.Time) int {
 			status.Write(message{Stopped: true, Status: int(sig)}.encode())
 		}
 	}
-	code := reapUntil(job, stopped)
+	code := reapUntil(job, stopped, reaped)
 	// Whatever the job left behind dies with it, as under Slurm.
 	unix.Kill(-1, unix.SIGKILL)
 	logf("job ended with status %d", code)
+	if ctr != nil {
+		ctr.writeState(exitFile, strconv.Itoa(code))
+	}
 	status.Write(message{Status: code}.encode())
 	return code
 }
@@ -172,7 +187,7 @@ func forwardSignals(control *os.File, job int, group bool) {
 // shell would report it. It blocks in wait4 on this thread: no SIGCHLD
 // round trip through the Go runtime. With stopped set, it also reports
 // when the job stops.
-func reapUntil(job int, stopped func(unix.Signal)) int {
+func reapUntil(job int, stopped func(unix.Signal), reaped func(pid, code int)) int {
 	opts := 0
 	if stopped != nil {
 		opts = unix.WUNTRACED
@@ -188,6 +203,8 @@ func reapUntil(job int, stopped func(unix.Signal)) int {
 			stopped(ws.StopSignal())
 		case pid == job:
 			return WaitStatusCode(syscall.WaitStatus(ws))
+		case reaped != nil && !ws.Stopped():
+			reaped(pid, WaitStatusCode(syscall.WaitStatus(ws)))
 		}
 	}
 }

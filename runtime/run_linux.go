@@ -38,9 +38,12 @@ type Config struct {
 	// Verbose makes the init log each phase to stderr, timed from Start.
 	Verbose bool
 	Start   time.Time
-	// StateDir is set by Create: the container's state directory, where
-	// its init serves the control socket.
+	// StateDir is the container's state directory, where its init serves
+	// the control socket: set by Create, or for a named run by the caller
+	// of Run (see Containers.Register), which makes the run one that exec,
+	// ps and kill can find.
 	StateDir string
+	detached bool // set by Create
 	// Terminal: the job's stdio is a terminal that becomes its
 	// controlling one, in a session of its own (a detached container
 	// whose config asks for a terminal).
@@ -211,6 +214,7 @@ func (p *Init) Create(cfg *Config) (int, error) {
 	if cfg.StateDir == "" {
 		return 0, errors.New("create: no state directory")
 	}
+	cfg.detached = true
 	if p.used {
 		return 0, errors.New("container init already used")
 	}
@@ -248,6 +252,14 @@ func (p *Init) Create(cfg *Config) (int, error) {
 		err = errors.New("the container's init ended before it was ready")
 	}
 	return 0, err
+}
+
+// Pid is the init's process id on the host; 0 if its clone failed.
+func (p *Init) Pid() int {
+	if p == nil || p.err != nil {
+		return 0
+	}
+	return p.pid
 }
 
 // Abort ends an init that will get no config. It is a no-op after Run.

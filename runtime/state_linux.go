@@ -267,6 +267,32 @@ func (s *State) alive() bool {
 	return err == nil && st == s.Start
 }
 
+// Register makes the state of a named run, whose init (pid) the caller
+// is about to hand a config with StateDir set to the returned directory;
+// Unregister removes it when the run ends.
+func (c *Containers) Register(id string, pid int, rootfs string) (string, error) {
+	if err := CheckID(id); err != nil {
+		return "", err
+	}
+	c.Sweep()
+	dir := c.Dir(id)
+	if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
+		return "", fmt.Errorf("%w: %s", ErrExists, id)
+	} else if err != nil {
+		return "", fmt.Errorf("container %s: %w", id, err)
+	}
+	s := &State{ID: id, Pid: pid, Rootfs: rootfs, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: true}
+	s.Start, _ = procs.StartTime(pid)
+	if err := s.write(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// Unregister removes a named run's state.
+func (c *Containers) Unregister(id string) { os.RemoveAll(c.Dir(id)) }
+
 // Sweep removes the state of stopped containers that asked for it
 // (Autoremove), such as named runs whose hpcrun was killed.
 func (c *Containers) Sweep() {

@@ -38,6 +38,7 @@ type initConfig struct {
 	// container_linux.go): the init serves its control socket there and
 	// starts the job only when asked.
 	StateDir string
+	Detached bool // with StateDir: a created container; without: a named run
 	Terminal bool
 	AnchorFD int // the init's descriptor of Config.Anchor; 0 for none
 }
@@ -60,6 +61,7 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 		UID: s.Process.User.UID, GID: s.Process.User.GID, NoNewPrivs: s.Process.NoNewPrivileges,
 		Mounts: s.Mounts, Files: cfg.Files, Writable: cfg.WritableTmpfs, Foreground: cfg.Foreground,
 		Verbose: cfg.Verbose, Start: cfg.Start, StateDir: cfg.StateDir, Terminal: cfg.Terminal,
+		Detached: cfg.detached,
 	}
 	if cfg.Anchor != nil {
 		// After stdio, the two pipes and the held files (StartDetached).
@@ -125,7 +127,7 @@ func (c *initConfig) encode() []byte {
 	}
 	e.uint(uint64(c.Start.UnixNano()))
 	e.str(c.StateDir)
-	e.bools(c.Terminal)
+	e.bools(c.Terminal, c.Detached)
 	e.uint(uint64(c.AnchorFD))
 	return e.b
 }
@@ -154,7 +156,8 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	}
 	c.Start = time.Unix(0, int64(d.uint()))
 	c.StateDir = d.str()
-	c.Terminal = d.bools(1)[0]
+	tf := d.bools(2)
+	c.Terminal, c.Detached = tf[0], tf[1]
 	c.AnchorFD = int(d.uint())
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")

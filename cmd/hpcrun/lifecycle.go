@@ -345,9 +345,9 @@ func parseSignal(s string) (unix.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
-// runNamed runs a job as a named container, which exec, ps and kill can
-// find: in the foreground, or with --detach in the background past
-// hpcrun's exit, its output in a log file. Its state goes when it stops.
+// runNamed runs a job detached: a named container (run-PID by default)
+// that lives past hpcrun's exit, its output in a log file. exec, ps and
+// kill find it by name; its state goes when it stops.
 func runNamed(so *stateOptions, o *runOptions, im *chosenImage, cfg *runtime.Config, log *logger) (int, error) {
 	c, err := so.open()
 	if err != nil {
@@ -361,34 +361,21 @@ func runNamed(so *stateOptions, o *runOptions, im *chosenImage, cfg *runtime.Con
 	if im.hold != nil {
 		cfg.Hold = []*os.File{im.hold}
 	}
-	opts := runtime.CreateOptions{Autoremove: true}
-	if o.detach {
-		if os.Getenv("SLURM_JOB_ID") != "" {
-			// Under Slurm the service ends with what started it, the
-			// job's script or task, and so with the job.
-			if fd, err := unix.PidfdOpen(os.Getppid(), 0); err == nil {
-				cfg.Anchor = os.NewFile(uintptr(fd), "anchor")
-				defer cfg.Anchor.Close()
-			}
+	if os.Getenv("SLURM_JOB_ID") != "" {
+		// Under Slurm the service ends with what started it, the job's
+		// script or task, and so with the job.
+		if fd, err := unix.PidfdOpen(os.Getppid(), 0); err == nil {
+			cfg.Anchor = os.NewFile(uintptr(fd), "anchor")
+			defer cfg.Anchor.Close()
 		}
-	} else {
-		opts.Stdio = &runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
 	}
-	if _, err := c.Create(name, cfg, opts); err != nil {
+	if _, err := c.Create(name, cfg, runtime.CreateOptions{Autoremove: true}); err != nil {
 		return 0, err
 	}
 	if err := c.Start(name); err != nil {
 		c.Delete(name, true)
 		return 0, err
 	}
-	if o.detach {
-		log.infof("container %s runs detached; its output goes to %s (hpcrun ps, exec and kill %s)", name, c.LogPath(name), name)
-		return 0, nil
-	}
-	err = waitContainer(c, name, true)
-	var ee exitError
-	if errors.As(err, &ee) {
-		return ee.code, nil
-	}
-	return 0, err
+	log.infof("container %s runs detached; its output goes to %s (hpcrun ps, exec and kill %s)", name, c.LogPath(name), name)
+	return 0, nil
 }

@@ -160,7 +160,7 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 	cfg.Verbose = g.verbose
 	cfg.Start = start
 	log.phase("resolved options")
-	if o.name != "" || o.detach {
+	if o.detach {
 		early.Abort()
 		return runNamed(so, o, im, cfg, log)
 	}
@@ -168,9 +168,58 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 	if p == nil {
 		p = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	}
+	if name := runName(o, h.env); name != "" && p.Pid() > 0 {
+		// A named run: exec, ps and kill find it by name.
+		c, err := so.open()
+		if err == nil {
+			cfg.StateDir, err = c.Register(name, p.Pid(), cfg.Spec.Root.Path)
+		}
+		switch {
+		case err == nil:
+			defer c.Unregister(name)
+			log.debugf("container name: %s", name)
+		case o.name != "":
+			p.Abort()
+			return 0, err
+		default:
+			// A second run in the same Slurm task: it goes unnamed.
+			log.debugf("no container name: %v", err)
+		}
+	}
 	code, err := p.Run(ctx, cfg)
 	log.phase(fmt.Sprintf("job ended with status %d", code))
 	return code, err
+}
+
+// runName is the name of a run: --name, else under Slurm one made of the
+// job, step and task ids (slurm-J.S.T), so that `hpcrun exec` can find
+// the run of a job step; else none.
+func runName(o *runOptions, env []string) string {
+	if o.name != "" {
+		return o.name
+	}
+	job := envOf(env, "SLURM_JOB_ID")
+	if job == "" {
+		return ""
+	}
+	step, task := envOf(env, "SLURM_STEP_ID"), envOf(env, "SLURM_PROCID")
+	if step == "" {
+		step = "batch"
+	}
+	if task == "" {
+		task = "0"
+	}
+	return "slurm-" + job + "." + step + "." + task
+}
+
+// envOf is the last value of key in env.
+func envOf(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // host is what resolve needs to know about the caller and the node.
