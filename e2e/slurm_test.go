@@ -11,10 +11,10 @@ import (
 )
 
 // Slurm's native containers (srun --container=BUNDLE) with hpcrun as the
-// OCI runtime, through examples/slurm/oci.conf, on a real single-node
-// Slurm (scripts/slurm-up.sh): the job runs in the bundle as the user,
-// its exit status comes back, and scancel lets its TERM handler run and
-// leaves no process and no state behind.
+// OCI runtime, through examples/slurm/oci.conf, on a real Slurm of two
+// nodes on this host (scripts/slurm-up.sh): the job runs in the bundle as
+// the user, its exit status comes back, two tasks run, and scancel lets
+// the job's TERM handler run and leaves no process and no state behind.
 func TestSlurmOCIContainer(t *testing.T) {
 	needUserns(t)
 	if os.Geteuid() != 0 || !asOther {
@@ -51,6 +51,13 @@ func TestSlurmOCIContainer(t *testing.T) {
 	out, err := srun(ctx, "sh", "-c", "cat /marker; exit 3").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "inside-the-bundle") {
 		t.Fatalf("srun --container: want the bundle's /marker and exit 3: %v\n%s", err, out)
+	}
+
+	// Two tasks, one on each of the test cluster's two nodes: Slurm 22.05
+	// takes one container task per node.
+	out, err = srun(ctx, "-n", "2", "sh", "-c", "cat /marker").CombinedOutput()
+	if err != nil || strings.Count(string(out), "inside-the-bundle") != 2 {
+		t.Fatalf("srun -n 2 --container: %v\n%s", err, out)
 	}
 
 	// scancel: the job's TERM handler runs inside; nothing is left.

@@ -6,11 +6,12 @@ set -euo pipefail
 running() { # pid name: true while it runs (a zombie has stopped)
 	local s; s=$(cut -d' ' -f2,3 "/proc/$1/stat" 2>/dev/null) && [ "${s% *}" = "($2)" ] && [ "${s#* }" != Z ]
 }
-for d in slurmd slurmctld; do
-	p=$(cat "/run/$d.pid" 2>/dev/null) || continue
+for f in /run/slurmd*.pid /run/slurmctld.pid; do
+	d=$(basename "$f" .pid) && d=${d%%-*}
+	p=$(cat "$f" 2>/dev/null) || continue
 	running "$p" "$d" || continue
 	kill -TERM "$p"
 	for _ in $(seq 100); do running "$p" "$d" || break; sleep 0.1; done
 	running "$p" "$d" && { echo "slurm-down: $d (pid $p) did not stop in 10s" >&2; exit 1; }
-	echo "slurm-down: stopped $d"
+	echo "slurm-down: stopped $(basename "$f" .pid)"
 done

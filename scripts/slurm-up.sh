@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Makes this Debian 12 machine a single-node Slurm cluster for the end-to-end
-# tests: installs slurmctld, slurmd, the Slurm client and munge when missing,
-# writes /etc/slurm/slurm.conf for one node (this host, its CPUs and memory)
-# in one partition "debug", starts munged, slurmctld and slurmd directly (no
-# systemd needed, no cgroups used) and checks that srun and sbatch work, as
-# root and as nobody.
+# Makes this Debian 12 machine a Slurm cluster for the end-to-end tests:
+# installs slurmctld, slurmd, the Slurm client and munge when missing, writes
+# /etc/slurm/slurm.conf for two nodes on this host (two slurmd, each with half
+# its CPUs and memory) in one partition "debug", starts munged, slurmctld and
+# the slurmds directly (no systemd needed, no cgroups used) and checks that
+# srun and sbatch work, as root and as nobody. Why two nodes: Slurm 22.05 runs
+# one task per node in a container step (srun -n 2 --container needs two).
 #
 #   sudo scripts/slurm-up.sh      # CI, as root on a fresh machine
 #
@@ -52,15 +53,15 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 	munge -n | unmunge >/dev/null || die "munge -n | unmunge fails after starting munged"
 fi
 
-# 3. slurm.conf: the node, reached on 127.0.0.1 whatever the hostname resolves
-# to, as slurmd -C sees it (sockets, cores, threads), with
-# RealMemory 5% under MemTotal so that the node is never drained as "Low
-# RealMemory". No cgroups, no systemd, no accounting.
-hw=$(slurmd -C 2>/dev/null | sed -n 's/^NodeName=[^ ]* //p' | sed 's/ RealMemory=[0-9]*//')
-[ -n "$hw" ] || hw="CPUs=$(nproc)"
-mem=$(awk '/^MemTotal:/ { m = int($2 / 1024); print m - int(m / 20) }' /proc/meminfo)
+# 3. slurm.conf: two nodes on this host, NAME1 and NAME2, reached on
+# 127.0.0.1 on ports of their own whatever the hostname resolves to, each
+# with half the CPUs, and RealMemory 5% under half of MemTotal so that no
+# node is drained as "Low RealMemory". No cgroups, no systemd, no accounting.
+cpus=$(( $(nproc) / 2 )); [ "$cpus" -ge 1 ] || cpus=1
+mem=$(awk '/^MemTotal:/ { m = int($2 / 2048); print m - int(m / 20) }' /proc/meminfo)
+nodes="${host}1 ${host}2"
 new=$(cat <<EOF
-# Written by hpcrun's scripts/slurm-up.sh: a one-node cluster for the tests.
+# Written by hpcrun's scripts/slurm-up.sh: a two-node cluster on one host, for the tests.
 ClusterName=hpcrun
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=slurm
@@ -76,18 +77,19 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+SlurmdPidFile=/run/slurmd-%n.pid
 StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
+SlurmdSpoolDir=/var/spool/slurmd-%n
 SlurmctldLogFile=$logs/slurmctld.log
-SlurmdLogFile=$logs/slurmd.log
+SlurmdLogFile=$logs/slurmd-%n.log
 KillWait=5
 MinJobAge=30
 SlurmctldTimeout=60
 SlurmdTimeout=60
 InactiveLimit=0
 MailProg=/bin/true
-NodeName=$host NodeAddr=127.0.0.1 $hw RealMemory=$mem State=UNKNOWN
+NodeName=${host}1 NodeHostname=$host NodeAddr=127.0.0.1 Port=17001 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=${host}2 NodeHostname=$host NodeAddr=127.0.0.1 Port=17002 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 )
@@ -98,13 +100,13 @@ if [ "$(cat "$conf" 2>/dev/null)" != "$new" ]; then
 	echo "slurm-up: wrote $conf"
 fi
 install -d -o slurm -g slurm -m 0755 /var/spool/slurmctld "$logs"
-install -d -o root -g root -m 0755 /var/spool/slurmd
+for n in $nodes; do install -d -o root -g root -m 0755 "/var/spool/slurmd-$n"; done
 
 # 4. The daemons, each unless its pid file names a live one. slurmctld starts
 # with -c, clearing the saved job and node state: a controller that died may
 # have left jobs "running" that hold the node's CPUs.
 logtail() {
-	for f in "$logs/slurmctld.log" "$logs/slurmd.log"; do
+	for f in "$logs/slurmctld.log" "$logs"/slurmd-*.log; do
 		[ -e "$f" ] && { echo "--- tail of $f"; tail -n 15 "$f"; }
 	done >&2
 }
@@ -114,19 +116,26 @@ alive() { # pidfile name: true if the pid file names a process of that name, not
 		[ "${s% *}" = "($2)" ] && [ "${s#* }" != Z ]
 }
 alive /run/slurmctld.pid slurmctld || slurmctld -c || fail "slurmctld failed to start"
-alive /run/slurmd.pid slurmd || slurmd || fail "slurmd failed to start"
+for n in $nodes; do
+	alive "/run/slurmd-$n.pid" slurmd || slurmd -N "$n" || fail "slurmd -N $n failed to start"
+done
 
-# 5. Wait for the node to be idle, resuming it if it registered DOWN or DRAIN.
+# 5. Wait for the nodes to be idle, resuming any that registered DOWN or DRAIN.
 deadline=$((SECONDS + 60))
 while :; do
-	state=$(timeout 5 sinfo -h -N -n "$host" -o %t 2>/dev/null | head -n 1) || true
-	case $state in
-	idle | mix | alloc) break ;;
-	down | drain | drng | fail) scontrol update nodename="$host" state=resume 2>/dev/null || true ;;
-	esac
+	states=$(timeout 5 sinfo -h -N -o '%N %t' 2>/dev/null) || true
+	idle=0
+	for n in $nodes; do
+		case $(awk -v n="$n" '$1 == n { print $2 }' <<<"$states") in
+		idle | mix | alloc) idle=$((idle + 1)) ;;
+		down | drain | drng | fail) scontrol update nodename="$n" state=resume 2>/dev/null || true ;;
+		esac
+	done
+	[ "$idle" -eq 2 ] && break
 	if [ $SECONDS -ge $deadline ]; then
-		dead=$(for d in slurmctld slurmd; do alive "/run/$d.pid" $d || echo -n " $d"; done)
-		fail "node $host is not idle after 60s (state: ${state:-no answer}${dead:+; not running:$dead})"
+		dead=$(alive /run/slurmctld.pid slurmctld || echo -n " slurmctld"
+			for n in $nodes; do alive "/run/slurmd-$n.pid" slurmd || echo -n " slurmd -N $n"; done)
+		fail "nodes $nodes are not idle after 60s (${states:-no answer}${dead:+; not running:$dead})"
 	fi
 	sleep 0.5
 done
@@ -147,5 +156,5 @@ printf '#!/bin/sh\necho batch-ok\n' >"$t/job.sh"
 run "sbatch --wait" sbatch -Q --wait -o "$t/job.out" "$t/job.sh"
 grep -qx batch-ok "$t/job.out" || fail "sbatch --wait: the job's output is not batch-ok"
 run "srun -n 2" srun -n 2 true
-echo "slurm-up: ok: $(sinfo -V), node $host ($hw RealMemory=$mem) idle in partition debug;" \
+echo "slurm-up: ok: $(sinfo -V), nodes $nodes (CPUs=$cpus RealMemory=$mem each) idle in partition debug;" \
 	"srun as root and nobody, sbatch --wait, srun -n 2 work (${SECONDS}s)"
