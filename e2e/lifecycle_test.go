@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -112,6 +113,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("after create: status %q pid %d, pid file %q (want the bare pid)", st, pid, b)
 	}
 	failsLC(t, root, "exists", "create", "--bundle", bundle, id)
+	failsLC(t, root, "is created; stop it first", "delete", id)
 	if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) != id {
 		t.Errorf("list -q: %q", r.stdout)
 	}
@@ -464,4 +466,42 @@ func TestSlurmRunName(t *testing.T) {
 	if ents, _ := os.ReadDir(root); len(ents) != 0 {
 		t.Errorf("the runs left state: %v", ents)
 	}
+}
+
+// A bundle written by `runc spec --rootless` runs as is: its /dev (a
+// tmpfs) gets the standard devices and links, process.rlimits and
+// oomScoreAdj apply, and root.readonly false leaves the rootfs writable.
+func TestRuncBundle(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Skip("runc not installed")
+	}
+	bundle, root := makeBundle(t)
+	if r := runRaw(opts{dir: bundle}, runc, "spec", "--rootless"); r.code != 0 {
+		t.Fatalf("runc spec --rootless: %s", r)
+	}
+	var spec map[string]any
+	b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"sh", "-c", `ulimit -n; cat /proc/self/oom_score_adj; echo x > /dev/null && test -c /dev/zero && test -L /dev/fd && echo devices-ok; touch /written && echo rootfs-writable`}
+	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}}
+	proc["oomScoreAdj"] = 500
+	spec["root"].(map[string]any)["readonly"] = false
+	b, _ = json.Marshal(spec)
+	writeConfig(t, bundle, b)
+	r := lc(t, root, "run", "--bundle", bundle, "runc-bundle")
+	if r.code != 0 || r.stdout != "512\n500\ndevices-ok\nrootfs-writable\n" {
+		t.Errorf("runc bundle: %s", r)
+	}
+
+	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}}
+	b, _ = json.Marshal(spec)
+	writeConfig(t, bundle, b)
+	failsLC(t, root, "unknown resource", "run", "--bundle", bundle, "bad-rlimit")
 }

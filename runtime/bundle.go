@@ -93,6 +93,14 @@ func AdaptSpec(s *specs.Spec, bundle string, uid, gid uint32) error {
 		mounts = append(mounts, m)
 	}
 	s.Mounts = mounts
+	// A /dev of the spec's own (a tmpfs) gets the devices the runtime
+	// spec promises, bound from the host's, as rootless runc does: an
+	// unprivileged user cannot make device nodes.
+	if slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/dev" && m.Type == "tmpfs" }) {
+		for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
+		}
+	}
 	return nil
 }
 

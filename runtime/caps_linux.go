@@ -90,7 +90,9 @@ func dropPrivileges(noNewPrivs bool, c capSets) error {
 	have := uint64(cur[0].Permitted) | uint64(cur[1].Permitted)<<32
 	c.Permitted &= have
 	c.Effective &= c.Permitted
-	c.Inheritable &= have
+	// The kernel keeps an ambient capability only if it is inheritable
+	// too; specs (runc's) often list it as ambient alone.
+	c.Inheritable = (c.Inheritable | c.Ambient) & have
 	data := [2]unix.CapUserData{
 		{Effective: uint32(c.Effective), Permitted: uint32(c.Permitted), Inheritable: uint32(c.Inheritable)},
 		{Effective: uint32(c.Effective >> 32), Permitted: uint32(c.Permitted >> 32), Inheritable: uint32(c.Inheritable >> 32)},

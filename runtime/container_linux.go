@@ -187,10 +187,19 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 	for {
 		select {
 		case r := <-reqs:
+			// Replies are written here, before anything the request
+			// causes: the init may exit right after (kill of a created
+			// container), and an exec'd process may end at once.
+			reply := func(resp response) {
+				if r.conn != nil {
+					r.conn.Write(resp.encode())
+				}
+				r.reply <- resp
+			}
 			switch r.op {
 			case opStart:
 				if job != 0 {
-					r.reply <- response{err: "the container's job was started already"}
+					reply(response{err: "the container's job was started already"})
 					break
 				}
 				attr := jobAttr(cfg, cfg.Env, cfg.Cwd, []uintptr{0, 1, 2})
@@ -199,25 +208,25 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 				}
 				pid, err := syscall.ForkExec(path, cfg.Args, attr)
 				if err != nil {
-					r.reply <- response{err: execError(cfg.Args[0], err).Error()}
+					reply(response{err: execError(cfg.Args[0], err).Error()})
 					break
 				}
 				job = pid
 				c.writeState(startedFile, strconv.Itoa(pid))
 				logf("job started as pid %d: %s", job, strings.Join(cfg.Args, " "))
-				r.reply <- response{pid: pid}
+				reply(response{pid: pid})
 			case opKill:
 				switch {
 				case job == 0:
 					// A created container has no job yet: a signal ends it.
-					r.reply <- response{}
+					reply(response{})
 					return c.end(128+r.sig, execs)
 				case r.all:
 					unix.Kill(-1, syscall.Signal(r.sig))
 				default:
 					unix.Kill(job, syscall.Signal(r.sig))
 				}
-				r.reply <- response{}
+				reply(response{})
 			case opExec:
 				c.exec(r, cfg, execs)
 			}
@@ -368,10 +377,7 @@ func handle(conn *net.UnixConn, reqs chan<- request) {
 	}
 	r.conn, r.reply = conn, make(chan response, 1)
 	reqs <- r
-	resp := <-r.reply
-	if r.op != opExec {
-		conn.Write(resp.encode())
-	}
+	resp := <-r.reply // written to conn by the main loop
 	if r.op != opExec || resp.err != "" {
 		conn.Close()
 		return

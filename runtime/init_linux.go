@@ -95,6 +95,18 @@ func initMain(hooks Hooks, entered time.Time) int {
 	if err != nil {
 		return report(status, err)
 	}
+	// Limits and the OOM score are inherited: set on the init, they are
+	// the job's and every exec'd process's.
+	for _, r := range cfg.Rlimits {
+		if err := unix.Setrlimit(r.Resource, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
+			return report(status, fmt.Errorf("set rlimit %d to %d/%d: %w (an unprivileged user can lower limits, not raise them)", r.Resource, r.Soft, r.Hard, err))
+		}
+	}
+	if cfg.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*cfg.OOMScoreAdj)), 0); err != nil {
+			return report(status, fmt.Errorf("set oom_score_adj to %d: %w (an unprivileged user can raise it, not lower it)", *cfg.OOMScoreAdj, err))
+		}
+	}
 
 	// Inherited descriptors beyond stdio do not pass into the job.
 	closeExtraFDs(envValue(cfg.Env, "PMI_FD"))

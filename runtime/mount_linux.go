@@ -200,8 +200,13 @@ func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 		}
 		// Read-only now, with any filesystem mounted inside the rootfs,
 		// and before anything clones it: a bind mount copies the flags of
-		// its source, so underlays stay read-only too.
-		if err := setAttrs(b.newroot, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, true); err != nil {
+		// its source, so underlays stay read-only too. An OCI bundle may
+		// ask for its rootfs writable (root.readonly false).
+		attrs := uint64(unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV)
+		if !cfg.WritableRoot {
+			attrs |= unix.MOUNT_ATTR_RDONLY
+		}
+		if err := setAttrs(b.newroot, attrs, true); err != nil {
 			return fmt.Errorf("make rootfs read-only: %w", err)
 		}
 	}
@@ -219,6 +224,7 @@ func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 			return err
 		}
 	}
+	b.devLinks(cfg.Mounts)
 	for _, d := range b.underlay {
 		if err := setAttrs(d, unix.MOUNT_ATTR_RDONLY, false); err != nil {
 			return fmt.Errorf("make staging mount %s read-only: %w", d, err)
@@ -230,6 +236,27 @@ func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 	}
 	logf("pivoted into the rootfs")
 	return nil
+}
+
+// devLinks makes the symlinks that the runtime spec promises in a /dev of
+// the spec's own (a tmpfs, as runc bundles have it; hpcrun's own runs bind
+// the host's /dev, which has them): fd, stdin, stdout, stderr and ptmx.
+func (b *builder) devLinks(mounts []specs.Mount) {
+	own := false
+	for _, m := range mounts {
+		if m.Destination == "/dev" {
+			own = m.Type == "tmpfs"
+		}
+	}
+	if !own {
+		return
+	}
+	dev := b.newroot + "/dev/"
+	for name, target := range map[string]string{
+		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx",
+	} {
+		unix.Symlink(target, dev+name) // EEXIST: a bind put one there
+	}
 }
 
 // apply places one spec mount; srcFD is the open bind source, or -1.

@@ -353,7 +353,7 @@ func (c *Containers) Kill(id string, sig unix.Signal, all bool) error {
 	return nil
 }
 
-// Delete removes a stopped (or created) container's state. With force, a
+// Delete removes a stopped container's state. With force, a created or
 // running container is killed first.
 func (c *Containers) Delete(id string, force bool) error {
 	s, err := c.Load(id)
@@ -362,7 +362,9 @@ func (c *Containers) Delete(id string, force bool) error {
 	}
 	dir := c.Dir(id)
 	switch s.Status {
-	case StatusRunning, StatusPaused:
+	case StatusRunning, StatusPaused, StatusCreated:
+		// The runtime spec: deleting a container that is not stopped
+		// must fail and leave it alone.
 		if !force {
 			return fmt.Errorf("container %s is %s; stop it first (hpcrun kill %s) or delete --force", id, s.Status, id)
 		}

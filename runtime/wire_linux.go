@@ -41,6 +41,27 @@ type initConfig struct {
 	Detached bool // with StateDir: a created container; without: a named run
 	Terminal bool
 	AnchorFD int // the init's descriptor of Config.Anchor; 0 for none
+	// WritableRoot: the spec's root.readonly is false (an OCI bundle's
+	// own rootfs); hpcrun's runs keep the image read-only.
+	WritableRoot bool
+	Rlimits      []rlimit
+	OOMScoreAdj  *int
+}
+
+// rlimit is a process.rlimits entry: resource number and limits.
+type rlimit struct {
+	Resource   int
+	Soft, Hard uint64
+}
+
+// rlimitNumbers are the resources process.rlimits may name.
+var rlimitNumbers = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
 }
 
 // capSets are a process's capability sets as bit masks.
@@ -67,6 +88,18 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 		// After stdio, the two pipes and the held files (StartDetached).
 		ic.AnchorFD = 5 + len(cfg.Hold)
 	}
+	ic.WritableRoot = !s.Root.Readonly
+	for _, r := range s.Process.Rlimits {
+		n, ok := rlimitNumbers[r.Type]
+		if !ok {
+			return nil, fmt.Errorf("process.rlimits: unknown resource %q", r.Type)
+		}
+		if r.Soft > r.Hard {
+			return nil, fmt.Errorf("process.rlimits: %s soft limit %d is above its hard limit %d", r.Type, r.Soft, r.Hard)
+		}
+		ic.Rlimits = append(ic.Rlimits, rlimit{Resource: n, Soft: r.Soft, Hard: r.Hard})
+	}
+	ic.OOMScoreAdj = s.Process.OOMScoreAdj
 	if ic.Cwd == "" {
 		ic.Cwd = "/"
 	}
@@ -127,8 +160,17 @@ func (c *initConfig) encode() []byte {
 	}
 	e.uint(uint64(c.Start.UnixNano()))
 	e.str(c.StateDir)
-	e.bools(c.Terminal, c.Detached)
+	e.bools(c.Terminal, c.Detached, c.WritableRoot, c.OOMScoreAdj != nil)
 	e.uint(uint64(c.AnchorFD))
+	e.uint(uint64(len(c.Rlimits)))
+	for _, r := range c.Rlimits {
+		e.uint(uint64(r.Resource))
+		e.uint(r.Soft)
+		e.uint(r.Hard)
+	}
+	if c.OOMScoreAdj != nil {
+		e.uint(uint64(int64(*c.OOMScoreAdj) + 1000)) // -1000..1000
+	}
 	return e.b
 }
 
@@ -156,9 +198,16 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	}
 	c.Start = time.Unix(0, int64(d.uint()))
 	c.StateDir = d.str()
-	tf := d.bools(2)
-	c.Terminal, c.Detached = tf[0], tf[1]
+	tf := d.bools(4)
+	c.Terminal, c.Detached, c.WritableRoot = tf[0], tf[1], tf[2]
 	c.AnchorFD = int(d.uint())
+	for n := d.count(); n > 0 && d.err == nil; n-- {
+		c.Rlimits = append(c.Rlimits, rlimit{Resource: int(d.uint()), Soft: d.uint(), Hard: d.uint()})
+	}
+	if tf[3] {
+		v := int(int64(d.uint()) - 1000)
+		c.OOMScoreAdj = &v
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}

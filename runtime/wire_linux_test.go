@@ -10,6 +10,7 @@ import (
 )
 
 func TestInitConfigRoundTrip(t *testing.T) {
+	oomAdj := -500
 	in := &initConfig{
 		Rootfs: "/r", Args: []string{"python3", "-c", "print('é\\n')"}, Env: []string{"A=1", "EMPTY="},
 		Cwd: "/work", UID: 1000, GID: 100, NoNewPrivs: true,
@@ -17,7 +18,8 @@ func TestInitConfigRoundTrip(t *testing.T) {
 		Mounts:  []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid"}}, {Destination: "/x", Type: "bind", Source: "/y"}},
 		Files:   []File{{Path: "/etc/passwd", Data: []byte("root:x:0:0::/:/bin/sh\n"), Mode: 0o644}},
 		Unshare: 0x40000000, Hostname: "node", Writable: true, Foreground: true, Verbose: true,
-		Start: time.Unix(1700000000, 123456789), StateDir: "/run/user/1000/hpcrun/job1", Terminal: true, Detached: true, AnchorFD: 6,
+		Start: time.Unix(1700000000, 123456789), StateDir: "/run/user/1000/hpcrun/job1", Terminal: true, Detached: true, AnchorFD: 6, WritableRoot: true,
+		Rlimits: []rlimit{{Resource: 7, Soft: 1024, Hard: 4096}}, OOMScoreAdj: &oomAdj,
 	}
 	out, err := decodeInitConfig(in.encode())
 	if err != nil {

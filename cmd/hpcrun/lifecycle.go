@@ -136,8 +136,8 @@ container, whose process has not started, ends.`,
 
 	var force bool
 	deleteCmd := verb(so, "delete [--force] ID", "Delete a stopped container's state",
-		`delete removes container ID, which must be stopped (or created); with
---force a running one is killed first.`,
+		`delete removes container ID, which must be stopped; with --force a created
+or running one is killed first.`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Delete(args[0], force) })
 	deleteCmd.Flags().BoolVarP(&force, "force", "f", false, "kill the container first if it runs")
 
