@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +78,19 @@ func TestSlurmOCIContainer(t *testing.T) {
 			t.Fatalf("the job never started: %s", buf.String())
 		}
 	}
+	// The container of the step, and its init's pid.
+	var initPid int
+	for deadline := time.Now().Add(10 * time.Second); initPid == 0; time.Sleep(50 * time.Millisecond) {
+		if ents, _ := os.ReadDir(stateRoot); len(ents) == 1 {
+			var st struct{ Pid int }
+			b, _ := os.ReadFile(filepath.Join(stateRoot, ents[0].Name(), "state.json"))
+			json.Unmarshal(b, &st)
+			initPid = st.Pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no container state under %s", stateRoot)
+		}
+	}
 	jobs, _ := exec.Command("squeue", "-h", "-u", user, "-o", "%i").Output()
 	for _, j := range strings.Fields(string(jobs)) {
 		exec.Command("scancel", j).Run()
@@ -99,12 +114,13 @@ func TestSlurmOCIContainer(t *testing.T) {
 	t.Logf("srun after scancel: %s", buf.String())
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		ents, _ := os.ReadDir(stateRoot)
-		procs, _ := exec.Command("pgrep", "-u", user, "-f", "hpcrun-init").Output()
-		if len(ents) == 0 && len(strings.TrimSpace(string(procs))) == 0 {
+		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(initPid) + "/stat")
+		alive := len(stat) > 0 && !strings.Contains(string(stat), ") Z ") // a zombie where nothing reaps orphans
+		if len(ents) == 0 && !alive {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("left behind: state %v, processes %q", ents, procs)
+			t.Fatalf("left behind: state %v, the init %d alive: %v", ents, initPid, alive)
 		}
 	}
 }
