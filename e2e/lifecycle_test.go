@@ -415,9 +415,10 @@ func TestNamedRuns(t *testing.T) {
 	// Under Slurm: a detached service ends when the script that started
 	// it does.
 	r = runRaw(opts{env: []string{"SLURM_JOB_ID=42"}}, "/bin/sh", "-c",
-		binPath+" --root "+root+" --rootfs "+rootfsDir+" --name job-svc --detach sleep 1000 && sleep 0.5")
-	if r.code != 0 {
-		t.Fatalf("the job script: %s", r)
+		binPath+" --root "+root+" --rootfs "+rootfsDir+" --name job-svc --detach sleep 1000 && "+
+			binPath+" --root "+root+" state job-svc && sleep 0.5")
+	if r.code != 0 || !strings.Contains(r.stdout, `"running"`) {
+		t.Fatalf("the job script: want the service running while it runs: %s", r)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) == "" {
@@ -504,4 +505,55 @@ func TestRuncBundle(t *testing.T) {
 	b, _ = json.Marshal(spec)
 	writeConfig(t, bundle, b)
 	failsLC(t, root, "unknown resource", "run", "--bundle", bundle, "bad-rlimit")
+}
+
+// Signals reach the process of `hpcrun --root R run` and of exec (runc's
+// command lines put --root first), and a bad --pid-file fails create.
+func TestLifecycleSignals(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	script := `trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done`
+	bundle, root := lifecycleBundle(t, script)
+	start := func(args ...string) (*exec.Cmd, *os.File) {
+		out, err := os.CreateTemp(tempDirOwned(t), "out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := command(context.Background(), opts{}, binPath, append([]string{"--root", root}, args...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(out.Name()); strings.Contains(string(b), "ready") {
+				return cmd, out
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("%v never got ready", args)
+			}
+		}
+	}
+	waitCode := func(cmd *exec.Cmd, out *os.File, want int, what string) {
+		t.Helper()
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		b, _ := os.ReadFile(out.Name())
+		if code := exitCode(cmd.ProcessState); code != want || !strings.Contains(string(b), "got-term") {
+			t.Errorf("%s: SIGTERM gave exit %d, want the trap's %d; output %q", what, code, want, b)
+		}
+	}
+	t.Cleanup(func() { lc(t, root, "delete", "--force", "sig") })
+	cmd, out := start("run", "--bundle", bundle, "sig")
+	waitCode(cmd, out, 3, "run")
+
+	mustLC(t, root, "run", "-d", "--bundle", bundle, "sig2")
+	t.Cleanup(func() { lc(t, root, "delete", "--force", "sig2") })
+	cmd, out = start("exec", "sig2", "sh", "-c", script)
+	waitCode(cmd, out, 3, "exec")
+
+	failsLC(t, root, "pid file", "create", "--bundle", bundle, "--pid-file", "/nonexistent/dir/pid", "pidfail")
+	if _, err := os.Stat(filepath.Join(root, "pidfail")); err == nil {
+		t.Error("a create whose pid file failed left its container")
+	}
 }

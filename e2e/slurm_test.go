@@ -111,7 +111,7 @@ func TestSlurmOCIContainer(t *testing.T) {
 			t.Fatalf("the job's TERM handler did not run: %s", buf.String())
 		}
 	}
-	t.Logf("srun after scancel: %s", buf.String())
+	t.Logf("srun after scancel: exit %d: %s", exitCode(cmd.ProcessState), buf.String())
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		ents, _ := os.ReadDir(stateRoot)
 		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(initPid) + "/stat")

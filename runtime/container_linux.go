@@ -143,6 +143,11 @@ func openContainer(stateDir string) (*containerInit, error) {
 	return &containerInit{dir: dir, ln: ln}, nil
 }
 
+// paused reports whether hpcrun pause stopped the container.
+func (c *containerInit) paused() bool {
+	return unix.Faccessat(c.dir, pausedFile, unix.F_OK, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
 // writeState writes a small file into the state directory.
 func (c *containerInit) writeState(name, content string) {
 	fd, err := unix.Openat(c.dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)

@@ -109,7 +109,7 @@ func initMain(hooks Hooks, entered time.Time) int {
 	}
 
 	// Inherited descriptors beyond stdio do not pass into the job.
-	closeExtraFDs(envValue(cfg.Env, "PMI_FD"))
+	closeExtraFDs(envValue(cfg.Env, "PMI_FD"), cfg.Held)
 	if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps); err != nil {
 		return report(status, err)
 	}
@@ -157,6 +157,9 @@ func initMain(hooks Hooks, entered time.Time) int {
 	var stopped func(unix.Signal)
 	if cfg.Foreground {
 		stopped = func(sig unix.Signal) {
+			if ctr != nil && ctr.paused() {
+				return // hpcrun pause, not Ctrl-Z: hpcrun keeps the terminal
+			}
 			logf("job stopped by %s", unix.SignalName(sig))
 			status.Write(message{Stopped: true, Status: int(sig)}.encode())
 		}
@@ -164,6 +167,10 @@ func initMain(hooks Hooks, entered time.Time) int {
 	code := reapUntil(job, stopped, reaped)
 	// Whatever the job left behind dies with it, as under Slurm.
 	unix.Kill(-1, unix.SIGKILL)
+	if srv != nil {
+		// exec'd processes end with the job: say so to their callers.
+		srv.reapAll()
+	}
 	logf("job ended with status %d", code)
 	if ctr != nil {
 		ctr.writeState(exitFile, strconv.Itoa(code))
@@ -235,11 +242,12 @@ func report(status *os.File, err error) int {
 // closeExtraFDs marks every descriptor above stderr close-on-exec, so
 // nothing hpcrun or its caller opened leaks into the job. Slurm's PMI_FD is
 // the exception: PMI-2 clients need it.
-func closeExtraFDs(pmiFD string) {
+func closeExtraFDs(pmiFD string, held int) {
 	defer func() {
-		// Not the init's own pipes, 3 and 4: the caller's 3 and 4 are
-		// lost at the init's exec anyway.
-		if fd, err := strconv.Atoi(pmiFD); err == nil && fd > 4 {
+		// Not the init's own pipes, 3 and 4, nor what it holds from 5 on:
+		// the caller's descriptors of those numbers are lost at the
+		// init's exec anyway.
+		if fd, err := strconv.Atoi(pmiFD); err == nil && fd > 4+held {
 			unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0)
 		}
 	}()

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcrun/hpcrun/internal/safedir"
 	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
@@ -69,6 +71,7 @@ type State struct {
 	Owner       string            `json:"owner"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Autoremove  bool              `json:"autoremove,omitempty"` // see CreateOptions
+	Ready       bool              `json:"ready"`                // built: created, or later; else creating
 
 	Status   string `json:"-"` // computed by Load
 	ExitCode int    `json:"-"` // the job's, once stopped; -1 if unknown
@@ -86,33 +89,90 @@ func (s *State) OCI() specs.State {
 // Containers is a root directory of container state.
 type Containers struct{ Root string }
 
-// OpenContainers opens root, creating it (0700) if needed. It must be the
-// caller's own and writable by nobody else: whoever could write there
-// could make hpcrun signal or delete what they like.
-func OpenContainers(root string) (*Containers, error) {
+// OpenContainers opens root, creating it (0700) if create is set. It must
+// be its user's and writable by nobody else, in directories that only root
+// and that user can change: whoever could swap it could make hpcrun signal
+// or delete what they like, or take an exec's stdio. Root (Slurm's
+// slurmstepd queries and deletes containers as root) acts on another
+// user's root as that user: this process takes the owner's uid and gid.
+func OpenContainers(root string, create bool) (*Containers, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("state root: %w; give another with --root", err)
+	if create {
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, fmt.Errorf("state root: %w; give another with --root", err)
+		}
 	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if errors.Is(err, fs.ErrNotExist) && !create {
+		return &Containers{Root: abs}, nil // nothing there: no containers
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state root: %w", err)
+	}
+	abs = filepath.Join(parent, filepath.Base(abs))
 	fi, err := os.Lstat(abs)
+	if errors.Is(err, fs.ErrNotExist) && !create {
+		return &Containers{Root: abs}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("state root: %w", err)
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
+	if st != nil && os.Getuid() == 0 && st.Uid != 0 {
+		if err := becomeOwner(int(st.Uid), int(st.Gid)); err != nil {
+			return nil, fmt.Errorf("state root %s: act as its owner: %w", abs, err)
+		}
+	}
+	uid := os.Getuid()
+	var pe *safedir.ParentError
+	switch err := safedir.CheckParents(parent, uid); {
+	case errors.As(err, &pe):
+		return nil, fmt.Errorf("state root parent %v, who could swap the state of your containers; give --root a directory whose parents only root and you can change", err)
+	case err != nil:
+		return nil, fmt.Errorf("state root: %w", err)
+	}
 	switch {
-	case !fi.IsDir():
+	case fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir():
 		return nil, fmt.Errorf("state root %s is not a directory; give another with --root", abs)
-	case st != nil && int(st.Uid) != os.Getuid() && os.Getuid() != 0:
-		// Root may act on a user's containers: Slurm's slurmstepd queries
-		// and deletes them as root after a step.
+	case st != nil && int(st.Uid) != uid:
 		return nil, fmt.Errorf("state root %s belongs to uid %d, not to you; give another with --root", abs, st.Uid)
 	case fi.Mode().Perm()&0o022 != 0:
 		return nil, fmt.Errorf("state root %s can be written by others (mode %04o); chmod go-w it or give another with --root", abs, fi.Mode().Perm())
 	}
 	return &Containers{Root: abs}, nil
+}
+
+// becomeOwner drops root for the owner of a state root, on every thread.
+func becomeOwner(uid, gid int) error {
+	if err := syscall.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := syscall.Setresgid(gid, gid, gid); err != nil {
+		return err
+	}
+	return syscall.Setresuid(uid, uid, uid)
+}
+
+// readState reads a small regular file of a state directory, refusing
+// what a hostile owner could plant to hang or flood a reader (a FIFO, a
+// device, a symlink, a huge file).
+func readState(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > 1<<16 {
+		return nil, fmt.Errorf("%s is not a small regular file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, 1<<16))
 }
 
 // CheckID refuses IDs that are not simple names, as runc does.
@@ -186,15 +246,24 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	if cfg.Anchor != nil {
 		extra = append(extra, cfg.Anchor)
 	}
-	pid, err := StartDetached(stdio, extra...).Create(cfg)
-	if err != nil {
+	init := StartDetached(stdio, extra...)
+	// The init's pid is recorded before it is built, so that a create
+	// killed meanwhile leaves a container that delete --force can end.
+	if s.Pid = init.Pid(); s.Pid > 0 {
+		s.Start, _ = procs.StartTime(s.Pid)
+		if err := s.write(dir); err != nil {
+			init.Abort()
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if _, err := init.Create(cfg); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	s.Pid = pid
-	s.Start, _ = procs.StartTime(pid)
+	s.Ready = true
 	if err := s.write(dir); err != nil {
-		unix.Kill(pid, unix.SIGKILL)
+		unix.Kill(s.Pid, unix.SIGKILL)
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -220,9 +289,19 @@ func (c *Containers) Load(id string) (*State, error) {
 		return nil, err
 	}
 	dir := c.Dir(id)
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	b, err := readState(filepath.Join(dir, "state.json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s (see hpcrun list)", ErrNotFound, id)
+		fi, serr := os.Lstat(dir)
+		if serr != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%w: %s (see hpcrun list)", ErrNotFound, id)
+		}
+		// A create killed before it wrote anything: creating for a
+		// moment, then stopped, so that delete can clear it.
+		s := &State{ID: id, Status: StatusStopped, ExitCode: -1}
+		if time.Since(fi.ModTime()) < 10*time.Second {
+			s.Status = StatusCreating
+		}
+		return s, nil
 	}
 	if err != nil {
 		return nil, err
@@ -239,7 +318,7 @@ func (c *Containers) Load(id string) (*State, error) {
 // status reads a container's status from its files and its init.
 func status(dir string, s *State) (string, int) {
 	code := -1
-	if b, err := os.ReadFile(filepath.Join(dir, exitFile)); err == nil {
+	if b, err := readState(filepath.Join(dir, exitFile)); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			code = n
 		}
@@ -250,6 +329,9 @@ func status(dir string, s *State) (string, int) {
 	}
 	if !s.alive() {
 		return StatusStopped, code
+	}
+	if !s.Ready {
+		return StatusCreating, code
 	}
 	if _, err := os.Lstat(filepath.Join(dir, pausedFile)); err == nil {
 		return StatusPaused, code
@@ -281,7 +363,7 @@ func (c *Containers) Register(id string, pid int, rootfs string) (string, error)
 	} else if err != nil {
 		return "", fmt.Errorf("container %s: %w", id, err)
 	}
-	s := &State{ID: id, Pid: pid, Rootfs: rootfs, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: true}
+	s := &State{ID: id, Pid: pid, Rootfs: rootfs, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: true, Ready: true}
 	s.Start, _ = procs.StartTime(pid)
 	if err := s.write(dir); err != nil {
 		os.RemoveAll(dir)

@@ -41,6 +41,7 @@ type initConfig struct {
 	Detached bool // with StateDir: a created container; without: a named run
 	Terminal bool
 	AnchorFD int // the init's descriptor of Config.Anchor; 0 for none
+	Held     int // descriptors 5, 6, ... are the init's own (Hold, Anchor)
 	// WritableRoot: the spec's root.readonly is false (an OCI bundle's
 	// own rootfs); hpcrun's runs keep the image read-only.
 	WritableRoot bool
@@ -87,6 +88,10 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 	if cfg.Anchor != nil {
 		// After stdio, the two pipes and the held files (StartDetached).
 		ic.AnchorFD = 5 + len(cfg.Hold)
+	}
+	ic.Held = len(cfg.Hold)
+	if cfg.Anchor != nil {
+		ic.Held++
 	}
 	ic.WritableRoot = !s.Root.Readonly
 	for _, r := range s.Process.Rlimits {
@@ -162,6 +167,7 @@ func (c *initConfig) encode() []byte {
 	e.str(c.StateDir)
 	e.bools(c.Terminal, c.Detached, c.WritableRoot, c.OOMScoreAdj != nil)
 	e.uint(uint64(c.AnchorFD))
+	e.uint(uint64(c.Held))
 	e.uint(uint64(len(c.Rlimits)))
 	for _, r := range c.Rlimits {
 		e.uint(uint64(r.Resource))
@@ -201,6 +207,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	tf := d.bools(4)
 	c.Terminal, c.Detached, c.WritableRoot = tf[0], tf[1], tf[2]
 	c.AnchorFD = int(d.uint())
+	c.Held = int(d.uint())
 	for n := d.count(); n > 0 && d.err == nil; n-- {
 		c.Rlimits = append(c.Rlimits, rlimit{Resource: int(d.uint()), Soft: d.uint(), Hard: d.uint()})
 	}

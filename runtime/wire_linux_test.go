@@ -18,7 +18,7 @@ func TestInitConfigRoundTrip(t *testing.T) {
 		Mounts:  []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid"}}, {Destination: "/x", Type: "bind", Source: "/y"}},
 		Files:   []File{{Path: "/etc/passwd", Data: []byte("root:x:0:0::/:/bin/sh\n"), Mode: 0o644}},
 		Unshare: 0x40000000, Hostname: "node", Writable: true, Foreground: true, Verbose: true,
-		Start: time.Unix(1700000000, 123456789), StateDir: "/run/user/1000/hpcrun/job1", Terminal: true, Detached: true, AnchorFD: 6, WritableRoot: true,
+		Start: time.Unix(1700000000, 123456789), StateDir: "/run/user/1000/hpcrun/job1", Terminal: true, Detached: true, AnchorFD: 6, Held: 2, WritableRoot: true,
 		Rlimits: []rlimit{{Resource: 7, Soft: 1024, Hard: 4096}}, OOMScoreAdj: &oomAdj,
 	}
 	out, err := decodeInitConfig(in.encode())

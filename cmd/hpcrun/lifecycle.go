@@ -46,12 +46,14 @@ func (o *stateOptions) AddFlags(f *pflag.FlagSet) {
 	}
 }
 
-func (o *stateOptions) open() (*runtime.Containers, error) {
+// open opens the state root; create makes it if it is missing (verbs that
+// make containers), the others find no containers there.
+func (o *stateOptions) open(create bool) (*runtime.Containers, error) {
 	root := o.root
 	if root == "" {
 		root = runtime.DefaultRoot(os.Environ(), os.Getuid())
 	}
-	return runtime.OpenContainers(root)
+	return runtime.OpenContainers(root, create)
 }
 
 // logError appends a failed verb's error to --log, as runc does, so that
@@ -75,7 +77,8 @@ func verb(so *stateOptions, use, short, long string, args cobra.PositionalArgs, 
 		Long:  long + "\n\n" + exitStatusHelp,
 		Args:  args,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := so.open()
+			// Only the verbs that make containers make the state root.
+			c, err := so.open(cmd.Name() == "create" || cmd.Name() == "run")
 			if err == nil {
 				err = run(c, args)
 			}
@@ -267,17 +270,35 @@ func createContainer(c *runtime.Containers, id, bundle, pidFile, consoleSocket s
 		return nil, err
 	}
 	if pidFile != "" {
-		// The bare pid, no newline, as runc writes it; atomically.
-		tmp := pidFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(strconv.Itoa(s.Pid)), 0o644); err == nil {
-			err = os.Rename(tmp, pidFile)
-		}
-		if err != nil {
+		if err := writePidFile(pidFile, s.Pid); err != nil {
 			c.Delete(id, true)
 			return nil, fmt.Errorf("pid file: %w", err)
 		}
 	}
 	return s, nil
+}
+
+// writePidFile writes the bare pid, no newline, as runc does: into a new
+// file of its own (never through a planted link), renamed into place.
+func writePidFile(path string, pid int) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.Itoa(pid))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // waitContainer waits for a started container, passing on the signals
@@ -349,7 +370,7 @@ func parseSignal(s string) (unix.Signal, error) {
 // that lives past hpcrun's exit, its output in a log file. exec, ps and
 // kill find it by name; its state goes when it stops.
 func runNamed(so *stateOptions, o *runOptions, im *chosenImage, cfg *runtime.Config, log *logger) (int, error) {
-	c, err := so.open()
+	c, err := so.open(true)
 	if err != nil {
 		return 0, err
 	}

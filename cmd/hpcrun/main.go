@@ -44,6 +44,11 @@ func (e usageError) Unwrap() error { return e.err }
 func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 	defer pre.Abort()
 	runForm := isRunForm(args)
+	if !runForm && namesSubcommand(args) {
+		// Cloned on a guess (global flags came first): no job will use it,
+		// and until it is gone a signal would end hpcrun with it.
+		pre.Abort()
+	}
 	root := newRootCommand(pre)
 	if runForm {
 		// `hpcrun [flags] CMD ARGS...`: CMD may be named like a subcommand
@@ -66,30 +71,49 @@ func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 // isRunForm reports whether args run a job rather than a subcommand: the
 // first word is not a subcommand, and a CMD follows the flags.
 func isRunForm(args []string) bool {
-	if len(args) == 0 {
+	sub, fs, ok := parseProbe(args)
+	if !ok || fs.NArg() == 0 {
 		return false
+	}
+	// `hpcrun --root R create ID` runs a subcommand after global flags;
+	// `hpcrun --rootfs r create` runs a command named create.
+	return !sub || fs.Changed("image") || fs.Changed("rootfs")
+}
+
+// namesSubcommand reports whether args run a subcommand, after global
+// flags or not.
+func namesSubcommand(args []string) bool {
+	sub, fs, ok := parseProbe(args)
+	return ok && sub && !fs.Changed("image") && !fs.Changed("rootfs")
+}
+
+// parseProbe parses args' leading flags as the root command would, and
+// says whether the first word (the first after the flags) is a
+// subcommand. ok is false when args are empty or the flags do not parse.
+func parseProbe(args []string) (sub bool, fs *pflag.FlagSet, ok bool) {
+	if len(args) == 0 {
+		return false, nil, false
 	}
 	probe := newRootCommand(nil)
 	probe.InitDefaultHelpCmd()
 	probe.InitDefaultCompletionCmd()
-	if sub, _, err := probe.Find(args[:1]); err == nil && sub != probe {
-		return false
+	isSub := func(word string) bool {
+		c, _, err := probe.Find([]string{word})
+		return err == nil && c != probe
 	}
-	fs := pflag.NewFlagSet("probe", pflag.ContinueOnError)
+	fs = pflag.NewFlagSet("probe", pflag.ContinueOnError)
 	fs.AddFlagSet(probe.Flags())
 	fs.AddFlagSet(probe.PersistentFlags())
 	fs.SetInterspersed(false)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	if fs.Parse(args) != nil || fs.NArg() == 0 {
-		return false
+	if isSub(args[0]) {
+		return true, fs, true
 	}
-	// `hpcrun --root R create ID` runs a subcommand after global flags;
-	// `hpcrun --rootfs r create` runs a command named create.
-	if sub, _, err := probe.Find(fs.Args()[:1]); err == nil && sub != probe {
-		return fs.Changed("image") || fs.Changed("rootfs")
+	if fs.Parse(args) != nil {
+		return false, fs, false
 	}
-	return true
+	return fs.NArg() > 0 && isSub(fs.Arg(0)), fs, true
 }
 
 func oneLine(s string) string {

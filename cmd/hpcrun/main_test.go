@@ -98,8 +98,17 @@ func TestNotJobsListsEverySubcommand(t *testing.T) {
 			t.Errorf("MayRunJob(%q) = true", args)
 		}
 	}
-	if !early.MayRunJob([]string{"--rootfs", "r", "true"}) || !early.MayRunJob([]string{"python3"}) {
+	if !early.MayRunJob([]string{"--rootfs", "r", "true"}) || !early.MayRunJob([]string{"python3"}) ||
+		!early.MayRunJob([]string{"-v", "--rootfs", "r", "true"}) {
 		t.Error("MayRunJob misses a job")
+	}
+	for _, args := range [][]string{
+		{"--root", "/r", "run", "--bundle", "b", "id"}, {"--root=/r", "state", "id"}, {"--log", "l", "--debug", "kill", "id"},
+		{"-q", "exec", "id", "true"}, {"--root", "/r"},
+	} {
+		if early.MayRunJob(args) {
+			t.Errorf("MayRunJob(%q) = true: a verb after global flags", args)
+		}
 	}
 }
 

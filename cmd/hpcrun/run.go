@@ -170,7 +170,7 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 	}
 	if name := runName(o, h.env); name != "" && p.Pid() > 0 {
 		// A named run: exec, ps and kill find it by name.
-		c, err := so.open()
+		c, err := so.open(true)
 		if err == nil {
 			cfg.StateDir, err = c.Register(name, p.Pid(), cfg.Spec.Root.Path)
 		}

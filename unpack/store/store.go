@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcrun/hpcrun/internal/safedir"
 	"github.com/hpcrun/hpcrun/unpack"
 )
 
@@ -159,28 +160,18 @@ func Open(dir string) (*Store, error) {
 }
 
 // checkParents refuses a cache whose parent directories someone else could
-// rename or replace it in, and so plant images that we would run: each
-// must belong to root or to us, and be writable by nobody else unless it
-// is sticky (as /tmp and /var/tmp are).
+// rename or replace it in, and so plant images that we would run.
 func checkParents(dir string) error {
 	uid := os.Getuid()
-	for p := dir; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("cache: %w", err)
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		switch {
-		case !ok:
-		case st.Uid != 0 && int(st.Uid) != uid:
-			return fmt.Errorf("cache parent %s belongs to uid %d, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", p, st.Uid, uid)
-		case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
-			return fmt.Errorf("cache parent %s can be written by others (mode %04o), who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", p, fi.Mode().Perm(), uid)
-		}
-		if p == "/" || p == "." {
-			return nil
-		}
+	var pe *safedir.ParentError
+	err := safedir.CheckParents(dir, uid)
+	switch {
+	case errors.As(err, &pe):
+		return fmt.Errorf("cache parent %v, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", err, uid)
+	case err != nil:
+		return fmt.Errorf("cache: %w", err)
 	}
+	return nil
 }
 
 // checkOwnDir refuses anything at p but a real directory of ours that

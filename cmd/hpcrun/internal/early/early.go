@@ -29,9 +29,28 @@ var notJobs = map[string]bool{
 	"help": true, "completion": true, "-h": true, "--help": true, "--version": true,
 }
 
-// MayRunJob is a cheap first guess that args run a job. A wrong guess costs
-// an aborted clone, as for `hpcrun --rootfs r` with no command.
+// globalFlags are the flags that may come before a subcommand (runc's
+// command lines put --root first), with whether each takes a value.
+var globalFlags = map[string]bool{
+	"--root": true, "--log": true, "--log-format": true, "--rootless": true,
+	"--debug": false, "--systemd-cgroup": false, "-v": false, "--verbose": false, "-q": false, "--quiet": false,
+}
+
+// MayRunJob is a cheap first guess that args run a job: the first word
+// after the global flags is not a subcommand. A wrong guess costs an
+// aborted clone, as for `hpcrun --rootfs r` with no command.
 func MayRunJob(args []string) bool {
+	for len(args) > 0 {
+		name, _, hasValue := strings.Cut(args[0], "=")
+		takesValue, global := globalFlags[name]
+		if !global {
+			break
+		}
+		args = args[1:]
+		if takesValue && !hasValue && len(args) > 0 {
+			args = args[1:]
+		}
+	}
 	return len(args) > 0 && !notJobs[args[0]]
 }
 
