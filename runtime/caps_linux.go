@@ -61,14 +61,16 @@ func dropPrivileges(noNewPrivs bool, c capSets) error {
 		if c.Bounding&(1<<uint(n)) != 0 {
 			continue
 		}
-		// Dropped already (a thread cloned from one that dropped them):
-		// nothing to do, and no CAP_SETPCAP left to do it with.
-		if in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); err == nil && in == 0 {
-			continue
-		}
 		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(n), 0, 0, 0)
 		if err == unix.EINVAL {
 			break
+		}
+		if err == unix.EPERM {
+			// Dropped already (a thread cloned from one that dropped
+			// them): no CAP_SETPCAP is left, and nothing to do.
+			if in, rerr := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); rerr == nil && in == 0 {
+				continue
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("drop capability %d from the bounding set: %w", n, err)

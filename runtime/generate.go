@@ -176,7 +176,8 @@ func Mounts(o MountOptions) []specs.Mount {
 		if o.NoHome {
 			ms = append(ms, specs.Mount{Destination: o.Home, Type: "tmpfs", Source: "tmpfs",
 				Options: []string{"nosuid", "nodev", "mode=700"}})
-		} else {
+		} else if !HostPathVisible(o.Home, ms) {
+			// A $HOME under /tmp or /var/tmp is there already.
 			ms = append(ms, bindMount(o.Home, o.Home))
 		}
 	}

@@ -166,6 +166,9 @@ func TestMounts(t *testing.T) {
 			Binds: []Bind{{Source: "/data", Dest: "/home/a/data", ReadOnly: true}}},
 			append(defaults[:5:5], "/home/a", "/home/a/data")},
 		{"home / binds nothing", MountOptions{Home: "/", Cwd: "/"}, defaults},
+		{"home under /tmp is there already", MountOptions{Home: "/tmp/u/home", Cwd: "/tmp/u/home"}, defaults},
+		{"home is /var/tmp", MountOptions{Home: "/var/tmp", Cwd: "/var/tmp"}, defaults},
+		{"no home under /tmp still hides it", MountOptions{Home: "/tmp/u", NoHome: true}, append(defaults[:5:5], "/tmp/u")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

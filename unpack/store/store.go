@@ -142,6 +142,11 @@ func Open(dir string) (*Store, error) {
 	if err := checkOwnDir(abs); err != nil {
 		return nil, err
 	}
+	// What lies inside a 0700 directory of ours only we can change: the
+	// subdirectories need checking only when they are made.
+	if _, err := os.Lstat(filepath.Join(abs, subdirs[len(subdirs)-1])); err == nil {
+		return &Store{Dir: abs}, nil
+	}
 	for _, sub := range subdirs {
 		p := filepath.Join(abs, sub)
 		err := checkOwnDir(p)
@@ -322,7 +327,7 @@ func (s *Store) Load(d Digest) (*Image, error) {
 	}
 	im := &Image{Digest: d, Rootfs: filepath.Join(dir, "rootfs"), Config: m.Config, Ref: m.Ref, unpacked: m.Unpacked}
 	if _, err := os.Lstat(filepath.Join(dir, syncedFile)); err == nil {
-		im.synced = true
+		im.synced = true // no need to know the boot
 	} else if m.Boot == "" || m.Boot != BootID() {
 		return nil, fmt.Errorf("image %s: %w", d.Short(), ErrUnsynced)
 	}
