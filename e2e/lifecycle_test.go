@@ -471,7 +471,8 @@ func TestSlurmRunName(t *testing.T) {
 
 // A bundle written by `runc spec --rootless` runs as is: its /dev (a
 // tmpfs) gets the standard devices and links, process.rlimits and
-// oomScoreAdj apply, and root.readonly false leaves the rootfs writable.
+// oomScoreAdj apply, root.readonly false leaves the rootfs writable, and
+// maskedPaths (/proc/kcore) and readonlyPaths (/proc/sys) apply.
 func TestRuncBundle(t *testing.T) {
 	t.Parallel()
 	needUserns(t)
@@ -490,14 +491,15 @@ func TestRuncBundle(t *testing.T) {
 	}
 	proc := spec["process"].(map[string]any)
 	proc["terminal"] = false
-	proc["args"] = []string{"sh", "-c", `ulimit -n; cat /proc/self/oom_score_adj; echo x > /dev/null && test -c /dev/zero && test -L /dev/fd && echo devices-ok; touch /written && echo rootfs-writable`}
+	proc["args"] = []string{"sh", "-c", `ulimit -n; cat /proc/self/oom_score_adj; echo x > /dev/null && test -c /dev/zero && test -L /dev/fd && echo devices-ok; touch /written && echo rootfs-writable
+cat /proc/kcore | wc -c; grep ' /proc/sys ' /proc/self/mountinfo | grep -q ' ro,' && echo proc-sys-ro`}
 	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}}
 	proc["oomScoreAdj"] = 500
 	spec["root"].(map[string]any)["readonly"] = false
 	b, _ = json.Marshal(spec)
 	writeConfig(t, bundle, b)
 	r := lc(t, root, "run", "--bundle", bundle, "runc-bundle")
-	if r.code != 0 || r.stdout != "512\n500\ndevices-ok\nrootfs-writable\n" {
+	if r.code != 0 || strings.Join(strings.Fields(r.stdout), " ") != "512 500 devices-ok rootfs-writable 0 proc-sys-ro" {
 		t.Errorf("runc bundle: %s", r)
 	}
 

@@ -225,6 +225,9 @@ func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 		}
 	}
 	b.devLinks(cfg.Mounts)
+	if err := b.maskAndProtect(cfg.MaskedPaths, cfg.ReadonlyPaths); err != nil {
+		return err
+	}
 	for _, d := range b.underlay {
 		if err := setAttrs(d, unix.MOUNT_ATTR_RDONLY, false); err != nil {
 			return fmt.Errorf("make staging mount %s read-only: %w", d, err)
@@ -257,6 +260,47 @@ func (b *builder) devLinks(mounts []specs.Mount) {
 	} {
 		unix.Symlink(target, dev+name) // EEXIST: a bind put one there
 	}
+}
+
+// maskAndProtect applies linux.maskedPaths and linux.readonlyPaths. A path
+// the container lacks is skipped, as runc does; one that leads out of the
+// rootfs through a symlink is refused.
+func (b *builder) maskAndProtect(masked, readonly []string) error {
+	inside := func(p string) (string, os.FileInfo, bool) {
+		full, err := securejoin.SecureJoin(b.newroot, p)
+		if err != nil {
+			return "", nil, false
+		}
+		fi, err := os.Stat(full)
+		return full, fi, err == nil
+	}
+	for _, p := range masked {
+		full, fi, ok := inside(p)
+		switch {
+		case !ok:
+		case fi.IsDir():
+			if err := unix.Mount("tmpfs", full, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=0555"); err != nil {
+				return fmt.Errorf("mask %s: %w", p, err)
+			}
+		default:
+			if err := unix.Mount("/dev/null", full, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("mask %s: %w", p, err)
+			}
+		}
+	}
+	for _, p := range readonly {
+		full, _, ok := inside(p)
+		if !ok {
+			continue
+		}
+		if err := unix.Mount(full, full, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+		if err := setAttrs(full, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC, true); err != nil {
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // apply places one spec mount; srcFD is the open bind source, or -1.

@@ -47,6 +47,10 @@ type initConfig struct {
 	WritableRoot bool
 	Rlimits      []rlimit
 	OOMScoreAdj  *int
+	// MaskedPaths are hidden (an empty read-only tmpfs over a directory,
+	// /dev/null over a file) and ReadonlyPaths made read-only, as the
+	// spec's linux.maskedPaths and linux.readonlyPaths ask.
+	MaskedPaths, ReadonlyPaths []string
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -105,6 +109,9 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 		ic.Rlimits = append(ic.Rlimits, rlimit{Resource: n, Soft: r.Soft, Hard: r.Hard})
 	}
 	ic.OOMScoreAdj = s.Process.OOMScoreAdj
+	if s.Linux != nil {
+		ic.MaskedPaths, ic.ReadonlyPaths = s.Linux.MaskedPaths, s.Linux.ReadonlyPaths
+	}
 	if ic.Cwd == "" {
 		ic.Cwd = "/"
 	}
@@ -177,6 +184,8 @@ func (c *initConfig) encode() []byte {
 	if c.OOMScoreAdj != nil {
 		e.uint(uint64(int64(*c.OOMScoreAdj) + 1000)) // -1000..1000
 	}
+	e.strs(c.MaskedPaths)
+	e.strs(c.ReadonlyPaths)
 	return e.b
 }
 
@@ -215,6 +224,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 		v := int(int64(d.uint()) - 1000)
 		c.OOMScoreAdj = &v
 	}
+	c.MaskedPaths, c.ReadonlyPaths = d.strs(), d.strs()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}

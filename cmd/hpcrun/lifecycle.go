@@ -253,6 +253,21 @@ func createContainer(c *runtime.Containers, id, bundle, pidFile, consoleSocket s
 	if err != nil {
 		return nil, err
 	}
+	// What a bundle asks for that hpcrun does not do is said, not dropped
+	// silently: tools may count on it for confinement.
+	var ignored []string
+	if spec.Hooks != nil {
+		ignored = append(ignored, "hooks")
+	}
+	if spec.Linux.Seccomp != nil {
+		ignored = append(ignored, "a seccomp filter")
+	}
+	if spec.Process.ApparmorProfile != "" || spec.Process.SelinuxLabel != "" {
+		ignored = append(ignored, "an LSM label")
+	}
+	if len(ignored) > 0 {
+		fmt.Fprintf(os.Stderr, "hpcrun: warning: config.json asks for %s, which hpcrun does not apply\n", strings.Join(ignored, ", "))
+	}
 	stdio := runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
 	if spec.Process.Terminal {
 		if consoleSocket == "" {
