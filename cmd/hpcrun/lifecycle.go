@@ -154,6 +154,14 @@ for the process, passes on signals, deletes the container and exits with the
 process's status; with -d it returns at once.`,
 		exactID, func(c *runtime.Containers, args []string) error {
 			id := args[0]
+			// Caught from the start: a signal before the process runs is
+			// passed on once it does, not the end of hpcrun.
+			var sigs chan os.Signal
+			if !run.detach {
+				sigs = make(chan os.Signal, 8)
+				signal.Notify(sigs, runtime.ForwardedSignals...)
+				defer signal.Stop(sigs)
+			}
 			if _, err := createContainer(c, id, run.bundle, run.pidFile, run.consoleSocket); err != nil {
 				return err
 			}
@@ -164,7 +172,7 @@ process's status; with -d it returns at once.`,
 			if run.detach {
 				return nil
 			}
-			return waitContainer(c, id, !run.keep)
+			return waitContainer(c, id, !run.keep, sigs)
 		})
 	addBundleFlags(runCmd.Flags(), &run.bundle, &run.pidFile, &run.consoleSocket)
 	runCmd.Flags().BoolVarP(&run.detach, "detach", "d", false, "return once the container runs")
@@ -317,12 +325,9 @@ func writePidFile(path string, pid int) error {
 }
 
 // waitContainer waits for a started container, passing on the signals
-// hpcrun gets, then deletes it (with remove) and exits with its process's
-// status.
-func waitContainer(c *runtime.Containers, id string, remove bool) error {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, runtime.ForwardedSignals...)
-	defer signal.Stop(sigs)
+// caught on sigs, then deletes it (with remove) and exits with its
+// process's status.
+func waitContainer(c *runtime.Containers, id string, remove bool, sigs chan os.Signal) error {
 	go func() {
 		for s := range sigs {
 			c.Kill(id, s.(unix.Signal), false)
