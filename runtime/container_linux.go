@@ -260,6 +260,21 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 	}
 }
 
+// reapRest reaps every child until none is left, telling reaped of each.
+func reapRest(reaped func(pid, status int)) {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		reaped(pid, WaitStatusCode(syscall.WaitStatus(ws)))
+	}
+}
+
 // watchAnchor ends the container when the anchor process (a pidfd) ends.
 func watchAnchor(fd int, reqs chan<- request) {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
@@ -275,20 +290,12 @@ func watchAnchor(fd int, reqs chan<- request) {
 // records the job's status and returns it.
 func (c *containerInit) end(code int, execs map[int]request) int {
 	unix.Kill(-1, unix.SIGKILL)
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			break
-		}
+	reapRest(func(pid, status int) {
 		if r, ok := execs[pid]; ok {
-			r.conn.Write(response{pid: pid, status: WaitStatusCode(syscall.WaitStatus(ws))}.encode())
+			r.conn.Write(response{pid: pid, status: status}.encode())
 			r.conn.Close()
 		}
-	}
+	})
 	c.writeState(exitFile, strconv.Itoa(code))
 	return code
 }

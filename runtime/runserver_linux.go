@@ -86,19 +86,7 @@ func (s *runServer) reaped(pid, code int) {
 
 // reapAll reaps what is left once the job has ended and everything was
 // killed, passing the exec'd processes' statuses on.
-func (s *runServer) reapAll() {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return
-		}
-		s.reaped(pid, WaitStatusCode(syscall.WaitStatus(ws)))
-	}
-}
+func (s *runServer) reapAll() { reapRest(s.reaped) }
 
 // finish sends an exec'd process's status; s.mu is held.
 func (s *runServer) finish(pid int, e *execd, code int) {
