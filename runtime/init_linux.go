@@ -110,7 +110,7 @@ func initMain(hooks Hooks, entered time.Time) int {
 
 	// Inherited descriptors beyond stdio do not pass into the job.
 	closeExtraFDs(envValue(cfg.Env, "PMI_FD"), cfg.Held)
-	if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps); err != nil {
+	if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps, cfg.UID == 0); err != nil {
 		return report(status, err)
 	}
 	if ctr != nil && cfg.Detached {

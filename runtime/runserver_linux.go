@@ -54,7 +54,7 @@ func newRunServer(ctr *containerInit, cfg *initConfig) *runServer {
 // forker forks every exec'd process from one unprivileged thread.
 func (s *runServer) forker() {
 	goruntime.LockOSThread() // for good: the thread must not serve anyone else
-	err := dropPrivileges(s.cfg.NoNewPrivs, s.cfg.Caps)
+	err := dropPrivileges(s.cfg.NoNewPrivs, s.cfg.Caps, s.cfg.UID == 0)
 	for f := range s.forks {
 		if err != nil {
 			f.done <- forked{err: err}
