@@ -491,15 +491,17 @@ func TestRuncBundle(t *testing.T) {
 	}
 	proc := spec["process"].(map[string]any)
 	proc["terminal"] = false
-	proc["args"] = []string{"sh", "-c", `ulimit -n; cat /proc/self/oom_score_adj; echo x > /dev/null && test -c /dev/zero && test -L /dev/fd && echo devices-ok; touch /written && echo rootfs-writable
+	proc["args"] = []string{"sh", "-c", `ulimit -n; ulimit -v; cat /proc/self/oom_score_adj; echo x > /dev/null && test -c /dev/zero && test -L /dev/fd && echo devices-ok; touch /written && echo rootfs-writable
 cat /proc/kcore | wc -c; grep ' /proc/sys ' /proc/self/mountinfo | grep -q ' ro,' && echo proc-sys-ro`}
-	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}}
+	// RLIMIT_AS too: the limits are the job's, not the init's, whose Go
+	// runtime could not start its threads under it.
+	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512}, {"type": "RLIMIT_AS", "soft": 1 << 30, "hard": 1 << 30}}
 	proc["oomScoreAdj"] = 500
 	spec["root"].(map[string]any)["readonly"] = false
 	b, _ = json.Marshal(spec)
 	writeConfig(t, bundle, b)
 	r := lc(t, root, "run", "--bundle", bundle, "runc-bundle")
-	if r.code != 0 || strings.Join(strings.Fields(r.stdout), " ") != "512 500 devices-ok rootfs-writable 0 proc-sys-ro" {
+	if r.code != 0 || strings.Join(strings.Fields(r.stdout), " ") != "512 1048576 500 devices-ok rootfs-writable 0 proc-sys-ro" {
 		t.Errorf("runc bundle: %s", r)
 	}
 

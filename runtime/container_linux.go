@@ -211,7 +211,7 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 				if cfg.Terminal {
 					attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
 				}
-				pid, err := syscall.ForkExec(path, cfg.Args, attr)
+				pid, err := forkExec(cfg.Rlimits, path, cfg.Args, attr)
 				if err != nil {
 					reply(response{err: execError(cfg.Args[0], err).Error()})
 					break
@@ -307,7 +307,7 @@ func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) 
 	path, attr, err := execAttr(r, cfg)
 	if err == nil {
 		var pid int
-		if pid, err = syscall.ForkExec(path, r.args, attr); err == nil {
+		if pid, err = forkExec(cfg.Rlimits, path, r.args, attr); err == nil {
 			r.conn.Write(response{pid: pid}.encode())
 			execs[pid] = r
 			r.reply <- response{pid: pid}

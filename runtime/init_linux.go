@@ -95,13 +95,8 @@ func initMain(hooks Hooks, entered time.Time) int {
 	if err != nil {
 		return report(status, err)
 	}
-	// Limits and the OOM score are inherited: set on the init, they are
-	// the job's and every exec'd process's.
-	for _, r := range cfg.Rlimits {
-		if err := unix.Setrlimit(r.Resource, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
-			return report(status, fmt.Errorf("set rlimit %d to %d/%d: %w (an unprivileged user can lower limits, not raise them)", r.Resource, r.Soft, r.Hard, err))
-		}
-	}
+	// The OOM score is inherited: set on the init, it is the job's and
+	// every exec'd process's. Rlimits are not (see rlimit_linux.go).
 	if cfg.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*cfg.OOMScoreAdj)), 0); err != nil {
 			return report(status, fmt.Errorf("set oom_score_adj to %d: %w (an unprivileged user can raise it, not lower it)", *cfg.OOMScoreAdj, err))
@@ -130,7 +125,7 @@ func initMain(hooks Hooks, entered time.Time) int {
 	if int(cfg.UID) != os.Getuid() || int(cfg.GID) != os.Getgid() {
 		attr.Sys.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
 	}
-	job, err := syscall.ForkExec(path, cfg.Args, attr)
+	job, err := forkExec(cfg.Rlimits, path, cfg.Args, attr)
 	if err != nil {
 		return report(status, execError(cfg.Args[0], err))
 	}

@@ -61,7 +61,7 @@ func (s *runServer) forker() {
 			continue
 		}
 		s.mu.Lock()
-		pid, ferr := syscall.ForkExec(f.path, f.args, f.attr)
+		pid, ferr := forkExec(s.cfg.Rlimits, f.path, f.args, f.attr)
 		if ferr == nil {
 			s.execs[pid] = &execd{conn: f.conn}
 		}

@@ -64,6 +64,9 @@ func init() {
 	if os.Args[0] == runtime.InitArg0 {
 		runtime.RunInit(runtime.Hooks{LoopbackUp: netns.LoopbackUp})
 	}
+	if os.Args[0] == runtime.RlimitArg0 {
+		runtime.RunRlimitShim()
+	}
 	if MayRunJob(os.Args[1:]) && !isTest(os.Args[1:]) {
 		Init = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	}
