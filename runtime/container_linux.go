@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -275,14 +276,29 @@ func reapRest(reaped func(pid, status int)) {
 	}
 }
 
-// watchAnchor ends the container when the anchor process (a pidfd) ends.
-func watchAnchor(fd int, reqs chan<- request) {
+// awaitExit waits until the process of pidfd fd has exited, for at most
+// timeout (forever when it is negative), and reports whether it has: a
+// pidfd becomes readable then.
+func awaitExit(fd int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
-		if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
-			break
+		ms := -1
+		if timeout >= 0 {
+			if ms = int(time.Until(deadline).Milliseconds()); ms <= 0 {
+				return false
+			}
+		}
+		n, err := unix.Poll(pfd, ms)
+		if err != unix.EINTR {
+			return n > 0 || err != nil
 		}
 	}
+}
+
+// watchAnchor ends the container when the anchor process (a pidfd) ends.
+func watchAnchor(fd int, reqs chan<- request) {
+	awaitExit(fd, -1)
 	reqs <- request{op: opKill, sig: int(unix.SIGKILL), all: true, reply: make(chan response, 1)}
 }
 

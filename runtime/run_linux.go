@@ -215,28 +215,10 @@ func (p *Init) Create(cfg *Config) (int, error) {
 		return 0, errors.New("create: no state directory")
 	}
 	cfg.detached = true
-	if p.used {
-		return 0, errors.New("container init already used")
-	}
-	if p.err != nil {
-		p.Abort()
-		return 0, p.err
-	}
-	ic, err := newInitConfig(cfg)
-	if err == nil {
-		err = writeIDMaps(p.pid, cfg.Spec.Linux)
-	}
-	if err != nil {
-		p.Abort()
+	if err := p.configure(cfg); err != nil {
 		return 0, err
 	}
-	p.used = true
 	defer p.release()
-	<-p.catching
-	p.mu.Lock()
-	p.control.Write(frame(ic.encode()))
-	p.configured = true
-	p.mu.Unlock()
 	m, ok := readMessage(p.status)
 	switch {
 	case ok && m.Ready:
@@ -247,7 +229,7 @@ func (p *Init) Create(cfg *Config) (int, error) {
 		wait(p.pid)
 		return 0, initError(m)
 	}
-	_, err = finish(p.pid, m, ok)
+	_, err := finish(p.pid, m, ok)
 	if err == nil {
 		err = errors.New("the container's init ended before it was ready")
 	}
@@ -325,18 +307,16 @@ func (p *Init) forward() {
 	}
 }
 
-// Run hands the init its config and waits for the job, and returns the
-// job's exit status (128+N when a signal N killed it). It returns as soon
-// as the init reports the job's status; the kernel finishes tearing down
-// the namespaces on its own. Signals that hpcrun receives meanwhile are
-// forwarded to the job.
-func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
+// configure writes the init's id maps and sends it its config; from then
+// on, signals hpcrun catches go to the job. On an error the init is
+// ended. The caller must release p once done with it.
+func (p *Init) configure(cfg *Config) error {
 	if p.used {
-		return StatusFailed, errors.New("container init already used")
+		return errors.New("container init already used")
 	}
 	if p.err != nil {
 		p.Abort()
-		return StatusFailed, p.err
+		return p.err
 	}
 	cfg.logf("init cloned, host pid %d", p.pid)
 	ic, err := newInitConfig(cfg)
@@ -345,10 +325,9 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 	}
 	if err != nil {
 		p.Abort()
-		return StatusFailed, err
+		return err
 	}
 	p.used = true
-	defer p.release()
 	<-p.catching
 	// A write error means the init is dead already; its report, or its
 	// wait status, says why. The pipe stays open: signals follow on it.
@@ -357,6 +336,19 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 	p.configured = true
 	p.foreground = cfg.Foreground
 	p.mu.Unlock()
+	return nil
+}
+
+// Run hands the init its config and waits for the job, and returns the
+// job's exit status (128+N when a signal N killed it). It returns as soon
+// as the init reports the job's status; the kernel finishes tearing down
+// the namespaces on its own. Signals that hpcrun receives meanwhile are
+// forwarded to the job.
+func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
+	if err := p.configure(cfg); err != nil {
+		return StatusFailed, err
+	}
+	defer p.release()
 	cfg.logf("config sent")
 
 	// Cancellation is handled beside; this goroutine blocks in read(2)

@@ -477,14 +477,10 @@ func (s *State) killInit() error {
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && err != unix.ESRCH {
 		return fmt.Errorf("kill the init: %w", err)
 	}
-	// The pidfd becomes readable when the process has exited.
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if n, err := unix.Poll(pfd, 100); n > 0 || (err != nil && err != unix.EINTR) {
-			return nil
-		}
+	if !awaitExit(fd, 10*time.Second) {
+		return errors.New("the init did not die within 10s of SIGKILL")
 	}
-	return errors.New("the init did not die within 10s of SIGKILL")
+	return nil
 }
 
 // Wait waits until the container's init has exited, and returns the job's
@@ -497,12 +493,7 @@ func (c *Containers) Wait(id string) (int, error) {
 	if s.Pid > 0 {
 		if fd, err := unix.PidfdOpen(s.Pid, 0); err == nil {
 			if s.alive() {
-				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-				for {
-					if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
-						break
-					}
-				}
+				awaitExit(fd, -1)
 			}
 			unix.Close(fd)
 		}
