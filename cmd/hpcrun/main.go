@@ -43,8 +43,8 @@ func (e usageError) Unwrap() error { return e.err }
 // the container init that package early cloned for it, or nil.
 func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 	defer pre.Abort()
-	runForm := isRunForm(args)
-	if !runForm && namesSubcommand(args) {
+	runForm, subcommand := classify(args)
+	if subcommand {
 		// Cloned on a guess (global flags came first): no job will use it,
 		// and until it is gone a signal would end hpcrun with it.
 		pre.Abort()
@@ -71,20 +71,22 @@ func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 // isRunForm reports whether args run a job rather than a subcommand: the
 // first word is not a subcommand, and a CMD follows the flags.
 func isRunForm(args []string) bool {
-	sub, fs, ok := parseProbe(args)
-	if !ok || fs.NArg() == 0 {
-		return false
-	}
-	// `hpcrun --root R create ID` runs a subcommand after global flags;
-	// `hpcrun --rootfs r create` runs a command named create.
-	return !sub || fs.Changed("image") || fs.Changed("rootfs")
+	runForm, _ := classify(args)
+	return runForm
 }
 
-// namesSubcommand reports whether args run a subcommand, after global
-// flags or not.
-func namesSubcommand(args []string) bool {
+// classify says whether args run a job (`hpcrun [flags] CMD ...`) or a
+// subcommand, after global flags or not; neither, for bare flags (`hpcrun
+// --image i`, whose image names the command). `hpcrun --root R create ID`
+// runs a subcommand after global flags; `hpcrun --rootfs r create` runs a
+// command named create.
+func classify(args []string) (runForm, subcommand bool) {
 	sub, fs, ok := parseProbe(args)
-	return ok && sub && !fs.Changed("image") && !fs.Changed("rootfs")
+	if !ok {
+		return false, false
+	}
+	job := fs.Changed("image") || fs.Changed("rootfs")
+	return fs.NArg() > 0 && (!sub || job), sub && !job
 }
 
 // parseProbe parses args' leading flags as the root command would, and
