@@ -345,7 +345,7 @@ func startUnpacking(t *testing.T, image, cache string) (*exec.Cmd, *bytes.Buffer
 	}
 }
 
-// childNamed finds a child of ppid whose comm is name, or 0.
+// childNamed finds a child of ppid whose argv[0] is name, or 0.
 func childNamed(ppid int, name string) int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -353,18 +353,7 @@ func childNamed(ppid int, name string) int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open {
-			continue
-		}
-		f := strings.Fields(s[close+1:])
-		if s[open+1:close] == name && len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+		if args := procArgs(pid); len(args) > 0 && args[0] == name && parentPID(pid) == ppid {
 			return pid
 		}
 	}

@@ -30,29 +30,7 @@ func lifecycleBundle(t *testing.T, script string) (bundle, root string) {
 // files, not pipes: a created container keeps create's stdio open.
 func lc(t *testing.T, root string, args ...string) result {
 	t.Helper()
-	dir := tempDirOwned(t)
-	out, _ := os.Create(filepath.Join(dir, "out"))
-	errf, _ := os.Create(filepath.Join(dir, "err"))
-	defer out.Close()
-	defer errf.Close()
-	if asOther {
-		out.Chown(testUID, testGID)
-		errf.Chown(testUID, testGID)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), defaultCmdTimeout)
-	defer cancel()
-	cmd := command(ctx, opts{}, binPath, append([]string{"--root", root}, args...)...)
-	cmd.Stdout, cmd.Stderr = out, errf
-	err := cmd.Run()
-	r := result{args: cmd.Args, err: err, code: exitCode(cmd.ProcessState)}
-	if err != nil && cmd.ProcessState == nil {
-		t.Fatalf("%v: %v", cmd.Args, err)
-	}
-	b, _ := os.ReadFile(out.Name())
-	r.stdout = string(b)
-	b, _ = os.ReadFile(errf.Name())
-	r.stderr = string(b)
-	return r
+	return run(t, opts{files: true}, append([]string{"--root", root}, args...)...)
 }
 
 func mustLC(t *testing.T, root string, args ...string) result {
@@ -178,11 +156,9 @@ func TestLifecycleRun(t *testing.T) {
 	waitStatus(t, root, "bg", "running")
 	_, pid := ociStatus(t, root, "bg")
 	mustLC(t, root, "delete", "--force", "bg")
-	if err := syscall.Kill(pid, 0); err == nil {
-		// The init may linger as a zombie where nothing reaps orphans.
-		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); !strings.Contains(string(b), ") Z ") {
-			t.Errorf("delete --force left the init %d running", pid)
-		}
+	// The init may linger as a zombie where nothing reaps orphans.
+	if alive(pid, []string{"hpcrun-init"}) {
+		t.Errorf("delete --force left the init %d running", pid)
 	}
 	if ents, _ := os.ReadDir(root); len(ents) != 0 {
 		t.Errorf("delete --force left state: %v", ents)

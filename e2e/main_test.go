@@ -341,6 +341,9 @@ type opts struct {
 	timeout time.Duration
 	asRoot  bool   // run with our own credentials (root) rather than the test user
 	stdin   string // fed to the command; empty: no stdin (/dev/null)
+	// files sends stdout and stderr to files rather than pipes, for a
+	// command that leaves a process holding them (hpcrun create).
+	files bool
 }
 
 // result is what a finished command gave.
@@ -388,10 +391,32 @@ func runRaw(o opts, name string, args ...string) result {
 	cmd := command(ctx, o, name, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var files []*os.File
+	if o.files {
+		for range 2 {
+			f, err := os.CreateTemp(baseDir, "out-")
+			if err != nil {
+				return result{args: append([]string{name}, args...), code: -1, err: err}
+			}
+			defer os.Remove(f.Name())
+			defer f.Close()
+			if asOther && !o.asRoot {
+				f.Chown(testUID, testGID)
+			}
+			files = append(files, f)
+		}
+		cmd.Stdout, cmd.Stderr = files[0], files[1]
+	}
 	if o.stdin != "" {
 		cmd.Stdin = strings.NewReader(o.stdin)
 	}
 	err := cmd.Run()
+	if o.files {
+		b, _ := os.ReadFile(files[0].Name())
+		stdout.Write(b)
+		b, _ = os.ReadFile(files[1].Name())
+		stderr.Write(b)
+	}
 	r := result{args: append([]string{name}, args...), stdout: stdout.String(), stderr: stderr.String(), code: exitCode(cmd.ProcessState)}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,13 +113,12 @@ func TestSlurmOCIContainer(t *testing.T) {
 	t.Logf("srun after scancel: exit %d: %s", exitCode(cmd.ProcessState), buf.String())
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		ents, _ := os.ReadDir(stateRoot)
-		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(initPid) + "/stat")
-		alive := len(stat) > 0 && !strings.Contains(string(stat), ") Z ") // a zombie where nothing reaps orphans
-		if len(ents) == 0 && !alive {
+		running := alive(initPid, []string{"hpcrun-init"}) // not a zombie where nothing reaps orphans
+		if len(ents) == 0 && !running {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("left behind: state %v, the init %d alive: %v", ents, initPid, alive)
+			t.Fatalf("left behind: state %v, the init %d alive: %v", ents, initPid, running)
 		}
 	}
 }
