@@ -179,7 +179,7 @@ func readState(path string) ([]byte, error) {
 func CheckID(id string) error {
 	if id == "" || len(id) > 1024 || id == "." || id == ".." ||
 		strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.") != "" {
-		return fmt.Errorf("invalid container ID %q: use letters, digits and _ + - .", id)
+		return fmt.Errorf("invalid container ID %q: use only letters, digits and the characters _ + - . in it", id)
 	}
 	return nil
 }

@@ -569,7 +569,7 @@ func TestResolveReadsNoLayerData(t *testing.T) {
 				t.Fatal(err)
 			}
 			i := bytes.Index(data, layer)
-			if i < 0 || bytes.Index(data[i+1:], layer) >= 0 {
+			if i < 0 || bytes.Contains(data[i+1:], layer) {
 				t.Fatal("layer not found once in the archive")
 			}
 			fh, err := os.OpenFile(ref, os.O_WRONLY, 0)
