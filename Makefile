@@ -2,7 +2,15 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BINDIR  ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+MANDIR  ?= $(DATADIR)/man
+# The modulefiles, Lmod's (Lua) and a Tcl one, go to separate trees, so that
+# no MODULEPATH dir holds two hpcrun/VERSION files. LMODDIR= and MODULEDIR=
+# put them in the site's module trees instead.
+LMODDIR   ?= $(DATADIR)/lmod/modulefiles
+MODULEDIR ?= $(DATADIR)/modulefiles
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+MODVERSION ?= $(VERSION)
 GO      ?= go
 GOFLAGS ?= -trimpath
 LDFLAGS := -s -w -X main.version=$(VERSION)
@@ -11,7 +19,7 @@ BIN     ?= bin/hpcrun
 # cmd/hpcrun-unpack for why).
 PAYLOAD := cmd/hpcrun/internal/unpacker/payload/hpcrun-unpack
 
-.PHONY: all build test unit e2e vet bench install uninstall clean demo
+.PHONY: all build test unit e2e vet bench install install-files uninstall clean demo
 
 all: build
 
@@ -47,12 +55,56 @@ bench: build
 demo: build
 	examples/demo.sh
 
+# install builds $(BIN) and installs it; install-files installs the $(BIN)
+# that is there, without building. Both write the modulefiles, with the
+# final paths (PREFIX's, never DESTDIR's) filled in:
+#   $(BINDIR)/hpcrun
+#   $(LMODDIR)/hpcrun/$(MODVERSION).lua
+#   $(MODULEDIR)/hpcrun/$(MODVERSION)
 install: build
-	install -d $(DESTDIR)$(BINDIR)
-	install -m 0755 bin/hpcrun $(DESTDIR)$(BINDIR)/hpcrun
+	$(INSTALL_FILES)
 
+install-files:
+	$(INSTALL_FILES)
+
+# The paths go into the modulefiles as they are, inside Lua and Tcl strings
+# and sed's replacement text: only plain characters are allowed.
+define INSTALL_FILES
+@for p in '$(PREFIX)' '$(BINDIR)' '$(MANDIR)' '$(LMODDIR)' '$(MODULEDIR)'; do \
+	case "$$p" in /*) ;; *) echo "install: $$p: not an absolute path" >&2; exit 1;; esac; \
+	case "$$p" in *[!A-Za-z0-9._/+,=@~-]*) echo "install: $$p: only letters, digits and ._/+,=@~- may be in an install path" >&2; exit 1;; esac; \
+done; \
+case '$(MODVERSION)' in ''|*[!A-Za-z0-9._+,=@~-]*) echo "install: MODVERSION='$(MODVERSION)': only letters, digits and ._+,=@~- may be in it" >&2; exit 1;; esac; \
+[ -f '$(BIN)' ] || { echo "install: no $(BIN): make build first, or make install" >&2; exit 1; }
+install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(LMODDIR)/hpcrun' '$(DESTDIR)$(MODULEDIR)/hpcrun'
+install -m 0755 '$(BIN)' '$(DESTDIR)$(BINDIR)/hpcrun'
+$(call modulefile,modulefiles/hpcrun.lua.in,$(DESTDIR)$(LMODDIR)/hpcrun/$(MODVERSION).lua)
+$(call modulefile,modulefiles/hpcrun.tcl.in,$(DESTDIR)$(MODULEDIR)/hpcrun/$(MODVERSION))
+endef
+
+# $(call modulefile,TEMPLATE,DEST): DEST is TEMPLATE with the paths and the
+# version filled in, mode 0644, replaced whole.
+modulefile = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@MANDIR@|$(MANDIR)|g' \
+	-e 's|@VERSION@|$(MODVERSION)|g' '$(1)' > '$(2).new' && chmod 0644 '$(2).new' && mv -f '$(2).new' '$(2)'
+
+# Removes what install wrote (for this MODVERSION), then the directories
+# that leaves empty: the modulefiles' hpcrun/ dirs, and their parents and
+# BINDIR up to PREFIX; in the shared /usr and /usr/local, only the parents
+# below share/.
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/hpcrun
+	rm -f '$(DESTDIR)$(BINDIR)/hpcrun' '$(DESTDIR)$(LMODDIR)/hpcrun/$(MODVERSION).lua' \
+		'$(DESTDIR)$(MODULEDIR)/hpcrun/$(MODVERSION)'
+	@for d in '$(DESTDIR)$(LMODDIR)/hpcrun' '$(DESTDIR)$(MODULEDIR)/hpcrun'; do \
+		[ ! -d "$$d" ] || rmdir --ignore-fail-on-non-empty "$$d"; \
+	done; \
+	case '$(PREFIX)' in \
+	/usr|/usr/|/usr/local|/usr/local/) top='$(DESTDIR)$(DATADIR)'; set -- '$(DESTDIR)$(LMODDIR)' '$(DESTDIR)$(MODULEDIR)';; \
+	*) top='$(DESTDIR)$(PREFIX)'; set -- '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(LMODDIR)' '$(DESTDIR)$(MODULEDIR)';; \
+	esac; \
+	for d; do \
+		while case "$$d" in "$$top"/?*) true;; *) false;; esac && \
+			{ [ ! -e "$$d" ] || rmdir "$$d" 2>/dev/null; }; do d=$${d%/*}; done; \
+	done
 
 clean:
 	rm -rf bin $(PAYLOAD)

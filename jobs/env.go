@@ -10,7 +10,7 @@ import (
 // schedulerPrefixes name the variables that batch systems and MPI launchers
 // use to talk to a task. They always pass into the container, even with
 // --cleanenv, or srun and mpirun inside cannot find their job.
-var schedulerPrefixes = []string{"SLURM_", "PBS_", "PMI", "OMPI_"}
+var schedulerPrefixes = []string{"SLURM_", "SLURMD_", "PBS_", "PMI_", "PMIX_", "OMPI_"}
 
 // neverPassed are host variables that would load host libraries into the
 // image's programs; they never cross into the container (the image's own
@@ -36,16 +36,20 @@ type EnvOptions struct {
 	Host        []string // the caller's environment, K=V
 	Image       []string // the image's Env, K=V
 	DefaultPath string   // PATH when the image sets none
-	CleanEnv    bool     // keep only HOME, USER, TERM and the scheduler's variables from Host
+	CleanEnv    bool     // keep only HOME, USER, TERM, the scheduler's variables and Pass from Host
+	Pass        []string // host variables (NAME or PREFIX*) that pass even with CleanEnv
+	Deny        []string // host variables that never pass, but for the scheduler's
 	Set         []string // --env-file entries then --env entries, in order; "K" alone copies K from Host
 }
 
 // EnvRule is the rule ContainerEnv applies, for --help.
 const EnvRule = `Environment: host variables pass into the container, except LD_LIBRARY_PATH,
-LD_PRELOAD and LD_AUDIT. The image's variables win over the host's, PATH
-included. --cleanenv keeps only HOME, USER, TERM and the scheduler's variables
-(SLURM_*, PBS_*, PMI*, OMPI_*) from the host. --env-file, then --env K=V, win
-over everything; --env K copies K from the host even with --cleanenv.`
+LD_PRELOAD, LD_AUDIT and the config's env deny list. The image's variables win
+over the host's, PATH included. --cleanenv keeps only HOME, USER, TERM, the
+config's env pass list and the scheduler's variables from the host. The
+scheduler's variables (SLURM_*, SLURMD_*, PBS_*, PMI_*, PMIX_*, OMPI_*) always
+pass. --env-file, then --env K=V, win over everything; --env K copies K from
+the host even with --cleanenv.`
 
 // ContainerEnv computes the job's environment from the rule in EnvRule.
 func ContainerEnv(o EnvOptions) []string {
@@ -55,7 +59,8 @@ func ContainerEnv(o EnvOptions) []string {
 		if !ok || k == "" || neverPassed[k] {
 			continue
 		}
-		if o.CleanEnv && !cleanEnvKept[k] && !IsSchedulerVar(k) {
+		if sched := IsSchedulerVar(k); !sched && MatchName(o.Deny, k) ||
+			o.CleanEnv && !sched && !cleanEnvKept[k] && !MatchName(o.Pass, k) {
 			continue
 		}
 		e.set(kv)

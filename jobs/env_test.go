@@ -29,6 +29,13 @@ func TestContainerEnv(t *testing.T) {
 			[]string{"HOME=/home/a", "USER=a", "TERM=xterm", "SLURM_JOB_ID=42", "PMIX_RANK=3",
 				"OMPI_COMM_WORLD_SIZE=8", "PBS_JOBID=7", "PATH=/p", "LANG=de_DE", "PYTHONUNBUFFERED=1", "FOO=host",
 				"LD_LIBRARY_PATH=/mine"}},
+		{"config pass list with --cleanenv, deny list", EnvOptions{Host: append(host, "LIC_SERVER=x", "LIC_PORT=1", "SECRET=s", "SLURM_CONF=/c"),
+			DefaultPath: "/def", CleanEnv: true, Pass: []string{"LIC_*", "SECRET"}, Deny: []string{"SECRET", "SLURM_*", "TERM"},
+			Set: []string{"TERM"}},
+			[]string{"HOME=/home/a", "USER=a", "SLURM_JOB_ID=42", "PMIX_RANK=3", "OMPI_COMM_WORLD_SIZE=8", "PBS_JOBID=7",
+				"LIC_SERVER=x", "LIC_PORT=1", "SLURM_CONF=/c", "PATH=/def", "TERM=xterm"}},
+		{"deny without --cleanenv", EnvOptions{Host: []string{"A=1", "AWS_KEY=k", "AWS=2"}, DefaultPath: "/d", Deny: []string{"AWS_*"}},
+			[]string{"A=1", "AWS=2", "PATH=/d"}},
 		{"image may set LD_LIBRARY_PATH", EnvOptions{Host: host[:7], Image: []string{"LD_LIBRARY_PATH=/usr/local/cuda/lib64"}, DefaultPath: "/d", CleanEnv: true},
 			[]string{"HOME=/home/a", "USER=a", "TERM=xterm", "PATH=/d", "LD_LIBRARY_PATH=/usr/local/cuda/lib64"}},
 	}
@@ -42,12 +49,12 @@ func TestContainerEnv(t *testing.T) {
 }
 
 func TestIsSchedulerVar(t *testing.T) {
-	for _, k := range []string{"SLURM_PROCID", "PBS_NODEFILE", "PMI_RANK", "PMIX_NAMESPACE", "OMPI_COMM_WORLD_RANK"} {
+	for _, k := range []string{"SLURM_PROCID", "SLURMD_NODENAME", "PBS_NODEFILE", "PMI_RANK", "PMIX_NAMESPACE", "OMPI_COMM_WORLD_RANK"} {
 		if !IsSchedulerVar(k) {
 			t.Errorf("%s is not a scheduler variable", k)
 		}
 	}
-	for _, k := range []string{"HOME", "XSLURM_X", "PATH", "OMP_NUM_THREADS"} {
+	for _, k := range []string{"HOME", "XSLURM_X", "PATH", "OMP_NUM_THREADS", "PMIRANDOM"} {
 		if IsSchedulerVar(k) {
 			t.Errorf("%s taken for a scheduler variable", k)
 		}

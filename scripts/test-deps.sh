@@ -2,8 +2,9 @@
 # Installs what the test suite needs from Debian's packages, when it is
 # missing: busybox-static (the end-to-end tests' rootfs), runc (to prove the
 # spec output runs), util-linux (setpriv, unshare), iproute2 and debootstrap
-# (for the Debian + Python image, examples/mkpython.sh). Test-only:
-# hpcrun itself depends on none of them.
+# (for the Debian + Python image, examples/mkpython.sh), lmod (to load the
+# modulefiles that `make install` writes). Test-only: hpcrun itself depends
+# on none of them.
 set -euo pipefail
 need=()
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need+=(busybox-static)
@@ -11,6 +12,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v setpriv >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+[ -r /etc/profile.d/lmod.sh ] || need+=(lmod)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "the tests need these Debian packages: ${need[*]}; install them (sudo apt-get install ${need[*]}) or run as root" >&2

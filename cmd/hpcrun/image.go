@@ -30,7 +30,7 @@ func (im *chosenImage) release() {
 // openImage resolves --image or --rootfs: a plain directory is used in
 // place; an image is found in the cache from a stat of its file (the warm
 // start), or else unpacked into it by the embedded unpacker.
-func openImage(ctx context.Context, o *runOptions, h host, log *logger) (*chosenImage, error) {
+func openImage(ctx context.Context, o *runOptions, h host, st *settings, log *logger) (*chosenImage, error) {
 	plain := func(dir string) (*chosenImage, error) {
 		im, err := unpack.OpenRootfs(dir, h.cwd)
 		if err != nil {
@@ -64,7 +64,15 @@ func openImage(ctx context.Context, o *runOptions, h host, log *logger) (*chosen
 	if loc.Kind == unpack.Rootfs {
 		return plain(loc.Path)
 	}
-	s, err := openStore(o.cacheDir, h)
+	dir, err := st.cache(h)
+	if err != nil {
+		return nil, err
+	}
+	log.debugf("cache: %s (%s)", dir, st.conf.Cache.From)
+	if st.conf.Scratch.Value != "" {
+		log.debugf("scratch: %s (%s)", st.conf.Scratch.Value, st.conf.Scratch.From)
+	}
+	s, err := store.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -105,16 +113,6 @@ func openImage(ctx context.Context, o *runOptions, h host, log *logger) (*chosen
 	}
 	log.debugf("image %s: %s in %s", ref, im.Digest, im.Rootfs)
 	return &chosenImage{Image: im.Unpacked(), config: im.Config, digest: im.Digest.String(), hold: hold}, nil
-}
-
-// openStore opens --cache, else $HPCRUN_CACHE, else the node-local default.
-func openStore(dir string, h host) (*store.Store, error) {
-	if dir == "" {
-		dir = store.DefaultDir(h.env, int(h.uid))
-	} else if !filepath.IsAbs(dir) {
-		dir = filepath.Join(h.cwd, dir)
-	}
-	return store.Open(dir)
 }
 
 // command is what the job runs: the command line's, or else the image's

@@ -20,12 +20,24 @@ type cacheOptions struct{ dir string }
 // AddFlags registers --cache on a cache command, which reports bad flags
 // as every hpcrun command does.
 func (o *cacheOptions) AddFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.dir, "cache", "", "the cache `DIR` (default $HPCRUN_CACHE, else /var/tmp/hpcrun-$UID)")
+	cmd.Flags().StringVar(&o.dir, "cache", "", "the cache `DIR` (default: as for a run; see hpcrun config)")
 	cmd.SetFlagErrorFunc(flagError)
 }
 
 func (o *cacheOptions) open() (*store.Store, error) {
 	return openStore(o.dir, hostFacts())
+}
+
+// openStore opens --cache, else the cache the config and the node give.
+func openStore(dir string, h host) (*store.Store, error) {
+	st, err := loadSettings(h, dir, "")
+	if err != nil {
+		return nil, err
+	}
+	if dir, err = st.cache(h); err != nil {
+		return nil, err
+	}
+	return store.Open(dir)
 }
 
 func newImagesCommand() *cobra.Command {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
+	"github.com/hpcrun/hpcrun/jobs"
 )
 
 func TestIsRunForm(t *testing.T) {
@@ -121,11 +122,12 @@ func TestWarningsAndQuiet(t *testing.T) {
 		var buf bytes.Buffer
 		log := &logger{quiet: quiet, w: &buf}
 		o := &runOptions{rootfs: rootfs, net: "host"}
-		im, err := openImage(context.Background(), o, h, log)
+		st := &settings{conf: jobs.Defaults()}
+		im, err := openImage(context.Background(), o, h, st, log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := resolve(o, im, []string{"true"}, h, log)
+		cfg, err := resolve(o, im, []string{"true"}, h, st, log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -56,14 +56,14 @@ type runOptions struct {
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.image, "image", "", "run in the image `REF`: an OCI or docker-save archive, an OCI layout DIR[:TAG], or a rootfs directory")
-	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR` (default $HPCRUN_CACHE, else /var/tmp/hpcrun-$UID)")
+	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR` (default: the config's cache, else hpcrun-cache-$UID in node-local scratch; see hpcrun config)")
 	f.StringVar(&o.platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
 	f.StringVar(&o.rootfs, "rootfs", "", "run in this root filesystem `DIR` (an unpacked image), used in place")
-	f.StringArrayVar(&o.binds, "bind", nil, "bind a host path into the container as `SRC[:DST[:ro]]`; DST defaults to SRC (repeatable)")
+	f.StringArrayVar(&o.binds, "bind", nil, "bind a host path into the container as `SRC[:DST[:ro]]`; DST defaults to SRC (repeatable; adds to the config's binds)")
 	f.BoolVar(&o.noHome, "no-home", false, "give the job an empty private $HOME instead of the real one")
 	f.StringVar(&o.pwd, "pwd", "", "start the job in `DIR` inside the container (default: the current directory)")
 	f.BoolVar(&o.writableTmpfs, "writable-tmpfs", false, "let the job write anywhere; writes go to a tmpfs and are discarded at exit")
-	f.StringVar(&o.net, "net", string(netns.Host), "network `MODE`: host (share the node's) or none (a new one with only lo)")
+	f.StringVar(&o.net, "net", "", "network `MODE`: host (share the node's) or none (a new one with only lo); default: the config's network, else host")
 	f.BoolVar(&o.fakeroot, "fakeroot", false, "run as uid 0 inside (still your own uid outside)")
 	f.BoolVar(&o.cleanEnv, "cleanenv", false, "pass only HOME, USER, TERM and the scheduler's variables from the host")
 	f.StringArrayVar(&o.env, "env", nil, "set `K=V` in the container (repeatable); K alone copies it from the host")
@@ -89,9 +89,15 @@ and interconnects work as outside. The rootfs is read-only.
 
 --image takes an OCI archive, a docker save archive, an OCI layout directory
 (REF:TAG picks a tag) or a rootfs directory. The first start on a node unpacks
-the image into the cache (--cache, else $HPCRUN_CACHE, else
-/var/tmp/hpcrun-$UID), once however many jobs start together; later starts
-pay no unpack. Without CMD the image's Entrypoint and Cmd run.
+the image into the cache, once however many jobs start together; later
+starts pay no unpack. The cache is --cache, else $HPCRUN_CACHE, else the
+config's, else hpcrun-cache-$UID in the node's scratch dir: $SLURM_TMPDIR or
+$TMPDIR when node-local, else /var/tmp. Without CMD the image's Entrypoint
+and Cmd run.
+
+Under Slurm or PBS the scheduler's variables always pass into the container,
+and -v logs the job facts found and which variable gave each. The site's and
+your config files set defaults; hpcrun config shows them.
 
 Flag parsing stops at CMD: everything after it goes to CMD.
 
@@ -130,7 +136,7 @@ job; if hpcrun is killed, the job dies with it.
 		return nil
 	}
 	cmd.SetFlagErrorFunc(flagError)
-	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand())
+	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand())
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)
 	return cmd
@@ -148,12 +154,17 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 		ctx = context.Background()
 	}
 	h := hostFacts()
-	im, err := openImage(ctx, o, h, log)
+	st, err := loadSettings(h, o.cacheDir, o.net)
+	if err != nil {
+		return 0, err
+	}
+	st.logTo(log)
+	im, err := openImage(ctx, o, h, st, log)
 	if err != nil {
 		return 0, err
 	}
 	defer im.release()
-	cfg, err := resolve(o, im, args, h, log)
+	cfg, err := resolve(o, im, args, h, st, log)
 	if err != nil {
 		return 0, err
 	}
@@ -168,7 +179,7 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 	if p == nil {
 		p = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	}
-	if name := runName(o, h.env); name != "" && p.Pid() > 0 {
+	if name := runName(o, st.job); name != "" && p.Pid() > 0 {
 		// A named run: exec, ps and kill find it by name.
 		c, err := so.open(true)
 		if err == nil {
@@ -191,35 +202,14 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 	return code, err
 }
 
-// runName is the name of a run: --name, else under Slurm one made of the
-// job, step and task ids (slurm-J.S.T), so that `hpcrun exec` can find
-// the run of a job step; else none.
-func runName(o *runOptions, env []string) string {
+// runName is the name of a run: --name, else under a batch system one
+// made of the job, step and task ids (slurm-J.S.T, pbs-J.T), so that
+// `hpcrun exec` can find the run of a job step; else none.
+func runName(o *runOptions, j jobs.Job) string {
 	if o.name != "" {
 		return o.name
 	}
-	job := envOf(env, "SLURM_JOB_ID")
-	if job == "" {
-		return ""
-	}
-	step, task := envOf(env, "SLURM_STEP_ID"), envOf(env, "SLURM_PROCID")
-	if step == "" {
-		step = "batch"
-	}
-	if task == "" {
-		task = "0"
-	}
-	return "slurm-" + job + "." + step + "." + task
-}
-
-// envOf is the last value of key in env.
-func envOf(env []string, key string) string {
-	for i := len(env) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
-			return v
-		}
-	}
-	return ""
+	return j.Name()
 }
 
 // host is what resolve needs to know about the caller and the node.
@@ -258,7 +248,7 @@ func hostFacts() host {
 
 // resolve turns flags, the environment and the rootfs into the init's
 // config, checking every input on the way.
-func resolve(o *runOptions, im *chosenImage, args []string, h host, log *logger) (*runtime.Config, error) {
+func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings, log *logger) (*runtime.Config, error) {
 	if h.cwd == "" {
 		return nil, errors.New("the current directory no longer exists; cd somewhere that does and try again")
 	}
@@ -266,7 +256,7 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, log *logger)
 	if err != nil {
 		return nil, err
 	}
-	mode, err := netns.ParseMode(o.net)
+	mode, err := netns.ParseMode(st.conf.Network.Value)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -286,16 +276,24 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, log *logger)
 	case !o.noHome:
 		log.warnf("$HOME is %q, not an absolute path: no home directory is bound", home)
 	}
+	binds, err := siteBinds(st, h, runtime.Mounts(mo), log)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range o.binds {
 		b, err := runtime.ParseBind(s, h.cwd)
 		if err != nil {
 			return nil, usageError{err}
 		}
+		if err := st.conf.CheckUserBind(b.Source); err != nil {
+			return nil, err
+		}
 		if !h.exists(b.Source) {
 			return nil, fmt.Errorf("bind source %s does not exist; create it or drop --bind %s", b.Source, s)
 		}
-		mo.Binds = append(mo.Binds, b)
+		binds = append(binds, b)
 	}
+	mo.Binds = binds
 	mounts := runtime.Mounts(mo)
 	cwd := h.cwd
 	switch {
@@ -326,6 +324,7 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, log *logger)
 	}
 	env := jobs.ContainerEnv(jobs.EnvOptions{
 		Host: h.env, Image: im.Env, DefaultPath: runtime.DefaultPath, CleanEnv: o.cleanEnv, Set: set,
+		Pass: st.conf.EnvPass.Value, Deny: st.conf.EnvDeny.Value,
 	})
 	spec, err := runtime.Generate(runtime.Options{
 		Rootfs: im.Rootfs, Args: args, Env: env, Cwd: cwd, UID: h.uid, GID: h.gid,
@@ -342,6 +341,45 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, log *logger)
 	cfg := &runtime.Config{Spec: spec, Files: files, WritableTmpfs: o.writableTmpfs, Foreground: h.terminal}
 	log.settings(cfg, mode)
 	return cfg, nil
+}
+
+// siteBinds are the binds every container gets, before --bind: the
+// site's scratch dirs that exist on this node, the job's own scratch dir
+// ($SLURM_TMPDIR, $TMPDIR) unless it is visible already, then the
+// config's binds (a missing required one is an error, a missing optional
+// one is skipped).
+func siteBinds(st *settings, h host, base []specs.Mount, log *logger) ([]runtime.Bind, error) {
+	var out []runtime.Bind
+	for _, d := range st.conf.ScratchDirs.Value {
+		if !h.exists(d) {
+			log.debugf("scratch dir %s (%s) is not on this node: not bound", d, st.conf.ScratchDirs.From)
+			continue
+		}
+		out = append(out, runtime.Bind{Source: d, Dest: d})
+	}
+	if t := st.job.TmpDir; filepath.IsAbs(t) && h.exists(t) && !runtime.HostPathVisible(filepath.Clean(t), base) {
+		out = append(out, runtime.Bind{Source: filepath.Clean(t), Dest: filepath.Clean(t)})
+	}
+	for _, b := range st.conf.Binds.Value {
+		if b.User {
+			if err := st.conf.CheckUserBind(b.Source); err != nil {
+				return nil, fmt.Errorf("%s: %w", b.From, err)
+			}
+		}
+		if !h.exists(b.Source) {
+			if b.Required {
+				return nil, fmt.Errorf("the bind %s required by %s does not exist on this node; ask your admins, or create it", b.Source, b.From)
+			}
+			log.debugf("bind %s (%s) is not on this node: skipped", b.Source, b.From)
+			continue
+		}
+		rb, err := runtime.ParseBind(b.Spec, "/")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.From, err)
+		}
+		out = append(out, rb)
+	}
+	return out, nil
 }
 
 // envSettings gathers --env-file and --env entries, in that order.

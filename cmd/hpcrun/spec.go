@@ -44,7 +44,12 @@ are hpcrun's own and are not part of the config.
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			im, err := openImage(ctx, &o, h, log)
+			st, err := loadSettings(h, o.cacheDir, o.net)
+			if err != nil {
+				return err
+			}
+			st.logTo(log)
+			im, err := openImage(ctx, &o, h, st, log)
 			if err != nil {
 				return err
 			}
@@ -52,7 +57,7 @@ are hpcrun's own and are not part of the config.
 			if len(args) == 0 && len(im.config.Entrypoint)+len(im.config.Cmd) == 0 {
 				args = []string{"sh"}
 			}
-			cfg, err := resolve(&o, im, args, h, log)
+			cfg, err := resolve(&o, im, args, h, st, log)
 			if err != nil {
 				return err
 			}

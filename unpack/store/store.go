@@ -96,23 +96,6 @@ type Entry struct {
 	LastUse time.Time // the last Lookup or unpack that returned it
 }
 
-// DefaultDir is where the store lives when no flag names it: HPCRUN_CACHE
-// from env, else /var/tmp/hpcrun-<uid>. Node-local on purpose: never under
-// $HOME, whose quota an image would blow and whose parallel filesystem
-// would take the metadata storm of every node's unpack.
-func DefaultDir(env []string, uid int) string {
-	dir := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, Env+"="); ok {
-			dir = v // the last one wins, as in exec.Cmd
-		}
-	}
-	if dir != "" {
-		return filepath.Clean(dir)
-	}
-	return "/var/tmp/hpcrun-" + strconv.Itoa(uid)
-}
-
 var subdirs = []string{"images", "locks", "tmp", "keys"}
 
 // Open opens the store at dir, creating it and its subdirectories (mode
@@ -172,7 +155,7 @@ func checkParents(dir string) error {
 	err := safedir.CheckParents(dir, uid)
 	switch {
 	case errors.As(err, &pe):
-		return fmt.Errorf("cache parent %v, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", err, uid)
+		return fmt.Errorf("cache parent %v, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-cache-%d", err, uid)
 	case err != nil:
 		return fmt.Errorf("cache: %w", err)
 	}

@@ -14,22 +14,6 @@ import (
 
 const testUID = 65534
 
-func TestDefaultDir(t *testing.T) {
-	for _, tc := range []struct {
-		env  []string
-		want string
-	}{
-		{nil, "/var/tmp/hpcrun-1234"},
-		{[]string{"HOME=/home/u", "HPCRUN_CACHE="}, "/var/tmp/hpcrun-1234"},
-		{[]string{"HPCRUN_CACHE=/scratch/c/"}, "/scratch/c"},
-		{[]string{"HPCRUN_CACHE=/a", "HPCRUN_CACHE=/b"}, "/b"},
-	} {
-		if got := DefaultDir(tc.env, 1234); got != tc.want {
-			t.Errorf("DefaultDir(%q) = %q, want %q", tc.env, got, tc.want)
-		}
-	}
-}
-
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
 	old := unix.Umask(0)

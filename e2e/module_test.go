@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// lmodProfile is what a login shell runs to get Debian's Lmod (package
+// lmod): the module command, and MODULEPATH and MANPATH as Debian sets them.
+const lmodProfile = "/etc/profile.d/lmod.sh"
+
+// moduleScript runs in bash as the test user: $1 is a MODULEPATH dir, $2
+// the rootfs. It prints KEY=VALUE lines for the test to check.
+const moduleScript = `
+. ` + lmodProfile + `
+echo "before=$(command -v hpcrun || echo none)"
+module use "$1" || exit 101
+module load hpcrun || exit 102
+echo "path=$(command -v hpcrun)"
+echo "version=$(hpcrun --version)"
+echo "manpath=$MANPATH"
+echo "loaded=$(module -t list 2>&1 | tr '\n' ' ')"
+echo "whatis=$(module whatis hpcrun 2>&1 | tr '\n' ' ')"
+echo "help=$(module help hpcrun 2>&1 | tr '\n' ' ')"
+hpcrun --rootfs "$2" true
+echo "container=$?"
+module unload hpcrun || exit 103
+echo "after=$(command -v hpcrun || echo none)"
+echo "manpath_after=$MANPATH"
+`
+
+// make install-files puts the built binary and both modulefiles under a
+// PREFIX; the test user loads each modulefile with Debian's Lmod, which
+// reads Tcl modulefiles too, runs a container with the hpcrun it put on
+// PATH, and unloads it; make uninstall leaves the prefix empty. A DESTDIR
+// install writes PREFIX's paths, not DESTDIR's, into the modulefiles.
+func TestModuleLoad(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	if _, err := os.Stat(lmodProfile); err != nil {
+		if requireUserns || os.Geteuid() == 0 {
+			t.Fatalf("Lmod is not installed (%v): scripts/test-deps.sh installs Debian's lmod", err)
+		}
+		t.Skipf("Lmod is not installed (%v); sudo apt-get install lmod", err)
+	}
+	r := runRaw(opts{}, binPath, "--version")
+	version, ok := strings.CutPrefix(strings.TrimSpace(r.stdout), "hpcrun ")
+	if r.code != 0 || !ok || version == "" {
+		t.Fatalf("hpcrun --version: %s", r)
+	}
+
+	// Installed by us (root, when we are), loaded by the test user.
+	scratch, err := os.MkdirTemp(baseDir, "module-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(scratch) })
+	if err := os.Chmod(scratch, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prefix := filepath.Join(scratch, "prefix")
+	makeRun(t, "install-files", "PREFIX="+prefix, "BIN="+binPath, "VERSION="+version)
+
+	lua := filepath.Join("share/lmod/modulefiles/hpcrun", version+".lua")
+	tcl := filepath.Join("share/modulefiles/hpcrun", version)
+	if got, want := filesUnder(t, prefix), []string{"bin/hpcrun", lua, tcl}; !slices.Equal(got, want) {
+		t.Fatalf("make install-files PREFIX=%s wrote %q, want %q", prefix, got, want)
+	}
+	for _, f := range []string{lua, tcl} {
+		b, err := os.ReadFile(filepath.Join(prefix, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := string(b); strings.Contains(s, "@") || !strings.Contains(s, prefix+"/bin") ||
+			!strings.Contains(s, prefix+"/share/man") {
+			t.Errorf("%s: want %s/bin and %s/share/man and no @PLACEHOLDER@ left:\n%s", f, prefix, prefix, s)
+		}
+	}
+
+	for _, tree := range []string{"share/lmod/modulefiles", "share/modulefiles"} {
+		t.Run(strings.ReplaceAll(tree, "/", "_"), func(t *testing.T) {
+			o := opts{dir: tempDirOwned(t), env: []string{"HOME=" + tempDirOwned(t)}, timeout: time.Minute}
+			r := runRaw(o, "bash", "--noprofile", "--norc", "-c", moduleScript, "bash",
+				filepath.Join(prefix, tree), rootfsDir)
+			if r.err != nil || r.code != 0 {
+				t.Fatalf("module load hpcrun from %s: %s", tree, r)
+			}
+			kv := map[string]string{}
+			for _, l := range strings.Split(r.stdout, "\n") {
+				if k, v, ok := strings.Cut(l, "="); ok {
+					kv[k] = v
+				}
+			}
+			check := func(key string, ok bool, want string) {
+				t.Helper()
+				if !ok {
+					t.Errorf("%s = %q, want %s\n%s", key, kv[key], want, r)
+				}
+			}
+			check("before", kv["before"] == "none", "no hpcrun on PATH before the load")
+			check("path", kv["path"] == filepath.Join(prefix, "bin/hpcrun"), "the installed hpcrun")
+			check("version", kv["version"] == "hpcrun "+version, "hpcrun "+version)
+			check("manpath", strings.Split(kv["manpath"], ":")[0] == filepath.Join(prefix, "share/man"),
+				"PREFIX/share/man first")
+			check("loaded", strings.Contains(kv["loaded"], "hpcrun/"+version), "hpcrun/"+version+" loaded")
+			check("whatis", strings.Contains(kv["whatis"], "Usage: ") &&
+				strings.Contains(kv["whatis"], "/etc/hpcrun/config.yaml"), "a usage line and the site config")
+			check("help", strings.Contains(kv["help"], "Usage:") &&
+				strings.Contains(kv["help"], "/etc/hpcrun/config.yaml") && strings.Contains(kv["help"], prefix),
+				"usage, the site config and the prefix")
+			check("container", kv["container"] == "0", "0 from hpcrun --rootfs R true")
+			check("after", kv["after"] == "none", "no hpcrun on PATH after the unload")
+			check("manpath_after", !strings.Contains(kv["manpath_after"], prefix), "PREFIX gone from MANPATH")
+		})
+	}
+
+	makeRun(t, "uninstall", "PREFIX="+prefix, "VERSION="+version)
+	if got := filesUnder(t, prefix); len(got) != 0 {
+		t.Errorf("make uninstall left %q in %s", got, prefix)
+	}
+	if ents, err := os.ReadDir(prefix); err != nil || len(ents) != 0 {
+		t.Errorf("make uninstall: want %s empty, got %v, %v", prefix, ents, err)
+	}
+
+	// Staged: DESTDIR is where the files go, PREFIX what is in them.
+	stage := filepath.Join(scratch, "stage")
+	const final = "/opt/hpcrun-e2e"
+	makeRun(t, "install-files", "DESTDIR="+stage, "PREFIX="+final, "BIN="+binPath, "MODVERSION=1.0")
+	staged := filepath.Join(stage, final)
+	if got, want := filesUnder(t, staged), []string{"bin/hpcrun", "share/lmod/modulefiles/hpcrun/1.0.lua",
+		"share/modulefiles/hpcrun/1.0"}; !slices.Equal(got, want) {
+		t.Fatalf("make install-files DESTDIR=%s PREFIX=%s wrote %q, want %q", stage, final, got, want)
+	}
+	for _, f := range []string{"share/lmod/modulefiles/hpcrun/1.0.lua", "share/modulefiles/hpcrun/1.0"} {
+		b, err := os.ReadFile(filepath.Join(staged, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := string(b); strings.Contains(s, stage) || !strings.Contains(s, final+"/bin") {
+			t.Errorf("%s: want %s/bin in it and not DESTDIR (%s):\n%s", f, final, stage, s)
+		}
+	}
+	makeRun(t, "uninstall", "DESTDIR="+stage, "PREFIX="+final, "MODVERSION=1.0")
+	if ents, err := os.ReadDir(staged); err != nil || len(ents) != 0 {
+		t.Errorf("make uninstall DESTDIR=%s: want %s empty, got %v, %v", stage, staged, ents, err)
+	}
+}
+
+// makeRun runs make in the repository with our own credentials.
+func makeRun(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command("make", append([]string{"-s"}, args...)...)
+	cmd.Dir = repoPath(".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// filesUnder lists the non-directories under root, relative to it, sorted.
+func filesUnder(t *testing.T, root string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", root, err)
+	}
+	sort.Strings(files)
+	return files
+}

@@ -1,0 +1,587 @@
+package jobs
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// SiteConfig is the site's config file; conf.d/*.yaml next to it are read
+// after it, in name order. ConfigEnv names another file in its place.
+const (
+	SiteConfig = "/etc/hpcrun/config.yaml"
+	ConfigEnv  = "HPCRUN_CONFIG"
+)
+
+// Setting is one config value and where it came from: "default", a
+// file:line, an HPCRUN_* variable or a flag.
+type Setting[T any] struct {
+	Value T
+	From  string
+}
+
+func (s Setting[T]) set() bool { return s.From != "" }
+
+// Bind is a bind from the config: Spec is hpcrun's --bind syntax
+// (SRC[:DST[:ro]]). A missing Source is skipped unless Required.
+type Bind struct {
+	Spec     string
+	Source   string
+	Required bool
+	User     bool // from the user's file or HPCRUN_BINDS, not the site's
+	From     string
+}
+
+// Config is hpcrun's configuration. Layers, each overriding the one
+// before: the site file and its conf.d, the user's file, HPCRUN_*
+// variables, then flags. A list set in a later layer replaces the whole
+// list; --bind adds to the binds.
+type Config struct {
+	Cache            Setting[string]   // where unpacked images live
+	Scratch          Setting[string]   // node-local scratch, home of the default cache
+	ScratchDirs      Setting[[]string] // site scratch filesystems bound into every container when present
+	Binds            Setting[[]Bind]   // binds every container gets
+	EnvPass          Setting[[]string] // host variables that pass even with --cleanenv (NAME or PREFIX*)
+	EnvDeny          Setting[[]string] // host variables that never pass (NAME or PREFIX*)
+	Network          Setting[string]   // host or none
+	AllowSystemBinds Setting[bool]     // whether --bind may name the host's system dirs (site only)
+}
+
+// Defaults is the config before any layer.
+func Defaults() Config {
+	d := "default"
+	return Config{
+		ScratchDirs:      Setting[[]string]{nil, d},
+		Binds:            Setting[[]Bind]{nil, d},
+		EnvPass:          Setting[[]string]{nil, d},
+		EnvDeny:          Setting[[]string]{nil, d},
+		Network:          Setting[string]{"host", d},
+		AllowSystemBinds: Setting[bool]{true, d},
+	}
+}
+
+// Override sets in c every setting that l sets.
+func (c *Config) Override(l Config) {
+	over(&c.Cache, l.Cache)
+	over(&c.Scratch, l.Scratch)
+	over(&c.ScratchDirs, l.ScratchDirs)
+	over(&c.Binds, l.Binds)
+	over(&c.EnvPass, l.EnvPass)
+	over(&c.EnvDeny, l.EnvDeny)
+	over(&c.Network, l.Network)
+	over(&c.AllowSystemBinds, l.AllowSystemBinds)
+}
+
+func over[T any](dst *Setting[T], src Setting[T]) {
+	if src.set() {
+		*dst = src
+	}
+}
+
+// Layer is which file a config came from: the site's may set everything,
+// the user's all but the site's policy.
+type Layer int
+
+const (
+	SiteLayer Layer = iota
+	UserLayer
+)
+
+// keys are the config file's keys, in the order hpcrun config prints them.
+var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds"}
+
+// Vars are what $NAME in a config path may expand to.
+type Vars map[string]string
+
+// VarsFor are the variables a config path may use: $USER, $UID, $HOME.
+func VarsFor(uid int, environ []string) Vars {
+	e := newEnv(environ)
+	return Vars{"USER": e["USER"], "UID": strconv.Itoa(uid), "HOME": e["HOME"]}
+}
+
+// expand replaces $NAME and ${NAME} with vars; any other is an error.
+func (v Vars) expand(s string) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(s, '$')
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		b.WriteString(s[:i])
+		s = s[i+1:]
+		var name, ref string
+		if strings.HasPrefix(s, "{") {
+			end := strings.IndexByte(s, '}')
+			if end < 0 {
+				return "", fmt.Errorf("unclosed ${ in %q", "$"+s)
+			}
+			name, ref, s = s[1:end], "${"+s[1:end]+"}", s[end+1:]
+		} else {
+			n := 0
+			for n < len(s) && (s[n] == '_' || s[n] >= 'A' && s[n] <= 'Z' || s[n] >= 'a' && s[n] <= 'z' || n > 0 && s[n] >= '0' && s[n] <= '9') {
+				n++
+			}
+			name, ref, s = s[:n], "$"+s[:n], s[n:]
+		}
+		val, ok := v[name]
+		switch {
+		case !ok:
+			return "", fmt.Errorf("unknown variable %s (only $USER, $UID and $HOME expand)", ref)
+		case val == "":
+			return "", fmt.Errorf("%s is not set", ref)
+		}
+		b.WriteString(val)
+	}
+}
+
+// ParseConfig reads one config file. Errors name the file and line.
+func ParseConfig(name string, data []byte, layer Layer, vars Vars) (Config, error) {
+	var c Config
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return c, yamlError(name, err)
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return c, nil // empty, or only comments
+	}
+	top := doc.Content[0]
+	if top.Kind == yaml.ScalarNode && top.Tag == "!!null" {
+		return c, nil
+	}
+	p := parser{name: name, vars: vars, layer: layer}
+	if top.Kind != yaml.MappingNode {
+		return c, p.errf(top, "want settings as key: value lines, got %s", kindName(top))
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k, v := top.Content[i], top.Content[i+1]
+		if seen[k.Value] {
+			return c, p.errf(k, "%s is set twice", k.Value)
+		}
+		seen[k.Value] = true
+		from := p.at(k)
+		var err error
+		switch k.Value {
+		case "cache":
+			c.Cache.Value, err = p.path(k.Value, v)
+			c.Cache.From = from
+		case "scratch":
+			c.Scratch.Value, err = p.path(k.Value, v)
+			c.Scratch.From = from
+		case "scratch_dirs":
+			c.ScratchDirs.Value, err = p.paths(k.Value, v)
+			c.ScratchDirs.From = from
+		case "binds":
+			c.Binds.Value, err = p.binds(v)
+			c.Binds.From = from
+		case "env":
+			err = p.env(v, &c)
+		case "network":
+			c.Network.Value, err = p.scalar(k.Value, v, "host or none")
+			if err == nil {
+				err = checkNetwork(c.Network.Value)
+				if err != nil {
+					err = p.errf(v, "network: %v", err)
+				}
+			}
+			c.Network.From = from
+		case "allow_system_binds":
+			if layer != SiteLayer {
+				return c, p.errf(k, "allow_system_binds is the site's to set, in %s; remove it here", SiteConfig)
+			}
+			c.AllowSystemBinds.Value, err = p.boolean(k.Value, v)
+			c.AllowSystemBinds.From = from
+		default:
+			return c, p.errf(k, "unknown key %q (known: %s)", k.Value, strings.Join(keys, ", "))
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// yamlError puts the file name in front of a yaml.v3 error, as
+// file:line when the error names a line.
+func yamlError(name string, err error) error {
+	msg := strings.TrimSpace(err.Error())
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.TrimSpace(strings.TrimPrefix(msg, "unmarshal errors:"))
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, tail, ok := strings.Cut(rest, ": "); ok {
+			if line, err := strconv.Atoi(n); err == nil {
+				// yaml.v3 counts the lines of its parser's errors (not its
+				// scanner's) from 0.
+				if strings.HasPrefix(tail, "did not find expected") {
+					line++
+				}
+				return fmt.Errorf("%s:%d: %s", name, line, tail)
+			}
+		}
+	}
+	return fmt.Errorf("%s: %s", name, msg)
+}
+
+type parser struct {
+	name  string
+	vars  Vars
+	layer Layer
+}
+
+func (p parser) at(n *yaml.Node) string { return fmt.Sprintf("%s:%d", p.name, n.Line) }
+
+func (p parser) errf(n *yaml.Node, format string, args ...any) error {
+	return fmt.Errorf("%s: %s", p.at(n), fmt.Sprintf(format, args...))
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	switch n.Tag {
+	case "!!null":
+		return "nothing"
+	case "!!bool":
+		return "true/false"
+	case "!!int", "!!float":
+		return "a number"
+	}
+	return strconv.Quote(n.Value)
+}
+
+func (p parser) scalar(key string, n *yaml.Node, want string) (string, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		return "", p.errf(n, "%s: want %s, got %s", key, want, kindName(n))
+	}
+	return n.Value, nil
+}
+
+func (p parser) boolean(key string, n *yaml.Node) (bool, error) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		return false, p.errf(n, "%s: want true or false, got %s", key, kindName(n))
+	}
+	var b bool
+	if err := n.Decode(&b); err != nil {
+		return false, p.errf(n, "%s: %v", key, err)
+	}
+	return b, nil
+}
+
+// path is an absolute path, after $USER, $UID and $HOME expand.
+func (p parser) path(key string, n *yaml.Node) (string, error) {
+	s, err := p.scalar(key, n, "an absolute path")
+	if err != nil {
+		return "", err
+	}
+	if n.Tag != "!!str" {
+		return "", p.errf(n, "%s: want an absolute path, got %s", key, kindName(n))
+	}
+	s, err = p.vars.expand(s)
+	if err != nil {
+		return "", p.errf(n, "%s: %v", key, err)
+	}
+	if !filepath.IsAbs(s) {
+		return "", p.errf(n, "%s: want an absolute path, got %q", key, s)
+	}
+	return filepath.Clean(s), nil
+}
+
+func (p parser) list(key string, n *yaml.Node, want string) ([]*yaml.Node, error) {
+	if n.Kind != yaml.SequenceNode {
+		return nil, p.errf(n, "%s: want a list of %s, got %s", key, want, kindName(n))
+	}
+	return n.Content, nil
+}
+
+func (p parser) paths(key string, n *yaml.Node) ([]string, error) {
+	items, err := p.list(key, n, "absolute paths")
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, it := range items {
+		s, err := p.path(key, it)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// binds reads a list whose items are "SRC[:DST[:ro]]" or
+// {src: SRC, dst: DST, ro: BOOL, required: BOOL}.
+func (p parser) binds(n *yaml.Node) ([]Bind, error) {
+	items, err := p.list("binds", n, "binds")
+	if err != nil {
+		return nil, err
+	}
+	out := []Bind{}
+	for _, it := range items {
+		b := Bind{From: p.at(it), User: p.layer == UserLayer}
+		var src, dst string
+		ro := false
+		switch it.Kind {
+		case yaml.ScalarNode:
+			s, err := p.scalar("binds", it, "SRC[:DST[:ro]]")
+			if err != nil {
+				return nil, err
+			}
+			parts := strings.Split(s, ":")
+			if len(parts) > 3 || len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw" {
+				return nil, p.errf(it, "binds: want SRC[:DST[:ro]], got %q", s)
+			}
+			src = parts[0]
+			if len(parts) > 1 {
+				dst = parts[1]
+			}
+			ro = len(parts) == 3 && parts[2] == "ro"
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(it.Content); i += 2 {
+				k, v := it.Content[i], it.Content[i+1]
+				var err error
+				switch k.Value {
+				case "src":
+					src, err = p.scalar("binds: src", v, "a path")
+				case "dst":
+					dst, err = p.scalar("binds: dst", v, "a path")
+				case "ro":
+					ro, err = p.boolean("binds: ro", v)
+				case "required":
+					b.Required, err = p.boolean("binds: required", v)
+				default:
+					return nil, p.errf(k, "binds: unknown key %q (known: src, dst, ro, required)", k.Value)
+				}
+				if err != nil {
+					return nil, err
+				}
+			}
+			if src == "" {
+				return nil, p.errf(it, "binds: src is missing")
+			}
+		default:
+			return nil, p.errf(it, "binds: want SRC[:DST[:ro]] or {src: SRC, dst: DST, ro: true, required: true}, got %s", kindName(it))
+		}
+		var err error
+		if src, err = p.vars.expand(src); err == nil {
+			dst, err = p.vars.expand(dst)
+		}
+		if err != nil {
+			return nil, p.errf(it, "binds: %v", err)
+		}
+		if !filepath.IsAbs(src) || dst != "" && !filepath.IsAbs(dst) {
+			return nil, p.errf(it, "binds: want absolute paths, got %q", src+":"+dst)
+		}
+		b.Source = filepath.Clean(src)
+		b.Spec = b.Source
+		if dst != "" || ro {
+			if dst == "" {
+				dst = b.Source
+			}
+			b.Spec += ":" + filepath.Clean(dst)
+		}
+		if ro {
+			b.Spec += ":ro"
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// env reads env: {pass: [...], deny: [...]}.
+func (p parser) env(n *yaml.Node, c *Config) error {
+	if n.Kind != yaml.MappingNode {
+		return p.errf(n, "env: want pass: and deny: lists, got %s", kindName(n))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var dst *Setting[[]string]
+		switch k.Value {
+		case "pass":
+			dst = &c.EnvPass
+		case "deny":
+			dst = &c.EnvDeny
+		default:
+			return p.errf(k, "env: unknown key %q (known: pass, deny)", k.Value)
+		}
+		items, err := p.list("env: "+k.Value, v, "variable names")
+		if err != nil {
+			return err
+		}
+		names := []string{}
+		for _, it := range items {
+			s, err := p.scalar("env: "+k.Value, it, "a variable name")
+			if err != nil {
+				return err
+			}
+			if err := checkPattern(s); err != nil {
+				return p.errf(it, "env: %s: %v", k.Value, err)
+			}
+			names = append(names, s)
+		}
+		*dst = Setting[[]string]{names, p.at(k)}
+	}
+	return nil
+}
+
+// checkPattern accepts NAME or PREFIX*.
+func checkPattern(s string) error {
+	if !validName(strings.TrimSuffix(s, "*")) {
+		return fmt.Errorf("want a NAME or a PREFIX*, got %q", s)
+	}
+	return nil
+}
+
+func checkNetwork(s string) error {
+	if s != "host" && s != "none" {
+		return fmt.Errorf("want host or none, got %q", s)
+	}
+	return nil
+}
+
+// EnvVars are the HPCRUN_* variables that set config keys.
+var EnvVars = []struct{ Name, Key, Help string }{
+	{"HPCRUN_CACHE", "cache", "an absolute path"},
+	{"HPCRUN_SCRATCH", "scratch", "an absolute path"},
+	{"HPCRUN_SCRATCH_DIRS", "scratch_dirs", "absolute paths separated by ':'"},
+	{"HPCRUN_BINDS", "binds", "SRC[:DST[:ro]] binds separated by ','"},
+	{"HPCRUN_ENV_PASS", "env pass", "names or PREFIX* separated by ','"},
+	{"HPCRUN_ENV_DENY", "env deny", "names or PREFIX* separated by ','"},
+	{"HPCRUN_NETWORK", "network", "host or none"},
+}
+
+// FromVariables is the config layer of HPCRUN_* variables. An empty
+// variable counts as unset.
+func FromVariables(environ []string) (Config, error) {
+	e := newEnv(environ)
+	var c Config
+	for _, v := range EnvVars {
+		val := e[v.Name]
+		if val == "" {
+			continue
+		}
+		bad := func(why string) error {
+			return fmt.Errorf("%s=%s: want %s%s", v.Name, val, v.Help, why)
+		}
+		abs := func(s string) (string, error) {
+			if !filepath.IsAbs(s) {
+				return "", bad("")
+			}
+			return filepath.Clean(s), nil
+		}
+		var err error
+		switch v.Name {
+		case "HPCRUN_CACHE":
+			c.Cache = Setting[string]{From: v.Name}
+			c.Cache.Value, err = abs(val)
+		case "HPCRUN_SCRATCH":
+			c.Scratch = Setting[string]{From: v.Name}
+			c.Scratch.Value, err = abs(val)
+		case "HPCRUN_SCRATCH_DIRS":
+			c.ScratchDirs = Setting[[]string]{[]string{}, v.Name}
+			for _, s := range strings.Split(val, ":") {
+				if s == "" {
+					continue
+				}
+				d, err := abs(s)
+				if err != nil {
+					return c, err
+				}
+				c.ScratchDirs.Value = append(c.ScratchDirs.Value, d)
+			}
+		case "HPCRUN_BINDS":
+			c.Binds = Setting[[]Bind]{[]Bind{}, v.Name}
+			for _, s := range strings.Split(val, ",") {
+				if s = strings.TrimSpace(s); s == "" {
+					continue
+				}
+				src, _, _ := strings.Cut(s, ":")
+				if !filepath.IsAbs(src) {
+					return c, bad(": " + src + " is not absolute")
+				}
+				c.Binds.Value = append(c.Binds.Value, Bind{Spec: s, Source: filepath.Clean(src), User: true, From: v.Name})
+			}
+		case "HPCRUN_ENV_PASS", "HPCRUN_ENV_DENY":
+			names := []string{}
+			for _, s := range strings.Split(val, ",") {
+				if s = strings.TrimSpace(s); s == "" {
+					continue
+				}
+				if checkPattern(s) != nil {
+					return c, bad(": " + strconv.Quote(s) + " is neither")
+				}
+				names = append(names, s)
+			}
+			if v.Name == "HPCRUN_ENV_PASS" {
+				c.EnvPass = Setting[[]string]{names, v.Name}
+			} else {
+				c.EnvDeny = Setting[[]string]{names, v.Name}
+			}
+		case "HPCRUN_NETWORK":
+			if checkNetwork(val) != nil {
+				return c, bad("")
+			}
+			c.Network = Setting[string]{val, v.Name}
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// SystemDirs are the host's system dirs, which the site may keep users
+// from binding (allow_system_binds: false): these and everything below
+// them, but for /var/tmp.
+var SystemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr", "/var"}
+
+// SystemDir is the system dir that holds path, or "" when none does.
+// The root itself counts as one.
+func SystemDir(path string) string {
+	path = filepath.Clean(path)
+	if path == "/" {
+		return "/"
+	}
+	if path == "/var/tmp" || strings.HasPrefix(path, "/var/tmp/") {
+		return ""
+	}
+	for _, d := range SystemDirs {
+		if path == d || strings.HasPrefix(path, d+"/") {
+			return d
+		}
+	}
+	return ""
+}
+
+// CheckUserBind refuses a user's bind of a host system dir when the site
+// forbids it.
+func (c *Config) CheckUserBind(source string) error {
+	if c.AllowSystemBinds.Value {
+		return nil
+	}
+	if d := SystemDir(source); d != "" {
+		return fmt.Errorf("bind of %s refused: the site config (%s) forbids binding the host's system dirs (%s); bind from elsewhere, or ask your admins", source, c.AllowSystemBinds.From, d)
+	}
+	return nil
+}
+
+// MatchName reports whether a variable name matches one of the patterns
+// (NAME or PREFIX*).
+func MatchName(patterns []string, name string) bool {
+	return slices.ContainsFunc(patterns, func(p string) bool {
+		if pre, ok := strings.CutSuffix(p, "*"); ok {
+			return strings.HasPrefix(name, pre)
+		}
+		return p == name
+	})
+}
