@@ -166,7 +166,7 @@ func TestScratchFull(t *testing.T) {
 	if !strings.Contains(r.stderr, "no space left") || !strings.Contains(r.stderr, full) {
 		t.Errorf("want the full dir %s named: %q", full, r.stderr)
 	}
-	images, tmp := cacheEntries(t, filepath.Join(full, "hpcrun-cache-"+strconv.Itoa(testUID)))
+	images, tmp := cacheEntries(t, filepath.Join(full, "hpcrun-"+strconv.Itoa(testUID)))
 	if len(images)+len(tmp) != 0 {
 		t.Errorf("left in the full cache: images %q, tmp %q", images, tmp)
 	}
@@ -205,7 +205,7 @@ func TestSchedulerFacts(t *testing.T) {
 
 	// The cache goes to the node-local $TMPDIR...
 	r = mustRun(t, opts{env: slurm}, "config")
-	if want := "cache: " + filepath.Join(tmp, "hpcrun-cache-"+strconv.Itoa(testUID)); !strings.Contains(r.stdout, want) {
+	if want := "cache: " + filepath.Join(tmp, "hpcrun-"+strconv.Itoa(testUID)); !strings.Contains(r.stdout, want) {
 		t.Errorf("want %q in hpcrun config:\n%s", want, r.stdout)
 	}
 	// ...but not to PBS Pro's per-job one, removed when the job ends.
@@ -214,7 +214,7 @@ func TestSchedulerFacts(t *testing.T) {
 	os.Chown(pbsTmp, testUID, testGID)
 	pbs := []string{"PBS_JOBID=4242.server", "PBS_ENVIRONMENT=PBS_BATCH", "PBS_O_WORKDIR=" + workDir, "TMPDIR=" + pbsTmp}
 	r = mustRun(t, opts{env: pbs}, "config")
-	for _, want := range []string{"# scheduler: pbs (pbspro)", "cache: /var/tmp/hpcrun-cache-", "the job's own, removed when it ends"} {
+	for _, want := range []string{"# scheduler: pbs (pbspro)", "cache: /var/tmp/hpcrun-", "the job's own, removed when it ends"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("PBS: want %q in hpcrun config:\n%s", want, r.stdout)
 		}

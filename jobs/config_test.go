@@ -247,3 +247,18 @@ func TestVarsExpand(t *testing.T) {
 		t.Errorf("unset $USER: %v", err)
 	}
 }
+
+// The example site config in examples/ is one hpcrun reads.
+func TestExampleConfig(t *testing.T) {
+	b, err := os.ReadFile("../examples/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig("examples/config.yaml", b, SiteLayer, testVars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Scratch.Value == "" || len(c.Binds.Value) == 0 || len(c.EnvPass.Value) == 0 || !c.AllowSystemBinds.set() {
+		t.Errorf("the example sets less than it shows: %+v", c)
+	}
+}

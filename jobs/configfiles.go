@@ -104,6 +104,9 @@ func LoadConfig(environ []string, uid int) (Loaded, error) {
 func (c Config) Render() string {
 	var b strings.Builder
 	line := func(text, from string) {
+		if from == "" {
+			from = "not set"
+		}
 		fmt.Fprintf(&b, "%-44s # %s\n", text, from)
 	}
 	list := func(key string, items []string, from string) {

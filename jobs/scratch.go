@@ -107,10 +107,10 @@ func perJob(dir, id string) bool {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// CacheIn is the default cache in a scratch dir: hpcrun-cache-UID, not
-// hpcrun-UID, which is the container state's default under /tmp.
+// CacheIn is the default cache in a scratch dir: hpcrun-UID. Under /tmp
+// it shares that dir with the container state's default, hpcrun-UID/run.
 func CacheIn(scratch string, uid int) string {
-	return filepath.Join(scratch, "hpcrun-cache-"+strconv.Itoa(uid))
+	return filepath.Join(scratch, "hpcrun-"+strconv.Itoa(uid))
 }
 
 // networkFS are the statfs magic numbers of filesystems shared between

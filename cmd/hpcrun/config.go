@@ -40,7 +40,7 @@ func loadSettings(h host, cacheFlag, netFlag string) (*settings, error) {
 	return st, nil
 }
 
-// cache is the image cache: the config's, else hpcrun-cache-UID in the
+// cache is the image cache: the config's, else hpcrun-UID in the
 // node-local scratch dir, settled on first use (a --rootfs run needs none).
 func (st *settings) cache(h host) (string, error) {
 	if st.conf.Cache.Value == "" {
@@ -107,7 +107,7 @@ Keys:
 
   cache: DIR               where images are unpacked (HPCRUN_CACHE)
   scratch: DIR             node-local scratch; the default cache is
-                           hpcrun-cache-$UID in it (HPCRUN_SCRATCH). Default:
+                           hpcrun-$UID in it (HPCRUN_SCRATCH). Default:
                            $SLURM_TMPDIR or $TMPDIR when node-local and not
                            removed at the job's end, else /var/tmp
   scratch_dirs: [DIR]      scratch filesystems bound into every container when
@@ -138,14 +138,9 @@ Paths may use $USER, $UID and $HOME. A config error names the file and line.
 			if err != nil {
 				return err
 			}
-			if _, err := st.cache(h); err != nil {
-				return err
-			}
-			if st.conf.Scratch.Value == "" {
-				if err := st.chooseScratch(h); err != nil {
-					return err
-				}
-			}
+			// An unusable scratch dir is reported after the config,
+			// which is printed anyway: it is what one checks it with.
+			_, cacheErr := st.cache(h)
 			var b strings.Builder
 			b.WriteString("# hpcrun's effective configuration; after each value, where it came from.\n")
 			site, confd, user := jobs.ConfigPaths(h.env)
@@ -161,8 +156,10 @@ Paths may use $USER, $UID and $HOME. A config error names the file and line.
 				fmt.Fprintf(&b, "#   %s: %s (from %s)\n", s.Fact, s.Value, s.From)
 			}
 			b.WriteString(st.conf.Render())
-			_, err = os.Stdout.WriteString(b.String())
-			return err
+			if _, err := os.Stdout.WriteString(b.String()); err != nil {
+				return err
+			}
+			return cacheErr
 		},
 	}
 	cmd.SetFlagErrorFunc(flagError)

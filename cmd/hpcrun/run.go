@@ -56,7 +56,7 @@ type runOptions struct {
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.image, "image", "", "run in the image `REF`: an OCI or docker-save archive, an OCI layout DIR[:TAG], or a rootfs directory")
-	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR` (default: the config's cache, else hpcrun-cache-$UID in node-local scratch; see hpcrun config)")
+	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR` (default: the config's cache, else hpcrun-$UID in node-local scratch; see hpcrun config)")
 	f.StringVar(&o.platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
 	f.StringVar(&o.rootfs, "rootfs", "", "run in this root filesystem `DIR` (an unpacked image), used in place")
 	f.StringArrayVar(&o.binds, "bind", nil, "bind a host path into the container as `SRC[:DST[:ro]]`; DST defaults to SRC (repeatable; adds to the config's binds)")
@@ -91,7 +91,7 @@ and interconnects work as outside. The rootfs is read-only.
 (REF:TAG picks a tag) or a rootfs directory. The first start on a node unpacks
 the image into the cache, once however many jobs start together; later
 starts pay no unpack. The cache is --cache, else $HPCRUN_CACHE, else the
-config's, else hpcrun-cache-$UID in the node's scratch dir: $SLURM_TMPDIR or
+config's, else hpcrun-$UID in the node's scratch dir: $SLURM_TMPDIR or
 $TMPDIR when node-local, else /var/tmp. Without CMD the image's Entrypoint
 and Cmd run.
 

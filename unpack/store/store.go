@@ -155,7 +155,7 @@ func checkParents(dir string) error {
 	err := safedir.CheckParents(dir, uid)
 	switch {
 	case errors.As(err, &pe):
-		return fmt.Errorf("cache parent %v, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-cache-%d", err, uid)
+		return fmt.Errorf("cache parent %v, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", err, uid)
 	case err != nil:
 		return fmt.Errorf("cache: %w", err)
 	}
