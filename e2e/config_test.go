@@ -212,15 +212,20 @@ func TestSchedulerFacts(t *testing.T) {
 	pbsTmp := filepath.Join(tmp, "pbs.4242.server")
 	os.Mkdir(pbsTmp, 0o755)
 	os.Chown(pbsTmp, testUID, testGID)
-	pbs := []string{"PBS_JOBID=4242.server", "PBS_ENVIRONMENT=PBS_BATCH", "PBS_O_WORKDIR=" + workDir, "TMPDIR=" + pbsTmp}
+	aux := tempDirOwnedIn(t, outerDir) // PBS's /var/spool/pbs/aux, not otherwise visible
+	nodefile := filepath.Join(aux, "4242.server")
+	os.WriteFile(nodefile, []byte("node7\nnode7\n"), 0o644)
+	pbs := []string{"PBS_JOBID=4242.server", "PBS_ENVIRONMENT=PBS_BATCH", "PBS_O_WORKDIR=" + workDir, "TMPDIR=" + pbsTmp,
+		"PBS_NODEFILE=" + nodefile}
 	r = mustRun(t, opts{env: pbs}, "config")
 	for _, want := range []string{"# scheduler: pbs (pbspro)", "cache: /var/tmp/hpcrun-", "the job's own, removed when it ends"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("PBS: want %q in hpcrun config:\n%s", want, r.stdout)
 		}
 	}
-	r = mustRun(t, opts{env: pbs}, "--cleanenv", "--rootfs", rootfsDir, "sh", "-c", "echo $PBS_JOBID; test -d $TMPDIR && echo tmpdir-visible")
-	if r.stdout != "4242.server\ntmpdir-visible\n" {
+	r = mustRun(t, opts{env: pbs}, "--cleanenv", "--rootfs", rootfsDir, "sh", "-c",
+		"echo $PBS_JOBID; touch $TMPDIR/x && echo tmpdir-writable; cat $PBS_NODEFILE; echo >> $PBS_NODEFILE || echo nodefile-ro")
+	if r.stdout != "4242.server\ntmpdir-writable\nnode7\nnode7\nnodefile-ro\n" {
 		t.Errorf("PBS job inside: %q", r.stdout)
 	}
 }

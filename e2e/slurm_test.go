@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,13 +18,8 @@ import (
 // the user, its exit status comes back, two tasks run, and scancel lets
 // the job's TERM handler run and leaves no process and no state behind.
 func TestSlurmOCIContainer(t *testing.T) {
-	needUserns(t)
-	if os.Geteuid() != 0 || !asOther {
-		t.Skip("configuring Slurm needs root")
-	}
-	if out, err := exec.Command(repoPath("scripts/slurm-up.sh")).CombinedOutput(); err != nil {
-		t.Fatalf("scripts/slurm-up.sh: %v\n%s", err, out)
-	}
+	t.Parallel()
+	slurmUp(t)
 	conf, err := os.ReadFile(repoPath("examples/slurm/oci.conf"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,16 +52,18 @@ func TestSlurmOCIContainer(t *testing.T) {
 
 	// Two tasks, one on each of the test cluster's two nodes: Slurm 22.05
 	// takes one container task per node.
-	out, err = srun(ctx, "-n", "2", "sh", "-c", "cat /marker").CombinedOutput()
+	out, err = srun(ctx, "-n", "2", "--ntasks-per-node=1", "sh", "-c", "cat /marker").CombinedOutput()
 	if err != nil || strings.Count(string(out), "inside-the-bundle") != 2 {
-		t.Fatalf("srun -n 2 --container: %v\n%s", err, out)
+		t.Fatalf("srun -n 2 --ntasks-per-node=1 --container: %v\n%s", err, out)
 	}
 
 	// scancel: the job's TERM handler runs inside; nothing is left.
 	// The handler leaves a file too: srun may close the step's output
 	// before the handler's echo gets through.
 	flag := filepath.Join(tempDirOwned(t), "got-term")
-	cmd := srun(ctx, "sh", "-c", `trap 'echo got-term; echo x > `+flag+`; exit 7' TERM; echo started; while :; do sleep 0.1; done`)
+	// A job name of its own: the other Slurm tests' jobs run beside it.
+	name := fmt.Sprintf("hpcrun-oci-term-%d", os.Getpid())
+	cmd := srun(ctx, "--job-name="+name, "sh", "-c", `trap 'echo got-term; echo x > `+flag+`; exit 7' TERM; echo started; while :; do sleep 0.1; done`)
 	var buf strings.Builder
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
@@ -90,9 +88,8 @@ func TestSlurmOCIContainer(t *testing.T) {
 			t.Fatalf("no container state under %s", stateRoot)
 		}
 	}
-	jobs, _ := exec.Command("squeue", "-h", "-u", user, "-o", "%i").Output()
-	for _, j := range strings.Fields(string(jobs)) {
-		exec.Command("scancel", j).Run()
+	if out, err := exec.Command("scancel", "--name="+name, "--user="+user).CombinedOutput(); err != nil {
+		t.Fatalf("scancel --name=%s: %v\n%s", name, err, out)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -18,8 +18,9 @@ var schedulerPrefixes = []string{"SLURM_", "SLURMD_", "PBS_", "PMI_", "PMIX_", "
 var neverPassed = map[string]bool{"LD_LIBRARY_PATH": true, "LD_PRELOAD": true, "LD_AUDIT": true}
 
 // cleanEnvKept are the host variables --cleanenv keeps besides the
-// scheduler's.
-var cleanEnvKept = map[string]bool{"HOME": true, "USER": true, "TERM": true}
+// scheduler's. TMPDIR is a batch job's scratch dir (PBS makes one per
+// job), which hpcrun binds.
+var cleanEnvKept = map[string]bool{"HOME": true, "USER": true, "TERM": true, "TMPDIR": true}
 
 // IsSchedulerVar reports whether a variable belongs to the batch system.
 func IsSchedulerVar(name string) bool {
@@ -36,7 +37,7 @@ type EnvOptions struct {
 	Host        []string // the caller's environment, K=V
 	Image       []string // the image's Env, K=V
 	DefaultPath string   // PATH when the image sets none
-	CleanEnv    bool     // keep only HOME, USER, TERM, the scheduler's variables and Pass from Host
+	CleanEnv    bool     // keep only HOME, USER, TERM, TMPDIR, the scheduler's variables and Pass from Host
 	Pass        []string // host variables (NAME or PREFIX*) that pass even with CleanEnv
 	Deny        []string // host variables that never pass, but for the scheduler's
 	Set         []string // --env-file entries then --env entries, in order; "K" alone copies K from Host
@@ -45,8 +46,9 @@ type EnvOptions struct {
 // EnvRule is the rule ContainerEnv applies, for --help.
 const EnvRule = `Environment: host variables pass into the container, except LD_LIBRARY_PATH,
 LD_PRELOAD, LD_AUDIT and the config's env deny list. The image's variables win
-over the host's, PATH included. --cleanenv keeps only HOME, USER, TERM, the
-config's env pass list and the scheduler's variables from the host. The
+over the host's, PATH included. --cleanenv keeps only HOME, USER, TERM,
+TMPDIR, the config's env pass list and the scheduler's variables from the
+host. The
 scheduler's variables (SLURM_*, SLURMD_*, PBS_*, PMI_*, PMIX_*, OMPI_*) always
 pass. --env-file, then --env K=V, win over everything; --env K copies K from
 the host even with --cleanenv.`

@@ -30,6 +30,9 @@ type Job struct {
 	LocalSize int    // how many tasks of the step run on this node; 0 when unknown
 	SubmitDir string // where the job was submitted from
 	TmpDir    string // the job's temporary dir on this node: $SLURM_TMPDIR, else $TMPDIR
+	// Files are the scheduler's files that the job's variables name, to
+	// be visible inside: PBS_NODEFILE, PBS_GPUFILE.
+	Files []string
 
 	// Sources says which variable supplied each fact, in the order they
 	// were found, for -v.
@@ -129,6 +132,12 @@ func FromEnv(environ []string) Job {
 			}
 		}
 		take(&j.SubmitDir, "submit dir", "PBS_O_WORKDIR")
+		for _, k := range []string{"PBS_NODEFILE", "PBS_GPUFILE"} {
+			if v := e[k]; v != "" {
+				j.Files = append(j.Files, v)
+				note(strings.ToLower(strings.TrimPrefix(k, "PBS_")), v, k)
+			}
+		}
 		// PBS Pro's MoM makes TMPDIR a per-job dir (/var/tmp/pbs.JOBID);
 		// Torque's does when $tmpdir is configured.
 		take(&j.TmpDir, "tmp dir", "TMPDIR")

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +33,9 @@ func RunInit(hooks Hooks) {
 	// no_new_privs, capabilities and the parent-death signal are per
 	// thread: keep every step on this one.
 	goruntime.LockOSThread()
+	// Run as /proc/self/exe, it would show as "exe" in ps and pgrep.
+	name := []byte("hpcrun-init\x00")
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	os.Exit(initMain(hooks, time.Now()))
 }
 

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Makes this Debian 12 machine a Slurm cluster for the end-to-end tests:
 # installs slurmctld, slurmd, the Slurm client and munge when missing, writes
-# /etc/slurm/slurm.conf for two nodes on this host (two slurmd, each with half
-# its CPUs and memory) in one partition "debug", starts munged, slurmctld and
-# the slurmds directly (no systemd needed, no cgroups used) and checks that
-# srun and sbatch work, as root and as nobody. Why two nodes: Slurm 22.05 runs
-# one task per node in a container step (srun -n 2 --container needs two).
+# /etc/slurm/slurm.conf for two nodes on this host (two slurmd reached on
+# 127.0.0.1, 8 CPUs each whatever the hardware) in one partition "debug", with
+# proctrack/cgroup where this host allows it, else proctrack/linuxproc (see 3),
+# starts munged, slurmctld and the slurmds directly (no systemd needed) and
+# checks that srun and sbatch work, as root and as nobody. Why two nodes:
+# Slurm 22.05 runs one task per node in a container step (srun -n 2
+# --ntasks-per-node=1 --container needs two).
 #
-#   sudo scripts/slurm-up.sh      # CI, as root on a fresh machine
+#   sudo scripts/slurm-up.sh                     # CI, as root on a fresh machine
+#   sudo PROCTRACK=linuxproc scripts/slurm-up.sh  # force a proctrack plugin
 #
 # Safe to rerun: what already runs is left alone, dead daemons are restarted,
-# and a changed slurm.conf restarts the Slurm daemons. scripts/slurm-down.sh
-# stops them again.
+# and a changed slurm.conf or cgroup.conf restarts the Slurm daemons.
+# scripts/slurm-down.sh stops them again.
 set -euo pipefail
 die() { echo "slurm-up: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root"
@@ -53,28 +56,80 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
 	munge -n | unmunge >/dev/null || die "munge -n | unmunge fails after starting munged"
 fi
 
-# 3. slurm.conf: two nodes on this host, NAME1 and NAME2, reached on
-# 127.0.0.1 on ports of their own whatever the hostname resolves to, each
-# with half the CPUs, and RealMemory 5% under half of MemTotal so that no
-# node is drained as "Low RealMemory". No cgroups, no systemd, no accounting.
-cpus=$(( $(nproc) / 2 )); [ "$cpus" -ge 1 ] || cpus=1
+# 3. How slurmstepd finds a job's processes, to signal and kill them.
+# proctrack/cgroup, the usual choice of production clusters, when a cgroup v1
+# freezer hierarchy is mounted and root can make cgroups in it: a step's
+# processes stay in its cgroup whatever becomes of their parents, so one
+# re-parented to init is still killed at the end. It sends a job's TERM
+# (scancel, the time limit) only to the step's tasks, the direct children of
+# slurmstepd (the batch shell, srun's tasks), and SIGKILL to every process:
+# hpcrun's own forwarding is what brings TERM to the job (so
+# examples/slurm/signals.sbatch passes TERM on to hpcrun, and oci.conf execs
+# it). Two slurmds on one host keep apart because Debian builds Slurm with
+# --enable-multiple-slurmd, whose default CgroupPrepend is /slurm_%n
+# (freezer/slurm_NAME1/uid_U/job_J/...); step 5 checks that the nodes'
+# cgroups differ and otherwise falls back for good (a "# proctrack/cgroup
+# failed" line in slurm.conf says why).
+# proctrack/linuxproc elsewhere: it follows parent links in /proc and signals
+# every process it finds; a process whose parent died escapes it. Not tried
+# on cgroup v2 only hosts: Slurm 22.05's cgroup/v2 wants a subtree delegated
+# by systemd, and this script starts the daemons itself.
+cgroup_conf=/etc/slurm/cgroup.conf
+marker="# Written by hpcrun's scripts/slurm-up.sh"
+failed=$(grep -m1 '^# proctrack/cgroup failed' "$conf" 2>/dev/null || true)
+freezer_ok() {
+	local d=/sys/fs/cgroup/freezer/hpcrun-probe.$$
+	[ -e /sys/fs/cgroup/freezer/tasks ] && mkdir "$d" 2>/dev/null && rmdir "$d"
+}
+case ${PROCTRACK:-} in
+cgroup) proctrack=cgroup failed= ;;
+linuxproc) proctrack=linuxproc ;;
+"") if [ -z "$failed" ] && freezer_ok; then proctrack=cgroup; else proctrack=linuxproc; fi ;;
+*) die "PROCTRACK=$PROCTRACK: want cgroup or linuxproc" ;;
+esac
+
+# 4. slurm.conf: two nodes on this host, NAME1 and NAME2, reached on
+# 127.0.0.1 on ports of their own whatever the hostname resolves to, and
+# RealMemory 5% under half of MemTotal so that no node is drained as "Low
+# RealMemory". Each node offers 8 CPUs whatever the hardware has
+# (config_overrides): the tests' jobs mostly wait, and so they run at once
+# rather than queue behind a job that waits for its time limit. No systemd, no
+# accounting.
+cpus=8
 mem=$(awk '/^MemTotal:/ { m = int($2 / 2048); print m - int(m / 20) }' /proc/meminfo)
 nodes="${host}1 ${host}2"
-new=$(cat <<EOF
-# Written by hpcrun's scripts/slurm-up.sh: a two-node cluster on one host, for the tests.
+logtail() {
+	for f in "$logs/slurmctld.log" "$logs"/slurmd-*.log; do
+		[ -e "$f" ] && { echo "--- tail of $f"; tail -n 15 "$f"; }
+	done >&2
+}
+fail() { logtail; die "$*"; }
+alive() { # pidfile name: true if the pid file names a process of that name, not a zombie
+	local p s; p=$(cat "$1" 2>/dev/null) && s=$(cut -d' ' -f2,3 "/proc/$p/stat" 2>/dev/null) &&
+		[ "${s% *}" = "($2)" ] && [ "${s#* }" != Z ]
+}
+# configure: writes slurm.conf and cgroup.conf for $proctrack (and $failed),
+# restarting the daemons when either changes; starts what does not run; waits
+# for the nodes to be idle.
+configure() {
+	local new newcg=
+	new=$(cat <<EOF
+$marker: a two-node cluster on one host, for the tests.${failed:+
+$failed}
 ClusterName=hpcrun
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
 CredType=cred/munge
 MpiDefault=none
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/$proctrack
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
 ReturnToService=2
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd-%n.pid
@@ -93,55 +148,74 @@ NodeName=${host}2 NodeHostname=$host NodeAddr=127.0.0.1 Port=17002 CPUs=$cpus Re
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 )
-mkdir -p /etc/slurm
-if [ "$(cat "$conf" 2>/dev/null)" != "$new" ]; then
-	[ -e "$conf" ] && "$here/slurm-down.sh" >/dev/null
-	printf '%s\n' "$new" >"$conf"
-	echo "slurm-up: wrote $conf"
-fi
-install -d -o slurm -g slurm -m 0755 /var/spool/slurmctld "$logs"
-for n in $nodes; do install -d -o root -g root -m 0755 "/var/spool/slurmd-$n"; done
-
-# 4. The daemons, each unless its pid file names a live one. slurmctld starts
-# with -c, clearing the saved job and node state: a controller that died may
-# have left jobs "running" that hold the node's CPUs.
-logtail() {
-	for f in "$logs/slurmctld.log" "$logs"/slurmd-*.log; do
-		[ -e "$f" ] && { echo "--- tail of $f"; tail -n 15 "$f"; }
-	done >&2
-}
-fail() { logtail; die "$*"; }
-alive() { # pidfile name: true if the pid file names a process of that name, not a zombie
-	local p s; p=$(cat "$1" 2>/dev/null) && s=$(cut -d' ' -f2,3 "/proc/$p/stat" 2>/dev/null) &&
-		[ "${s% *}" = "($2)" ] && [ "${s#* }" != Z ]
-}
-alive /run/slurmctld.pid slurmctld || slurmctld -c || fail "slurmctld failed to start"
-for n in $nodes; do
-	alive "/run/slurmd-$n.pid" slurmd || slurmd -N "$n" || fail "slurmd -N $n failed to start"
-done
-
-# 5. Wait for the nodes to be idle, resuming any that registered DOWN or DRAIN.
-deadline=$((SECONDS + 60))
-while :; do
-	states=$(timeout 5 sinfo -h -N -o '%N %t' 2>/dev/null) || true
-	idle=0
-	for n in $nodes; do
-		case $(awk -v n="$n" '$1 == n { print $2 }' <<<"$states") in
-		idle | mix | alloc) idle=$((idle + 1)) ;;
-		down | drain | drng | fail) scontrol update nodename="$n" state=resume 2>/dev/null || true ;;
-		esac
-	done
-	[ "$idle" -eq 2 ] && break
-	if [ $SECONDS -ge $deadline ]; then
-		dead=$(alive /run/slurmctld.pid slurmctld || echo -n " slurmctld"
-			for n in $nodes; do alive "/run/slurmd-$n.pid" slurmd || echo -n " slurmd -N $n"; done)
-		fail "nodes $nodes are not idle after 60s (${states:-no answer}${dead:+; not running:$dead})"
+	[ "$proctrack" = cgroup ] && newcg=$(printf '%s: the freezer for proctrack/cgroup.\nCgroupPlugin=cgroup/v1\nCgroupAutomount=no\n' "$marker")
+	local oldcg=
+	[ -e "$cgroup_conf" ] && oldcg=$(cat "$cgroup_conf")
+	# A cgroup.conf of our own goes with proctrack/linuxproc; a site's stays.
+	[ -z "$newcg" ] && [ "${oldcg%%:*}" != "$marker" ] && newcg=$oldcg
+	mkdir -p /etc/slurm
+	if [ "$(cat "$conf" 2>/dev/null)" != "$new" ] || [ "$oldcg" != "$newcg" ]; then
+		[ -e "$conf" ] && "$here/slurm-down.sh" >/dev/null
+		printf '%s\n' "$new" >"$conf"
+		if [ -n "$newcg" ]; then printf '%s\n' "$newcg" >"$cgroup_conf"; else rm -f "$cgroup_conf"; fi
+		echo "slurm-up: wrote $conf (proctrack/$proctrack)"
 	fi
-	sleep 0.5
-done
+	install -d -o slurm -g slurm -m 0755 /var/spool/slurmctld "$logs"
+	for n in $nodes; do install -d -o root -g root -m 0755 "/var/spool/slurmd-$n"; done
+
+	# The daemons, each unless its pid file names a live one. slurmctld
+	# starts with -c, clearing the saved job and node state: a controller
+	# that died may have left jobs "running" that hold the node's CPUs.
+	alive /run/slurmctld.pid slurmctld || slurmctld -c || fail "slurmctld failed to start"
+	for n in $nodes; do
+		alive "/run/slurmd-$n.pid" slurmd || slurmd -N "$n" || fail "slurmd -N $n failed to start"
+	done
+
+	# Wait for the nodes to be idle, resuming any that registered DOWN or DRAIN.
+	local deadline=$((SECONDS + 60)) states idle dead
+	while :; do
+		states=$(timeout 5 sinfo -h -N -o '%N %t' 2>/dev/null) || true
+		idle=0
+		for n in $nodes; do
+			case $(awk -v n="$n" '$1 == n { print $2 }' <<<"$states") in
+			idle | mix | alloc) idle=$((idle + 1)) ;;
+			down | drain | drng | fail) scontrol update nodename="$n" state=resume 2>/dev/null || true ;;
+			esac
+		done
+		[ "$idle" -eq 2 ] && break
+		if [ $SECONDS -ge $deadline ]; then
+			dead=$(alive /run/slurmctld.pid slurmctld || echo -n " slurmctld"
+				for n in $nodes; do alive "/run/slurmd-$n.pid" slurmd || echo -n " slurmd -N $n"; done)
+			fail "nodes $nodes are not idle after 60s (${states:-no answer}${dead:+; not running:$dead})"
+		fi
+		sleep 0.5
+	done
+}
+configure
+
+# 5. With proctrack/cgroup, a task on each node must land in that node's own
+# freezer cgroup; else (a Slurm built without --enable-multiple-slurmd) the
+# two slurmds would share /slurm/uid_U/job_J/step_S, and the first stepd done
+# with a two-node step would SIGKILL the other node's tasks.
+if [ "$proctrack" = cgroup ]; then
+	why=
+	# shellcheck disable=SC2016 # expanded by the task's shell
+	task='echo "$SLURMD_NODENAME $(grep -m1 :freezer: /proc/self/cgroup)"'
+	out=$(timeout 60 srun -N2 -n2 --ntasks-per-node=1 sh -c "$task" 2>&1) ||
+		why="srun -N2 failed: $(tail -n 1 <<<"$out")"
+	for n in $nodes; do
+		[ -n "$why" ] || grep -q "^$n [0-9]*:freezer:/slurm_$n/" <<<"$out" ||
+			why="the task on $n is not in freezer/slurm_$n: $(tr '\n' ';' <<<"$out")"
+	done
+	if [ -n "$why" ]; then
+		echo "slurm-up: proctrack/cgroup does not work here ($why); using proctrack/linuxproc" >&2
+		proctrack=linuxproc failed="# proctrack/cgroup failed on $(date -u +%F): $why"
+		configure
+	fi
+fi
 
 # 6. Check jobs run: as root, as nobody from a directory it may enter, in
-# batch, and with two tasks.
+# batch, and with a task on each node.
 t=$(mktemp -d) && chmod 755 "$t"
 trap 'rm -rf "$t"' EXIT
 run() { # description command...: runs it in $t, its output in $out
@@ -155,6 +229,6 @@ run "srun as nobody" runuser -u nobody -- srun -N1 -n1 id -u
 printf '#!/bin/sh\necho batch-ok\n' >"$t/job.sh"
 run "sbatch --wait" sbatch -Q --wait -o "$t/job.out" "$t/job.sh"
 grep -qx batch-ok "$t/job.out" || fail "sbatch --wait: the job's output is not batch-ok"
-run "srun -n 2" srun -n 2 true
-echo "slurm-up: ok: $(sinfo -V), nodes $nodes (CPUs=$cpus RealMemory=$mem each) idle in partition debug;" \
-	"srun as root and nobody, sbatch --wait, srun -n 2 work (${SECONDS}s)"
+run "srun -N 2" srun -N2 -n2 --ntasks-per-node=1 true
+echo "slurm-up: ok: $(sinfo -V), nodes $nodes (CPUs=$cpus RealMemory=$mem each) idle in partition debug," \
+	"proctrack/$proctrack; srun as root and nobody, sbatch --wait, srun -N 2 work (${SECONDS}s)"

@@ -345,8 +345,8 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings
 
 // siteBinds are the binds every container gets, before --bind: the
 // site's scratch dirs that exist on this node, the job's own scratch dir
-// ($SLURM_TMPDIR, $TMPDIR) unless it is visible already, then the
-// config's binds (a missing required one is an error, a missing optional
+// ($SLURM_TMPDIR, $TMPDIR) and PBS's node file unless they are visible
+// already, then the config's binds (a missing required one is an error, a missing optional
 // one is skipped).
 func siteBinds(st *settings, h host, base []specs.Mount, log *logger) ([]runtime.Bind, error) {
 	var out []runtime.Bind
@@ -359,6 +359,11 @@ func siteBinds(st *settings, h host, base []specs.Mount, log *logger) ([]runtime
 	}
 	if t := st.job.TmpDir; filepath.IsAbs(t) && h.exists(t) && !runtime.HostPathVisible(filepath.Clean(t), base) {
 		out = append(out, runtime.Bind{Source: filepath.Clean(t), Dest: filepath.Clean(t)})
+	}
+	for _, f := range st.job.Files { // PBS_NODEFILE, read-only
+		if f = filepath.Clean(f); filepath.IsAbs(f) && h.exists(f) && !runtime.HostPathVisible(f, base) {
+			out = append(out, runtime.Bind{Source: f, Dest: f, ReadOnly: true})
+		}
 	}
 	for _, b := range st.conf.Binds.Value {
 		if b.User {
