@@ -60,6 +60,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if err := stopSlurm(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e cleanup: %v\n", err)
+		code = 1
+	}
 	for _, d := range []string{baseDir, outerDir, sysDir} {
 		if d == "" {
 			continue

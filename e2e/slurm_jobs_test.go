@@ -23,9 +23,10 @@ import (
 // Debian trixie + Python image.
 
 var (
-	slurmOnce sync.Once
-	slurmErr  error
-	slurmOut  []byte
+	slurmOnce    sync.Once
+	slurmErr     error
+	slurmOut     []byte
+	slurmStarted bool // the tests started the daemons, and stop them at the end
 
 	warmCacheOnce sync.Once
 	warmCache     string
@@ -42,11 +43,36 @@ func slurmUp(t *testing.T) {
 		t.Skip("configuring Slurm needs root")
 	}
 	slurmOnce.Do(func() {
+		slurmStarted = !slurmctldRunning()
 		slurmOut, slurmErr = exec.Command(repoPath("scripts/slurm-up.sh")).CombinedOutput()
 	})
 	if slurmErr != nil {
 		t.Fatalf("scripts/slurm-up.sh: %v\n%s", slurmErr, slurmOut)
 	}
+}
+
+// slurmctldRunning reports whether the pid file of scripts/slurm-up.sh
+// names a live slurmctld.
+func slurmctldRunning() bool {
+	b, err := os.ReadFile("/run/slurmctld.pid")
+	if err != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(b)) + "/stat")
+	return err == nil && strings.Contains(string(stat), "(slurmctld) ") && !strings.Contains(string(stat), ") Z ")
+}
+
+// stopSlurm stops the Slurm daemons after the tests, by their pids
+// (scripts/slurm-down.sh), when the tests started them.
+func stopSlurm() error {
+	if !slurmStarted {
+		return nil
+	}
+	out, err := exec.Command(repoPath("scripts/slurm-down.sh")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("scripts/slurm-down.sh: %v\n%s", err, out)
+	}
+	return nil
 }
 
 // sharedCache is an image cache of the test user's where the Python image is
