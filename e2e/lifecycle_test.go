@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -535,5 +536,109 @@ func TestLifecycleSignals(t *testing.T) {
 	failsLC(t, root, "pid file", "create", "--bundle", bundle, "--pid-file", "/nonexistent/dir/pid", "pidfail")
 	if _, err := os.Stat(filepath.Join(root, "pidfail")); err == nil {
 		t.Error("a create whose pid file failed left its container")
+	}
+}
+
+// pause uses the cgroup v2 freezer where the container's cgroup is
+// delegated to its user, as systemd's Delegate=yes leaves one: the
+// processes but the init go to a child cgroup, frozen; resume thaws them
+// and removes it. Killed while paused, the container still ends, and
+// delete leaves no cgroup.
+func TestLifecyclePauseCgroup(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	if os.Geteuid() != 0 || !asOther {
+		t.Skip("delegating a cgroup needs root")
+	}
+	mnt := ""
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if pre, post, ok := strings.Cut(l, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
+				if f := strings.Fields(pre); len(f) > 4 && f[3] == "/" {
+					mnt = f[4]
+				}
+			}
+		}
+	}
+	if mnt == "" {
+		t.Fatal("no cgroup v2 hierarchy is mounted")
+	}
+	// Delegation as systemd does it: the dir and its cgroup.procs,
+	// cgroup.threads and cgroup.subtree_control belong to the user.
+	cg := filepath.Join(mnt, fmt.Sprintf("hpcrun-e2e-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 100 && syscall.Rmdir(cg) == syscall.EBUSY; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, err := os.Stat(cg); err == nil {
+			t.Errorf("cgroup %s left behind", cg)
+		}
+	})
+	for _, f := range []string{"", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"} {
+		if err := os.Chown(filepath.Join(cg, f), testUID, testGID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+
+	bundle, root := lifecycleBundle(t, `while :; do :; done & while :; do true & wait; done & sleep 1000 & wait`)
+	id := "cgpause"
+	t.Cleanup(func() { lc(t, root, "delete", "--force", id) })
+	r := run(t, opts{files: true, cgroupFD: int(dir.Fd())}, "--root", root, "run", "-d", "--bundle", bundle, id)
+	if r.code != 0 {
+		t.Fatalf("run -d in the delegated cgroup: %s", r)
+	}
+	waitStatus(t, root, id, "running")
+	_, initPid := ociStatus(t, root, id)
+	child := filepath.Join(cg, "hpcrun-"+id)
+	cpu := func() (sum time.Duration) {
+		ps, _ := procs.List(initPid)
+		for _, p := range ps {
+			sum += p.CPU
+		}
+		return sum
+	}
+	for range 3 {
+		mustLC(t, root, "pause", id)
+		if st, _ := ociStatus(t, root, id); st != "paused" {
+			t.Errorf("after pause: %s", st)
+		}
+		if b, err := os.ReadFile(filepath.Join(child, "cgroup.events")); err != nil || !strings.Contains(string(b), "frozen 1") {
+			t.Fatalf("pause did not use the delegated cgroup's freezer: %s: %q, %v", child, b, err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs")); strings.TrimSpace(string(b)) != strconv.Itoa(initPid) {
+			t.Errorf("left in the parent cgroup: %q, want only the init %d", b, initPid)
+		}
+		before := cpu()
+		time.Sleep(200 * time.Millisecond)
+		if after := cpu(); after != before {
+			t.Errorf("paused, the container still used CPU: %v then %v", before, after)
+		}
+		// The init still serves: exec into a paused container is refused
+		// or runs, but hpcrun ps answers.
+		mustLC(t, root, "ps", id)
+		mustLC(t, root, "resume", id)
+		if _, err := os.Stat(child); !os.IsNotExist(err) {
+			t.Errorf("after resume the child cgroup is still there: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if after := cpu(); after <= before {
+			t.Errorf("resumed, the busy loop did not run: %v then %v", before, after)
+		}
+	}
+	// Paused, then killed: SIGKILL ends frozen processes in cgroup v2.
+	mustLC(t, root, "pause", id)
+	mustLC(t, root, "kill", id, "KILL")
+	waitStatus(t, root, id, "stopped")
+	mustLC(t, root, "delete", id)
+	if _, err := os.Stat(child); !os.IsNotExist(err) {
+		t.Errorf("after delete the child cgroup is still there: %v", err)
 	}
 }

@@ -348,6 +348,8 @@ type opts struct {
 	// files sends stdout and stderr to files rather than pipes, for a
 	// command that leaves a process holding them (hpcrun create).
 	files bool
+	// cgroupFD, when not 0, is an open cgroup v2 dir to start the command in.
+	cgroupFD int
 }
 
 // result is what a finished command gave.
@@ -380,6 +382,12 @@ func command(ctx context.Context, o opts, name string, args ...string) *exec.Cmd
 			Credential: &syscall.Credential{Uid: uint32(testUID), Gid: uint32(testGID), Groups: []uint32{},
 				NoSetGroups: setgroupsDenied},
 		}
+	}
+	if o.cgroupFD != 0 {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, o.cgroupFD
 	}
 	cmd.WaitDelay = 5 * time.Second
 	return cmd

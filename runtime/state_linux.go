@@ -373,7 +373,7 @@ func (c *Containers) Register(id string, pid int, rootfs string) (string, error)
 }
 
 // Unregister removes a named run's state.
-func (c *Containers) Unregister(id string) { os.RemoveAll(c.Dir(id)) }
+func (c *Containers) Unregister(id string) { removeState(c.Dir(id)) }
 
 // Sweep removes the state of stopped containers that asked for it
 // (Autoremove), such as named runs whose hpcrun was killed.
@@ -381,7 +381,7 @@ func (c *Containers) Sweep() {
 	ents, _ := os.ReadDir(c.Root)
 	for _, e := range ents {
 		if s, err := c.Load(e.Name()); err == nil && s.Autoremove && s.Status == StatusStopped {
-			os.RemoveAll(c.Dir(e.Name()))
+			removeState(c.Dir(e.Name()))
 		}
 	}
 }
@@ -460,7 +460,7 @@ func (c *Containers) Delete(id string, force bool) error {
 			return fmt.Errorf("container %s: %w", id, err)
 		}
 	}
-	return os.RemoveAll(dir)
+	return removeState(dir)
 }
 
 // killInit kills the init, and with it the container, and waits until it
@@ -548,15 +548,38 @@ func (c *Containers) Pause(id string) error {
 	if s.Status == StatusPaused {
 		return fmt.Errorf("container %s is paused already", id)
 	}
-	if err := procs.Freeze(s.Pid); err != nil {
-		return fmt.Errorf("pause %s: %w", id, err)
+	// The cgroup v2 freezer where the container's cgroup is delegated to
+	// us, else the signal sweep. The paused file names the cgroup used.
+	cgroup, err := procs.FreezeCgroup(s.Pid, "hpcrun-"+id)
+	thaw := func() { procs.ThawCgroup(s.Pid, cgroup) }
+	if errors.Is(err, procs.ErrNoDelegatedCgroup) {
+		err = procs.Freeze(s.Pid)
+		thaw = func() { procs.Thaw(s.Pid) }
 	}
-	f, err := os.OpenFile(filepath.Join(c.Dir(id), pausedFile), os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
-		procs.Thaw(s.Pid)
 		return fmt.Errorf("pause %s: %w", id, err)
 	}
-	return f.Close()
+	if err := os.WriteFile(filepath.Join(c.Dir(id), pausedFile), []byte(cgroup), 0o600); err != nil {
+		thaw()
+		return fmt.Errorf("pause %s: %w", id, err)
+	}
+	return nil
+}
+
+// pauseCgroup is the cgroup that pause froze a container in, or "".
+func pauseCgroup(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, pausedFile))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// removeState removes a container's state dir, and the cgroup that pause
+// made for it, whose processes have ended.
+func removeState(dir string) error {
+	procs.RemoveCgroup(pauseCgroup(dir))
+	return os.RemoveAll(dir)
 }
 
 // Resume continues the processes of a paused container.
@@ -568,7 +591,12 @@ func (c *Containers) Resume(id string) error {
 	if s.Status != StatusPaused {
 		return fmt.Errorf("container %s is %s, not paused", id, s.Status)
 	}
-	if err := procs.Thaw(s.Pid); err != nil {
+	if cg := pauseCgroup(c.Dir(id)); cg != "" {
+		err = procs.ThawCgroup(s.Pid, cg)
+	} else {
+		err = procs.Thaw(s.Pid)
+	}
+	if err != nil {
 		return fmt.Errorf("resume %s: %w", id, err)
 	}
 	return os.Remove(filepath.Join(c.Dir(id), pausedFile))

@@ -54,12 +54,16 @@ user, the CPU time and the command. They are found by their pid namespace in
 	psCmd.Flags().StringVarP(&psFormat, "format", "f", "table", "`table` or json (the host pids, as runc prints them)")
 
 	pauseCmd := verb(so, "pause ID", "Stop every process of a container",
-		`pause stops the processes of container ID with SIGSTOP, sweeping /proc until
-none is left running, so that one forked meanwhile is stopped too. hpcrun
-makes no cgroup, so it uses no freezer. Its init keeps serving.`,
+		`pause stops the processes of container ID. Where the container's cgroup is
+delegated to you (cgroup v2, owned by you, as systemd's Delegate=yes leaves
+it), it moves them, all but the init, into a child cgroup and freezes that.
+Elsewhere it stops them with SIGSTOP, sweeping /proc until none is left
+running, so that one forked meanwhile is stopped too. Either way the init
+keeps serving, and SIGKILL still ends a paused container.`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Pause(args[0]) })
 	resumeCmd := verb(so, "resume ID", "Continue the processes of a paused container",
-		`resume sends SIGCONT to every process of container ID.`,
+		`resume thaws the child cgroup of container ID and moves its processes
+back, or sends SIGCONT to every process of it, as pause stopped them.`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Resume(args[0]) })
 
 	var ev struct {

@@ -4,16 +4,18 @@
 // processes are those in that namespace, or in one nested below it (a job
 // may run bubblewrap or hpcrun itself).
 //
-// hpcrun creates no cgroup: its containers share theirs with the caller,
-// often a Slurm step. So there is no cgroup to read totals from, and none
-// to freeze: freezing the shared one would freeze hpcrun, the step's other
-// tasks and slurmstepd's helpers with them. Totals are the sums over the
-// processes, and Freeze stops them with SIGSTOP instead, sweeping /proc
-// until a sweep finds nothing left running: unlike a freezer, signals do
-// not reach the children that processes fork while a sweep goes on. It also
-// differs in ways the caller may see: a parent waiting with WUNTRACED
-// learns that its child stopped, and Thaw continues also the processes
-// that had stopped themselves before.
+// hpcrun creates no cgroup of its own: its containers share theirs with the
+// caller, often a Slurm step. So there is no cgroup to read totals from,
+// and freezing the shared one would freeze hpcrun, the step's other tasks
+// and slurmstepd's helpers with them. Totals are the sums over the
+// processes. Where the cgroup is delegated to the caller, FreezeCgroup
+// moves the container's processes into a child cgroup and freezes that;
+// elsewhere Freeze stops them with SIGSTOP, sweeping /proc until a sweep
+// finds nothing left running: unlike a freezer, signals do not reach the
+// children that processes fork while a sweep goes on. It also differs in
+// ways the caller may see: a parent waiting with WUNTRACED learns that its
+// child stopped, and Thaw continues also the processes that had stopped
+// themselves before.
 package procs
 
 import (

@@ -339,7 +339,8 @@ func (c *container) kill() {
 	}
 }
 
-func nsAttr() *syscall.SysProcAttr {
+// nsAttr is a variable so that a test can put its containers in a cgroup.
+var nsAttr = func() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},

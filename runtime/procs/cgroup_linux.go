@@ -1,0 +1,299 @@
+package procs
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoDelegatedCgroup says that the container's cgroup is not one its
+// owner may manage, so pause falls back to the signal sweep.
+var ErrNoDelegatedCgroup = errors.New("the container's cgroup is not delegated to you")
+
+// FreezeCgroup pauses the container of init with the cgroup v2 freezer,
+// where the cgroup that holds its init is delegated to the caller (owned
+// by the caller, as systemd's Delegate=yes or a site's delegation leaves
+// it; for root, marked delegated by systemd): it makes a child cgroup named name there, moves every process of
+// the container but init into it, sweeping until none is left outside (a
+// process forked meanwhile lands in its parent's old cgroup), freezes it,
+// and moves in any straggler, which freezes as it joins. init stays where
+// it is and runs on, to serve the container's control requests. It
+// returns the child cgroup's path, for ThawCgroup.
+//
+// Only cgroup v2: a task frozen by v1's freezer ignores even SIGKILL until
+// it is thawed, so a paused container could not be killed, nor its job
+// cancelled. A v2 frozen process still dies of SIGKILL.
+//
+// It returns ErrNoDelegatedCgroup when there is no such cgroup, and then
+// has changed nothing; on any other failure it undoes what it did.
+func FreezeCgroup(init int, name string) (string, error) {
+	parent, err := delegatedCgroup(init)
+	if err != nil {
+		return "", err
+	}
+	child := filepath.Join(parent, name)
+	if err := os.Mkdir(child, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("make cgroup %s: %w", child, err)
+	}
+	fail := func(err error) (string, error) {
+		ThawCgroup(init, child)
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(child, "cgroup.freeze")); err != nil {
+		return fail(fmt.Errorf("%w: %s has no cgroup.freeze (Linux 5.2 or later)", ErrNoDelegatedCgroup, child))
+	}
+	if err := moveAll(init, child, 2); err != nil {
+		return fail(err)
+	}
+	if err := os.WriteFile(filepath.Join(child, "cgroup.freeze"), []byte("1"), 0); err != nil {
+		return fail(fmt.Errorf("freeze cgroup %s: %w", child, err))
+	}
+	if err := moveAll(init, child, 1); err != nil {
+		return fail(err)
+	}
+	if err := waitFrozen(child, true); err != nil {
+		return fail(err)
+	}
+	return child, nil
+}
+
+// ThawCgroup undoes FreezeCgroup: it thaws the child cgroup, moves its
+// processes back to the parent and removes it, so that nothing of
+// hpcrun's is left in a cgroup tree that its manager (systemd, Slurm)
+// removes when the job ends.
+func ThawCgroup(init int, child string) error {
+	var errs []error
+	if err := os.WriteFile(filepath.Join(child, "cgroup.freeze"), []byte("0"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("thaw cgroup %s: %w", child, err))
+	}
+	parent := filepath.Dir(child)
+	// The processes go back a few times over, should one fork as it goes.
+	for range 10 {
+		pids, err := cgroupProcs(child)
+		if err != nil || len(pids) == 0 {
+			break
+		}
+		for _, pid := range pids {
+			writePid(parent, pid)
+		}
+	}
+	if err := RemoveCgroup(child); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveCgroup removes a child cgroup that FreezeCgroup made, once its
+// processes are gone; "" or one removed already is no error. A cgroup
+// whose last process has just died may stay busy for a moment.
+func RemoveCgroup(child string) error {
+	if child == "" {
+		return nil
+	}
+	var err error
+	for range 50 {
+		err = unix.Rmdir(child)
+		if err == nil || err == unix.ENOENT {
+			return nil
+		}
+		if err != unix.EBUSY {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fmt.Errorf("remove cgroup %s: %w", child, err)
+}
+
+// delegatedCgroup is the cgroup v2 directory of process init, when the
+// caller owns it and may move processes in and out of it.
+func delegatedCgroup(init int) (string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(init) + "/cgroup")
+	if err != nil {
+		return "", err
+	}
+	rel := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			rel = p
+		}
+	}
+	if rel == "" || rel == "/" {
+		return "", ErrNoDelegatedCgroup
+	}
+	mnt, err := cgroup2Mount()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(mnt, rel)
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrNoDelegatedCgroup, err)
+	}
+	if int(st.Uid) != os.Geteuid() || unix.Access(dir, unix.W_OK) != nil ||
+		unix.Access(filepath.Join(dir, "cgroup.procs"), unix.W_OK) != nil {
+		return "", ErrNoDelegatedCgroup
+	}
+	// Root owns every cgroup, delegated or not: for root, only one that
+	// systemd marked delegated (Delegate=yes) counts.
+	if os.Geteuid() == 0 && !markedDelegated(dir) {
+		return "", ErrNoDelegatedCgroup
+	}
+	return dir, nil
+}
+
+// markedDelegated reports whether systemd marked a cgroup delegated, with
+// the trusted.delegate or user.delegate attribute.
+func markedDelegated(dir string) bool {
+	buf := make([]byte, 8)
+	for _, attr := range []string{"trusted.delegate", "user.delegate"} {
+		if n, err := unix.Getxattr(dir, attr, buf); err == nil && string(buf[:n]) == "1" {
+			return true
+		}
+	}
+	return false
+}
+
+// cgroup2Mount is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
+// on a unified host, /sys/fs/cgroup/unified on a hybrid one.
+func cgroup2Mount() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
+		line := sc.Text()
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
+			continue
+		}
+		f := strings.Fields(pre)
+		if len(f) >= 5 && f[3] == "/" {
+			return unescapeMount(f[4]), nil
+		}
+	}
+	return "", fmt.Errorf("%w: no cgroup v2 hierarchy is mounted", ErrNoDelegatedCgroup)
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// moveAll moves every process of the container of init but init into the
+// cgroup dir, sweeping /proc until settle sweeps in a row find none left
+// outside.
+func moveAll(init int, dir string, settle int) error {
+	want, err := relCgroup(dir)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(freezeTimeout)
+	for settled := 0; settled < settle; {
+		moved := 0
+		var errs []error
+		err := scan(init, func(p Proc, pdir int) {
+			if p.Pid == init || p.State == 'Z' || p.State == 'X' {
+				return
+			}
+			b, err := readAt(pdir, "cgroup")
+			if err != nil || bytes.Contains(append([]byte("\n"), b...), []byte("\n0::"+want+"\n")) {
+				return
+			}
+			moved++
+			if err := writePid(dir, p.Pid); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("move process %d into cgroup %s: %w", p.Pid, dir, err))
+			}
+		})
+		if err = errors.Join(append(errs, err)...); err != nil {
+			return err
+		}
+		if moved == 0 {
+			settled++
+			continue
+		}
+		settled = 0
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes kept appearing outside cgroup %s for %v", dir, freezeTimeout)
+		}
+	}
+	return nil
+}
+
+// relCgroup is a cgroup directory's path as /proc/PID/cgroup shows it.
+func relCgroup(dir string) (string, error) {
+	mnt, err := cgroup2Mount()
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(mnt, dir)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return "", fmt.Errorf("%s is not in the cgroup v2 hierarchy %s", dir, mnt)
+	}
+	return "/" + rel, nil
+}
+
+func writePid(dir string, pid int) error {
+	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+}
+
+func cgroupProcs(dir string) ([]int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// waitFrozen waits until the kernel reports the cgroup frozen (or
+// thawed): a process in uninterruptible sleep freezes only once it wakes.
+func waitFrozen(dir string, frozen bool) error {
+	want := []byte("frozen 0\n")
+	if frozen {
+		want = []byte("frozen 1\n")
+	}
+	deadline := time.Now().Add(freezeTimeout)
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroup %s did not freeze within %v; all run on", dir, freezeTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
