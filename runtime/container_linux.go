@@ -9,7 +9,12 @@ package runtime
 //	kill SIG   signals the job (or, with all, every process but the init)
 //	exec       starts another process inside, with the caller's stdio
 //	           passed over by SCM_RIGHTS; its exit status comes back on the
-//	           same connection, and signal bytes sent on it go to it
+//	           same connection, and signal bytes sent on it go to it; if
+//	           the caller hangs up first, the process is killed
+//
+// A group container (Config.Members) has no job: its members, the tasks of
+// a step, each exec their process, with an environment of their own, and
+// it ends when all of them have come and gone.
 //
 // Every process is forked by the init's main thread, which alone has
 // dropped its privileges: capabilities are per thread, and the Go
@@ -48,20 +53,25 @@ const (
 	opStart = 's'
 	opKill  = 'k'
 	opExec  = 'e'
+	opHupID = 'h' // internal: the caller of an exec hung up
 )
 
 // request is one operation, from a connection to the init's main thread.
 type request struct {
-	op    byte
-	sig   int
-	all   bool
-	tty   bool // exec: the stdio is a terminal to make the process's own
-	args  []string
-	env   []string
-	cwd   string
-	fds   []int // the exec'd process's stdin, stdout and stderr
-	conn  *net.UnixConn
-	reply chan response
+	op  byte
+	sig int
+	all bool
+	tty bool // exec: the stdio is a terminal to make the process's own
+	// member: exec as a member of a group container, with env as the
+	// whole environment
+	member bool
+	pid    int // opHupID: the exec'd process
+	args   []string
+	env    []string
+	cwd    string
+	fds    []int // the exec'd process's stdin, stdout and stderr
+	conn   *net.UnixConn
+	reply  chan response
 }
 
 // response answers a request; for exec a second one follows with the
@@ -76,7 +86,7 @@ func (r request) encode() []byte {
 	var e encoder
 	e.uint(uint64(r.op))
 	e.uint(uint64(r.sig))
-	e.bools(r.all, r.tty)
+	e.bools(r.all, r.tty, r.member)
 	e.strs(r.args)
 	e.strs(r.env)
 	e.str(r.cwd)
@@ -86,8 +96,8 @@ func (r request) encode() []byte {
 func decodeRequest(b []byte) (request, error) {
 	d := decoder{b: b}
 	r := request{op: byte(d.uint()), sig: int(d.uint())}
-	flags := d.bools(2)
-	r.all, r.tty = flags[0], flags[1]
+	flags := d.bools(3)
+	r.all, r.tty, r.member = flags[0], flags[1], flags[2]
 	r.args, r.env, r.cwd = d.strs(), d.strs(), d.str()
 	if d.err != nil {
 		return r, fmt.Errorf("garbled request: %w", d.err)
@@ -190,9 +200,22 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 
 	job := 0
 	execs := map[int]request{}
+	joined, active := 0, 0 // a group container's members
+	if cfg.Members > 0 {
+		c.writeState(startedFile, "0")
+	}
 	for {
 		select {
 		case r := <-reqs:
+			if r.op == opHupID {
+				// Its caller is gone: the process goes too, as a job
+				// goes with a killed hpcrun. Only if it is still ours:
+				// once reaped, its pid may be another's.
+				if e, ok := execs[r.pid]; ok && e.conn == r.conn {
+					unix.Kill(r.pid, unix.SIGKILL)
+				}
+				continue
+			}
 			// Replies are written here, before anything the request
 			// causes: the init may exit right after (kill of a created
 			// container), and an exec'd process may end at once.
@@ -204,7 +227,7 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 			}
 			switch r.op {
 			case opStart:
-				if job != 0 {
+				if job != 0 || cfg.Members > 0 {
 					reply(response{err: "the container's job was started already"})
 					break
 				}
@@ -223,6 +246,13 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 				reply(response{pid: pid})
 			case opKill:
 				switch {
+				case cfg.Members > 0 && !r.all:
+					// A group container's job is its members.
+					for pid, e := range execs {
+						if e.member {
+							unix.Kill(pid, syscall.Signal(r.sig))
+						}
+					}
 				case job == 0:
 					// A created container has no job yet: a signal ends it.
 					reply(response{})
@@ -234,7 +264,17 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 				}
 				reply(response{})
 			case opExec:
-				c.exec(r, cfg, execs)
+				if r.member && cfg.Members == 0 {
+					r.conn.Write(response{err: "exec: the container is not a group container, which tasks join", status: StatusFailed}.encode())
+					r.reply <- response{err: "not a member"}
+					closeAll(r.fds)
+					break
+				}
+				if c.exec(r, cfg, execs) && r.member {
+					joined++
+					active++
+					logf("member %d of %d joined", joined, cfg.Members)
+				}
 			}
 		case <-chld:
 			for {
@@ -251,10 +291,17 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 					r.conn.Write(response{pid: pid, status: code}.encode())
 					r.conn.Close()
 					delete(execs, pid)
+					if r.member {
+						active--
+					}
 				}
 				if pid == job {
 					logf("job ended with status %d", code)
 					return c.end(code, execs)
+				}
+				if cfg.Members > 0 && joined >= cfg.Members && active == 0 {
+					logf("all %d members have ended", joined)
+					return c.end(0, execs)
 				}
 			}
 		}
@@ -316,9 +363,10 @@ func (c *containerInit) end(code int, execs map[int]request) int {
 	return code
 }
 
-// exec starts a process for an exec request. It writes the reply itself,
-// before the loop that reaps the process can write its status.
-func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) {
+// exec starts a process for an exec request, and reports whether it did.
+// It writes the reply itself, before the loop that reaps the process can
+// write its status.
+func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) bool {
 	defer closeAll(r.fds)
 	path, attr, err := execAttr(r, cfg)
 	if err == nil {
@@ -327,12 +375,13 @@ func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) 
 			r.conn.Write(response{pid: pid}.encode())
 			execs[pid] = r
 			r.reply <- response{pid: pid}
-			return
+			return true
 		}
 		err = execError(r.args[0], err)
 	}
 	r.conn.Write(response{err: err.Error(), status: ExitStatus(err)}.encode())
 	r.reply <- response{err: err.Error()}
+	return false
 }
 
 // execAttr checks an exec request and says how to start its process.
@@ -341,6 +390,9 @@ func execAttr(r request, cfg *initConfig) (string, *syscall.ProcAttr, error) {
 		return "", nil, errors.New("exec: no command, or not three stdio descriptors")
 	}
 	env := mergeEnv(cfg.Env, r.env)
+	if r.member {
+		env = r.env // a task's own, rank variables and all
+	}
 	cwd := r.cwd
 	if cwd == "" {
 		cwd = cfg.Cwd
@@ -411,10 +463,11 @@ func handle(conn *net.UnixConn, reqs chan<- request) {
 		return
 	}
 	// Signal bytes for the exec'd process, until its status is sent and
-	// the connection closed.
+	// the connection closed. A hang-up before that is the caller's end.
 	var b [1]byte
 	for {
 		if _, err := conn.Read(b[:]); err != nil {
+			reqs <- request{op: opHupID, pid: resp.pid, conn: conn}
 			return
 		}
 		unix.Kill(resp.pid, unix.Signal(b[0]))
@@ -546,15 +599,18 @@ func Signal(stateDir string, sig unix.Signal, all bool) error {
 // Process is a process to start in a running container.
 type Process struct {
 	Args []string
-	Env  []string // K=V, over the job's environment
+	Env  []string // K=V, over the job's environment; a Member's whole environment
 	Cwd  string   // default: the job's
 	TTY  bool     // stdio is a terminal (a pty's slave): make it the process's controlling terminal
+	// Member: the process is a task that joins a group container (see
+	// Config.Members); it counts towards the container's members.
+	Member bool
 }
 
 // Exec runs p in the container with stdio as its standard streams and
 // returns its exit status. Signals sent on sigs are passed on to it.
 func Exec(stateDir string, p Process, stdio Stdio, sigs <-chan os.Signal) (int, error) {
-	conn, resp, err := call(stateDir, request{op: opExec, args: p.Args, env: p.Env, cwd: p.Cwd, tty: p.TTY}, stdio.In, stdio.Out, stdio.Err)
+	conn, resp, err := call(stateDir, request{op: opExec, args: p.Args, env: p.Env, cwd: p.Cwd, tty: p.TTY, member: p.Member}, stdio.In, stdio.Out, stdio.Err)
 	if err != nil {
 		return ExitStatus(err), err
 	}

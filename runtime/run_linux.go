@@ -56,6 +56,12 @@ type Config struct {
 	// container: under Slurm, the job's script, so that a service
 	// started in a job dies with the job.
 	Anchor *os.File
+	// Members makes Create a group container: one for the tasks of an
+	// MPI step on a node, so that they share its namespaces. It starts no
+	// job of its own: each task runs its process in it with ExecMember,
+	// and it ends once Members of them have joined and all have ended, or
+	// when Anchor ends. Args are not used.
+	Members int
 }
 
 // logf prints a -v line timed from c.Start, as the CLI's own lines are.

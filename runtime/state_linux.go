@@ -72,6 +72,7 @@ type State struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Autoremove  bool              `json:"autoremove,omitempty"` // see CreateOptions
 	Ready       bool              `json:"ready"`                // built: created, or later; else creating
+	Members     int               `json:"members,omitempty"`    // a group container's (Config.Members)
 
 	Status   string `json:"-"` // computed by Load
 	ExitCode int    `json:"-"` // the job's, once stopped; -1 if unknown
@@ -215,7 +216,7 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	} else if err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	s := &State{ID: id, Bundle: o.Bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: o.Autoremove}
+	s := &State{ID: id, Bundle: o.Bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: o.Autoremove, Members: cfg.Members}
 	if cfg.Spec.Annotations != nil {
 		s.Annotations = cfg.Spec.Annotations
 	}
@@ -370,6 +371,49 @@ func (c *Containers) Register(id string, pid int, rootfs string) (string, error)
 		return "", err
 	}
 	return dir, nil
+}
+
+// Join returns the state dir of group container id (see Config.Members),
+// for the caller to run its task in with Exec and Process.Member. The
+// first task of the group to come creates it from its own cfg, with
+// room for members tasks; the others find it. Creation and lookup hold a
+// lock on the state root, so however the tasks arrive exactly one
+// creates it. A stopped group of that name (an earlier step's, with the
+// same tag) is replaced. The tasks must share an image: one that asks for
+// another is refused.
+func (c *Containers) Join(id string, cfg *Config, members int) (dir string, created bool, err error) {
+	if members < 1 {
+		return "", false, errors.New("a group needs one member or more")
+	}
+	root, err := os.Open(c.Root)
+	if err != nil {
+		return "", false, err
+	}
+	defer root.Close()
+	if err := unix.Flock(int(root.Fd()), unix.LOCK_EX); err != nil {
+		return "", false, fmt.Errorf("lock %s: %w", c.Root, err)
+	}
+	s, err := c.Load(id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return "", false, err
+	case s.Status == StatusStopped:
+		if err := removeState(c.Dir(id)); err != nil {
+			return "", false, err
+		}
+	case s.Members == 0:
+		return "", false, fmt.Errorf("%w: %s, and it is no group container; give --join-tag another name", ErrExists, id)
+	case s.Rootfs != cfg.Spec.Root.Path:
+		return "", false, fmt.Errorf("the tasks of group %s ask for different images (%s, and %s here); give each its own --join-tag, or --no-join", id, s.Rootfs, cfg.Spec.Root.Path)
+	default:
+		return c.Dir(id), false, nil
+	}
+	cfg.Members = members
+	if _, err := c.Create(id, cfg, CreateOptions{Autoremove: true}); err != nil {
+		return "", false, err
+	}
+	return c.Dir(id), true, nil
 }
 
 // Unregister removes a named run's state.

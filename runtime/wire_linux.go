@@ -51,6 +51,8 @@ type initConfig struct {
 	// /dev/null over a file) and ReadonlyPaths made read-only, as the
 	// spec's linux.maskedPaths and linux.readonlyPaths ask.
 	MaskedPaths, ReadonlyPaths []string
+	// Members: a group container (see Config.Members).
+	Members int
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -87,7 +89,7 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 		UID: s.Process.User.UID, GID: s.Process.User.GID, NoNewPrivs: s.Process.NoNewPrivileges,
 		Mounts: s.Mounts, Files: cfg.Files, Writable: cfg.WritableTmpfs, Foreground: cfg.Foreground,
 		Verbose: cfg.Verbose, Start: cfg.Start, StateDir: cfg.StateDir, Terminal: cfg.Terminal,
-		Detached: cfg.detached,
+		Detached: cfg.detached, Members: cfg.Members,
 	}
 	if cfg.Anchor != nil {
 		// After stdio, the two pipes and the held files (StartDetached).
@@ -186,6 +188,7 @@ func (c *initConfig) encode() []byte {
 	}
 	e.strs(c.MaskedPaths)
 	e.strs(c.ReadonlyPaths)
+	e.uint(uint64(c.Members))
 	return e.b
 }
 
@@ -225,6 +228,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 		c.OOMScoreAdj = &v
 	}
 	c.MaskedPaths, c.ReadonlyPaths = d.strs(), d.strs()
+	c.Members = int(d.uint())
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}

@@ -52,6 +52,9 @@ type runOptions struct {
 	envFiles      []string
 	name          string
 	detach        bool
+	joinTag       string
+	joinCount     int
+	noJoin        bool
 }
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
@@ -70,6 +73,9 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "read K=V lines from `FILE` (repeatable)")
 	f.StringVar(&o.name, "name", "", "name the container `N`, so that hpcrun exec, ps and kill find it (see hpcrun list)")
 	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background, past hpcrun's exit, with the output in a log file; under Slurm it ends with the job")
+	f.StringVar(&o.joinTag, "join-tag", "", "run in one container with the other tasks that give this `TAG` (default under srun: the job and step)")
+	f.IntVar(&o.joinCount, "join-count", 0, "how many tasks join the container (default: the tasks of the step on this node)")
+	f.BoolVar(&o.noJoin, "no-join", false, "give this task a container of its own, even as one of several tasks of a step on this node")
 }
 
 // newRootCommand builds the command line. early is an init started ahead
@@ -103,6 +109,8 @@ Flag parsing stops at CMD: everything after it goes to CMD.
 
 Signals TERM, INT, HUP, QUIT, USR1, USR2 and CONT sent to hpcrun reach the
 job; if hpcrun is killed, the job dies with it.
+
+` + joinHelp + `
 
 ` + jobs.EnvRule + `
 
@@ -171,6 +179,14 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 	cfg.Verbose = g.verbose
 	cfg.Start = start
 	log.phase("resolved options")
+	grp, err := joinGroup(o, st.job)
+	if err != nil {
+		return 0, err
+	}
+	if grp.name != "" {
+		early.Abort()
+		return runJoined(so, im, cfg, grp, log)
+	}
 	if o.detach {
 		early.Abort()
 		return runNamed(so, o, im, cfg, log)
