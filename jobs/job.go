@@ -33,6 +33,10 @@ type Job struct {
 	// Files are the scheduler's files that the job's variables name, to
 	// be visible inside: PBS_NODEFILE, PBS_GPUFILE.
 	Files []string
+	// Dirs are the scheduler's dirs that the job's processes talk to it
+	// through: the PMIx server's (PMIX_SERVER_TMPDIR, PMIX_SYSTEM_TMPDIR,
+	// under Slurm in its spool), and munge's socket dir under Slurm.
+	Dirs []string
 
 	// Sources says which variable supplied each fact, in the order they
 	// were found, for -v.
@@ -151,6 +155,16 @@ func FromEnv(environ []string) Job {
 		take(&j.TmpDir, "tmp dir", "TMPDIR")
 		return j
 	}
+	// The PMIx server of srun --mpi=pmix or of mpirun listens in these.
+	for _, k := range []string{"PMIX_SERVER_TMPDIR", "PMIX_SYSTEM_TMPDIR"} {
+		if v := e[k]; strings.HasPrefix(v, "/") {
+			j.Dirs = append(j.Dirs, v)
+			note(strings.ToLower(strings.ReplaceAll(k, "_", " ")), v, k)
+		}
+	}
+	if j.Scheduler == Slurm {
+		j.Dirs = append(j.Dirs, MungeDir) // srun and sbatch inside talk to munged
+	}
 	// An MPI launcher inside the job (mpirun, mpiexec) says more about
 	// the task than the batch system does.
 	if j.Rank == "" {
@@ -172,6 +186,9 @@ func FromEnv(environ []string) Job {
 	}
 	return j
 }
+
+// MungeDir is where munged's socket is, which Slurm's commands use.
+const MungeDir = "/run/munge"
 
 // tasksOnNode reads Slurm's compressed tasks-per-node list ("2(x3),1":
 // 2 tasks on each of the first three nodes, then 1) at node index node.

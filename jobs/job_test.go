@@ -74,6 +74,10 @@ func TestFromEnv(t *testing.T) {
 			map[string]string{"array job": "SLURM_ARRAY_JOB_ID", "array task": "SLURM_ARRAY_TASK_ID"}},
 		{"slurm uneven", slurmUneven, Job{Scheduler: Slurm, ID: "99", Step: "2", Rank: "1", LocalRank: 1, LocalSize: 3, TmpDir: "/local/slurm/99"},
 			map[string]string{"tmp dir": "SLURM_TMPDIR"}},
+		{"srun --mpi=pmix", append(slurmStep[:len(slurmStep):len(slurmStep)], "PMIX_SERVER_TMPDIR=/var/spool/slurmd/pmix.313.0/", "PMIX_SYSTEM_TMPDIR=/tmp", "PMIX_RANK=1"),
+			Job{Scheduler: Slurm, ID: "313", Step: "0", Rank: "1", LocalRank: 0, LocalSize: 1, SubmitDir: "/tmp/envprobe", TmpDir: "/tmp",
+				Dirs: []string{"/var/spool/slurmd/pmix.313.0/", "/tmp"}},
+			map[string]string{"pmix server tmpdir": "PMIX_SERVER_TMPDIR", "pmix system tmpdir": "PMIX_SYSTEM_TMPDIR"}},
 		{"old slurm", []string{"SLURM_JOBID=5", "SLURM_STEPID=1"}, Job{Scheduler: Slurm, ID: "5", Step: "1", LocalRank: -1},
 			map[string]string{"job id": "SLURM_JOBID", "step": "SLURM_STEPID"}},
 		{"pbs pro", pbsPro, Job{Scheduler: PBS, Flavor: "pbspro", ID: "1234[5].pbs01", ArrayJob: "1234[].pbs01", ArrayTask: "5", LocalRank: -1, SubmitDir: "/home/u/run", TmpDir: "/var/tmp/pbs.1234[5].pbs01",
@@ -92,6 +96,9 @@ func TestFromEnv(t *testing.T) {
 			got := FromEnv(tc.env)
 			sources := got.Sources
 			got.Sources = nil
+			if tc.want.Scheduler == Slurm {
+				tc.want.Dirs = append(tc.want.Dirs, MungeDir)
+			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("FromEnv:\n got %+v\nwant %+v", got, tc.want)
 			}

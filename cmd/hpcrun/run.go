@@ -361,8 +361,9 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings
 
 // siteBinds are the binds every container gets, before --bind: the
 // site's scratch dirs that exist on this node, the job's own scratch dir
-// ($SLURM_TMPDIR, $TMPDIR) and PBS's node file unless they are visible
-// already, then the config's binds (a missing required one is an error, a missing optional
+// ($SLURM_TMPDIR, $TMPDIR), PBS's node file, and the PMIx server's and
+// munge's socket dirs, unless they are visible already, then the config's
+// binds (a missing required one is an error, a missing optional
 // one is skipped).
 func siteBinds(st *settings, h host, base []specs.Mount, log *logger) ([]runtime.Bind, error) {
 	var out []runtime.Bind
@@ -379,6 +380,11 @@ func siteBinds(st *settings, h host, base []specs.Mount, log *logger) ([]runtime
 	for _, f := range st.job.Files { // PBS_NODEFILE, read-only
 		if f = filepath.Clean(f); filepath.IsAbs(f) && h.exists(f) && !runtime.HostPathVisible(f, base) {
 			out = append(out, runtime.Bind{Source: f, Dest: f, ReadOnly: true})
+		}
+	}
+	for _, d := range st.job.Dirs { // PMIx's and munge's sockets
+		if d = filepath.Clean(d); filepath.IsAbs(d) && h.exists(d) && !runtime.HostPathVisible(d, base) {
+			out = append(out, runtime.Bind{Source: d, Dest: d})
 		}
 	}
 	for _, b := range st.conf.Binds.Value {
