@@ -166,3 +166,22 @@ func TestSlurmJoin(t *testing.T) {
 		t.Errorf("left behind: %q", r.stdout)
 	}
 }
+
+// --gpu and --rocm on a node without the driver: one line that says what
+// is missing, exit 125. (gpu's unit tests find drivers in fake trees.)
+func TestGPUNoDriver(t *testing.T) {
+	t.Parallel()
+	for flag, dev := range map[string]string{"--gpu": "/dev/nvidiactl", "--nv": "/dev/nvidiactl", "--rocm": "/dev/kfd"} {
+		if _, err := os.Stat(dev); err == nil {
+			t.Logf("%s exists: this node has the driver of %s", dev, flag)
+			continue
+		}
+		r := run(t, opts{}, flag, "--rootfs", rootfsDir, "true")
+		assertOneErrorLine(t, r)
+		if !strings.Contains(r.stderr, "driver on this node") || !strings.Contains(r.stderr, dev) {
+			t.Errorf("%s: %s", flag, r)
+		}
+	}
+	r := run(t, opts{}, "--gpu", "--rocm", "--rootfs", rootfsDir, "true")
+	assertOneErrorLine(t, r)
+}

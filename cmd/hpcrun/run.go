@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hpcrun/hpcrun/gpu"
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/netns"
 	"github.com/hpcrun/hpcrun/runtime"
@@ -55,6 +57,7 @@ type runOptions struct {
 	joinTag       string
 	joinCount     int
 	noJoin        bool
+	gpu, rocm     bool
 }
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
@@ -76,6 +79,9 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.joinTag, "join-tag", "", "run in one container with the other tasks that give this `TAG` (default under srun: the job and step)")
 	f.IntVar(&o.joinCount, "join-count", 0, "how many tasks join the container (default: the tasks of the step on this node)")
 	f.BoolVar(&o.noJoin, "no-join", false, "give this task a container of its own, even as one of several tasks of a step on this node")
+	f.BoolVar(&o.gpu, "gpu", false, "make the node's NVIDIA driver (libcuda, nvidia-smi, ...) usable in the container")
+	f.BoolVar(&o.gpu, "nv", false, "the same as --gpu")
+	f.BoolVar(&o.rocm, "rocm", false, "make the node's AMD ROCm driver (libamdhip64, libhsa-runtime64, ...) usable in the container")
 }
 
 // newRootCommand builds the command line. early is an init started ahead
@@ -309,6 +315,13 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings
 		}
 		binds = append(binds, b)
 	}
+	drv, err := gpuDriver(o, h, log)
+	if err != nil {
+		return nil, err
+	}
+	if drv != nil {
+		binds = append(drv.Binds(), binds...) // --bind still wins
+	}
 	mo.Binds = binds
 	mounts := runtime.Mounts(mo)
 	cwd := h.cwd
@@ -338,10 +351,18 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings
 	if err != nil {
 		return nil, err
 	}
+	if drv != nil {
+		// The GPU selection (CUDA_VISIBLE_DEVICES, ...) survives --cleanenv
+		// and wins over the image's; --env still wins over it.
+		set = append(slices.Clone(drv.Binding), set...)
+	}
 	env := jobs.ContainerEnv(jobs.EnvOptions{
 		Host: h.env, Image: im.Env, DefaultPath: runtime.DefaultPath, CleanEnv: o.cleanEnv, Set: set,
 		Pass: st.conf.EnvPass.Value, Deny: st.conf.EnvDeny.Value,
 	})
+	if drv != nil {
+		env = drv.Env(env)
+	}
 	spec, err := runtime.Generate(runtime.Options{
 		Rootfs: im.Rootfs, Args: args, Env: env, Cwd: cwd, UID: h.uid, GID: h.gid,
 		Fakeroot: o.fakeroot, Mounts: mounts, Terminal: h.tty,
@@ -407,6 +428,29 @@ func siteBinds(st *settings, h host, base []specs.Mount, log *logger) ([]runtime
 		out = append(out, rb)
 	}
 	return out, nil
+}
+
+// gpuDriver finds the driver that --gpu or --rocm asks for; nil for none.
+func gpuDriver(o *runOptions, h host, log *logger) (*gpu.Driver, error) {
+	v, flag := gpu.NVIDIA, "--gpu"
+	switch {
+	case o.gpu && o.rocm:
+		return nil, usageError{errors.New("--gpu and --rocm cannot be used together")}
+	case o.rocm:
+		v, flag = gpu.ROCm, "--rocm"
+	case !o.gpu:
+		return nil, nil
+	}
+	d, err := gpu.Find(v, gpu.Host{Env: h.env})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	log.debugf("%s: %s driver %s: %d libraries, %d programs, devices %s", flag, d.Vendor, d.Version,
+		len(d.Libs), len(d.Bins), strings.Join(d.Devices, " "))
+	for _, f := range append(append([]gpu.File(nil), d.Libs...), d.Bins...) {
+		log.debugf("  %s <- %s", f.Name, f.Source)
+	}
+	return &d, nil
 }
 
 // envSettings gathers --env-file and --env entries, in that order.
