@@ -5,7 +5,8 @@
 # 127.0.0.1, 8 CPUs each whatever the hardware) in one partition "debug", with
 # proctrack/cgroup where this host allows it, else proctrack/linuxproc (see 3),
 # starts munged, slurmctld and the slurmds directly (no systemd needed) and
-# checks that srun and sbatch work, as root and as nobody. Why two nodes:
+# checks that srun and sbatch work, as root and as nobody, and that srun
+# --mpi=pmix gives tasks a PMIx server (Open MPI jobs). Why two nodes:
 # Slurm 22.05 runs one task per node in a container step (srun -n 2
 # --ntasks-per-node=1 --container needs two).
 #
@@ -25,11 +26,17 @@ host=$(hostname -s)
 
 # 1. Packages. A policy-rc.d keeps the packages' init scripts from starting
 # daemons: this script starts them itself, with its own configuration.
+# libpmix-dev for srun --mpi=pmix: Slurm's mpi/pmix plugin dlopens
+# pmix2/lib/libpmix.so, the unversioned name, which only the -dev package
+# ships (libpmix2 has libpmix.so.2); PMIx 4.2.2 here, which Open MPI 4.1.4 of
+# Debian 12 is built against too.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q ' installed$'; }
 need=()
 command -v slurmctld >/dev/null || need+=(slurmctld)
 command -v slurmd >/dev/null || need+=(slurmd)
 command -v srun >/dev/null || need+=(slurm-client)
 command -v munged >/dev/null || need+=(munge)
+installed libpmix-dev || need+=(libpmix-dev)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "slurm-up: installing ${need[*]}"
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -88,6 +95,19 @@ linuxproc) proctrack=linuxproc ;;
 *) die "PROCTRACK=$PROCTRACK: want cgroup or linuxproc" ;;
 esac
 
+# slurmd loads its MPI plugins when it starts: one started before libpmix was
+# installed has no mpi/pmix ("can not load PMIx library" in its log), and the
+# slurmstepd of an srun --mpi=pmix step then dies at once ("Task launch ...
+# failed", "_send_slurmstepd_init failed" in the slurmd log). Such a slurmd is
+# stopped here and started again below; the steps that run go on without it.
+started_before() { # pidfile file: true if the process started before file last changed
+	local p t btime hz
+	p=$(cat "$1" 2>/dev/null) && t=$(cut -d')' -f2- "/proc/$p/stat" 2>/dev/null | awk '{ print $20 }') || return 1
+	btime=$(awk '/^btime / { print $2 }' /proc/stat) hz=$(getconf CLK_TCK)
+	[ $((btime + t / hz)) -lt "$(stat -L -c %Z "$2")" ]
+}
+pmixlib=$(dpkg -L libpmix-dev 2>/dev/null | grep -m1 '/pmix2/lib/libpmix\.so$' || true)
+
 # 4. slurm.conf: two nodes on this host, NAME1 and NAME2, reached on
 # 127.0.0.1 on ports of their own whatever the hostname resolves to, and
 # RealMemory 5% under half of MemTotal so that no node is drained as "Low
@@ -104,6 +124,11 @@ logtail() {
 	done >&2
 }
 fail() { logtail; die "$*"; }
+stop() { # pidfile name: TERM, and wait up to 10s for it to end
+	local p; p=$(cat "$1") && kill -TERM "$p" || return 0
+	for _ in $(seq 100); do alive "$1" "$2" || return 0; sleep 0.1; done
+	fail "$2 (pid $p) did not stop in 10s"
+}
 alive() { # pidfile name: true if the pid file names a process of that name, not a zombie
 	local p s; p=$(cat "$1" 2>/dev/null) && s=$(cut -d' ' -f2,3 "/proc/$p/stat" 2>/dev/null) &&
 		[ "${s% *}" = "($2)" ] && [ "${s#* }" != Z ]
@@ -168,6 +193,10 @@ EOF
 	# that died may have left jobs "running" that hold the node's CPUs.
 	alive /run/slurmctld.pid slurmctld || slurmctld -c || fail "slurmctld failed to start"
 	for n in $nodes; do
+		if [ -n "$pmixlib" ] && alive "/run/slurmd-$n.pid" slurmd && started_before "/run/slurmd-$n.pid" "$pmixlib"; then
+			echo "slurm-up: restarting slurmd -N $n, started before libpmix was installed"
+			stop "/run/slurmd-$n.pid" slurmd
+		fi
 		alive "/run/slurmd-$n.pid" slurmd || slurmd -N "$n" || fail "slurmd -N $n failed to start"
 	done
 
@@ -230,5 +259,10 @@ printf '#!/bin/sh\necho batch-ok\n' >"$t/job.sh"
 run "sbatch --wait" sbatch -Q --wait -o "$t/job.out" "$t/job.sh"
 grep -qx batch-ok "$t/job.out" || fail "sbatch --wait: the job's output is not batch-ok"
 run "srun -N 2" srun -N2 -n2 --ntasks-per-node=1 true
+# shellcheck disable=SC2016 # expanded by the task's shell
+run "srun --mpi=pmix as nobody" runuser -u nobody -- srun --mpi=pmix -N1 -n2 sh -c 'echo "$PMIX_RANK $PMIX_NAMESPACE"'
+if [ "$(cut -d' ' -f1 <<<"$out" | sort | tr '\n' ' ')" != "0 1 " ] || grep -q ' $' <<<"$out"; then
+	fail "srun --mpi=pmix: want PMIX_RANK 0 and 1, each with a PMIX_NAMESPACE; got '$out'"
+fi
 echo "slurm-up: ok: $(sinfo -V), nodes $nodes (CPUs=$cpus RealMemory=$mem each) idle in partition debug," \
-	"proctrack/$proctrack; srun as root and nobody, sbatch --wait, srun -N 2 work (${SECONDS}s)"
+	"proctrack/$proctrack; srun as root and nobody, sbatch --wait, srun -N 2, srun --mpi=pmix work (${SECONDS}s)"

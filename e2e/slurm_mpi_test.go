@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// MPI jobs under Slurm: srun --mpi=pmix starts the ranks, each task an
+// hpcrun, and Slurm's PMIx server wires them up. The image is Debian 12 with
+// its Open MPI 4.1.4, built against the PMIx 4.2.2 that Slurm's mpi/pmix
+// plugin loads on this Debian 12 host (examples/mkmpi.sh), with
+// examples/mpi/hello.c as /hello.
+
+const mpiImagePath = "/var/tmp/hpcrun-e2e/mpi.tar"
+
+var (
+	mpiOnce  sync.Once
+	mpiTar   string
+	mpiError error
+)
+
+// mpiImage returns the Debian + Open MPI image, building it when missing
+// (about a minute and a half, as root; kept in /var/tmp between runs).
+func mpiImage(t *testing.T) string {
+	t.Helper()
+	mpiOnce.Do(func() {
+		if _, err := os.Stat(mpiImagePath); err == nil {
+			mpiTar = mpiImagePath
+			return
+		}
+		if os.Geteuid() != 0 {
+			mpiError = os.ErrPermission
+			return
+		}
+		start := time.Now()
+		out, err := exec.Command(repoPath("examples/mkmpi.sh"), mpiImagePath).CombinedOutput()
+		if err != nil {
+			mpiError = fmt.Errorf("examples/mkmpi.sh: %v\n%s", err, out)
+			return
+		}
+		t.Logf("built %s in %v", mpiImagePath, time.Since(start).Round(time.Second))
+		mpiTar = mpiImagePath
+	})
+	if mpiTar == "" {
+		if requireUserns || os.Geteuid() == 0 {
+			t.Fatalf("no MPI image at %s and it could not be built: %v", mpiImagePath, mpiError)
+		}
+		t.Skipf("no MPI image at %s; build it as root with examples/mkmpi.sh", mpiImagePath)
+	}
+	return mpiTar
+}
+
+// mpiRank is one rank's line of /hello.
+type mpiRank struct {
+	rank, size, pid     int
+	host, pidns, userns string
+}
+
+var mpiRankLine = regexp.MustCompile(`(?m)^rank (\d+) size (\d+) host (\S+) pidns (\S+) userns (\S+) pid (\d+)$`)
+
+// mpiRanks parses the rank lines of /hello's output, by rank; a rank that
+// printed twice is an error.
+func mpiRanks(t *testing.T, out string) map[int]mpiRank {
+	t.Helper()
+	ranks := map[int]mpiRank{}
+	for _, m := range mpiRankLine.FindAllStringSubmatch(out, -1) {
+		r := mpiRank{host: m[3], pidns: m[4], userns: m[5]}
+		r.rank, _ = strconv.Atoi(m[1])
+		r.size, _ = strconv.Atoi(m[2])
+		r.pid, _ = strconv.Atoi(m[6])
+		if _, dup := ranks[r.rank]; dup {
+			t.Errorf("rank %d reported twice", r.rank)
+		}
+		ranks[r.rank] = r
+	}
+	return ranks
+}
+
+// distinct is the sorted set of what f gives for each rank.
+func distinct(ranks map[int]mpiRank, f func(mpiRank) string) []string {
+	set := map[string]bool{}
+	for _, r := range ranks {
+		set[f(r)] = true
+	}
+	var s []string
+	for k := range set {
+		s = append(s, k)
+	}
+	sort.Strings(s)
+	return s
+}
+
+// srunMPI runs `srun --mpi=pmix -N1 -n N hpcrun --image IMAGE CMD...` as the
+// test user, with env, from a directory of its own. The job is cancelled if
+// it outlives the test; if the test fails, the run and what the Slurm daemons
+// logged about the job are printed.
+func srunMPI(t *testing.T, n int, env []string, image, cache string, cmd ...string) (result, time.Duration) {
+	t.Helper()
+	name := fmt.Sprintf("hpcrun-mpi-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
+	var r result
+	t.Cleanup(func() {
+		exec.Command("scancel", "--name="+name).Run()
+		if t.Failed() {
+			// slurmctld keeps an ended job for MinJobAge (30 s).
+			ids, _ := exec.Command("squeue", "-h", "-t", "all", "--name="+name, "-o", "%i").Output()
+			t.Logf("%s\n%s", r, slurmLogs(lines(string(ids))...))
+		}
+	})
+	env = append([]string{"HPCRUN_CACHE=" + cache, "XDG_RUNTIME_DIR=" + tempDirOwned(t)}, env...)
+	args := append([]string{"--mpi=pmix", "--job-name=" + name, "--time=3", "--kill-on-bad-exit=1",
+		"-N1", "-n", strconv.Itoa(n), binPath, "--image", image}, cmd...)
+	start := time.Now()
+	r = runRaw(opts{dir: tempDirOwned(t), env: env, timeout: 4 * time.Minute}, "srun", args...)
+	return r, time.Since(start)
+}
+
+// srun --mpi=pmix -n 4 hpcrun ... /hello: an Open MPI job of four ranks on
+// one node, each rank an hpcrun task.
+//
+// pmix: the ranks find Slurm's PMIx server from inside their containers and
+// learn their rank and the job's size from it (a rank that missed it would
+// be a singleton, rank 0 of 1), and rank 1 sends rank 0 4 MiB over TCP
+// (OMPI_MCA_btl=self,tcp), intact. This works with a container per task.
+//
+// one container per node: the ranks of a step on a node share one container,
+// as MPI's shared-memory transports need. All four report one pid namespace
+// and one user namespace (not the host's), and rank 1's 4 MiB reach rank 0
+// by the vader BTL's single-copy CMA (process_vm_readv of the peer, by its
+// pid): OMPI_MCA_btl_vader_single_copy_mechanism=cma makes Open MPI abort
+// rather than fall back, and /hello says "cma transfer ok" only when vader's
+// mechanism is still cma and the data is intact. And PMIx's shared-memory
+// store under PMIX_SERVER_TMPDIR (the slurmd's spool dir) is visible inside:
+// otherwise each rank prints a "PMIX ERROR" from gds/ds12 and falls back on
+// fetching the job's data from the server.
+//
+// With a container per task, vader cannot work at all: Open MPI 4.1 refuses
+// CMA between user namespaces (with cma forced it aborts in MPI_Init: "CMA
+// support is not available due to different user namespaces"), and even a
+// copy through the shared segments crashes, because opal's mmap shmem
+// attaches a peer's segment only when the peer's pid differs from its own,
+// and each rank is pid 5 or 6 in its own pid namespace.
+func TestSlurmMPI(t *testing.T) {
+	t.Parallel()
+	slurmUp(t)
+	image := mpiImage(t)
+	cache := tempDirOwned(t) // fresh: the first step unpacks the image
+	hostUserns, _ := os.Readlink("/proc/self/ns/user")
+	hostPidns, _ := os.Readlink("/proc/self/ns/pid")
+	const n = 4
+
+	// checkRanks checks that ranks 0..n-1 each reported once, in a job of
+	// size n; it says whether they did.
+	checkRanks := func(t *testing.T, r result) bool {
+		t.Helper()
+		ranks := mpiRanks(t, r.stdout)
+		ok := len(ranks) == n
+		for i := range n {
+			if rk, found := ranks[i]; !found || rk.size != n {
+				ok = false
+			}
+		}
+		if !ok {
+			t.Errorf("want ranks 0 to %d, each of size %d; got %d rank lines", n-1, n, len(ranks))
+		}
+		return ok
+	}
+
+	t.Run("pmix", func(t *testing.T) {
+		r, took := srunMPI(t, n, []string{"OMPI_MCA_btl=self,tcp"}, image, cache, "/hello", "--any")
+		t.Logf("srun --mpi=pmix -n %d hpcrun /hello --any: exit %d in %v, the image unpacked first", n, r.code, took.Round(10*time.Millisecond))
+		checkRanks(t, r)
+		if !strings.Contains(r.stdout, "transfer ok (4194304 bytes intact") {
+			t.Errorf("rank 0 did not get rank 1's 4 MiB intact over TCP")
+		}
+		if r.err != nil || r.code != 0 {
+			t.Errorf("want exit 0, got %d (%v)", r.code, r.err)
+		}
+	})
+
+	t.Run("one container per node", func(t *testing.T) {
+		env := []string{"OMPI_MCA_btl=self,vader", "OMPI_MCA_btl_vader_single_copy_mechanism=cma"}
+		r, took := srunMPI(t, n, env, image, cache, "/hello")
+		t.Logf("srun --mpi=pmix -n %d hpcrun /hello over vader with cma: exit %d in %v", n, r.code, took.Round(10*time.Millisecond))
+		if checkRanks(t, r) {
+			ranks := mpiRanks(t, r.stdout)
+			pidns := distinct(ranks, func(r mpiRank) string { return r.pidns })
+			userns := distinct(ranks, func(r mpiRank) string { return r.userns })
+			pids := distinct(ranks, func(r mpiRank) string { return strconv.Itoa(r.pid) })
+			if len(pidns) != 1 || len(userns) != 1 {
+				t.Errorf("want the %d ranks in one pid and one user namespace, got pid namespaces %v, user namespaces %v", n, pidns, userns)
+			}
+			if len(pids) != n {
+				t.Errorf("want %d distinct pids, got %v", n, pids)
+			}
+			if pidns[0] == hostPidns || userns[0] == hostUserns {
+				t.Errorf("the ranks run in the host's namespaces (%s, %s), not a container's", hostPidns, hostUserns)
+			}
+		}
+		if !strings.Contains(r.stdout, "cma transfer ok (single copy mechanism cma, 4194304 bytes)") {
+			t.Errorf("no CMA transfer from rank 1 to rank 0")
+		}
+		if strings.Contains(r.stderr, "different user namespaces") {
+			t.Errorf("Open MPI found the ranks in different user namespaces")
+		}
+		if strings.Contains(r.stderr, "PMIX ERROR") {
+			t.Errorf("PMIx failed inside the container: is PMIX_SERVER_TMPDIR (the slurmd spool's pmix.JOB.STEP) bound?")
+		}
+		if r.err != nil || r.code != 0 {
+			t.Errorf("want exit 0, got %d (%v)", r.code, r.err)
+		}
+	})
+}
