@@ -270,10 +270,17 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 					closeAll(r.fds)
 					break
 				}
-				if c.exec(r, cfg, execs) && r.member {
+				started := c.exec(r, cfg, execs)
+				if r.member {
+					// A task whose process could not start came and went.
 					joined++
-					active++
-					logf("member %d of %d joined", joined, cfg.Members)
+					if started {
+						active++
+					}
+					logf("member %d of %d joined (started: %v)", joined, cfg.Members, started)
+					if joined >= cfg.Members && active == 0 {
+						return c.end(0, execs)
+					}
 				}
 			}
 		case <-chld:
