@@ -185,3 +185,41 @@ func TestGPUNoDriver(t *testing.T) {
 	r := run(t, opts{}, "--gpu", "--rocm", "--rootfs", rootfsDir, "true")
 	assertOneErrorLine(t, r)
 }
+
+// An exec'd process dies with the hpcrun exec that started it, in a named
+// run and in a created container alike.
+func TestExecDiesWithCaller(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	state := tempDirOwned(t)
+	env := []string{"XDG_RUNTIME_DIR=" + state}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	job := command(ctx, opts{env: env}, binPath, "--rootfs", rootfsDir, "--name", "svc", "sleep", "300")
+	if err := job.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { job.Process.Kill(); job.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(run(t, opts{env: env}, "list").stdout, "running"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the named run did not come up")
+		}
+	}
+	marker := "9" + strconv.Itoa(os.Getpid()%100000)
+	ex := command(ctx, opts{env: env}, binPath, "exec", "svc", "sleep", marker)
+	if err := ex.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(findProcs("sleep", marker)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the exec'd sleep did not start")
+		}
+	}
+	ex.Process.Kill()
+	ex.Wait()
+	for deadline := time.Now().Add(10 * time.Second); len(findProcs("sleep", marker)) != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the exec'd sleep outlived its killed hpcrun exec")
+		}
+	}
+}

@@ -155,10 +155,17 @@ func (s *runServer) handle(conn *net.UnixConn, job int) {
 		}
 	}
 	s.mu.Unlock()
-	// Signal bytes for the process, until reaped sends its status.
+	// Signal bytes for the process, until reaped sends its status. A
+	// hang-up before that is the caller's end, and the process's: unless
+	// it was reaped meanwhile, when its pid may be another's.
 	var b [1]byte
 	for {
 		if _, err := conn.Read(b[:]); err != nil {
+			s.mu.Lock()
+			if e := s.execs[res.pid]; e != nil && e.conn == conn && !e.ended {
+				unix.Kill(res.pid, unix.SIGKILL)
+			}
+			s.mu.Unlock()
 			return
 		}
 		unix.Kill(res.pid, unix.Signal(b[0]))
