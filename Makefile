@@ -46,11 +46,13 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Warm start-up against bwrap, then a cold start (an unpack) against tar and
-# umoci; both side by side in interleaved rounds, reported as ratios.
+# hpcrun against its peers in one table (bench/bench.sh): warm start against
+# bwrap, ch-run and runc, cold start against tar, pigz and umoci, peak RSS,
+# concurrent cold starts; interleaved rounds, medians and ratios. As root it
+# builds the demo images and installs the peers when missing. BENCH_QUICK=1
+# takes fewer rounds. bench/startup.sh and bench/coldstart.sh run parts alone.
 bench: build
-	bench/startup.sh --hpcrun $(BIN)
-	bench/coldstart.sh --hpcrun $(BIN)
+	bench/bench.sh --hpcrun $(BIN)
 
 demo: build
 	examples/demo.sh

@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
-# bench/coldstart.sh - cold start of `hpcrun --image` vs umoci vs plain tar.
+# bench/coldstart.sh - cold start of `hpcrun --image` vs umoci vs tar.
 #
 # Usage: bench/coldstart.sh [-n ROUNDS] [--hpcrun PATH] [--image PATH]
+#          [--concurrent N] [--no-warmup] [--samples FILE [--tag TAG]]
 #
-#   -n ROUNDS      measured rounds (default 5; 2 when BENCH_QUICK=1)
-#   --hpcrun PATH  hpcrun binary (default: bin/hpcrun under the repo root,
-#                  built with `make build` if it is missing)
-#   --image PATH   OCI image archive (default /var/tmp/hpcrun-demo/py3.tar,
-#                  built with examples/mkpython.sh when missing and root)
+#   -n ROUNDS        measured rounds (default 5; 2 when BENCH_QUICK=1)
+#   --hpcrun PATH    hpcrun binary (default: bin/hpcrun under the repo root,
+#                    built with `make build` if it is missing)
+#   --image PATH     OCI image archive (default /var/tmp/hpcrun-demo/py3.tar,
+#                    built with examples/mkpython.sh when missing and root)
+#   --concurrent N   one more contender, hpcrun-xN: N hpcrun processes started
+#                    together on one empty cache (they unpack once)
+#   --no-warmup      no warm-up round; the archive is read once instead
+#   --samples FILE   append the samples ("TAG ROUND NAME MICROSECONDS") and
+#                    hpcrun's peak RSS ("TAG rss hpcrun KIB") to FILE instead
+#                    of printing the table; TAG defaults to the image's name
+#                    (bench/bench.sh reports them)
 #
+# The work dir (the layout, the targets, the caches) is made under $BENCH_DIR,
+# default /var/tmp.
 # "Cold" means the image is not in hpcrun's cache yet, so hpcrun unpacks it.
 # Each round runs every contender once, into a fresh directory after a sync
 # (both untimed), in an order rotating from round to round; one warm-up round
 # comes first and is not counted, so the page cache holds the archive for all.
 # Contenders:
 #   tar     tar -xzf of each layer blob in order (the floor; no whiteouts)
+#   pigz    pigz -dc BLOB | tar -x, each layer in order
 #   umoci   umoci unpack --rootless of the extracted OCI layout
 #   hpcrun  hpcrun --cache FRESH --image IMAGE true: unpack AND start the
 #           container and run `true`, the cold start a user sees
@@ -22,7 +33,7 @@
 # GNU time (%M: the largest of the process and its waited-for children; the
 # hpcrun unpacker is such a child). Everything runs as an unprivileged user:
 # when started as root the script drops to uid/gid 65534 with setpriv, and
-# installs missing peers (umoci, time) with apt-get. Exits non-zero, with the
+# installs missing peers (umoci, pigz, time) with apt-get. Exits non-zero, with the
 # failing command's stderr, if any run fails.
 set -euo pipefail
 umask 022
@@ -30,14 +41,14 @@ umask 022
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_UID=65534
 BENCH_GID=65534
-CONTENDERS=(tar umoci hpcrun) # the first is the baseline of the ratios
+CONTENDERS=(tar pigz umoci hpcrun) # the first is the baseline of the ratios
 
 die() { printf 'coldstart.sh: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 # ---------------------------------------------------------------- arguments
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then ROUNDS=2; else ROUNDS=5; fi
-HPCRUN="" IMAGE=/var/tmp/hpcrun-demo/py3.tar
+HPCRUN="" IMAGE=/var/tmp/hpcrun-demo/py3.tar CONCURRENT=0 WARMUP=1 SAMPLES="" TAG=""
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	-n) [[ $# -ge 2 ]] || die "-n needs a value"; ROUNDS=$2; shift 2 ;;
@@ -46,17 +57,28 @@ while [[ $# -gt 0 ]]; do
 	--hpcrun=*) HPCRUN=${1#--hpcrun=}; shift ;;
 	--image) [[ $# -ge 2 ]] || die "--image needs a value"; IMAGE=$2; shift 2 ;;
 	--image=*) IMAGE=${1#--image=}; shift ;;
+	--concurrent) [[ $# -ge 2 ]] || die "--concurrent needs a value"; CONCURRENT=$2; shift 2 ;;
+	--concurrent=*) CONCURRENT=${1#--concurrent=}; shift ;;
+	--no-warmup) WARMUP=0; shift ;;
+	--samples) [[ $# -ge 2 ]] || die "--samples needs a value"; SAMPLES=$2; shift 2 ;;
+	--samples=*) SAMPLES=${1#--samples=}; shift ;;
+	--tag) [[ $# -ge 2 ]] || die "--tag needs a value"; TAG=$2; shift 2 ;;
+	--tag=*) TAG=${1#--tag=}; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; die "unknown argument: $1" ;;
 	esac
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "-n wants a positive integer, got '$ROUNDS'"
+[[ "$CONCURRENT" =~ ^[0-9]+$ ]] || die "--concurrent wants a number, got '$CONCURRENT'"
+[[ "$TAG" != *[[:space:]]* ]] || die "--tag must be one word"
+[[ $CONCURRENT -lt 2 ]] || CONTENDERS+=("hpcrun-x$CONCURRENT")
 [[ ${BASH_VERSINFO[0]} -ge 5 ]] || die "needs bash 5 (for EPOCHREALTIME)"
 IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 
 # ---------------------------------------------------------------- peers
 need_pkgs=()
 command -v umoci >/dev/null 2>&1 || need_pkgs+=(umoci)
+command -v pigz >/dev/null 2>&1 || need_pkgs+=(pigz)
 [[ -x /usr/bin/time ]] || need_pkgs+=(time)
 if [[ ${#need_pkgs[@]} -gt 0 ]]; then
 	[[ $IS_ROOT -eq 1 ]] || die "missing ${need_pkgs[*]}; install them (apt-get install -y ${need_pkgs[*]}) or run as root"
@@ -66,6 +88,7 @@ if [[ ${#need_pkgs[@]} -gt 0 ]]; then
 		die "apt-get install ${need_pkgs[*]} failed"
 fi
 UMOCI=$(command -v umoci) || die "umoci not found after install"
+PIGZ=$(command -v pigz) || die "pigz not found after install"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) not found after install"
 command -v python3 >/dev/null 2>&1 || die "python3 not found (needed to read index.json)"
 [[ $IS_ROOT -eq 0 ]] || command -v setpriv >/dev/null 2>&1 || die "setpriv (util-linux) not found"
@@ -85,10 +108,14 @@ if [[ ! -f "$IMAGE" ]]; then
 	"$ROOT/examples/mkpython.sh" "$IMAGE" >&2 || die "examples/mkpython.sh $IMAGE failed"
 fi
 IMAGE=$(cd "$(dirname "$IMAGE")" && pwd)/$(basename "$IMAGE")
+[[ -n "$TAG" ]] || TAG=$(basename "$IMAGE")
+[[ -z "$SAMPLES" ]] || { : >>"$SAMPLES" && SAMPLES=$(cd "$(dirname "$SAMPLES")" && pwd)/$(basename "$SAMPLES"); } ||
+	die "cannot write to $SAMPLES"
 
 # ---------------------------------------------------------------- work dir
 # Under /var/tmp, not /tmp: the e2e tests read /tmp/hpcrun* as leftovers.
-W=$(mktemp -d /var/tmp/hpcrun-coldbench.XXXXXX)
+# BENCH_DIR puts it elsewhere, e.g. on a tmpfs, to keep a slow disk out.
+W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/hpcrun-coldbench.XXXXXX")
 rmtree() { chmod -R u+rwX "$1" 2>/dev/null || true; rm -rf "$1" 2>/dev/null || true; }
 trap 'rmtree "$W"' EXIT
 trap 'exit 130' INT
@@ -128,7 +155,7 @@ for l in m["layers"]:
 EOF
 ) || die "cannot read the OCI layout of $IMAGE"
 [[ ${#meta[@]} -ge 2 ]] || die "$IMAGE: manifest has no layers"
-TAG=${meta[0]}
+REF=${meta[0]}
 LAYERS=("${meta[@]:1}")
 compressed=0
 for l in "${LAYERS[@]}"; do compressed=$((compressed + ${l##* })); done
@@ -164,8 +191,29 @@ run_tar() {
 		[[ $rc -eq 0 ]] || { [[ $rc -eq 2 ]] && ! grep -qv -e 'Cannot mknod' -e 'Exiting with failure' "$W/err"; } || return 1
 	done
 }
-run_umoci() { as_user "$UMOCI" unpack --rootless --image "$W/layout:$TAG" "$1/bundle" 2>"$W/err"; }
+run_pigz() {
+	local kind path
+	for l in "${LAYERS[@]}"; do
+		read -r kind path _ <<<"$l"
+		[[ $kind == gzip ]] || { run_tar "$1"; return; } # pigz reads gzip only
+		# shellcheck disable=SC2016 # expanded by the inner shell
+		as_user sh -c '"$1" -dc "$2" | tar -xf - -C "$3"' sh "$PIGZ" "$path" "$1/rootfs" 2>>"$W/err" || {
+			! grep -qv -e 'Cannot mknod' -e 'Exiting with failure' "$W/err" || return 1
+		}
+	done
+}
+run_umoci() { as_user "$UMOCI" unpack --rootless --image "$W/layout:$REF" "$1/bundle" 2>"$W/err"; }
 run_hpcrun() { as_user "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>"$W/err"; }
+# N hpcrun processes started together on one empty cache; done when all are.
+run_hpcrun_many() {
+	local i rc=0 pids=()
+	for ((i = 0; i < CONCURRENT; i++)); do
+		as_user "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>>"$W/err" &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do wait "$i" || rc=1; done
+	return $rc
+}
 
 # fresh: a new empty target, owned by the user, with rootfs/ for tar; synced
 # so that writeback of the run before does not bleed in. Prints its path.
@@ -180,17 +228,20 @@ timed() {
 	local t t0 t1
 	t=$(fresh); : >"$W/err"
 	t0=${EPOCHREALTIME//[!0-9]/}
-	"run_$1" "$t" </dev/null >/dev/null || { tail -n 30 "$W/err" >&2; die "$1 failed (round $2)"; }
+	local fn=run_$1
+	[[ $1 != hpcrun-x* ]] || fn=run_hpcrun_many
+	"$fn" "$t" </dev/null >/dev/null || { tail -n 30 "$W/err" >&2; die "$1 failed (round $2)"; }
 	t1=${EPOCHREALTIME//[!0-9]/}
 	[[ $2 -eq 0 ]] || printf '%d %s %d\n' "$2" "$1" $((t1 - t0)) >>"$W/samples"
-	[[ $1 != tar || $2 -ne 0 ]] || unpacked=$(du -sb "$t/rootfs" | cut -f1)
+	[[ $1 != tar || $unpacked -ne 0 ]] || unpacked=$(du -sb "$t/rootfs" | cut -f1)
 }
 
 # ---------------------------------------------------------------- run
 : >"$W/samples"
 unpacked=0
 nc=${#CONTENDERS[@]}
-for ((r = 0; r <= ROUNDS; r++)); do # round 0 is the warm-up
+[[ $WARMUP -eq 1 ]] || cat "$IMAGE" >/dev/null # the archive in the page cache
+for ((r = 1 - WARMUP; r <= ROUNDS; r++)); do # round 0 is the warm-up
 	printf 'coldstart.sh: round %d/%d%s\n' "$r" "$ROUNDS" "$([[ $r -eq 0 ]] && echo ' (warm-up)')" >&2
 	for ((i = 0; i < nc; i++)); do timed "${CONTENDERS[(i + r) % nc]}" "$r"; done
 done
@@ -200,11 +251,17 @@ rss() {
 	local t; t=$(fresh); : >"$W/err"
 	case $1 in
 	hpcrun) as_user /usr/bin/time -f %M -o "$W/home/rss" "$W/bin/hpcrun" --cache "$t/cache" --image "$IMAGE" true ;;
-	umoci) as_user /usr/bin/time -f %M -o "$W/home/rss" "$UMOCI" unpack --rootless --image "$W/layout:$TAG" "$t/bundle" ;;
+	umoci) as_user /usr/bin/time -f %M -o "$W/home/rss" "$UMOCI" unpack --rootless --image "$W/layout:$REF" "$t/bundle" ;;
 	esac </dev/null >/dev/null 2>"$W/err" || { tail -n 30 "$W/err" >&2; die "$1 failed (peak RSS run)"; }
 	tail -n1 "$W/home/rss"
 }
 rss_hpcrun=$(rss hpcrun)
+if [[ -n "$SAMPLES" ]]; then
+	rmtree "$W/t"
+	{ sed "s/^/$TAG /" "$W/samples"; printf '%s rss hpcrun %d\n' "$TAG" "$rss_hpcrun"
+	  printf '%s size unpacked %d\n' "$TAG" "$unpacked"; } >>"$SAMPLES"
+	exit 0
+fi
 rss_umoci=$(rss umoci)
 rmtree "$W/t"
 

@@ -186,6 +186,7 @@ for c in "${CONTENDERS[@]}"; do
 done
 
 status=0
+# shellcheck disable=SC2016 # the label is literal backquotes
 "${as_user[@]}" "$TMP/bin/startlat" -n "$ROUNDS" -warmup "$WARMUP" -baseline "$BASELINE" \
 	-label '`true`' "${args[@]}" || status=$?
 if [[ $status -ne 0 ]]; then

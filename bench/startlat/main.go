@@ -16,6 +16,12 @@
 // There is no other shell processing. Each run gets /dev/null as stdin and
 // stdout; its stderr is kept so that it can be shown if the run fails. Any
 // run that does not exit 0 aborts the whole benchmark with exit status 1.
+//
+// The word {run} in a command line is replaced by a number unique to each run
+// (for runtimes that want a fresh container ID, e.g. runc). With -samples
+// FILE, every measured run is also appended to FILE as a line
+// "[TAG ]ROUND NAME MICROSECONDS" (TAG from -tag), for a caller that reports
+// several benchmarks in one table (bench/bench.sh).
 package main
 
 import (
@@ -39,6 +45,7 @@ type contender struct {
 	line    string
 	args    []string
 	path    string
+	perRun  []int // indexes of the args that hold {run}
 	samples []time.Duration
 }
 
@@ -82,23 +89,28 @@ func main() {
 	baseline := flag.String("baseline", "", "contender that the ratio column is relative to (default: none)")
 	label := flag.String("label", "`true`", "what is being started, for the title line")
 	timeout := flag.Duration("timeout", 30*time.Second, "kill and fail a single run that takes longer than this")
+	samples := flag.String("samples", "", "also append every measured run to this file, as \"[TAG ]ROUND NAME MICROSECONDS\"")
+	tag := flag.String("tag", "", "first word of each -samples line")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] NAME=COMMAND-LINE ...\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(*rounds, *warmup, *baseline, *label, *timeout, flag.Args()); err != nil {
+	if err := run(*rounds, *warmup, *baseline, *label, *timeout, flag.Args(), *samples, *tag); err != nil {
 		fmt.Fprintf(os.Stderr, "startlat: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(rounds, warmup int, baseline, label string, timeout time.Duration, specs []string) error {
+func run(rounds, warmup int, baseline, label string, timeout time.Duration, specs []string, samples, tag string) error {
 	if rounds < 1 || warmup < 0 {
 		return errors.New("-n must be >= 1 and -warmup >= 0")
 	}
 	if timeout <= 0 {
 		return errors.New("-timeout must be positive")
+	}
+	if strings.ContainsAny(tag, " \t\n") {
+		return errors.New("-tag must be one word")
 	}
 	if len(specs) == 0 {
 		return errors.New("no contenders given (NAME=COMMAND-LINE ...)")
@@ -130,7 +142,17 @@ func run(rounds, warmup int, baseline, label string, timeout time.Duration, spec
 	runtime.GC()
 	debug.SetGCPercent(-1)
 
+	nrun := 0
 	runOnce := func(c *contender, round int, warm bool) error {
+		nrun++
+		args := c.args
+		if len(c.perRun) > 0 {
+			args = append([]string(nil), c.args...)
+			id := fmt.Sprintf("%d-%d", os.Getpid(), nrun)
+			for _, i := range c.perRun {
+				args[i] = strings.ReplaceAll(args[i], "{run}", id)
+			}
+		}
 		if err := errf.Truncate(0); err != nil {
 			return err
 		}
@@ -139,7 +161,7 @@ func run(rounds, warmup int, baseline, label string, timeout time.Duration, spec
 		}
 		cmd := &exec.Cmd{
 			Path:   c.path,
-			Args:   c.args,
+			Args:   args,
 			Stdin:  devnull,
 			Stdout: devnull,
 			Stderr: errf,
@@ -188,8 +210,35 @@ func run(rounds, warmup int, baseline, label string, timeout time.Duration, spec
 	}
 	debug.SetGCPercent(100)
 
+	if samples != "" {
+		if err := writeSamples(samples, tag, cs); err != nil {
+			return err
+		}
+	}
 	report(os.Stdout, cs, rounds, baseline, label)
 	return nil
+}
+
+// writeSamples appends the samples, still in round order, to path.
+func writeSamples(path, tag string, cs []*contender) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if tag != "" {
+		tag += " "
+	}
+	var b strings.Builder
+	for _, c := range cs {
+		for r, d := range c.samples {
+			fmt.Fprintf(&b, "%s%d %s %d\n", tag, r+1, c.name, d.Microseconds())
+		}
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 type runError struct {
@@ -248,7 +297,13 @@ func parseContenders(specs []string) ([]*contender, error) {
 		if err != nil {
 			return nil, fmt.Errorf("contender %q: %v", name, err)
 		}
-		cs = append(cs, &contender{name: name, line: line, args: args, path: path})
+		c := &contender{name: name, line: line, args: args, path: path}
+		for i, a := range args {
+			if i > 0 && strings.Contains(a, "{run}") {
+				c.perRun = append(c.perRun, i)
+			}
+		}
+		cs = append(cs, c)
 	}
 	return cs, nil
 }
