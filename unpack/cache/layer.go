@@ -92,8 +92,12 @@ func ApplyLayer(root string, blob io.Reader, mediaType string, diffID digest.Dig
 }
 
 // pipeChunk is the size of the chunks handed from the decompressing
-// goroutine to the extracting one. Two of them are in flight at a time.
-const pipeChunk = 1 << 20
+// goroutine to the extracting one, and pipeDepth how many of them may wait
+// for the extractor (see chunkPipe).
+const (
+	pipeChunk = 1 << 20
+	pipeDepth = 6
+)
 
 func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Digest) error {
 	quietUmoci.Do(func() {
@@ -106,22 +110,29 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 			return fmt.Errorf("diff_id %q: %w", diffID, err)
 		}
 	}
-	pr, pw := io.Pipe()
+	pipe := newChunkPipe(pipeChunk, pipeDepth)
 	var digester digest.Digester
 	if diffID != "" {
 		digester = diffID.Algorithm().Digester()
 	}
 	done := make(chan error, 1)
 	go func() {
-		err := decompress(pw, blob, comp, digester)
-		pw.CloseWithError(err) // nil closes with io.EOF
+		err := decompress(pipe, blob, comp)
+		pipe.CloseWrite(err) // nil closes with io.EOF
 		done <- err
 	}()
 
 	// Why a buffer on each side of the pipe: io.Pipe hands data over
 	// synchronously, so with big chunks the decompressor fills the next
-	// chunk while the extractor works through the last one.
-	br := bufio.NewReaderSize(pr, pipeChunk)
+	// chunk while the extractor works through the last one. The
+	// decompressed stream is hashed here, on the extracting side: the
+	// decompressor is the slower of the two (inflate is most of an
+	// unpack's CPU time), and the extractor mostly waits in syscalls.
+	var in io.Reader = pipe
+	if digester != nil {
+		in = io.TeeReader(pipe, digester.Hash())
+	}
+	br := bufio.NewReaderSize(in, pipeChunk)
 	err := extract(root, br)
 	if err == nil {
 		// UnpackLayer stops at the tar's end-of-archive marker; whatever
@@ -131,7 +142,7 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 			err = fmt.Errorf("read layer: %w", derr)
 		}
 	}
-	pr.CloseWithError(errAborted) // stops the decompressor if we failed early
+	pipe.CloseRead(errAborted) // stops the decompressor if we failed early
 	derr := <-done
 	if derr != nil && !errors.Is(derr, errAborted) {
 		// A decompression or blob digest error explains a tar error better
@@ -151,11 +162,8 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 
 var errAborted = errors.New("layer extraction stopped")
 
-// decompress copies blob, decompressed, to w and through the digester.
-func decompress(w io.Writer, blob io.Reader, comp compression, digester digest.Digester) error {
-	if digester != nil {
-		w = io.MultiWriter(w, digester.Hash())
-	}
+// decompress copies blob, decompressed, to w.
+func decompress(w io.Writer, blob io.Reader, comp compression) error {
 	var r io.Reader
 	switch comp {
 	case compGzip:

@@ -1,0 +1,94 @@
+package cache
+
+import (
+	"io"
+	"sync"
+)
+
+// chunkPipe is io.Pipe with room: the writer hands over whole chunks and
+// goes on while up to depth of them wait for the reader. io.Pipe makes
+// each Write wait until the reader has taken it, so the decompressor and
+// the extractor take turns whenever one of them slows down (a run of
+// small files, a big file's writes); with chunks in flight each runs at
+// its own pace. Memory: depth+2 chunks.
+type chunkPipe struct {
+	full chan []byte // chunks written, in order
+	free chan []byte // chunks to reuse
+	done chan struct{}
+	once sync.Once
+	werr error // set before full is closed: the writer's error, or nil
+
+	rerrOnce sync.Once
+	rerr     error // set before done is closed: why the reader stopped
+
+	chunk []byte // the reader's chunk
+	cur   []byte // what is left of it to read
+}
+
+func newChunkPipe(size, depth int) *chunkPipe {
+	p := &chunkPipe{full: make(chan []byte, depth), free: make(chan []byte, depth+2), done: make(chan struct{})}
+	for range depth + 2 {
+		p.free <- make([]byte, 0, size)
+	}
+	return p
+}
+
+// Write copies b into chunks; it blocks only while every chunk is taken.
+func (p *chunkPipe) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		var c []byte
+		select {
+		case c = <-p.free:
+		case <-p.done:
+			return n, p.rerr
+		}
+		k := copy(c[:cap(c)], b)
+		c = c[:k]
+		select {
+		case p.full <- c:
+		case <-p.done:
+			return n, p.rerr
+		}
+		n += k
+		b = b[k:]
+	}
+	return n, nil
+}
+
+// CloseWrite ends the stream: the reader gets err, or io.EOF for nil.
+func (p *chunkPipe) CloseWrite(err error) {
+	p.once.Do(func() {
+		if err == nil {
+			err = io.EOF
+		}
+		p.werr = err
+		close(p.full)
+	})
+}
+
+// Read reads what was written, in order.
+func (p *chunkPipe) Read(b []byte) (int, error) {
+	if len(p.cur) == 0 {
+		if p.chunk != nil {
+			p.free <- p.chunk[:0]
+			p.chunk = nil
+		}
+		c, ok := <-p.full
+		if !ok {
+			return 0, p.werr
+		}
+		p.chunk, p.cur = c, c
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
+}
+
+// CloseRead stops the writer: its Writes fail with err from now on.
+func (p *chunkPipe) CloseRead(err error) {
+	p.rerrOnce.Do(func() {
+		p.rerr = err
+		close(p.done)
+	})
+}
