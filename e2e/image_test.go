@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,14 +16,8 @@ import (
 )
 
 // The images these tests run: small ones packed from the busybox rootfs,
-// and a real Debian + Python 3 one built with debootstrap once per run (it
-// is kept in /var/tmp between runs on the same machine).
-var (
-	pythonOnce  sync.Once
-	pythonTar   string
-	pythonError error
-)
-
+// and real Debian ones built with debootstrap once (kept in /var/tmp
+// between runs on the same machine).
 const pythonImagePath = "/var/tmp/hpcrun-e2e/py3.tar"
 
 // repoPath is a path in the repository, from the e2e package directory.
@@ -31,34 +26,49 @@ func repoPath(p string) string {
 	return abs
 }
 
-// pythonImage returns the Debian + Python image, building it when missing.
-func pythonImage(t *testing.T) string {
+// builtImage is an image that a script in examples/ builds, as root, the
+// first time a test asks for it.
+type builtImage struct {
+	name, path, script string
+	once               sync.Once
+	err                error
+}
+
+var (
+	pythonBuild = &builtImage{name: "Python", path: pythonImagePath, script: "examples/mkpython.sh"}
+	mpiBuild    = &builtImage{name: "MPI", path: mpiImagePath, script: "examples/mkmpi.sh"}
+)
+
+// get returns the image's path, building it when missing. Without it a
+// test fails as root or where user namespaces are required, else skips.
+func (b *builtImage) get(t *testing.T) string {
 	t.Helper()
-	pythonOnce.Do(func() {
-		if _, err := os.Stat(pythonImagePath); err == nil {
-			pythonTar = pythonImagePath
+	b.once.Do(func() {
+		if _, err := os.Stat(b.path); err == nil {
 			return
 		}
 		if os.Geteuid() != 0 {
-			pythonError = os.ErrPermission
+			b.err = os.ErrPermission
 			return
 		}
-		out, err := exec.Command(repoPath("examples/mkpython.sh"), pythonImagePath).CombinedOutput()
-		if err != nil {
-			pythonError = &exec.ExitError{}
-			t.Logf("mkpython.sh: %v\n%s", err, out)
+		start := time.Now()
+		if out, err := exec.Command(repoPath(b.script), b.path).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("%s: %v\n%s", b.script, err, out)
 			return
 		}
-		pythonTar = pythonImagePath
+		t.Logf("built %s in %v", b.path, time.Since(start).Round(time.Second))
 	})
-	if pythonTar == "" {
+	if b.err != nil {
 		if requireUserns || os.Geteuid() == 0 {
-			t.Fatalf("no Python image at %s and it could not be built: %v", pythonImagePath, pythonError)
+			t.Fatalf("no %s image at %s and it could not be built: %v", b.name, b.path, b.err)
 		}
-		t.Skipf("no Python image at %s; build it as root with examples/mkpython.sh", pythonImagePath)
+		t.Skipf("no %s image at %s; build it as root with %s", b.name, b.path, b.script)
 	}
-	return pythonTar
+	return b.path
 }
+
+// pythonImage returns the Debian trixie + Python 3 image.
+func pythonImage(t *testing.T) string { return pythonBuild.get(t) }
 
 // busyboxImage packs the busybox rootfs as an OCI archive with the given
 // image config (MKIMAGE_* variables of examples/mkimage.sh).

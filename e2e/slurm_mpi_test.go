@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -21,42 +20,9 @@ import (
 
 const mpiImagePath = "/var/tmp/hpcrun-e2e/mpi.tar"
 
-var (
-	mpiOnce  sync.Once
-	mpiTar   string
-	mpiError error
-)
-
-// mpiImage returns the Debian + Open MPI image, building it when missing
-// (about a minute and a half, as root; kept in /var/tmp between runs).
-func mpiImage(t *testing.T) string {
-	t.Helper()
-	mpiOnce.Do(func() {
-		if _, err := os.Stat(mpiImagePath); err == nil {
-			mpiTar = mpiImagePath
-			return
-		}
-		if os.Geteuid() != 0 {
-			mpiError = os.ErrPermission
-			return
-		}
-		start := time.Now()
-		out, err := exec.Command(repoPath("examples/mkmpi.sh"), mpiImagePath).CombinedOutput()
-		if err != nil {
-			mpiError = fmt.Errorf("examples/mkmpi.sh: %v\n%s", err, out)
-			return
-		}
-		t.Logf("built %s in %v", mpiImagePath, time.Since(start).Round(time.Second))
-		mpiTar = mpiImagePath
-	})
-	if mpiTar == "" {
-		if requireUserns || os.Geteuid() == 0 {
-			t.Fatalf("no MPI image at %s and it could not be built: %v", mpiImagePath, mpiError)
-		}
-		t.Skipf("no MPI image at %s; build it as root with examples/mkmpi.sh", mpiImagePath)
-	}
-	return mpiTar
-}
+// mpiImage returns the Debian + Open MPI image (examples/mkmpi.sh takes
+// about a minute and a half).
+func mpiImage(t *testing.T) string { return mpiBuild.get(t) }
 
 // mpiRank is one rank's line of /hello.
 type mpiRank struct {
