@@ -550,18 +550,9 @@ func TestLifecyclePauseCgroup(t *testing.T) {
 	if os.Geteuid() != 0 || !asOther {
 		t.Skip("delegating a cgroup needs root")
 	}
-	mnt := ""
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if pre, post, ok := strings.Cut(l, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
-				if f := strings.Fields(pre); len(f) > 4 && f[3] == "/" {
-					mnt = f[4]
-				}
-			}
-		}
-	}
-	if mnt == "" {
-		t.Fatal("no cgroup v2 hierarchy is mounted")
+	mnt, err := procs.Cgroup2Mount()
+	if err != nil {
+		t.Fatal(err)
 	}
 	// Delegation as systemd does it: the dir and its cgroup.procs,
 	// cgroup.threads and cgroup.subtree_control belong to the user.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,11 +36,11 @@ var ErrNoDelegatedCgroup = errors.New("the container's cgroup is not delegated t
 // It returns ErrNoDelegatedCgroup when there is no such cgroup, and then
 // has changed nothing; on any other failure it undoes what it did.
 func FreezeCgroup(init int, name string) (string, error) {
-	parent, err := delegatedCgroup(init)
+	parent, rel, err := delegatedCgroup(init)
 	if err != nil {
 		return "", err
 	}
-	child := filepath.Join(parent, name)
+	child, childRel := filepath.Join(parent, name), path.Join(rel, name)
 	if err := os.Mkdir(child, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", fmt.Errorf("make cgroup %s: %w", child, err)
 	}
@@ -50,13 +51,13 @@ func FreezeCgroup(init int, name string) (string, error) {
 	if _, err := os.Stat(filepath.Join(child, "cgroup.freeze")); err != nil {
 		return fail(fmt.Errorf("%w: %s has no cgroup.freeze (Linux 5.2 or later)", ErrNoDelegatedCgroup, child))
 	}
-	if err := moveAll(init, child, 2); err != nil {
+	if err := moveAll(init, child, childRel, 2); err != nil {
 		return fail(err)
 	}
 	if err := os.WriteFile(filepath.Join(child, "cgroup.freeze"), []byte("1"), 0); err != nil {
 		return fail(fmt.Errorf("freeze cgroup %s: %w", child, err))
 	}
-	if err := moveAll(init, child, 1); err != nil {
+	if err := moveAll(init, child, childRel, 1); err != nil {
 		return fail(err)
 	}
 	if err := waitFrozen(child, true); err != nil {
@@ -113,40 +114,40 @@ func RemoveCgroup(child string) error {
 }
 
 // delegatedCgroup is the cgroup v2 directory of process init, when the
-// caller owns it and may move processes in and out of it.
-func delegatedCgroup(init int) (string, error) {
+// caller owns it and may move processes in and out of it, and its path as
+// /proc/PID/cgroup shows it.
+func delegatedCgroup(init int) (dir, rel string, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(init) + "/cgroup")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	rel := ""
 	for _, line := range strings.Split(string(b), "\n") {
 		if p, ok := strings.CutPrefix(line, "0::"); ok {
 			rel = p
 		}
 	}
 	if rel == "" || rel == "/" {
-		return "", ErrNoDelegatedCgroup
+		return "", "", ErrNoDelegatedCgroup
 	}
-	mnt, err := cgroup2Mount()
+	mnt, err := Cgroup2Mount()
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	dir := filepath.Join(mnt, rel)
+	dir = filepath.Join(mnt, rel)
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNoDelegatedCgroup, err)
+		return "", "", fmt.Errorf("%w: %v", ErrNoDelegatedCgroup, err)
 	}
 	if int(st.Uid) != os.Geteuid() || unix.Access(dir, unix.W_OK) != nil ||
 		unix.Access(filepath.Join(dir, "cgroup.procs"), unix.W_OK) != nil {
-		return "", ErrNoDelegatedCgroup
+		return "", "", ErrNoDelegatedCgroup
 	}
 	// Root owns every cgroup, delegated or not: for root, only one that
 	// systemd marked delegated (Delegate=yes) counts.
 	if os.Geteuid() == 0 && !markedDelegated(dir) {
-		return "", ErrNoDelegatedCgroup
+		return "", "", ErrNoDelegatedCgroup
 	}
-	return dir, nil
+	return dir, rel, nil
 }
 
 // markedDelegated reports whether systemd marked a cgroup delegated, with
@@ -161,9 +162,9 @@ func markedDelegated(dir string) bool {
 	return false
 }
 
-// cgroup2Mount is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
+// Cgroup2Mount is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
 // on a unified host, /sys/fs/cgroup/unified on a hybrid one.
-func cgroup2Mount() (string, error) {
+func Cgroup2Mount() (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return "", err
@@ -205,13 +206,9 @@ func unescapeMount(s string) string {
 }
 
 // moveAll moves every process of the container of init but init into the
-// cgroup dir, sweeping /proc until settle sweeps in a row find none left
-// outside.
-func moveAll(init int, dir string, settle int) error {
-	want, err := relCgroup(dir)
-	if err != nil {
-		return err
-	}
+// cgroup dir (rel, as /proc/PID/cgroup shows it), sweeping /proc until
+// settle sweeps in a row find none left outside.
+func moveAll(init int, dir, rel string, settle int) error {
 	deadline := time.Now().Add(freezeTimeout)
 	for settled := 0; settled < settle; {
 		moved := 0
@@ -221,7 +218,7 @@ func moveAll(init int, dir string, settle int) error {
 				return
 			}
 			b, err := readAt(pdir, "cgroup")
-			if err != nil || bytes.Contains(append([]byte("\n"), b...), []byte("\n0::"+want+"\n")) {
+			if err != nil || bytes.Contains(append([]byte("\n"), b...), []byte("\n0::"+rel+"\n")) {
 				return
 			}
 			moved++
@@ -242,19 +239,6 @@ func moveAll(init int, dir string, settle int) error {
 		}
 	}
 	return nil
-}
-
-// relCgroup is a cgroup directory's path as /proc/PID/cgroup shows it.
-func relCgroup(dir string) (string, error) {
-	mnt, err := cgroup2Mount()
-	if err != nil {
-		return "", err
-	}
-	rel, err := filepath.Rel(mnt, dir)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return "", fmt.Errorf("%s is not in the cgroup v2 hierarchy %s", dir, mnt)
-	}
-	return "/" + rel, nil
 }
 
 func writePid(dir string, pid int) error {

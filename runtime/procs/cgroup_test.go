@@ -21,7 +21,7 @@ func testCgroup(t *testing.T) (dir string, fd int) {
 	if os.Geteuid() != 0 {
 		t.Skip("making a cgroup needs root")
 	}
-	mnt, err := cgroup2Mount()
+	mnt, err := Cgroup2Mount()
 	if err != nil {
 		t.Fatalf("no cgroup v2 hierarchy: %v", err)
 	}
