@@ -7,8 +7,6 @@ import (
 	"os/signal"
 	"strconv"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/runtime"
 )
@@ -80,10 +78,7 @@ func runJoined(so *stateOptions, im *chosenImage, cfg *runtime.Config, g group, 
 	}
 	// The group ends, at the latest, with what started its first task:
 	// srun's slurmstepd, or mpirun's daemon, which outlives every task.
-	if fd, err := unix.PidfdOpen(os.Getppid(), 0); err == nil {
-		cfg.Anchor = os.NewFile(uintptr(fd), "anchor")
-		defer cfg.Anchor.Close()
-	}
+	defer anchorToParent(cfg)()
 	dir, created, err := c.Join(g.name, cfg, g.members)
 	if err != nil {
 		return 0, err

@@ -386,6 +386,18 @@ func parseSignal(s string) (unix.Signal, error) {
 	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
+// anchorToParent makes hpcrun's parent the anchor of the container cfg
+// makes (Config.Anchor): the container ends when the parent does. The
+// returned func closes hpcrun's copy of the pidfd.
+func anchorToParent(cfg *runtime.Config) func() {
+	fd, err := unix.PidfdOpen(os.Getppid(), 0)
+	if err != nil {
+		return func() {}
+	}
+	cfg.Anchor = os.NewFile(uintptr(fd), "anchor")
+	return func() { cfg.Anchor.Close() }
+}
+
 // runNamed runs a job detached: a named container (run-PID by default)
 // that lives past hpcrun's exit, its output in a log file. exec, ps and
 // kill find it by name; its state goes when it stops.
@@ -405,10 +417,7 @@ func runNamed(so *stateOptions, o *runOptions, im *chosenImage, cfg *runtime.Con
 	if os.Getenv("SLURM_JOB_ID") != "" {
 		// Under Slurm the service ends with what started it, the job's
 		// script or task, and so with the job.
-		if fd, err := unix.PidfdOpen(os.Getppid(), 0); err == nil {
-			cfg.Anchor = os.NewFile(uintptr(fd), "anchor")
-			defer cfg.Anchor.Close()
-		}
+		defer anchorToParent(cfg)()
 	}
 	if _, err := c.Create(name, cfg, runtime.CreateOptions{Autoremove: true}); err != nil {
 		return 0, err
