@@ -230,7 +230,7 @@ if [ "$proctrack" = cgroup ]; then
 	why=
 	# shellcheck disable=SC2016 # expanded by the task's shell
 	task='echo "$SLURMD_NODENAME $(grep -m1 :freezer: /proc/self/cgroup)"'
-	out=$(timeout 60 srun -N2 -n2 --ntasks-per-node=1 sh -c "$task" 2>&1) ||
+	out=$(timeout 60 srun -Q -N2 -n2 --ntasks-per-node=1 sh -c "$task" 2>&1) ||
 		why="srun -N2 failed: $(tail -n 1 <<<"$out")"
 	for n in $nodes; do
 		[ -n "$why" ] || grep -q "^$n [0-9]*:freezer:/slurm_$n/" <<<"$out" ||
@@ -251,16 +251,16 @@ run() { # description command...: runs it in $t, its output in $out
 	out=$(cd "$t" && timeout 60 "${@:2}" 2>&1) ||
 		{ [ $? -eq 124 ] && out="timed out after 60s"; fail "$1 failed: $(tail -n 1 <<<"$out")"; }
 }
-run "srun as root" srun -N1 -n1 hostname
+run "srun as root" srun -Q -N1 -n1 hostname
 [ "$out" = "$(hostname)" ] || fail "srun as root printed '$out', not $(hostname)"
-run "srun as nobody" runuser -u nobody -- srun -N1 -n1 id -u
+run "srun as nobody" runuser -u nobody -- srun -Q -N1 -n1 id -u
 [ "$out" = 65534 ] || fail "srun as nobody printed '$out', not 65534"
 printf '#!/bin/sh\necho batch-ok\n' >"$t/job.sh"
 run "sbatch --wait" sbatch -Q --wait -o "$t/job.out" "$t/job.sh"
 grep -qx batch-ok "$t/job.out" || fail "sbatch --wait: the job's output is not batch-ok"
-run "srun -N 2" srun -N2 -n2 --ntasks-per-node=1 true
+run "srun -N 2" srun -Q -N2 -n2 --ntasks-per-node=1 true
 # shellcheck disable=SC2016 # expanded by the task's shell
-run "srun --mpi=pmix as nobody" runuser -u nobody -- srun --mpi=pmix -N1 -n2 sh -c 'echo "$PMIX_RANK $PMIX_NAMESPACE"'
+run "srun --mpi=pmix as nobody" runuser -u nobody -- srun -Q --mpi=pmix -N1 -n2 sh -c 'echo "$PMIX_RANK $PMIX_NAMESPACE"'
 if [ "$(cut -d' ' -f1 <<<"$out" | sort | tr '\n' ' ')" != "0 1 " ] || grep -q ' $' <<<"$out"; then
 	fail "srun --mpi=pmix: want PMIX_RANK 0 and 1, each with a PMIX_NAMESPACE; got '$out'"
 fi
