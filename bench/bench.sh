@@ -30,14 +30,14 @@ set -euo pipefail
 umask 022
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_UID=65534
-BENCH_GID=65534
+PROG=bench.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 DEMO=/var/tmp/hpcrun-demo
 PY_IMAGE=$DEMO/py3.tar
 NP_IMAGE=$DEMO/numpy.tar
 CONCURRENT=8
 
-die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 HPCRUN=""
@@ -58,20 +58,7 @@ IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 T_START=${EPOCHREALTIME/./}
 
 # ---------------------------------------------------------------- peers
-need_pkgs=()
-command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
-command -v ch-run >/dev/null 2>&1 || need_pkgs+=(charliecloud-runtime)
-command -v umoci >/dev/null 2>&1 || need_pkgs+=(umoci)
-command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
-command -v pigz >/dev/null 2>&1 || need_pkgs+=(pigz)
-[[ -x /usr/bin/time ]] || need_pkgs+=(time)
-if [[ ${#need_pkgs[@]} -gt 0 ]]; then
-	[[ $IS_ROOT -eq 1 ]] || die "missing ${need_pkgs[*]}; install them (apt-get install -y ${need_pkgs[*]}) or run as root"
-	echo "bench.sh: installing ${need_pkgs[*]}" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2 ||
-		{ apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2; } ||
-		die "apt-get install ${need_pkgs[*]} failed"
-fi
+install_missing bwrap=bubblewrap ch-run=charliecloud-runtime umoci=umoci runc=runc pigz=pigz /usr/bin/time=time
 for c in bwrap ch-run umoci runc pigz go python3; do
 	command -v "$c" >/dev/null 2>&1 || die "$c not found"
 done
@@ -122,16 +109,8 @@ SAMPLES=$W/samples
 if [[ $IS_ROOT -eq 1 ]]; then
 	chown -R "$BENCH_UID:$BENCH_GID" "$W/home" "$W/run" "$W/runc" "$W/cache"
 	chmod 666 "$SAMPLES"
-	drop=(setpriv --reuid="$BENCH_UID" --regid="$BENCH_GID" --clear-groups)
-	user=$(getent passwd "$BENCH_UID" | cut -d: -f1) || user=nobody
-else
-	drop=()
-	user=$(id -un 2>/dev/null || echo "uid$(id -u)")
 fi
-as_user=("${drop[@]}" env -i
-	HOME="$W/home" USER="$user" LOGNAME="$user"
-	PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-	XDG_RUNTIME_DIR="$W/run" TMPDIR=/tmp LANG=C.UTF-8)
+bench_user "$W/home" "$W/run"
 cd "$W/home"
 
 # ---------------------------------------------------------------- warm

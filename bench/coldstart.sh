@@ -39,11 +39,11 @@ set -euo pipefail
 umask 022
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_UID=65534
-BENCH_GID=65534
+PROG=coldstart.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 CONTENDERS=(tar pigz umoci hpcrun) # the first is the baseline of the ratios
 
-die() { printf 'coldstart.sh: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 # ---------------------------------------------------------------- arguments
@@ -76,17 +76,7 @@ done
 IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 
 # ---------------------------------------------------------------- peers
-need_pkgs=()
-command -v umoci >/dev/null 2>&1 || need_pkgs+=(umoci)
-command -v pigz >/dev/null 2>&1 || need_pkgs+=(pigz)
-[[ -x /usr/bin/time ]] || need_pkgs+=(time)
-if [[ ${#need_pkgs[@]} -gt 0 ]]; then
-	[[ $IS_ROOT -eq 1 ]] || die "missing ${need_pkgs[*]}; install them (apt-get install -y ${need_pkgs[*]}) or run as root"
-	echo "coldstart.sh: installing ${need_pkgs[*]}" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2 ||
-		{ apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2; } ||
-		die "apt-get install ${need_pkgs[*]} failed"
-fi
+install_missing umoci=umoci pigz=pigz /usr/bin/time=time
 UMOCI=$(command -v umoci) || die "umoci not found after install"
 PIGZ=$(command -v pigz) || die "pigz not found after install"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) not found after install"
@@ -161,23 +151,12 @@ compressed=0
 for l in "${LAYERS[@]}"; do compressed=$((compressed + ${l##* })); done
 
 # Make everything the user's (umoci writes into the layout while it reads it).
-if [[ $IS_ROOT -eq 1 ]]; then
-	chown -R "$BENCH_UID:$BENCH_GID" "$W/home" "$W/run" "$W/layout"
-	drop=(setpriv --reuid="$BENCH_UID" --regid="$BENCH_GID" --clear-groups)
-	user=$(getent passwd "$BENCH_UID" | cut -d: -f1) || user=nobody
-else
-	drop=()
-	user=$(id -un 2>/dev/null || echo "uid$(id -u)")
-fi
+[[ $IS_ROOT -eq 1 ]] && chown -R "$BENCH_UID:$BENCH_GID" "$W/home" "$W/run" "$W/layout"
+bench_user "$W/home" "$W/run"
 if ! "${drop[@]}" test -r "$IMAGE"; then
 	cp "$IMAGE" "$W/image.tar" && chmod 644 "$W/image.tar" && IMAGE=$W/image.tar
 fi
 cd "$W/home"
-as_user() {
-	"${drop[@]}" env -i HOME="$W/home" USER="$user" LOGNAME="$user" \
-		PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-		XDG_RUNTIME_DIR="$W/run" TMPDIR=/tmp LANG=C.UTF-8 "$@"
-}
 
 # ---------------------------------------------------------------- contenders
 # run_NAME TARGET: one cold unpack into the fresh, empty, user-owned TARGET.
@@ -186,7 +165,7 @@ run_tar() {
 	for l in "${LAYERS[@]}"; do
 		read -r kind path _ <<<"$l"
 		case $kind in gzip) flag=(-z) ;; zstd) flag=(--zstd) ;; *) flag=() ;; esac
-		rc=0; as_user tar "${flag[@]}" -xf "$path" -C "$1/rootfs" 2>>"$W/err" || rc=$?
+		rc=0; "${as_user[@]}" tar "${flag[@]}" -xf "$path" -C "$1/rootfs" 2>>"$W/err" || rc=$?
 		# Unprivileged tar cannot make device nodes (neither does umoci --rootless).
 		[[ $rc -eq 0 ]] || { [[ $rc -eq 2 ]] && ! grep -qv -e 'Cannot mknod' -e 'Exiting with failure' "$W/err"; } || return 1
 	done
@@ -197,18 +176,18 @@ run_pigz() {
 		read -r kind path _ <<<"$l"
 		[[ $kind == gzip ]] || { run_tar "$1"; return; } # pigz reads gzip only
 		# shellcheck disable=SC2016 # expanded by the inner shell
-		as_user sh -c '"$1" -dc "$2" | tar -xf - -C "$3"' sh "$PIGZ" "$path" "$1/rootfs" 2>>"$W/err" || {
+		"${as_user[@]}" sh -c '"$1" -dc "$2" | tar -xf - -C "$3"' sh "$PIGZ" "$path" "$1/rootfs" 2>>"$W/err" || {
 			! grep -qv -e 'Cannot mknod' -e 'Exiting with failure' "$W/err" || return 1
 		}
 	done
 }
-run_umoci() { as_user "$UMOCI" unpack --rootless --image "$W/layout:$REF" "$1/bundle" 2>"$W/err"; }
-run_hpcrun() { as_user "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>"$W/err"; }
+run_umoci() { "${as_user[@]}" "$UMOCI" unpack --rootless --image "$W/layout:$REF" "$1/bundle" 2>"$W/err"; }
+run_hpcrun() { "${as_user[@]}" "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>"$W/err"; }
 # N hpcrun processes started together on one empty cache; done when all are.
 run_hpcrun_many() {
 	local i rc=0 pids=()
 	for ((i = 0; i < CONCURRENT; i++)); do
-		as_user "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>>"$W/err" &
+		"${as_user[@]}" "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>>"$W/err" &
 		pids+=($!)
 	done
 	for i in "${pids[@]}"; do wait "$i" || rc=1; done
@@ -250,8 +229,8 @@ done
 rss() {
 	local t; t=$(fresh); : >"$W/err"
 	case $1 in
-	hpcrun) as_user /usr/bin/time -f %M -o "$W/home/rss" "$W/bin/hpcrun" --cache "$t/cache" --image "$IMAGE" true ;;
-	umoci) as_user /usr/bin/time -f %M -o "$W/home/rss" "$UMOCI" unpack --rootless --image "$W/layout:$REF" "$t/bundle" ;;
+	hpcrun) "${as_user[@]}" /usr/bin/time -f %M -o "$W/home/rss" "$W/bin/hpcrun" --cache "$t/cache" --image "$IMAGE" true ;;
+	umoci) "${as_user[@]}" /usr/bin/time -f %M -o "$W/home/rss" "$UMOCI" unpack --rootless --image "$W/layout:$REF" "$t/bundle" ;;
 	esac </dev/null >/dev/null 2>"$W/err" || { tail -n 30 "$W/err" >&2; die "$1 failed (peak RSS run)"; }
 	tail -n1 "$W/home/rss"
 }

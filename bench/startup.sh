@@ -25,11 +25,11 @@ set -euo pipefail
 umask 022
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_UID=65534
-BENCH_GID=65534
+PROG=startup.sh
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 WARMUP=5
 
-die() { printf 'startup.sh: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 # ---------------------------------------------------------------- arguments
@@ -64,16 +64,7 @@ CONTENDERS=(
 BASELINE=bwrap
 
 # ---------------------------------------------------------------- peers
-need_pkgs=()
-command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
-[[ -x /bin/busybox ]] || need_pkgs+=(busybox-static)
-if [[ ${#need_pkgs[@]} -gt 0 ]]; then
-	[[ $(id -u) -eq 0 ]] || die "missing ${need_pkgs[*]}; install them (apt-get install -y ${need_pkgs[*]}) or run as root"
-	echo "startup.sh: installing ${need_pkgs[*]}" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2 ||
-		{ apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2; } ||
-		die "apt-get install ${need_pkgs[*]} failed"
-fi
+install_missing bwrap=bubblewrap /bin/busybox=busybox-static
 command -v bwrap >/dev/null 2>&1 || die "bwrap not found after install"
 [[ -x /bin/busybox ]] || die "/bin/busybox not found after install"
 command -v go >/dev/null 2>&1 || die "go not found (needed to build bench/startlat)"
@@ -156,19 +147,8 @@ chmod 644 "$TMP/busybox.tar"
 mkdir -p "$TMP/cache"
 
 # ---------------------------------------------------------------- run
-if [[ $(id -u) -eq 0 ]]; then
-	command -v setpriv >/dev/null 2>&1 || die "setpriv (util-linux) not found"
-	chown "$BENCH_UID:$BENCH_GID" "$TMP/home" "$TMP/run" "$TMP/cache"
-	drop=(setpriv --reuid="$BENCH_UID" --regid="$BENCH_GID" --clear-groups)
-	user=$(getent passwd "$BENCH_UID" | cut -d: -f1) || user=nobody
-else
-	drop=()
-	user=$(id -un 2>/dev/null || echo "uid$(id -u)")
-fi
-as_user=("${drop[@]}" env -i
-	HOME="$TMP/home" USER="$user" LOGNAME="$user"
-	PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
-	XDG_RUNTIME_DIR="$TMP/run" TMPDIR=/tmp LANG=C.UTF-8)
+[[ $(id -u) -eq 0 ]] && chown "$BENCH_UID:$BENCH_GID" "$TMP/home" "$TMP/run" "$TMP/cache"
+bench_user "$TMP/home" "$TMP/run"
 
 cd "$TMP/home"
 # Unpack the image once (untimed); all contenders run on that rootfs.
