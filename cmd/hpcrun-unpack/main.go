@@ -11,7 +11,13 @@
 //
 // Usage:
 //
-//	hpcrun-unpack --cache DIR [--platform OS/ARCH[/VARIANT]] [--progress bar|lines|none] REF
+//	hpcrun-unpack --cache DIR [--platform OS/ARCH[/VARIANT]] [--progress bar|lines|none] [--cpuprofile FILE] REF
+//
+// HPCRUN_UNPACK_UMOCI=1 in the environment makes umoci extract every
+// entry, without the fast path of package cache.
+//
+// Run alone, it is how unpacking is profiled: --cpuprofile writes a pprof
+// CPU profile (go tool pprof FILE).
 //
 // On success it prints the manifest digest of the image, now published in
 // the cache, on stdout and exits 0. Otherwise it prints one line,
@@ -28,6 +34,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -60,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("cache", "", "the cache directory")
 	platform := fs.String("platform", "", "the platform to pick from an index")
 	progress := fs.String("progress", "lines", "bar, lines or none")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the unpack to this file")
 	var bar *progressBar
 	fail := func(err error) int {
 		if bar != nil && bar.open {
@@ -85,6 +93,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	// umoci alone extracts every entry: slower, the reference the fast
+	// path is tested against, and a way around it should it ever fail.
+	c.UmociOnly = os.Getenv("HPCRUN_UNPACK_UMOCI") == "1"
 	log := func(string) {}
 	switch *progress {
 	case "bar":
@@ -98,6 +109,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("--progress %q: want bar, lines or none", *progress))
 	}
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	src, err := source.Open(fs.Arg(0))

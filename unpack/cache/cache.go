@@ -27,6 +27,10 @@ type Cache struct {
 	// Progress, when set, hears how far the unpack is (compressed bytes
 	// read of all layers). It is called from one goroutine at a time.
 	Progress Progress
+
+	// UmociOnly makes umoci extract every entry, without the fast path
+	// (see fastPath): the reference the fast path is tested against.
+	UmociOnly bool
 }
 
 // Progress receives progress reports of a long phase.
@@ -274,18 +278,19 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 	}
 	log(fmt.Sprintf("unpacking %s (%s): %d %s, %s", src.Ref(), d.Short(), n, layers, store.Bytes(total)))
 	start := time.Now()
-	var done int64
-	for i, l := range res.Manifest.Layers {
-		name := fmt.Sprintf("layer %d/%d", i+1, n)
-		t := time.Now()
-		if err := c.applyCachedLayer(ctx, src, rootfs, l, res.Config.RootFS.DiffIDs[i], name, done, total); err != nil {
-			return fmt.Errorf("unpack %s: %s %s: %w", src.Ref(), name, store.Digest(l.Digest).Short(), c.noSpace(err))
+	err = c.applyLayers(ctx, src, res, rootfs, total, !c.UmociOnly, log)
+	if IsUmociOnly(err) {
+		log(fmt.Sprintf("%s: %v", src.Ref(), err))
+		if err = store.RemoveTree(rootfs); err == nil {
+			err = os.Mkdir(rootfs, 0o700)
 		}
-		done += l.Size
-		if c.Progress == nil {
-			// A batch log gets a line per layer rather than a bar.
-			log(fmt.Sprintf("%s %s: %s in %.2fs", name, store.Digest(l.Digest).Short(), store.Bytes(l.Size), time.Since(t).Seconds()))
+		if err != nil {
+			return fmt.Errorf("unpack %s: %w", src.Ref(), c.noSpace(err))
 		}
+		err = c.applyLayers(ctx, src, res, rootfs, total, false, log)
+	}
+	if err != nil {
+		return err
 	}
 
 	cfg := res.Config.Config
@@ -310,7 +315,32 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 	return nil
 }
 
-func (c *Cache) applyCachedLayer(ctx context.Context, src source.Source, rootfs string, l ispec.Descriptor, diffID digest.Digest, name string, done, total int64) error {
+// applyLayers applies res's layers in order at rootfs.
+func (c *Cache) applyLayers(ctx context.Context, src source.Source, res *source.Resolved, rootfs string, total int64, fast bool, log func(string)) error {
+	n := len(res.Manifest.Layers)
+	var done int64
+	for i, l := range res.Manifest.Layers {
+		name := fmt.Sprintf("layer %d/%d", i+1, n)
+		t := time.Now()
+		var st layerStats
+		err := c.applyCachedLayer(ctx, src, rootfs, l, res.Config.RootFS.DiffIDs[i], name, done, total, fast, &st)
+		if IsUmociOnly(err) {
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("unpack %s: %s %s: %w", src.Ref(), name, store.Digest(l.Digest).Short(), c.noSpace(err))
+		}
+		done += l.Size
+		if c.Progress == nil {
+			// A batch log gets a line per layer rather than a bar.
+			log(fmt.Sprintf("%s %s: %s in %.2fs, %d entries, %d on the fast path", name, store.Digest(l.Digest).Short(),
+				store.Bytes(l.Size), time.Since(t).Seconds(), st.entries, st.fast))
+		}
+	}
+	return nil
+}
+
+func (c *Cache) applyCachedLayer(ctx context.Context, src source.Source, rootfs string, l ispec.Descriptor, diffID digest.Digest, name string, done, total int64, fast bool, st *layerStats) error {
 	comp, err := layerCompression(l.MediaType)
 	if err != nil {
 		return err
@@ -322,7 +352,7 @@ func (c *Cache) applyCachedLayer(ctx context.Context, src source.Source, rootfs 
 	defer rc.Close()
 	r := &cacheReader{r: rc, ctx: ctx, progress: c.Progress, name: name, done: done, total: total}
 	r.report()
-	err = applyLayer(rootfs, r, comp, diffID)
+	err = applyLayer(rootfs, r, comp, diffID, fast, st)
 	r.report()
 	return err
 }

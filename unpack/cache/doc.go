@@ -1,7 +1,10 @@
 // Package cache unpacks images rootlessly, with the umoci library, into a
 // store.Store on node-local disk: once per node under a per-digest flock
 // while other jobs wait, published atomically by rename, and found again on
-// a warm start from a key of the source file alone.
+// a warm start from a key of the source file alone. A fast path (fastpath.go)
+// extracts the common entries, those that cannot depend on lower layers,
+// with directory-fd-relative syscalls; umoci extracts the rest and is the
+// reference the tests hold the fast path to.
 //
 // hpcrun does not link this package: the hpcrun-unpack program does (see
 // cmd/hpcrun-unpack), because umoci and its dependencies (protobuf,

@@ -88,18 +88,45 @@ func ApplyLayer(root string, blob io.Reader, mediaType string, diffID digest.Dig
 	if err != nil {
 		return err
 	}
-	return applyLayer(root, blob, comp, diffID)
+	return applyLayer(root, blob, comp, diffID, true, nil)
 }
+
+// ApplyLayerUmoci is ApplyLayer with every entry extracted by umoci, the
+// reference the fast path is tested against. ApplyLayer's errors for which
+// IsUmociOnly is true ask for the layers to be applied again from an
+// empty root with this.
+func ApplyLayerUmoci(root string, blob io.Reader, mediaType string, diffID digest.Digest) error {
+	comp, err := layerCompression(mediaType)
+	if err != nil {
+		return err
+	}
+	return applyLayer(root, blob, comp, diffID, false, nil)
+}
+
+// IsUmociOnly reports whether err asks for the image to be unpacked again
+// with umoci alone (see fastPath).
+func IsUmociOnly(err error) bool { return errors.Is(err, errUmociOnly) }
 
 // pipeChunk is the size of the chunks handed from the decompressing
 // goroutine to the extracting one, and pipeDepth how many of them may wait
-// for the extractor (see chunkPipe).
+// for the extractor (see chunkPipe). blobChunk and blobDepth are those of
+// the compressed blob, read (and its digest checked) ahead of the
+// decompressor.
 const (
 	pipeChunk = 1 << 20
 	pipeDepth = 6
+	blobChunk = 256 << 10
+	blobDepth = 4
 )
 
-func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Digest) error {
+// layerStats counts a layer's entries, and those the fast path took.
+type layerStats struct {
+	entries, fast int
+}
+
+// applyLayer applies a layer; fast lets the fast path (fastPath) extract
+// the entries it can. st, when not nil, gets the counts.
+func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Digest, fast bool, st *layerStats) error {
 	quietUmoci.Do(func() {
 		// umoci logs a warning per device node it turns into a
 		// placeholder, which is what rootless unpacking always does.
@@ -115,9 +142,21 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 	if diffID != "" {
 		digester = diffID.Algorithm().Digester()
 	}
+	// Three stages, each in its goroutine: reading the blob (which checks
+	// its digest), decompressing it, extracting the tar. Decompressing is
+	// the slowest: it gets nothing else to do.
+	bpipe := newChunkPipe(blobChunk, blobDepth)
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		_, err := io.CopyBuffer(bpipe, struct{ io.Reader }{blob}, make([]byte, blobChunk))
+		bpipe.CloseWrite(err)
+	}()
 	done := make(chan error, 1)
 	go func() {
-		err := decompress(pipe, blob, comp)
+		err := decompress(pipe, bpipe, comp)
+		bpipe.CloseRead(errAborted) // stops the reader if we stopped early
+		<-read
 		pipe.CloseWrite(err) // nil closes with io.EOF
 		done <- err
 	}()
@@ -133,7 +172,10 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 		in = io.TeeReader(pipe, digester.Hash())
 	}
 	br := bufio.NewReaderSize(in, pipeChunk)
-	err := extract(root, br)
+	if st == nil {
+		st = new(layerStats)
+	}
+	err := extract(root, br, fast, st)
 	if err == nil {
 		// UnpackLayer stops at the tar's end-of-archive marker; whatever
 		// follows (padding, or a corrupted tail) must still be read so that
@@ -144,6 +186,9 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 	}
 	pipe.CloseRead(errAborted) // stops the decompressor if we failed early
 	derr := <-done
+	if errors.Is(err, errUmociOnly) {
+		return err
+	}
 	if derr != nil && !errors.Is(derr, errAborted) {
 		// A decompression or blob digest error explains a tar error better
 		// than the tar error does.
@@ -207,8 +252,9 @@ func decompress(w io.Writer, blob io.Reader, comp compression) error {
 }
 
 // extract unpacks the tar stream r at root with umoci's TarExtractor, one
-// entry at a time (umoci's own UnpackLayer loop, with our checks added).
-func extract(root string, r io.Reader) error {
+// entry at a time (umoci's own UnpackLayer loop, with our checks added),
+// and with the fast path, when fast is set, for the entries it can take.
+func extract(root string, r io.Reader, fast bool, st *layerStats) error {
 	uid, gid := os.Getuid(), os.Getgid()
 	opt := &layer.UnpackOptions{OnDiskFormat: layer.DirRootfs{MapOptions: layer.MapOptions{
 		Rootless:    true,
@@ -216,10 +262,23 @@ func extract(root string, r io.Reader) error {
 		GIDMappings: []rspec.LinuxIDMapping{{HostID: uint32(gid), ContainerID: 0, Size: 1}},
 	}}}
 	te := layer.NewTarExtractor(opt)
+	var fp *fastPath
+	if fast {
+		var err error
+		if fp, err = newFastPath(root); err != nil {
+			return err
+		}
+		if fp != nil {
+			defer fp.close()
+		}
+	}
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			if fp != nil {
+				return fp.finish()
+			}
 			return nil
 		}
 		if err != nil {
@@ -233,8 +292,25 @@ func extract(root string, r io.Reader) error {
 		if skip {
 			continue
 		}
+		st.entries++
+		if fp != nil {
+			handled, err := fp.entry(hdr, tr)
+			if err != nil {
+				return err
+			}
+			if handled {
+				st.fast++
+				continue
+			}
+			fp.fallback(hdr)
+		}
 		if err := te.UnpackEntry(root, hdr, tr); err != nil {
 			return fmt.Errorf("unpack entry %q: %w", name, err)
+		}
+		if fp != nil {
+			if err := fp.umociDone(hdr); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -151,62 +151,72 @@ func TestApplyLayerHostile(t *testing.T) {
 		}, "refusing to change type of root"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			base := layerUserDir(t)
-			work := filepath.Join(base, "work")
-			arena := filepath.Join(base, "arena")
-			root := filepath.Join(arena, "target")
-			canary := filepath.Join(arena, "canary")
-			old := time.Unix(1600000000, 0)
-			for _, d := range []string{work, arena, root, canary, filepath.Join(canary, "sub")} {
-				if err := os.Mkdir(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
+		// With the fast path (what the cache does) and with umoci alone:
+		// both must hold.
+		for _, umoci := range []bool{false, true} {
+			name := tc.name
+			if umoci {
+				name += ", umoci alone"
 			}
-			for _, f := range []string{"keep", "sub/file"} {
-				if err := os.WriteFile(filepath.Join(canary, f), []byte("canary "+f), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for _, p := range []string{work, arena, root, canary, filepath.Join(canary, "sub"), filepath.Join(canary, "keep"), filepath.Join(canary, "sub/file")} {
-				layerChown(t, p) // writable by the unpacking user: an escape would work
-				if p != work && p != arena && p != root {
-					os.Chtimes(p, old, old)
-				}
-			}
-			os.Chtimes(arena, old, old)
-			before := layerSnapshot(t, base, root)
-			delete(before, work)
+			t.Run(name, func(t *testing.T) { hostileCase(t, umoci, tc.layers, tc.wantErr) })
+		}
+	}
+}
 
-			res := layerApplyAsUser(t, work, root, tc.layers(canary)...)
-			errs := strings.Join(res.Errs, "\n")
-			t.Logf("layer errors:\n%s", errs)
-			if tc.wantErr != "" && !strings.Contains(errs, tc.wantErr) {
-				t.Errorf("want an error containing %q, got %q", tc.wantErr, res.Errs)
-			}
+func hostileCase(t *testing.T, umoci bool, layers func(canary string) []layerBlobData, wantErr string) {
+	base := layerUserDir(t)
+	work := filepath.Join(base, "work")
+	arena := filepath.Join(base, "arena")
+	root := filepath.Join(arena, "target")
+	canary := filepath.Join(arena, "canary")
+	old := time.Unix(1600000000, 0)
+	for _, d := range []string{work, arena, root, canary, filepath.Join(canary, "sub")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"keep", "sub/file"} {
+		if err := os.WriteFile(filepath.Join(canary, f), []byte("canary "+f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{work, arena, root, canary, filepath.Join(canary, "sub"), filepath.Join(canary, "keep"), filepath.Join(canary, "sub/file")} {
+		layerChown(t, p) // writable by the unpacking user: an escape would work
+		if p != work && p != arena && p != root {
+			os.Chtimes(p, old, old)
+		}
+	}
+	os.Chtimes(arena, old, old)
+	before := layerSnapshot(t, base, root)
+	delete(before, work)
 
-			after := layerSnapshot(t, base, root)
-			delete(after, work)
-			for p, s := range after {
-				if strings.HasPrefix(p, work+"/") {
-					delete(after, p)
-					continue
-				}
-				if before[p] != s {
-					t.Errorf("changed outside the target: %s: %q, was %q", p, s, before[p])
-				}
-			}
-			for p, s := range before {
-				if strings.HasPrefix(p, work+"/") {
-					continue
-				}
-				if _, ok := after[p]; !ok {
-					t.Errorf("deleted outside the target: %s (%s)", p, s)
-				}
-			}
-			if fi, err := os.Lstat(root); err != nil || !fi.IsDir() {
-				t.Errorf("the target itself is gone or replaced: %v %v", fi, err)
-			}
-		})
+	res := layerApplyAsUserWith(t, umoci, work, root, layers(canary)...)
+	errs := strings.Join(res.Errs, "\n")
+	t.Logf("layer errors:\n%s", errs)
+	if wantErr != "" && !strings.Contains(errs, wantErr) {
+		t.Errorf("want an error containing %q, got %q", wantErr, res.Errs)
+	}
+
+	after := layerSnapshot(t, base, root)
+	delete(after, work)
+	for p, s := range after {
+		if strings.HasPrefix(p, work+"/") {
+			delete(after, p)
+			continue
+		}
+		if before[p] != s {
+			t.Errorf("changed outside the target: %s: %q, was %q", p, s, before[p])
+		}
+	}
+	for p, s := range before {
+		if strings.HasPrefix(p, work+"/") {
+			continue
+		}
+		if _, ok := after[p]; !ok {
+			t.Errorf("deleted outside the target: %s (%s)", p, s)
+		}
+	}
+	if fi, err := os.Lstat(root); err != nil || !fi.IsDir() {
+		t.Errorf("the target itself is gone or replaced: %v %v", fi, err)
 	}
 }

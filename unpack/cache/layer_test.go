@@ -176,6 +176,7 @@ type layerApplyArgs struct {
 	Root   string
 	Layers []layerBlob
 	Out    string
+	Umoci  bool // umoci alone, without the fast path
 }
 
 type layerBlob struct {
@@ -188,6 +189,8 @@ type layerApplyResult struct {
 	Errs       []string // one per layer, "" for success
 	Unreadable []string // what the user cannot read afterwards
 	VmHWM      int64    // the helper's peak RSS, KiB
+	Fast       int      // entries the fast path took
+	Redone     bool     // the fast path asked for umoci alone
 }
 
 // TestLayerHelperProcess is the child side of the tests that must run as
@@ -216,13 +219,33 @@ func layerHelperApply(args string) error {
 		return err
 	}
 	var res layerApplyResult
+	// As the cache does: the fast path may ask to start again from an
+	// empty root with umoci alone.
+	umoci := a.Umoci
+apply:
+	res.Errs, res.Fast = nil, 0
 	for _, l := range a.Layers {
 		f, err := os.Open(l.Path)
 		if err != nil {
 			return err
 		}
-		err = ApplyLayer(a.Root, f, l.MediaType, l.DiffID)
+		comp, err := layerCompression(l.MediaType)
+		if err == nil {
+			var st layerStats
+			err = applyLayer(a.Root, f, comp, l.DiffID, !umoci, &st)
+			res.Fast += st.fast
+		}
 		f.Close()
+		if IsUmociOnly(err) {
+			if err := store.RemoveTree(a.Root); err != nil {
+				return err
+			}
+			if err := os.Mkdir(a.Root, 0o700); err != nil {
+				return err
+			}
+			umoci, res.Redone = true, true
+			goto apply
+		}
 		msg := ""
 		if err != nil {
 			msg = err.Error()
@@ -279,7 +302,14 @@ func layerUnreadable(root string) []string {
 // and what the user could not read afterwards.
 func layerApplyAsUser(t *testing.T, work, root string, layers ...layerBlobData) layerApplyResult {
 	t.Helper()
-	a := layerApplyArgs{Root: root, Out: filepath.Join(work, "result.json")}
+	return layerApplyAsUserWith(t, false, work, root, layers...)
+}
+
+// layerApplyAsUserWith is layerApplyAsUser, with umoci alone when umoci is
+// set.
+func layerApplyAsUserWith(t *testing.T, umoci bool, work, root string, layers ...layerBlobData) layerApplyResult {
+	t.Helper()
+	a := layerApplyArgs{Root: root, Out: filepath.Join(work, "result.json"), Umoci: umoci}
 	for i, l := range layers {
 		p := filepath.Join(work, "layer"+string(rune('0'+i)))
 		if err := os.WriteFile(p, l.data, 0o644); err != nil {
@@ -316,14 +346,9 @@ func layerZst(t testing.TB, entries ...layerEntry) layerBlobData {
 
 // ---- what an image needs ----
 
-func TestApplyLayerSemantics(t *testing.T) {
-	base := layerUserDir(t)
-	root := filepath.Join(base, "rootfs")
-	if err := os.Mkdir(root, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	layerChown(t, root)
-
+// semanticsLayers are three layers with what images hold: every entry
+// type, odd modes, other owners, whiteouts of each kind.
+func semanticsLayers(t testing.TB) []layerBlobData {
 	other := func(e layerEntry, uid, gid int) layerEntry { e.hdr.Uid, e.hdr.Gid = uid, gid; return e }
 	l1 := layerPlain(t,
 		lDir("./", 0o755),
@@ -366,7 +391,18 @@ func TestApplyLayerSemantics(t *testing.T) {
 		lDir("ro2", 0o500),
 	)
 	l3 := layerZst(t, lFile("ro2/y", 0o444, "y"), lFile("newfile", 0o644, "new"))
-	res := layerApplyAsUser(t, base, root, l1, l2, l3)
+	return []layerBlobData{l1, l2, l3}
+}
+
+func TestApplyLayerSemantics(t *testing.T) {
+	base := layerUserDir(t)
+	root := filepath.Join(base, "rootfs")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	layerChown(t, root)
+
+	res := layerApplyAsUser(t, base, root, semanticsLayers(t)...)
 	for i, e := range res.Errs {
 		if e != "" {
 			t.Errorf("layer %d: %s", i+1, e)
