@@ -34,6 +34,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -55,6 +56,14 @@ func init() {
 }
 
 func main() {
+	// An unpack's heap is a few big buffers, alive throughout, and a
+	// stream of small garbage per tar entry. Collecting that early keeps
+	// the peak RSS at the buffers' size, whatever the size of the image:
+	// with the default GOGC=100 it grew by half again on a 300 MB image.
+	// The buffers hold no pointers, so a collection costs little.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bufio"
 	"io"
 	"sync"
 )
@@ -28,9 +29,60 @@ type chunkPipe struct {
 func newChunkPipe(size, depth int) *chunkPipe {
 	p := &chunkPipe{full: make(chan []byte, depth), free: make(chan []byte, depth+2), done: make(chan struct{})}
 	for range depth + 2 {
-		p.free <- make([]byte, 0, size)
+		p.free <- getBuf(size)[:0]
 	}
 	return p
+}
+
+// release gives the chunks back to the buffer pool, once the reader and
+// the writer are done.
+func (p *chunkPipe) release() {
+	if p.chunk != nil {
+		putBuf(p.chunk)
+		p.chunk = nil
+	}
+	for {
+		select {
+		case c := <-p.free:
+			putBuf(c)
+		default:
+			return
+		}
+	}
+}
+
+// The big buffers of an unpack are reused from one layer to the next, so
+// that a many-layer image peaks at the memory of a one-layer one rather
+// than leaving each layer's buffers to the garbage collector.
+var bufPools sync.Map // capacity -> *sync.Pool of *[]byte
+
+func getBuf(size int) []byte {
+	p, _ := bufPools.LoadOrStore(size, &sync.Pool{New: func() any { b := make([]byte, size); return &b }})
+	return *p.(*sync.Pool).Get().(*[]byte)
+}
+
+func putBuf(b []byte) {
+	if p, ok := bufPools.Load(cap(b)); ok {
+		b = b[:cap(b)]
+		p.(*sync.Pool).Put(&b)
+	}
+}
+
+var bufioPools sync.Map // size -> *sync.Pool of *bufio.Reader
+
+// getReader returns a bufio.Reader of size reading r, from a pool.
+func getReader(r io.Reader, size int) *bufio.Reader {
+	p, _ := bufioPools.LoadOrStore(size, &sync.Pool{New: func() any { return bufio.NewReaderSize(nil, size) }})
+	br := p.(*sync.Pool).Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader, size int) {
+	br.Reset(nil)
+	if p, ok := bufioPools.Load(size); ok {
+		p.(*sync.Pool).Put(br)
+	}
 }
 
 // Write copies b into chunks; it blocks only while every chunk is taken.

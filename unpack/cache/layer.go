@@ -2,7 +2,6 @@ package cache
 
 import (
 	"archive/tar"
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -149,7 +148,9 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
-		_, err := io.CopyBuffer(bpipe, struct{ io.Reader }{blob}, make([]byte, blobChunk))
+		buf := getBuf(blobChunk)
+		_, err := io.CopyBuffer(bpipe, struct{ io.Reader }{blob}, buf)
+		putBuf(buf)
 		bpipe.CloseWrite(err)
 	}()
 	done := make(chan error, 1)
@@ -171,7 +172,8 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 	if digester != nil {
 		in = io.TeeReader(pipe, digester.Hash())
 	}
-	br := bufio.NewReaderSize(in, pipeChunk)
+	br := getReader(in, pipeChunk)
+	defer putReader(br, pipeChunk)
 	if st == nil {
 		st = new(layerStats)
 	}
@@ -186,6 +188,8 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 	}
 	pipe.CloseRead(errAborted) // stops the decompressor if we failed early
 	derr := <-done
+	pipe.release()
+	bpipe.release()
 	if errors.Is(err, errUmociOnly) {
 		return err
 	}
@@ -212,7 +216,9 @@ func decompress(w io.Writer, blob io.Reader, comp compression) error {
 	var r io.Reader
 	switch comp {
 	case compGzip:
-		zr, err := gzip.NewReader(bufio.NewReaderSize(blob, 256<<10))
+		br := getReader(blob, 256<<10)
+		defer putReader(br, 256<<10)
+		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return fmt.Errorf("gzip: %w", err)
 		}
@@ -230,7 +236,8 @@ func decompress(w io.Writer, blob io.Reader, comp compression) error {
 	default:
 		r = blob
 	}
-	buf := make([]byte, pipeChunk)
+	buf := getBuf(pipeChunk)
+	defer putBuf(buf)
 	// Hide the decompressors' WriteTo, which writes in window-sized pieces:
 	// each write to the pipe is a hand-over to the extracting goroutine.
 	if _, err := io.CopyBuffer(w, struct{ io.Reader }{r}, buf); err != nil {
