@@ -108,6 +108,44 @@ func (p *chunkPipe) Write(b []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom fills chunks straight from r until r's EOF, sparing the copy
+// through a buffer that Write takes: it is the decompressor's side, the
+// slowest stage of an unpack.
+func (p *chunkPipe) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	for {
+		var c []byte
+		select {
+		case c = <-p.free:
+		case <-p.done:
+			return n, p.rerr
+		}
+		c = c[:0]
+		var err error
+		for len(c) < cap(c) && err == nil {
+			var k int
+			k, err = r.Read(c[len(c):cap(c)])
+			c = c[:len(c)+k]
+			n += int64(k)
+		}
+		if len(c) > 0 {
+			select {
+			case p.full <- c:
+			case <-p.done:
+				return n, p.rerr
+			}
+		} else {
+			p.free <- c
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // CloseWrite ends the stream: the reader gets err, or io.EOF for nil.
 func (p *chunkPipe) CloseWrite(err error) {
 	p.once.Do(func() {

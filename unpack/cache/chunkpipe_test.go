@@ -17,32 +17,30 @@ func TestChunkPipe(t *testing.T) {
 	for _, tc := range []struct{ chunk, depth, write, read int }{
 		{1 << 20, 6, 1 << 20, 32 << 10}, {1000, 2, 7, 4096}, {64, 1, 1 << 16, 10}, {1 << 16, 3, 1<<16 + 1, 1 << 16},
 	} {
-		p := newChunkPipe(tc.chunk, tc.depth)
-		go func() {
-			for b := data; len(b) > 0; {
-				n := min(tc.write, len(b))
-				if _, err := p.Write(b[:n]); err != nil {
-					t.Error(err)
+		for _, readFrom := range []bool{false, true} {
+			p := newChunkPipe(tc.chunk, tc.depth)
+			go func() {
+				if readFrom {
+					// ReadFrom, from a reader giving tc.write bytes a read.
+					n, err := p.ReadFrom(io.LimitReader(&pieceReader{data, tc.write}, int64(len(data))))
+					if err != nil || n != int64(len(data)) {
+						t.Errorf("ReadFrom = %d, %v", n, err)
+					}
+					p.CloseWrite(nil)
 					return
 				}
-				b = b[n:]
-			}
-			p.CloseWrite(nil)
-		}()
-		var got bytes.Buffer
-		buf := make([]byte, tc.read)
-		for {
-			n, err := p.Read(buf)
-			got.Write(buf[:n])
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		if !bytes.Equal(got.Bytes(), data) {
-			t.Errorf("%+v: got %d bytes, not what was written", tc, got.Len())
+				for b := data; len(b) > 0; {
+					n := min(tc.write, len(b))
+					if _, err := p.Write(b[:n]); err != nil {
+						t.Error(err)
+						return
+					}
+					b = b[n:]
+				}
+				p.CloseWrite(nil)
+			}()
+			chunkPipeCheck(t, p, tc.read, data, tc)
+			p.release()
 		}
 	}
 
@@ -52,6 +50,41 @@ func TestChunkPipe(t *testing.T) {
 	b, err := io.ReadAll(p)
 	if string(b) != "abc" || !errors.Is(err, boom) {
 		t.Errorf("ReadAll = %q, %v; want abc and the writer's error", b, err)
+	}
+}
+
+// pieceReader reads data n bytes at a time.
+type pieceReader struct {
+	data []byte
+	n    int
+}
+
+func (r *pieceReader) Read(b []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(b[:min(len(b), r.n)], r.data)
+	r.data = r.data[k:]
+	return k, nil
+}
+
+// chunkPipeCheck reads p to its end, read bytes at a time, and compares.
+func chunkPipeCheck(t *testing.T, p *chunkPipe, read int, data []byte, tc any) {
+	t.Helper()
+	var got bytes.Buffer
+	buf := make([]byte, read)
+	for {
+		n, err := p.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Errorf("%+v: got %d bytes, not what was written", tc, got.Len())
 	}
 }
 

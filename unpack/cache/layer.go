@@ -112,7 +112,7 @@ func IsUmociOnly(err error) bool { return errors.Is(err, errUmociOnly) }
 // the compressed blob, read (and its digest checked) ahead of the
 // decompressor.
 const (
-	pipeChunk = 1 << 20
+	pipeChunk = 256 << 10
 	pipeDepth = 6
 	blobChunk = 256 << 10
 	blobDepth = 4
@@ -148,9 +148,7 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
-		buf := getBuf(blobChunk)
-		_, err := io.CopyBuffer(bpipe, struct{ io.Reader }{blob}, buf)
-		putBuf(buf)
+		_, err := bpipe.ReadFrom(blob)
 		bpipe.CloseWrite(err)
 	}()
 	done := make(chan error, 1)
@@ -162,18 +160,13 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 		done <- err
 	}()
 
-	// Why a buffer on each side of the pipe: io.Pipe hands data over
-	// synchronously, so with big chunks the decompressor fills the next
-	// chunk while the extractor works through the last one. The
-	// decompressed stream is hashed here, on the extracting side: the
+	// The decompressed stream is hashed here, on the extracting side: the
 	// decompressor is the slower of the two (inflate is most of an
 	// unpack's CPU time), and the extractor mostly waits in syscalls.
-	var in io.Reader = pipe
+	var br io.Reader = pipe
 	if digester != nil {
-		in = io.TeeReader(pipe, digester.Hash())
+		br = io.TeeReader(pipe, digester.Hash())
 	}
-	br := getReader(in, pipeChunk)
-	defer putReader(br, pipeChunk)
 	if st == nil {
 		st = new(layerStats)
 	}
@@ -212,7 +205,7 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 var errAborted = errors.New("layer extraction stopped")
 
 // decompress copies blob, decompressed, to w.
-func decompress(w io.Writer, blob io.Reader, comp compression) error {
+func decompress(w io.ReaderFrom, blob io.Reader, comp compression) error {
 	var r io.Reader
 	switch comp {
 	case compGzip:
@@ -236,11 +229,7 @@ func decompress(w io.Writer, blob io.Reader, comp compression) error {
 	default:
 		r = blob
 	}
-	buf := getBuf(pipeChunk)
-	defer putBuf(buf)
-	// Hide the decompressors' WriteTo, which writes in window-sized pieces:
-	// each write to the pipe is a hand-over to the extracting goroutine.
-	if _, err := io.CopyBuffer(w, struct{ io.Reader }{r}, buf); err != nil {
+	if _, err := w.ReadFrom(r); err != nil {
 		if comp != uncompressed && !errors.Is(err, errAborted) {
 			return fmt.Errorf("%s: %w", comp, err)
 		}
@@ -248,7 +237,7 @@ func decompress(w io.Writer, blob io.Reader, comp compression) error {
 	}
 	// A decompressor may stop at the end of its stream: read the blob to
 	// its EOF, where its reader checks the digest.
-	n, err := io.CopyBuffer(io.Discard, blob, buf)
+	n, err := io.Copy(io.Discard, blob)
 	if err != nil {
 		return err
 	}
