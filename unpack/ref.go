@@ -23,9 +23,10 @@ var (
 type Kind int
 
 const (
-	Archive Kind = iota + 1 // a tar file: an OCI archive or a docker save
-	Layout                  // an OCI layout directory (it has index.json)
-	Rootfs                  // a plain directory, used in place
+	Archive  Kind = iota + 1 // a tar file: an OCI archive or a docker save
+	Layout                   // an OCI layout directory (it has index.json)
+	Rootfs                   // a plain directory, used in place
+	Registry                 // docker://REF: an image in a registry
 )
 
 // Location is an --image reference, found with stat alone: nothing is
@@ -47,7 +48,17 @@ type Location struct {
 // before a colon that exists wins, so "img.tar:alpine:3" is img.tar with
 // tag "alpine:3". It returns an *fs.PathError when nothing exists, and
 // errors wrapping ErrNoTag or ErrNotImage for a bad tag or file type.
+//
+// A docker://REF reference is a Registry location, keyed by its full name
+// (NormalizeRegistryRef); nothing is looked up on the network.
 func Locate(ref string) (*Location, error) {
+	if r, ok := strings.CutPrefix(ref, RegistryPrefix); ok {
+		full, err := NormalizeRegistryRef(r)
+		if err != nil {
+			return nil, &locateError{ErrNotImage, err.Error()}
+		}
+		return &Location{Ref: ref, Path: full, Kind: Registry, Key: RegistryPrefix + full}, nil
+	}
 	loc := &Location{Ref: ref, Path: ref}
 	fi, err := os.Stat(ref)
 	if err != nil {

@@ -12,6 +12,14 @@
 // Usage:
 //
 //	hpcrun-unpack --cache DIR [--platform OS/ARCH[/VARIANT]] [--progress bar|lines|none] [--cpuprofile FILE] REF
+//	hpcrun-unpack --cache DIR --pull [--output FILE] [--platform P] docker://REF
+//	hpcrun-unpack login [--username USER] [--password-stdin] REGISTRY
+//
+// REF is what --image takes; docker://REF pulls from a registry, its blobs
+// kept in the cache's blobs/ directory. --pull resolves the tag again even
+// if the cache knows it; --output writes an OCI archive instead of
+// unpacking. login checks credentials against the registry and stores
+// them where pulls find them (see login.go).
 //
 // HPCRUN_UNPACK_UMOCI=1 in the environment makes umoci extract every
 // entry, without the fast path of package cache.
@@ -43,6 +51,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcrun/hpcrun/unpack"
 	"github.com/hpcrun/hpcrun/unpack/cache"
 	"github.com/hpcrun/hpcrun/unpack/source"
 	"github.com/hpcrun/hpcrun/unpack/store"
@@ -76,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("cache", "", "the cache directory")
 	platform := fs.String("platform", "", "the platform to pick from an index")
 	progress := fs.String("progress", "lines", "bar, lines or none")
+	pull := fs.Bool("pull", false, "resolve a registry reference again even if the cache knows it")
+	output := fs.String("output", "", "write the image as an OCI archive to this file instead of unpacking it")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the unpack to this file")
 	var bar *progressBar
 	fail := func(err error) int {
@@ -84,6 +95,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "error: %s\n", oneLine(err.Error()))
 		return exitFailure
+	}
+	if len(args) > 0 && args[0] == "login" {
+		return runLogin(args[1:], os.Stdin, stdout, stderr)
 	}
 	if err := fs.Parse(args); err != nil {
 		return fail(fmt.Errorf("hpcrun-unpack: %w", err))
@@ -131,12 +145,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	src, err := source.Open(fs.Arg(0))
+	ref := fs.Arg(0)
+	var src source.Source
+	if r, ok := strings.CutPrefix(ref, unpack.RegistryPrefix); ok {
+		src, err = source.OpenRegistry(ctx, r, c.BlobsDir(), source.RegistryOptions{Log: log})
+	} else if *pull || *output != "" {
+		return fail(fmt.Errorf("%s: --pull and --output take a registry reference (docker://REF)", ref))
+	} else {
+		src, err = source.Open(ref)
+	}
 	if err != nil {
 		return fail(err)
 	}
 	defer src.Close()
-	im, err := c.Ensure(ctx, src, p, log)
+	if *output != "" {
+		res, err := src.Resolve(p)
+		if err == nil {
+			err = source.WriteArchive(src, res, *output)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(stdout, res.ManifestDigest)
+		return 0
+	}
+	ensure := c.Ensure
+	if *pull {
+		ensure = c.Refresh
+	}
+	im, err := ensure(ctx, src, p, log)
 	if err != nil {
 		return fail(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/unpacker"
 	"github.com/hpcrun/hpcrun/unpack"
@@ -54,7 +55,7 @@ func openImage(ctx context.Context, o *runOptions, h host, st *settings, log *lo
 		return nil, usageError{errors.New("no image: give --image REF or --rootfs DIR")}
 	}
 	ref := o.image
-	if !filepath.IsAbs(ref) {
+	if !filepath.IsAbs(ref) && !strings.HasPrefix(ref, unpack.RegistryPrefix) {
 		ref = filepath.Join(h.cwd, ref)
 	}
 	loc, err := unpack.Locate(ref)

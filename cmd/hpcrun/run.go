@@ -151,6 +151,7 @@ job; if hpcrun is killed, the job dies with it.
 	}
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand())
+	cmd.AddCommand(newPullCommand(&g), newLoginCommand())
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)
 	return cmd

@@ -77,6 +77,21 @@ func (c *Cache) Ensure(ctx context.Context, src source.Source, p source.Platform
 	return im, nil
 }
 
+// Refresh is Ensure without the warm lookup: it resolves src again, so a
+// pull learns where a registry's tag points now, and unpacks that image
+// unless it is in the cache already.
+func (c *Cache) Refresh(ctx context.Context, src source.Source, p source.Platform, log func(string)) (*CachedImage, error) {
+	if log == nil {
+		log = func(string) {}
+	}
+	im, err := c.cold(ctx, src, p, log)
+	if err != nil {
+		return nil, err
+	}
+	im.Ref = src.Ref()
+	return im, nil
+}
+
 // cold resolves src and unpacks it unless another process did or does.
 func (c *Cache) cold(ctx context.Context, src source.Source, p source.Platform, log func(string)) (*CachedImage, error) {
 	res, err := src.Resolve(p)

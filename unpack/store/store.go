@@ -193,6 +193,26 @@ func (s *Store) LockPath(d Digest) string { return filepath.Join(s.Dir, "locks",
 // TmpDir holds unpacks in progress and removals.
 func (s *Store) TmpDir() string { return filepath.Join(s.Dir, "tmp") }
 
+// BlobsDir holds the blobs of images pulled from registries, as
+// sha256/HEX (and HEX.partial while one downloads), so that a pull
+// resumes and `hpcrun pull -o` writes an archive without fetching again.
+func (s *Store) BlobsDir() string { return filepath.Join(s.Dir, "blobs") }
+
+// pruneBlobs removes the pulled blobs not written or read since cutoff.
+func (s *Store) pruneBlobs(cutoff time.Time) {
+	dir := filepath.Join(s.BlobsDir(), "sha256")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // TmpPrefix starts the name of d's entries in TmpDir, made by this process.
 func TmpPrefix(d Digest) string { return d.name() + "." + strconv.Itoa(os.Getpid()) + "." }
 
@@ -537,6 +557,7 @@ func (s *Store) Prune(olderThan time.Duration) ([]Digest, error) {
 		}
 	}
 	s.SweepCopies()
+	s.pruneBlobs(cutoff)
 	s.removeKeys(func(d Digest) bool {
 		if d.Validate() != nil {
 			return true

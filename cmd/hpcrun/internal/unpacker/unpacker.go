@@ -41,6 +41,12 @@ type Request struct {
 	Platform string // OS/ARCH[/VARIANT]; "" for this node's
 	Progress string // "bar", "lines" or "none"
 	Stderr   io.Writer
+	// Pull resolves a docker:// reference's tag again even when the cache
+	// knows it (hpcrun pull).
+	Pull bool
+	// Output, with Pull, writes the pulled image as an OCI archive there
+	// instead of unpacking it.
+	Output string
 }
 
 // Ensure unpacks r.Ref into the cache unless it is there, and returns the
@@ -56,8 +62,14 @@ func Ensure(ctx context.Context, r Request) (string, error) {
 	if r.Platform != "" {
 		args = append(args, "--platform", r.Platform)
 	}
+	if r.Pull {
+		args = append(args, "--pull")
+	}
+	if r.Output != "" {
+		args = append(args, "--output", r.Output)
+	}
 	args = append(args, "--", r.Ref)
-	out, err := prog.run(ctx, args, r.Stderr)
+	out, err := prog.run(ctx, args, nil, r.Stderr)
 	line := strings.TrimSpace(string(out))
 	if msg, ok := strings.CutPrefix(line, "error: "); ok {
 		return "", errors.New(msg)
@@ -73,6 +85,26 @@ func Ensure(ctx context.Context, r Request) (string, error) {
 		return "", err
 	case line == "" || strings.ContainsAny(line, " \n"):
 		return "", fmt.Errorf("the image unpacker gave no digest for %s (it said %q)", r.Ref, line)
+	}
+	return line, nil
+}
+
+// Login runs `hpcrun-unpack login ARGS...` (registry credentials; it holds
+// the registry client) with stdin for --password-stdin, and returns what
+// it says on success. cacheDir is where a copy of the program may run.
+func Login(ctx context.Context, cacheDir string, args []string, stdin io.Reader, stderr io.Writer) (string, error) {
+	prog, err := open(cacheDir)
+	if err != nil {
+		return "", err
+	}
+	defer prog.close()
+	out, err := prog.run(ctx, append([]string{"login"}, args...), stdin, stderr)
+	line := strings.TrimSpace(string(out))
+	if msg, ok := strings.CutPrefix(line, "error: "); ok {
+		return "", errors.New(msg)
+	}
+	if err != nil {
+		return "", fmt.Errorf("hpcrun login failed (%v) and said nothing", err)
 	}
 	return line, nil
 }
@@ -136,8 +168,8 @@ func (p *program) close() {
 
 // run executes the unpacker and returns its stdout. Where a memfd may not
 // be executed, it retries once from a copy in the cache.
-func (p *program) run(ctx context.Context, args []string, stderr io.Writer) ([]byte, error) {
-	out, err := p.exec(ctx, args, stderr)
+func (p *program) run(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) ([]byte, error) {
+	out, err := p.exec(ctx, args, stdin, stderr)
 	if p.memfd != nil && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EACCES)) {
 		cacheDir := p.cache
 		if _, serr := p.memfd.Seek(0, io.SeekStart); serr != nil {
@@ -148,7 +180,7 @@ func (p *program) run(ctx context.Context, args []string, stderr io.Writer) ([]b
 			return nil, fmt.Errorf("run the image unpacker: the kernel refuses to execute it from memory (%v), and %v", err, cerr)
 		}
 		defer q.close()
-		out, err = q.exec(ctx, args, stderr)
+		out, err = q.exec(ctx, args, stdin, stderr)
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, fmt.Errorf("run the image unpacker: neither memory nor %s may hold programs (noexec); give --cache (or HPCRUN_CACHE) a directory on a filesystem that allows exec", cacheDir)
 		}
@@ -156,9 +188,10 @@ func (p *program) run(ctx context.Context, args []string, stderr io.Writer) ([]b
 	return out, err
 }
 
-func (p *program) exec(ctx context.Context, args []string, stderr io.Writer) ([]byte, error) {
+func (p *program) exec(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, p.path, args...)
 	cmd.Args[0] = "hpcrun-unpack"
+	cmd.Stdin = stdin
 	cmd.Stderr = stderr
 	// Why SIGTERM: the unpacker then removes its partial unpack itself.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sys/unix"
+)
+
+// runLogin checks a user name and password (or token) against a registry
+// and stores them where pulls look first: $REGISTRY_AUTH_FILE when set,
+// else docker's config.json ($DOCKER_CONFIG, else ~/.docker), in the
+// {"auths": {REGISTRY: {"auth": base64(user:password)}}} form that docker,
+// podman and skopeo read too, mode 0600. Other entries are kept.
+func runLogin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stdout, "error: %s\n", oneLine(err.Error()))
+		return exitFailure
+	}
+	fs := flag.NewFlagSet("login", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	user := fs.String("username", "", "the user name")
+	fromStdin := fs.Bool("password-stdin", false, "read the password or token from stdin")
+	if err := fs.Parse(args); err != nil {
+		return fail(fmt.Errorf("login: %w", err))
+	}
+	if fs.NArg() != 1 {
+		return fail(errors.New("usage: hpcrun login [-u USER] [--password-stdin] REGISTRY"))
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(fs.Arg(0), "https://"), "http://"), "/")
+	if host == "docker.io" || host == "registry-1.docker.io" {
+		host = name.DefaultRegistry
+	}
+	reg, err := name.NewRegistry(host, name.StrictValidation)
+	if err != nil {
+		return fail(fmt.Errorf("login: registry %q: %w", fs.Arg(0), err))
+	}
+	var tty *os.File
+	if *user == "" || !*fromStdin {
+		if tty, err = os.OpenFile("/dev/tty", os.O_RDWR, 0); err != nil {
+			return fail(errors.New("login: no terminal to ask on; give -u USER and --password-stdin"))
+		}
+		defer tty.Close()
+	}
+	if *user == "" {
+		fmt.Fprint(tty, "Username: ")
+		line, err := bufio.NewReader(tty).ReadString('\n')
+		if err != nil {
+			return fail(fmt.Errorf("login: read the user name: %w", err))
+		}
+		*user = strings.TrimSpace(line)
+	}
+	var password string
+	if *fromStdin {
+		b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
+		if err != nil {
+			return fail(fmt.Errorf("login: read the password: %w", err))
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	} else if password, err = askPassword(tty); err != nil {
+		return fail(fmt.Errorf("login: read the password: %w", err))
+	}
+	if *user == "" || password == "" {
+		return fail(errors.New("login: an empty user name or password"))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	if err := checkLogin(ctx, reg, *user, password); err != nil {
+		return fail(err)
+	}
+	file, err := storeLogin(reg.RegistryStr(), *user, password)
+	if err != nil {
+		return fail(fmt.Errorf("login: store the credentials: %w", err))
+	}
+	fmt.Fprintf(stdout, "logged in to %s as %s; credentials in %s\n", reg.RegistryStr(), *user, file)
+	return 0
+}
+
+// checkLogin makes an authenticated request to the registry's API root.
+func checkLogin(ctx context.Context, reg name.Registry, user, password string) error {
+	auth := authn.FromConfig(authn.AuthConfig{Username: user, Password: password})
+	rt, err := transport.NewWithContext(ctx, reg, auth, http.DefaultTransport, []string{reg.Scope(transport.PullScope)})
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+			return fmt.Errorf("login to %s: the registry refused the user name or password (HTTP %d)", reg.RegistryStr(), te.StatusCode)
+		}
+		return fmt.Errorf("login to %s: %w", reg.RegistryStr(), err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s/v2/", reg.Scheme(), reg.RegistryStr()), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return fmt.Errorf("login to %s: %w", reg.RegistryStr(), err)
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("login to %s: the registry refused the user name or password (HTTP %d)", reg.RegistryStr(), resp.StatusCode)
+	}
+	return fmt.Errorf("login to %s: the registry answered HTTP %d", reg.RegistryStr(), resp.StatusCode)
+}
+
+// loginFile is where login writes.
+func loginFile() (string, error) {
+	if p := os.Getenv("REGISTRY_AUTH_FILE"); p != "" {
+		return p, nil
+	}
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		return filepath.Join(d, "config.json"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".docker", "config.json"), nil
+}
+
+func storeLogin(registry, user, password string) (string, error) {
+	file, err := loginFile()
+	if err != nil {
+		return "", err
+	}
+	key := registry
+	if registry == name.DefaultRegistry {
+		key = authn.DefaultAuthKey // what docker writes for Docker Hub
+	}
+	conf := map[string]json.RawMessage{}
+	data, err := os.ReadFile(file)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(data, &conf); err != nil {
+			return "", fmt.Errorf("%s: invalid JSON (%v); fix or remove it", file, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return "", err
+	}
+	auths := map[string]json.RawMessage{}
+	if raw, ok := conf["auths"]; ok {
+		if err := json.Unmarshal(raw, &auths); err != nil {
+			return "", fmt.Errorf("%s: \"auths\" is not an object", file)
+		}
+	}
+	entry, _ := json.Marshal(map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + password))})
+	auths[key] = entry
+	conf["auths"], _ = json.Marshal(auths)
+	out, err := json.MarshalIndent(conf, "", "\t")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".config.json.tmp-*") // 0600
+	if err != nil {
+		return "", err
+	}
+	_, err = tmp.Write(append(out, '\n'))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), file)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return file, nil
+}
+
+// askPassword reads a line from the terminal with echo off.
+func askPassword(tty *os.File) (string, error) {
+	fmt.Fprint(tty, "Password: ")
+	fd := int(tty.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return "", err
+	}
+	quiet := *old
+	quiet.Lflag &^= unix.ECHO
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(tty).ReadString('\n')
+	unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	fmt.Fprintln(tty)
+	return strings.TrimRight(line, "\r\n"), err
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/unpacker"
+	"github.com/hpcrun/hpcrun/unpack"
+	"github.com/hpcrun/hpcrun/unpack/store"
+)
+
+func newPullCommand(g *globalOptions) *cobra.Command {
+	var o cacheOptions
+	var output, platform string
+	cmd := &cobra.Command{
+		Use:   "pull [--cache DIR] [--platform OS/ARCH] [-o FILE] REF",
+		Short: "Pull an image from an OCI or Docker registry",
+		Long: `pull fetches REF from its registry into this node's cache and unpacks it, so
+that --image docker://REF then starts without the network. REF is
+[REGISTRY/]REPOSITORY[:TAG|@DIGEST], with or without docker://; a name
+without a registry is Docker Hub's (python:3.12 is
+docker.io/library/python:3.12). pull always asks the registry where the tag
+points now; --image docker://REF uses what the last pull or run found.
+
+With -o FILE it writes the image as an OCI archive instead, for a cluster
+without internet: copy FILE there and run --image FILE. Only the platform's
+manifest and blobs are fetched (--platform picks another).
+
+Blobs are checked against their digests and kept in the cache's blobs/
+directory; an interrupted pull resumes where it stopped. Credentials come
+from $REGISTRY_AUTH_FILE, ~/.docker/config.json (or $DOCKER_CONFIG) and
+podman's auth.json; hpcrun login stores them.
+
+` + exitStatusHelp,
+		Example: `  hpcrun pull python:3.12
+  hpcrun --image docker://python:3.12 python3 -c 'print(1)'
+  hpcrun pull -o py312.tar --platform linux/arm64 docker.io/library/python:3.12
+  hpcrun pull ghcr.io/org/app@sha256:0b1c...`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h := hostFacts()
+			ref := args[0]
+			if !strings.HasPrefix(ref, unpack.RegistryPrefix) {
+				ref = unpack.RegistryPrefix + ref
+			}
+			if _, err := unpack.Locate(ref); err != nil {
+				return usageError{err}
+			}
+			p := unpack.HostPlatform()
+			if platform != "" {
+				var err error
+				if p, err = unpack.ParsePlatform(platform); err != nil {
+					return usageError{err}
+				}
+			}
+			if output != "" && !filepath.IsAbs(output) {
+				output = filepath.Join(h.cwd, output)
+			}
+			if output != "" {
+				if fi, err := os.Stat(filepath.Dir(output)); err != nil || !fi.IsDir() {
+					return usageError{fmt.Errorf("-o %s: its directory does not exist", output)}
+				}
+			}
+			s, err := openStore(o.dir, h)
+			if err != nil {
+				return err
+			}
+			progress := "lines"
+			switch {
+			case g.quiet:
+				progress = "none"
+			case h.stderrTTY:
+				progress = "bar"
+			}
+			d, err := unpacker.Ensure(cmd.Context(), unpacker.Request{
+				Ref: ref, Cache: s.Dir, Platform: p.String(), Progress: progress, Stderr: os.Stderr,
+				Pull: true, Output: output,
+			})
+			if err != nil {
+				return err
+			}
+			switch {
+			case g.quiet:
+			case output != "":
+				fmt.Printf("pulled %s (%s) to %s\n", strings.TrimPrefix(ref, unpack.RegistryPrefix), store.Digest(d).Short(), output)
+			default:
+				fmt.Printf("pulled %s (%s) into %s\n", strings.TrimPrefix(ref, unpack.RegistryPrefix), store.Digest(d).Short(), s.Dir)
+			}
+			return nil
+		},
+	}
+	o.AddFlags(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write an OCI archive to `FILE` instead of unpacking")
+	cmd.Flags().StringVar(&platform, "platform", "", "the image to take from a multi-platform index (default: this node's)")
+	return cmd
+}
+
+func newLoginCommand() *cobra.Command {
+	var o cacheOptions
+	var user string
+	var fromStdin bool
+	cmd := &cobra.Command{
+		Use:   "login [-u USER] [--password-stdin] REGISTRY",
+		Short: "Store credentials for a registry",
+		Long: `login checks a user name and password (or an access token) against REGISTRY
+and stores them for pull and --image docker://: in $REGISTRY_AUTH_FILE when
+it is set, else in ~/.docker/config.json ($DOCKER_CONFIG/config.json), mode
+0600, in the form docker, podman and skopeo read. It asks on the terminal for
+what is not given; in a script, pipe the password with --password-stdin.
+Docker Hub is docker.io.
+
+` + exitStatusHelp,
+		Example: `  hpcrun login ghcr.io
+  echo "$TOKEN" | hpcrun login -u alice --password-stdin registry.example.org:5000`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h := hostFacts()
+			s, err := openStore(o.dir, h)
+			if err != nil {
+				return err
+			}
+			la := []string{}
+			if user != "" {
+				la = append(la, "--username", user)
+			}
+			if fromStdin {
+				la = append(la, "--password-stdin")
+			}
+			msg, err := unpacker.Login(cmd.Context(), s.Dir, append(la, "--", args[0]), os.Stdin, os.Stderr)
+			if err != nil {
+				return err
+			}
+			if msg == "" {
+				return errors.New("login said nothing")
+			}
+			fmt.Println(msg)
+			return nil
+		},
+	}
+	o.AddFlags(cmd)
+	cmd.Flags().StringVarP(&user, "username", "u", "", "the user `NAME`")
+	cmd.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the password or token from stdin")
+	return cmd
+}

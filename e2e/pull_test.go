@@ -1,0 +1,285 @@
+package e2e
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// localRegistry is an OCI registry the test process serves on 127.0.0.1
+// (go-containerregistry's pkg/registry), with a hook in front of it.
+type localRegistry struct {
+	host string
+	mu   sync.Mutex
+	hook func(w http.ResponseWriter, r *http.Request, next http.Handler)
+}
+
+func startRegistry(t *testing.T) *localRegistry {
+	t.Helper()
+	lr := &localRegistry{}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lr.mu.Lock()
+		hook := lr.hook
+		lr.mu.Unlock()
+		if hook != nil {
+			hook(w, r, reg)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	lr.host = strings.TrimPrefix(srv.URL, "http://")
+	return lr
+}
+
+func (lr *localRegistry) setHook(h func(w http.ResponseWriter, r *http.Request, next http.Handler)) {
+	lr.mu.Lock()
+	lr.hook = h
+	lr.mu.Unlock()
+}
+
+// pushArchive pushes the one image of an OCI archive to repoTag.
+func (lr *localRegistry) pushArchive(t *testing.T, archive, repoTag string) {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, filepath.Clean("/"+h.Name))
+		if h.Typeflag == tar.TypeDir {
+			os.MkdirAll(p, 0o755)
+			continue
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		b, _ := io.ReadAll(tr)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(lr.host + "/" + repoTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hpcrun pull and --image docker:// against a local registry: pull then a
+// run without the network, -o for an offline cluster, a 404, a registry
+// that wants a login, and a pull killed halfway that the next one resumes.
+func TestPull(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	lr := startRegistry(t)
+	lr.pushArchive(t, busyboxImage(t), "test/busybox:v1")
+	ref := lr.host + "/test/busybox:v1"
+
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	r := mustRun(t, opts{}, "pull", "--cache", cache, ref)
+	if !strings.Contains(r.stdout, "pulled "+ref) || !strings.Contains(r.stderr, "pulling blob") {
+		t.Errorf("pull: %s", r)
+	}
+	// The registry is gone: a run finds the image in the cache.
+	lr.setHook(func(w http.ResponseWriter, r *http.Request, _ http.Handler) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	})
+	r = mustRun(t, opts{}, "--cache", cache, "--image", "docker://"+ref, "sh", "-c", "echo ran; echo $IMAGE_VAR")
+	if r.stdout != "ran\nfrom-image\n" || strings.Contains(r.stderr, "unpacking") {
+		t.Errorf("warm run of docker://%s: %s", ref, r)
+	}
+	// ... but a pull asks the registry, and says what failed, in one line.
+	r = run(t, opts{}, "pull", "--cache", cache, ref)
+	if r.code != 125 || strings.Count(strings.TrimSpace(r.stderr), "\n") > 2 || !strings.Contains(r.stderr, "500") {
+		t.Errorf("pull from a failing registry: %s", r)
+	}
+	lr.setHook(nil)
+
+	t.Run("cold run", func(t *testing.T) {
+		c := filepath.Join(tempDirOwned(t), "cache")
+		r := mustRun(t, opts{}, "--cache", c, "--image", "docker://"+ref, "sh", "-c", "echo cold")
+		if !strings.Contains(r.stderr, "unpacking") {
+			t.Errorf("cold run: %s", r)
+		}
+	})
+	t.Run("archive for an offline cluster", func(t *testing.T) {
+		dir := tempDirOwned(t)
+		mustRun(t, opts{dir: dir}, "pull", "--cache", filepath.Join(dir, "c1"), "-o", "bb.tar", "docker://"+ref)
+		r := mustRun(t, opts{dir: dir}, "--cache", filepath.Join(dir, "c2"), "--image", "bb.tar", "sh", "-c", "echo offline")
+		if r.stdout != "offline\n" {
+			t.Errorf("run of the pulled archive: %s", r)
+		}
+		if m, _ := filepath.Glob(filepath.Join(dir, ".bb.tar.tmp-*")); len(m) > 0 {
+			t.Errorf("left behind: %v", m)
+		}
+	})
+	t.Run("not found", func(t *testing.T) {
+		r := run(t, opts{}, "pull", "--cache", filepath.Join(tempDirOwned(t), "c"), lr.host+"/test/nope:v1")
+		if r.code != 125 || !strings.Contains(r.stderr, "404") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+			t.Errorf("pull of a missing image: %s", r)
+		}
+		r = run(t, opts{}, "pull", "Bad/Name")
+		if r.code != 125 || !strings.Contains(r.stderr, "REPOSITORY") {
+			t.Errorf("pull of a bad name: %s", r)
+		}
+	})
+}
+
+func TestPullLogin(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	lr := startRegistry(t)
+	lr.pushArchive(t, busyboxImage(t), "private/bb:v1")
+	lr.setHook(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "s3cret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	ref := lr.host + "/private/bb:v1"
+	conf := tempDirOwned(t)
+	env := []string{"DOCKER_CONFIG=" + conf}
+	cache := filepath.Join(tempDirOwned(t), "cache")
+
+	r := run(t, opts{env: env}, "pull", "--cache", cache, ref)
+	if r.code != 125 || !strings.Contains(r.stderr, "hpcrun login "+lr.host) {
+		t.Errorf("pull without a login: %s", r)
+	}
+	r = run(t, opts{env: env, stdin: "wrong\n"}, "login", "--cache", cache, "-u", "alice", "--password-stdin", lr.host)
+	if r.code != 125 || !strings.Contains(r.stderr, "refused") {
+		t.Errorf("login with a wrong password: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(conf, "config.json")); err == nil {
+		t.Errorf("a failed login stored credentials")
+	}
+	mustRun(t, opts{env: env, stdin: "s3cret\n"}, "login", "--cache", cache, "-u", "alice", "--password-stdin", lr.host)
+	fi, err := os.Stat(filepath.Join(conf, "config.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config.json after login: %v %v", fi, err)
+	}
+	r = mustRun(t, opts{env: env}, "--cache", cache, "--image", "docker://"+ref, "sh", "-c", "echo private")
+	if r.stdout != "private\n" {
+		t.Errorf("run after login: %s", r)
+	}
+}
+
+// A pull killed halfway through a blob leaves a .partial file that the
+// next pull continues from.
+func TestPullKilledResumes(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	lr := startRegistry(t)
+	lr.pushArchive(t, pythonImage(t), "test/py3:v1")
+	ref := lr.host + "/test/py3:v1"
+	// Blobs trickle out: 1 MiB every 50 ms.
+	lr.setHook(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if !strings.Contains(r.URL.Path, "/blobs/") || r.Method != http.MethodGet {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&slowWriter{ResponseWriter: w, ctx: r.Context()}, r)
+	})
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := command(ctx, opts{}, binPath, "pull", "--cache", cache, ref)
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	partials := filepath.Join(cache, "blobs", "sha256", "*.partial")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		m, _ := filepath.Glob(partials)
+		if len(m) > 0 {
+			if fi, err := os.Stat(m[0]); err == nil && fi.Size() > 4<<20 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("no partial blob grew")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+	lr.setHook(nil)
+	r := mustRun(t, opts{timeout: 3 * time.Minute}, "pull", "--cache", cache, ref)
+	if !strings.Contains(r.stderr, "resuming blob") {
+		t.Errorf("the second pull did not resume: %s", r)
+	}
+	r = mustRun(t, opts{}, "--cache", cache, "--image", "docker://"+ref, "python3", "-c", "print('resumed')")
+	if r.stdout != "resumed\n" {
+		t.Errorf("run: %s", r)
+	}
+	if m, _ := filepath.Glob(partials); len(m) > 0 {
+		t.Errorf("left behind: %v", m)
+	}
+}
+
+// slowWriter hands a response out at about 20 MiB/s: a pause of 50 ms
+// after each MiB.
+type slowWriter struct {
+	http.ResponseWriter
+	ctx  context.Context
+	sent int
+}
+
+func (s *slowWriter) Write(b []byte) (int, error) {
+	n, err := s.ResponseWriter.Write(b)
+	before := s.sent
+	s.sent += n
+	if err == nil && s.sent>>20 != before>>20 {
+		if f, ok := s.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		select {
+		case <-s.ctx.Done():
+			return n, s.ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return n, err
+}
