@@ -67,6 +67,9 @@ func init() {
 	if os.Args[0] == runtime.RlimitArg0 {
 		runtime.RunRlimitShim()
 	}
+	if os.Args[0] == runtime.ProbeArg0 {
+		runtime.RunProbe()
+	}
 	if MayRunJob(os.Args[1:]) && !isTest(os.Args[1:]) {
 		Init = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	}
