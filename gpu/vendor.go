@@ -96,3 +96,9 @@ var vendors = map[Vendor]vendor{
 var DefaultBinDirs = []string{
 	"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/opt/rocm/bin",
 }
+
+// ControlDevice is the device node without which a node has no usable
+// driver of v (/dev/nvidiactl, /dev/kfd): present, it says the node has
+// the GPU and its kernel module, whatever the libraries. "" for an unknown
+// vendor.
+func (v Vendor) ControlDevice() string { return vendors[v].needDev }

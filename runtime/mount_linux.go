@@ -383,7 +383,7 @@ func mountOverlay(rootfs, rw, target string) error {
 		err = unix.Mount("overlay", target, "overlay", unix.MS_NOSUID|unix.MS_NODEV, data)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: --writable-tmpfs needs kernel overlayfs in a user namespace (Linux 5.11 or later), and this kernel said: %v; run without --writable-tmpfs and write to $HOME or /tmp instead", ErrOverlayRefused, err)
+		return fmt.Errorf("%w: --writable-tmpfs needs kernel overlayfs in a user namespace (Linux 5.11 or later), and this kernel said: %w; run without --writable-tmpfs and write to $HOME or /tmp instead", ErrOverlayRefused, err)
 	}
 	return nil
 }

@@ -150,7 +150,7 @@ job; if hpcrun is killed, the job dies with it.
 		return nil
 	}
 	cmd.SetFlagErrorFunc(flagError)
-	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand())
+	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand(), newCheckCommand(&so))
 	cmd.AddCommand(newPullCommand(&g), newLoginCommand())
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)

@@ -23,7 +23,7 @@ var Init *runtime.Init
 // notJobs are the first words that never run a job: the subcommands and
 // help (cmd/hpcrun's TestNotJobsListsEverySubcommand keeps the list whole).
 var notJobs = map[string]bool{
-	"spec": true, "images": true, "rmi": true, "prune": true, "config": true, "pull": true, "login": true,
+	"spec": true, "images": true, "rmi": true, "prune": true, "config": true, "pull": true, "login": true, "check": true,
 	"create": true, "start": true, "state": true, "kill": true, "delete": true, "run": true, "list": true,
 	"exec": true, "ps": true, "pause": true, "resume": true, "events": true,
 	"help": true, "completion": true, "-h": true, "--help": true, "--version": true,
@@ -66,6 +66,9 @@ func init() {
 	}
 	if os.Args[0] == runtime.RlimitArg0 {
 		runtime.RunRlimitShim()
+	}
+	if os.Args[0] == runtime.ProbeArg0 {
+		runtime.RunProbe()
 	}
 	if MayRunJob(os.Args[1:]) && !isTest(os.Args[1:]) {
 		Init = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
