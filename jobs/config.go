@@ -49,7 +49,12 @@ type Config struct {
 	EnvDeny          Setting[[]string] // host variables that never pass (NAME or PREFIX*)
 	Network          Setting[string]   // host or none
 	AllowSystemBinds Setting[bool]     // whether --bind may name the host's system dirs (site only)
+	MaxImageSize     Setting[int64]    // the most an image may unpack to, in bytes: a decompression bomb's limit
 }
+
+// DefaultMaxImageSize is max_image_size when no layer sets it: far above
+// any real HPC image, far below what fills a node's scratch by surprise.
+const DefaultMaxImageSize = 64 << 30
 
 // Defaults is the config before any layer.
 func Defaults() Config {
@@ -61,6 +66,7 @@ func Defaults() Config {
 		EnvDeny:          Setting[[]string]{nil, d},
 		Network:          Setting[string]{"host", d},
 		AllowSystemBinds: Setting[bool]{true, d},
+		MaxImageSize:     Setting[int64]{DefaultMaxImageSize, d},
 	}
 }
 
@@ -74,6 +80,7 @@ func (c *Config) Override(l Config) {
 	over(&c.EnvDeny, l.EnvDeny)
 	over(&c.Network, l.Network)
 	over(&c.AllowSystemBinds, l.AllowSystemBinds)
+	over(&c.MaxImageSize, l.MaxImageSize)
 }
 
 func over[T any](dst *Setting[T], src Setting[T]) {
@@ -92,7 +99,7 @@ const (
 )
 
 // keys are the config file's keys, in the order hpcrun config prints them.
-var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds"}
+var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size"}
 
 // Vars are what $NAME in a config path may expand to.
 type Vars map[string]string
@@ -196,6 +203,14 @@ func ParseConfig(name string, data []byte, layer Layer, vars Vars) (Config, erro
 			}
 			c.AllowSystemBinds.Value, err = p.boolean(k.Value, v)
 			c.AllowSystemBinds.From = from
+		case "max_image_size":
+			var str string
+			if str, err = p.scalar(k.Value, v, "a size such as 64G"); err == nil {
+				if c.MaxImageSize.Value, err = ParseSize(str); err != nil {
+					err = p.errf(v, "max_image_size: %v", err)
+				}
+			}
+			c.MaxImageSize.From = from
 		default:
 			return c, p.errf(k, "unknown key %q (known: %s)", k.Value, strings.Join(keys, ", "))
 		}
@@ -442,6 +457,48 @@ func checkPattern(s string) error {
 	return nil
 }
 
+// ParseSize reads a size: a number of bytes, or one with a K, M, G or T
+// suffix (powers of 1024; "GiB", "GB" and "g" read the same).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(t), "B"), "I")
+	shift := 0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			shift = 10
+		case 'M':
+			shift = 20
+		case 'G':
+			shift = 30
+		case 'T':
+			shift = 40
+		}
+		if shift > 0 {
+			t = t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("want a size such as 64G or 500M, got %q", s)
+	}
+	return n << shift, nil
+}
+
+// FormatSize writes a size as ParseSize reads it, in the largest unit
+// that divides it.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		shift int
+		unit  string
+	}{{40, "T"}, {30, "G"}, {20, "M"}, {10, "K"}} {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.unit
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 func checkNetwork(s string) error {
 	if s != "host" && s != "none" {
 		return fmt.Errorf("want host or none, got %q", s)
@@ -458,6 +515,7 @@ var EnvVars = []struct{ Name, Key, Help string }{
 	{"HPCRUN_ENV_PASS", "env pass", "names or PREFIX* separated by ','"},
 	{"HPCRUN_ENV_DENY", "env deny", "names or PREFIX* separated by ','"},
 	{"HPCRUN_NETWORK", "network", "host or none"},
+	{"HPCRUN_MAX_IMAGE_SIZE", "max_image_size", "a size such as 64G"},
 }
 
 // FromVariables is the config layer of HPCRUN_* variables. An empty
@@ -532,6 +590,12 @@ func FromVariables(environ []string) (Config, error) {
 				return c, bad("")
 			}
 			c.Network = Setting[string]{val, v.Name}
+		case "HPCRUN_MAX_IMAGE_SIZE":
+			n, perr := ParseSize(val)
+			if perr != nil {
+				return c, bad("")
+			}
+			c.MaxImageSize = Setting[int64]{n, v.Name}
 		}
 		if err != nil {
 			return c, err

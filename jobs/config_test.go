@@ -25,6 +25,7 @@ env:
   deny: [AWS_SECRET_ACCESS_KEY]
 network: none
 allow_system_binds: false
+max_image_size: 100GiB
 `
 	c, err := ParseConfig("site.yaml", []byte(full), SiteLayer, testVars)
 	if err != nil {
@@ -43,6 +44,7 @@ allow_system_binds: false
 		EnvDeny:          Setting[[]string]{[]string{"AWS_SECRET_ACCESS_KEY"}, "site.yaml:12"},
 		Network:          Setting[string]{"none", "site.yaml:13"},
 		AllowSystemBinds: Setting[bool]{false, "site.yaml:14"},
+		MaxImageSize:     Setting[int64]{100 << 30, "site.yaml:15"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("ParseConfig:\n got %+v\nwant %+v", c, want)
@@ -56,12 +58,29 @@ allow_system_binds: false
 	for _, s := range []*Config{&back, &c} {
 		s.Cache.From, s.Scratch.From, s.ScratchDirs.From, s.Binds.From = "", "", "", ""
 		s.EnvPass.From, s.EnvDeny.From, s.Network.From, s.AllowSystemBinds.From = "", "", "", ""
+		s.MaxImageSize.From = ""
 		for i := range s.Binds.Value {
 			s.Binds.Value[i].From = ""
 		}
 	}
 	if !reflect.DeepEqual(back, c) {
 		t.Errorf("Render round trip:\n got %+v\nwant %+v\n%s", back, c, c.Render())
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"1": 1, "64G": 64 << 30, "500M": 500 << 20, "2TiB": 2 << 40, "3gb": 3 << 30, " 7K ": 7 << 10} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+		if got, _ := ParseSize(FormatSize(want)); got != want {
+			t.Errorf("FormatSize(%d) = %q does not read back", want, FormatSize(want))
+		}
+	}
+	for _, bad := range []string{"", "0", "-1G", "G", "1.5G", "1P", "99999999T"} {
+		if n, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", bad, n)
+		}
 	}
 }
 

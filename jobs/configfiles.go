@@ -152,6 +152,11 @@ func (c Config) Render() string {
 	list("  deny", c.EnvDeny.Value, c.EnvDeny.From)
 	str("network", c.Network)
 	line("allow_system_binds: "+strconv.FormatBool(c.AllowSystemBinds.Value), c.AllowSystemBinds.From)
+	if c.MaxImageSize.Value > 0 {
+		line("max_image_size: "+FormatSize(c.MaxImageSize.Value), c.MaxImageSize.From)
+	} else {
+		line("max_image_size: ~", c.MaxImageSize.From)
+	}
 	return b.String()
 }
 

@@ -11,7 +11,7 @@
 //
 // Usage:
 //
-//	hpcrun-unpack --cache DIR [--platform OS/ARCH[/VARIANT]] [--progress bar|lines|none] [--cpuprofile FILE] REF
+//	hpcrun-unpack --cache DIR [--platform OS/ARCH[/VARIANT]] [--progress bar|lines|none] [--max-size BYTES] [--cpuprofile FILE] REF
 //	hpcrun-unpack --cache DIR --pull [--output FILE] [--platform P] docker://REF
 //	hpcrun-unpack login [--username USER] [--password-stdin] REGISTRY
 //
@@ -87,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	progress := fs.String("progress", "lines", "bar, lines or none")
 	pull := fs.Bool("pull", false, "resolve a registry reference again even if the cache knows it")
 	output := fs.String("output", "", "write the image as an OCI archive to this file instead of unpacking it")
+	maxSize := fs.Int64("max-size", 0, "the most an image's files may add up to, in bytes (0: no limit)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the unpack to this file")
 	var bar *progressBar
 	fail := func(err error) int {
@@ -119,6 +120,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// umoci alone extracts every entry: slower, the reference the fast
 	// path is tested against, and a way around it should it ever fail.
 	c.UmociOnly = os.Getenv("HPCRUN_UNPACK_UMOCI") == "1"
+	c.MaxSize = *maxSize
 	log := func(string) {}
 	switch *progress {
 	case "bar":

@@ -87,6 +87,7 @@ func openImage(ctx context.Context, o *runOptions, h host, st *settings, log *lo
 		}
 		d, err := unpacker.Ensure(ctx, unpacker.Request{
 			Ref: ref, Cache: s.Dir, Platform: platform.String(), Progress: progress, Stderr: log.w,
+			MaxSize: st.conf.MaxImageSize.Value,
 		})
 		if err != nil {
 			return nil, err

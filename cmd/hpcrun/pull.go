@@ -66,7 +66,15 @@ podman's auth.json; hpcrun login stores them.
 					return usageError{fmt.Errorf("-o %s: its directory does not exist", output)}
 				}
 			}
-			s, err := openStore(o.dir, h)
+			st, err := loadSettings(h, o.dir, "")
+			if err != nil {
+				return err
+			}
+			dir, err := st.cache(h)
+			if err != nil {
+				return err
+			}
+			s, err := store.Open(dir)
 			if err != nil {
 				return err
 			}
@@ -79,7 +87,7 @@ podman's auth.json; hpcrun login stores them.
 			}
 			d, err := unpacker.Ensure(cmd.Context(), unpacker.Request{
 				Ref: ref, Cache: s.Dir, Platform: p.String(), Progress: progress, Stderr: os.Stderr,
-				Pull: true, Output: output,
+				Pull: true, Output: output, MaxSize: st.conf.MaxImageSize.Value,
 			})
 			if err != nil {
 				return err

@@ -31,6 +31,11 @@ type Cache struct {
 	// UmociOnly makes umoci extract every entry, without the fast path
 	// (see fastPath): the reference the fast path is tested against.
 	UmociOnly bool
+
+	// MaxSize, when not 0, is the most an image's files may add up to
+	// (all layers, logical sizes): a decompression bomb or a huge sparse
+	// file fails with ErrTooBig before it fills the disk.
+	MaxSize int64
 }
 
 // Progress receives progress reports of a long phase.
@@ -333,11 +338,14 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 // applyLayers applies res's layers in order at rootfs.
 func (c *Cache) applyLayers(ctx context.Context, src source.Source, res *source.Resolved, rootfs string, total int64, fast bool, log func(string)) error {
 	n := len(res.Manifest.Layers)
-	var done int64
+	var done, size int64
 	for i, l := range res.Manifest.Layers {
 		name := fmt.Sprintf("layer %d/%d", i+1, n)
 		t := time.Now()
 		var st layerStats
+		if c.MaxSize > 0 {
+			st.limit = c.MaxSize - size
+		}
 		err := c.applyCachedLayer(ctx, src, rootfs, l, res.Config.RootFS.DiffIDs[i], name, done, total, fast, &st)
 		if IsUmociOnly(err) {
 			return err
@@ -346,6 +354,7 @@ func (c *Cache) applyLayers(ctx context.Context, src source.Source, res *source.
 			return fmt.Errorf("unpack %s: %s %s: %w", src.Ref(), name, store.Digest(l.Digest).Short(), c.noSpace(err))
 		}
 		done += l.Size
+		size += st.size
 		if c.Progress == nil {
 			// A batch log gets a line per layer rather than a bar.
 			log(fmt.Sprintf("%s %s: %s in %.2fs, %d entries, %d on the fast path", name, store.Digest(l.Digest).Short(),

@@ -118,10 +118,18 @@ const (
 	blobDepth = 4
 )
 
-// layerStats counts a layer's entries, and those the fast path took.
+// layerStats counts a layer's entries, and those the fast path took, and
+// the bytes of its files against a limit.
 type layerStats struct {
 	entries, fast int
+	// size is the sum of the layer's regular files' sizes (their logical
+	// sizes: a sparse file counts whole); limit, when not 0, is the most
+	// it may reach.
+	size, limit int64
 }
+
+// ErrTooBig: an image unpacks to more than the limit allows.
+var ErrTooBig = errors.New("image too big")
 
 // applyLayer applies a layer; fast lets the fast path (fastPath) extract
 // the entries it can. st, when not nil, gets the counts.
@@ -203,6 +211,19 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 }
 
 var errAborted = errors.New("layer extraction stopped")
+
+// bytesIEC writes a byte count for a message.
+func bytesIEC(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
 
 // decompress copies blob, decompressed, to w.
 func decompress(w io.ReaderFrom, blob io.Reader, comp compression) error {
@@ -289,6 +310,13 @@ func extract(root string, r io.Reader, fast bool, st *layerStats) error {
 			continue
 		}
 		st.entries++
+		if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA { //nolint:staticcheck // old archives use TypeRegA
+			st.size += hdr.Size
+			if st.limit > 0 && st.size > st.limit {
+				return fmt.Errorf("%w: entry %q takes it past the limit of %s; if the image is genuine, raise max_image_size in the config (or HPCRUN_MAX_IMAGE_SIZE)",
+					ErrTooBig, name, bytesIEC(st.limit))
+			}
+		}
 		if fp != nil {
 			handled, err := fp.entry(hdr, tr)
 			if err != nil {

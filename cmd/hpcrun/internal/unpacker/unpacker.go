@@ -47,6 +47,8 @@ type Request struct {
 	// Output, with Pull, writes the pulled image as an OCI archive there
 	// instead of unpacking it.
 	Output string
+	// MaxSize, when not 0, is the most the image's files may add up to.
+	MaxSize int64
 }
 
 // Ensure unpacks r.Ref into the cache unless it is there, and returns the
@@ -67,6 +69,9 @@ func Ensure(ctx context.Context, r Request) (string, error) {
 	}
 	if r.Output != "" {
 		args = append(args, "--output", r.Output)
+	}
+	if r.MaxSize > 0 {
+		args = append(args, "--max-size", strconv.FormatInt(r.MaxSize, 10))
 	}
 	args = append(args, "--", r.Ref)
 	out, err := prog.run(ctx, args, nil, r.Stderr)
