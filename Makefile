@@ -19,7 +19,7 @@ BIN     ?= bin/hpcrun
 # cmd/hpcrun-unpack for why).
 PAYLOAD := cmd/hpcrun/internal/unpacker/payload/hpcrun-unpack
 
-.PHONY: all build test unit e2e vet bench install install-files uninstall clean demo
+.PHONY: all build test unit e2e vet fuzz bench install install-files uninstall clean demo
 
 all: build
 
@@ -33,6 +33,19 @@ build:
 test: vet
 	scripts/test-deps.sh
 	$(GO) test -count=1 ./...
+	$(MAKE) fuzz
+
+# Each fuzz target for FUZZTIME (20s in make test; FUZZTIME=10m for a
+# longer hunt). New crashers land in the package's testdata/fuzz/, where
+# the plain test run replays them from then on.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := ./unpack/source:FuzzOpenArchive ./unpack/source:FuzzResolve \
+	./unpack/cache:FuzzApplyLayer ./gpu:FuzzParseLdCache
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s "$${t%%:*}"; \
+	done
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
