@@ -81,6 +81,11 @@ func isRunForm(args []string) bool {
 // runs a subcommand after global flags; `hpcrun --rootfs r create` runs a
 // command named create.
 func classify(args []string) (runForm, subcommand bool) {
+	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
+		// The shell's completion script asks what may follow the words
+		// after it: the whole tree, subcommands included.
+		return false, true
+	}
 	sub, fs, ok := parseProbe(args)
 	if !ok {
 		return false, false
