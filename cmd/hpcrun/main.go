@@ -23,6 +23,11 @@ var version = "dev"
 // started is when main began; -v times every phase from it.
 var started time.Time
 
+// buildTagCommands make the hidden commands of optional build tags: the
+// man pages and completion scripts of `make docs` (gendocs.go). A release
+// build has none.
+var buildTagCommands []func(root *cobra.Command) *cobra.Command
+
 func main() {
 	started = time.Now()
 	os.Exit(execute(os.Args[1:], os.Stderr, early.Init))

@@ -152,6 +152,9 @@ job; if hpcrun is killed, the job dies with it.
 	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand())
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)
+	for _, add := range buildTagCommands {
+		cmd.AddCommand(add(cmd))
+	}
 	finishCommandTree(cmd)
 	return cmd
 }
