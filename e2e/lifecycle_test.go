@@ -166,6 +166,33 @@ func TestLifecycleRun(t *testing.T) {
 	}
 }
 
+// A process whose command cannot be executed ends start and run with 126,
+// or 127 when it is missing, as a run's job does; the container that
+// start failed in stays created.
+func TestLifecycleExecStatuses(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	for _, tc := range []struct {
+		cmd  string
+		want int
+	}{{"/etc/passwd", 126}, {"/no/such/command", 127}} {
+		bundle, root := makeBundle(t)
+		r := mustRun(t, opts{}, "spec", "--rootfs", filepath.Join(bundle, "rootfs"), "--", tc.cmd)
+		writeConfig(t, bundle, []byte(r.stdout))
+		if r := lc(t, root, "run", "--bundle", bundle, "r"); r.code != tc.want {
+			t.Errorf("run of %s: want exit %d: %s", tc.cmd, tc.want, r)
+		}
+		mustLC(t, root, "create", "--bundle", bundle, "c")
+		if r := lc(t, root, "start", "c"); r.code != tc.want || !strings.Contains(r.stderr, tc.cmd) {
+			t.Errorf("start of %s: want exit %d and its name: %s", tc.cmd, tc.want, r)
+		}
+		if st, _ := ociStatus(t, root, "c"); st != "created" {
+			t.Errorf("after a failed start: status %q, want created", st)
+		}
+		mustLC(t, root, "delete", "--force", "c")
+	}
+}
+
 // exec -t gives the process a terminal of its own, relayed to the
 // caller's; a bundle that asks for a terminal gets one whose master goes
 // to --console-socket.

@@ -26,6 +26,7 @@ module load hpcrun || exit 102
 echo "path=$(command -v hpcrun)"
 echo "version=$(hpcrun --version)"
 echo "manpath=$MANPATH"
+echo "manpage=$(man -w hpcrun-images 2>&1)"
 echo "loaded=$(module -t list 2>&1 | tr '\n' ' ')"
 echo "whatis=$(module whatis hpcrun 2>&1 | tr '\n' ' ')"
 echo "help=$(module help hpcrun 2>&1 | tr '\n' ' ')"
@@ -36,25 +37,19 @@ echo "after=$(command -v hpcrun || echo none)"
 echo "manpath_after=$MANPATH"
 `
 
-// make install-files puts the built binary and both modulefiles under a
-// PREFIX; the test user loads each modulefile with Debian's Lmod, which
-// reads Tcl modulefiles too, runs a container with the hpcrun it put on
-// PATH, and unloads it; make uninstall leaves the prefix empty. A DESTDIR
-// install writes PREFIX's paths, not DESTDIR's, into the modulefiles.
+// make install-files puts the built binary, the man pages, the completion
+// scripts, the example config and both modulefiles under a PREFIX; the test
+// user loads each modulefile with Debian's Lmod, which reads Tcl modulefiles
+// too, runs a container with the hpcrun it put on PATH, and unloads it; make
+// uninstall leaves the prefix empty. A DESTDIR install writes PREFIX's
+// paths, not DESTDIR's, into the modulefiles.
 func TestModuleLoad(t *testing.T) {
 	t.Parallel()
 	needUserns(t)
-	if _, err := os.Stat(lmodProfile); err != nil {
-		if requireUserns || os.Geteuid() == 0 {
-			t.Fatalf("Lmod is not installed (%v): scripts/test-deps.sh installs Debian's lmod", err)
-		}
-		t.Skipf("Lmod is not installed (%v); sudo apt-get install lmod", err)
-	}
-	r := runRaw(opts{}, binPath, "--version")
-	version, ok := strings.CutPrefix(strings.TrimSpace(r.stdout), "hpcrun ")
-	if r.code != 0 || !ok || version == "" {
-		t.Fatalf("hpcrun --version: %s", r)
-	}
+	needTool(t, lmodProfile, "lmod")
+	needTool(t, "/usr/bin/man", "man-db")
+	version := builtVersion(t)
+	gen := genDocs(t)
 
 	// Installed by us (root, when we are), loaded by the test user.
 	scratch, err := os.MkdirTemp(baseDir, "module-")
@@ -66,11 +61,11 @@ func TestModuleLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := filepath.Join(scratch, "prefix")
-	makeRun(t, "install-files", "PREFIX="+prefix, "BIN="+binPath, "VERSION="+version)
+	makeRun(t, "install-files", "PREFIX="+prefix, "BIN="+binPath, "GEN="+gen, "VERSION="+version)
 
 	lua := filepath.Join("share/lmod/modulefiles/hpcrun", version+".lua")
 	tcl := filepath.Join("share/modulefiles/hpcrun", version)
-	if got, want := filesUnder(t, prefix), []string{"bin/hpcrun", lua, tcl}; !slices.Equal(got, want) {
+	if got, want := filesUnder(t, prefix), installedFiles(t, version); !slices.Equal(got, want) {
 		t.Fatalf("make install-files PREFIX=%s wrote %q, want %q", prefix, got, want)
 	}
 	for _, f := range []string{lua, tcl} {
@@ -86,38 +81,7 @@ func TestModuleLoad(t *testing.T) {
 
 	for _, tree := range []string{"share/lmod/modulefiles", "share/modulefiles"} {
 		t.Run(strings.ReplaceAll(tree, "/", "_"), func(t *testing.T) {
-			o := opts{dir: tempDirOwned(t), env: []string{"HOME=" + tempDirOwned(t)}, timeout: time.Minute}
-			r := runRaw(o, "bash", "--noprofile", "--norc", "-c", moduleScript, "bash",
-				filepath.Join(prefix, tree), rootfsDir)
-			if r.err != nil || r.code != 0 {
-				t.Fatalf("module load hpcrun from %s: %s", tree, r)
-			}
-			kv := map[string]string{}
-			for _, l := range strings.Split(r.stdout, "\n") {
-				if k, v, ok := strings.Cut(l, "="); ok {
-					kv[k] = v
-				}
-			}
-			check := func(key string, ok bool, want string) {
-				t.Helper()
-				if !ok {
-					t.Errorf("%s = %q, want %s\n%s", key, kv[key], want, r)
-				}
-			}
-			check("before", kv["before"] == "none", "no hpcrun on PATH before the load")
-			check("path", kv["path"] == filepath.Join(prefix, "bin/hpcrun"), "the installed hpcrun")
-			check("version", kv["version"] == "hpcrun "+version, "hpcrun "+version)
-			check("manpath", strings.Split(kv["manpath"], ":")[0] == filepath.Join(prefix, "share/man"),
-				"PREFIX/share/man first")
-			check("loaded", strings.Contains(kv["loaded"], "hpcrun/"+version), "hpcrun/"+version+" loaded")
-			check("whatis", strings.Contains(kv["whatis"], "Usage: ") &&
-				strings.Contains(kv["whatis"], "/etc/hpcrun/config.yaml"), "a usage line and the site config")
-			check("help", strings.Contains(kv["help"], "Usage:") &&
-				strings.Contains(kv["help"], "/etc/hpcrun/config.yaml") && strings.Contains(kv["help"], prefix),
-				"usage, the site config and the prefix")
-			check("container", kv["container"] == "0", "0 from hpcrun --rootfs R true")
-			check("after", kv["after"] == "none", "no hpcrun on PATH after the unload")
-			check("manpath_after", !strings.Contains(kv["manpath_after"], prefix), "PREFIX gone from MANPATH")
+			checkModuleLoad(t, filepath.Join(prefix, tree), prefix, version)
 		})
 	}
 
@@ -132,10 +96,9 @@ func TestModuleLoad(t *testing.T) {
 	// Staged: DESTDIR is where the files go, PREFIX what is in them.
 	stage := filepath.Join(scratch, "stage")
 	const final = "/opt/hpcrun-e2e"
-	makeRun(t, "install-files", "DESTDIR="+stage, "PREFIX="+final, "BIN="+binPath, "MODVERSION=1.0")
+	makeRun(t, "install-files", "DESTDIR="+stage, "PREFIX="+final, "BIN="+binPath, "GEN="+gen, "MODVERSION=1.0")
 	staged := filepath.Join(stage, final)
-	if got, want := filesUnder(t, staged), []string{"bin/hpcrun", "share/lmod/modulefiles/hpcrun/1.0.lua",
-		"share/modulefiles/hpcrun/1.0"}; !slices.Equal(got, want) {
+	if got, want := filesUnder(t, staged), installedFiles(t, "1.0"); !slices.Equal(got, want) {
 		t.Fatalf("make install-files DESTDIR=%s PREFIX=%s wrote %q, want %q", stage, final, got, want)
 	}
 	for _, f := range []string{"share/lmod/modulefiles/hpcrun/1.0.lua", "share/modulefiles/hpcrun/1.0"} {
@@ -151,6 +114,46 @@ func TestModuleLoad(t *testing.T) {
 	if ents, err := os.ReadDir(staged); err != nil || len(ents) != 0 {
 		t.Errorf("make uninstall DESTDIR=%s: want %s empty, got %v, %v", stage, staged, ents, err)
 	}
+}
+
+// checkModuleLoad has the test user load hpcrun from the modulefile tree
+// modulepath with Lmod, and checks that it puts prefix's hpcrun on PATH and
+// its man pages on MANPATH, runs a container, and takes both away again.
+func checkModuleLoad(t *testing.T, modulepath, prefix, version string) {
+	t.Helper()
+	o := opts{dir: tempDirOwned(t), env: []string{"HOME=" + tempDirOwned(t)}, timeout: time.Minute}
+	r := runRaw(o, "bash", "--noprofile", "--norc", "-c", moduleScript, "bash", modulepath, rootfsDir)
+	if r.err != nil || r.code != 0 {
+		t.Fatalf("module load hpcrun from %s: %s", modulepath, r)
+	}
+	kv := map[string]string{}
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			kv[k] = v
+		}
+	}
+	check := func(key string, ok bool, want string) {
+		t.Helper()
+		if !ok {
+			t.Errorf("%s = %q, want %s\n%s", key, kv[key], want, r)
+		}
+	}
+	check("before", kv["before"] == "none", "no hpcrun on PATH before the load")
+	check("path", kv["path"] == filepath.Join(prefix, "bin/hpcrun"), "the installed hpcrun")
+	check("version", kv["version"] == "hpcrun "+version, "hpcrun "+version)
+	check("manpath", strings.Split(kv["manpath"], ":")[0] == filepath.Join(prefix, "share/man"),
+		"PREFIX/share/man first")
+	check("manpage", kv["manpage"] == filepath.Join(prefix, "share/man/man1/hpcrun-images.1"),
+		"man finds the installed hpcrun-images(1)")
+	check("loaded", strings.Contains(kv["loaded"], "hpcrun/"+version), "hpcrun/"+version+" loaded")
+	check("whatis", strings.Contains(kv["whatis"], "Usage: ") &&
+		strings.Contains(kv["whatis"], "/etc/hpcrun/config.yaml"), "a usage line and the site config")
+	check("help", strings.Contains(kv["help"], "Usage:") &&
+		strings.Contains(kv["help"], "/etc/hpcrun/config.yaml") && strings.Contains(kv["help"], prefix),
+		"usage, the site config and the prefix")
+	check("container", kv["container"] == "0", "0 from hpcrun --rootfs R true")
+	check("after", kv["after"] == "none", "no hpcrun on PATH after the unload")
+	check("manpath_after", !strings.Contains(kv["manpath_after"], prefix), "PREFIX gone from MANPATH")
 }
 
 // makeRun runs make in the repository with our own credentials.

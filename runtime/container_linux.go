@@ -237,7 +237,9 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 				}
 				pid, err := forkExec(cfg.Rlimits, path, cfg.Args, attr)
 				if err != nil {
-					reply(response{err: execError(cfg.Args[0], err).Error()})
+					// 126 or 127, as for a run: start ends with it.
+					err = execError(cfg.Args[0], err)
+					reply(response{err: err.Error(), status: ExitStatus(err)})
 					break
 				}
 				job = pid

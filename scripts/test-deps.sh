@@ -3,8 +3,9 @@
 # missing: busybox-static (the end-to-end tests' rootfs), runc (to prove the
 # spec output runs), util-linux (setpriv, unshare), iproute2 and debootstrap
 # (for the Debian + Python image, examples/mkpython.sh), lmod (to load the
-# modulefiles that `make install` writes). Test-only: hpcrun itself depends
-# on none of them.
+# modulefiles that `make install` writes), man-db, bash-completion, zsh and
+# fish (to read the man pages and load the completion scripts it writes).
+# Test-only: hpcrun itself depends on none of them.
 set -euo pipefail
 need=()
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need+=(busybox-static)
@@ -13,6 +14,10 @@ command -v setpriv >/dev/null && command -v unshare >/dev/null || need+=(util-li
 command -v ip >/dev/null || need+=(iproute2)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 [ -r /etc/profile.d/lmod.sh ] || need+=(lmod)
+command -v man >/dev/null || need+=(man-db)
+[ -r /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "the tests need these Debian packages: ${need[*]}; install them (sudo apt-get install ${need[*]}) or run as root" >&2

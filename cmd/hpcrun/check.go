@@ -64,10 +64,9 @@ A status is ok; warn (containers run, but a feature will not work, or works
 badly); fail (no container can run here until it is fixed); or info (a fact).
 Run it where the jobs run: on a compute node, inside a job.
 
-Exit status:
-  0    containers can run on this node; there may be warnings
-  1    a check failed: user namespaces, the image cache or the config
-  125  hpcrun itself failed (a bad flag, ...)`,
+` + exitStatus(statusDone("containers can run on this node; there may be warnings"),
+			status{"1", "a check failed: user namespaces, the image cache or the config"},
+			statusFailed("a bad flag")),
 		Example: `  hpcrun check
   srun -N1 hpcrun check                              # on a compute node, in a job
   hpcrun check --cache /scratch/$USER/hpcrun

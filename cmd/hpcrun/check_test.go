@@ -80,7 +80,7 @@ func TestCheckCommandLine(t *testing.T) {
 	if err != nil || c.Name() != "check" {
 		t.Fatalf("no check command: %v", err)
 	}
-	if c.Example == "" || !strings.Contains(c.Long, "Exit status:") || !strings.Contains(c.Long, "  1 ") {
+	if c.Example == "" || !strings.Contains(c.Long, "EXIT STATUS") || !strings.Contains(c.Long, "  1 ") {
 		t.Errorf("check --help lacks its example or exit status:\n%s\n%s", c.Long, c.Example)
 	}
 	if c.Flags().Lookup("cache") == nil || c.Flags().Lookup("json") == nil {

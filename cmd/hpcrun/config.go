@@ -128,7 +128,9 @@ Keys:
 
 Paths may use $USER, $UID and $HOME. A config error names the file and line.
 
-` + exitStatusHelp,
+` + exitStatus(statusDone("the configuration was printed"),
+			statusFailed("a config file that cannot be read or parsed, or a bad value in it (with its file:line); "+
+				"an unusable scratch dir, after the configuration was printed")),
 		Example: `  hpcrun config
   HPCRUN_CONFIG=./site.yaml hpcrun config     # check a site file before installing it`,
 		Args: cobra.NoArgs,

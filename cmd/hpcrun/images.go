@@ -48,7 +48,9 @@ func newImagesCommand() *cobra.Command {
 		Long: `images lists the images in the cache: digest, size on disk, last use and the
 reference they were first unpacked from.
 
-` + exitStatusHelp,
+` + exitStatus(statusDone("the list was printed (an empty cache lists nothing)"),
+			statusFailed("a bad flag, a bad config file, a cache that cannot be made or read, or that another "+
+				"user could change")),
 		Example: "  hpcrun images\n  HPCRUN_CACHE=/scratch/$USER/hpcrun hpcrun images",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -80,9 +82,11 @@ func newRmiCommand() *cobra.Command {
 		Short: "Remove images from this node's cache",
 		Long: `rmi removes cached images, named by digest (or a unique prefix of it) or by the
 reference they were unpacked from. An image that a job is using is not
-removed.
+removed. Each removed image's digest is printed.
 
-` + exitStatusHelp,
+` + exitStatus(statusDone("every image named was removed"),
+			statusFailed("an image that is not cached, a digest prefix that names several, an image that a "+
+				"job is using, a cache that cannot be opened; the other images named are still removed")),
 		Example: "  hpcrun rmi sha256:d6e51c10\n  hpcrun rmi /scratch/images/py3.tar",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -124,10 +128,12 @@ func newPruneCommand() *cobra.Command {
 		Use:   "prune [--cache DIR] [--older-than AGE]",
 		Short: "Remove cached images not used for a while",
 		Long: `prune removes the cached images whose last use is older than AGE (default: all),
-except those that jobs are using.
+except those that jobs are using, which are skipped. Each removed image's digest is
+printed.
 
-` + exitStatusHelp,
-		Example: "  hpcrun prune --older-than 168h",
+` + exitStatus(statusDone("the images were removed, or there were none to remove"),
+			statusFailed("a bad flag, a cache that cannot be opened, an image that could not be removed")),
+		Example: "  hpcrun prune --older-than 168h      # not used for a week\n  hpcrun prune                         # every image no job is using",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.open()

@@ -70,12 +70,14 @@ func (o *stateOptions) logError(err error) error {
 }
 
 // verb builds a life-cycle command whose run gets the opened containers.
-func verb(so *stateOptions, use, short, long string, args cobra.PositionalArgs, run func(c *runtime.Containers, args []string) error) *cobra.Command {
+// long ends with the command's EXIT STATUS section.
+func verb(so *stateOptions, use, short, long, example string, args cobra.PositionalArgs, run func(c *runtime.Containers, args []string) error) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Long:  long + "\n\n" + exitStatusHelp,
-		Args:  args,
+		Use:     use,
+		Short:   short,
+		Long:    long,
+		Example: example,
+		Args:    args,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Only the verbs that make containers make the state root.
 			c, err := so.open(cmd.Name() == "create" || cmd.Name() == "run")
@@ -97,19 +99,42 @@ func newLifecycleCommands(so *stateOptions) []*cobra.Command {
 		"Create a container from an OCI bundle; its process waits for start",
 		`create builds container ID from the OCI bundle (config.json and its root.path):
 namespaces, mounts and the root filesystem, rootless, and returns once it is
-ready. Its process inherits create's stdio and starts with hpcrun start ID.`,
+ready. Its process inherits create's stdio and starts with hpcrun start ID.
+
+`+exitStatus(statusDone("the container was created; its process waits for hpcrun start"),
+			statusFailed("a bad flag, a bundle without a usable config.json or rootfs, an ID that exists "+
+				"already or is not a valid name, user namespaces disabled"),
+			status{"126", "the process's command, looked up in its PATH, is there but not executable"},
+			status{"127", "the process's command is not in its PATH in the container"}),
+		`  hpcrun spec --rootfs bundle/rootfs -- python3 job.py > bundle/config.json
+  hpcrun create --bundle bundle job1 && hpcrun start job1
+  hpcrun --root /tmp/hpcrun-oci-$UID create --bundle bundle --pid-file job1.pid job1`,
 		exactID, func(c *runtime.Containers, args []string) error {
 			_, err := createContainer(c, args[0], create.bundle, create.pidFile, create.consoleSocket)
 			return err
 		})
 	addBundleFlags(createCmd.Flags(), &create.bundle, &create.pidFile, &create.consoleSocket)
 
-	startCmd := verb(so, "start ID", "Start the process of a created container", `start runs the process of container ID, created by hpcrun create.`,
+	startCmd := verb(so, "start ID", "Start the process of a created container",
+		`start runs the process of container ID, created by hpcrun create, and returns
+without waiting for it; hpcrun state ID tells when it has stopped.
+
+`+exitStatus(statusDone("the process was started"),
+			statusFailed("no such container, or one that is not created (started already, or stopped)"),
+			status{"126", "the process's command exists in the container but cannot be executed; the " +
+				"container stays created"},
+			status{"127", "the process's command was not found in the container; the container stays created"}),
+		`  hpcrun create --bundle bundle job1
+  hpcrun start job1`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Start(args[0]) })
 
 	stateCmd := verb(so, "state ID", "Print a container's state as OCI runtime-spec JSON",
 		`state prints the state of container ID: its status (creating, created,
-running, paused or stopped), the pid of its init and its bundle.`,
+running, paused or stopped), the pid of its init and its bundle.
+
+`+exitStatus(statusDone("the state was printed, whatever the status"), statusFailed("no such container")),
+		`  hpcrun state job1
+  hpcrun --root /tmp/hpcrun-oci-$UID state job1`,
 		exactID, func(c *runtime.Containers, args []string) error {
 			s, err := c.Load(args[0])
 			if err != nil {
@@ -124,7 +149,13 @@ running, paused or stopped), the pid of its init and its bundle.`,
 	killCmd := verb(so, "kill [--all] ID [SIGNAL]", "Send a signal to a container's process",
 		`kill sends SIGNAL (default TERM; a name, with or without SIG, or a number) to
 the process of container ID, or with --all to every process in it. A created
-container, whose process has not started, ends.`,
+container, whose process has not started, ends.
+
+`+exitStatus(statusDone("the signal was sent"),
+			statusFailed("no such container, one that has stopped, an unknown signal")),
+		`  hpcrun kill job1                 # TERM
+  hpcrun kill job1 USR1
+  hpcrun kill --all job1 KILL      # every process in it`,
 		cobra.RangeArgs(1, 2), func(c *runtime.Containers, args []string) error {
 			sig := unix.SIGTERM
 			if len(args) == 2 {
@@ -140,7 +171,12 @@ container, whose process has not started, ends.`,
 	var force bool
 	deleteCmd := verb(so, "delete [--force] ID", "Delete a stopped container's state",
 		`delete removes container ID, which must be stopped; with --force a created
-or running one is killed first.`,
+or running one is killed first.
+
+`+exitStatus(statusDone("the container's state was removed"),
+			statusFailed("no such container, or a created, running or paused one without --force")),
+		`  hpcrun delete job1
+  hpcrun delete --force job1       # kill it first if it runs`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Delete(args[0], force) })
 	deleteCmd.Flags().BoolVarP(&force, "force", "f", false, "kill the container first if it runs")
 
@@ -151,7 +187,14 @@ or running one is killed first.`,
 	runCmd := verb(so, "run [--bundle DIR] [-d] [--pid-file FILE] ID", "Create and start a container from an OCI bundle",
 		`run creates container ID from the bundle and starts it. Without -d it waits
 for the process, passes on signals, deletes the container and exits with the
-process's status; with -d it returns at once.`,
+process's status; with -d it returns at once.
+
+`+jobStatus("the process", "its command", "a bad flag, a bundle without a usable config.json or rootfs, an "+
+			"ID that exists already or is not a valid name, user namespaces disabled",
+			status{"0", "with -d: the process was started"}),
+		`  hpcrun run --bundle bundle job1
+  hpcrun run -d --bundle bundle --pid-file job1.pid job1
+  hpcrun --root /tmp/hpcrun-oci-$UID run --keep --bundle bundle job1   # as examples/slurm/oci.conf does`,
 		exactID, func(c *runtime.Containers, args []string) error {
 			id := args[0]
 			// Caught from the start: a signal before the process runs is
@@ -182,7 +225,16 @@ process's status; with -d it returns at once.`,
 		quiet  bool
 		format string
 	}
-	listCmd := verb(so, "list [-q] [--format table|json]", "List your containers on this node", `list shows the containers under --root.`,
+	listCmd := verb(so, "list [-q] [--format table|json]", "List your containers on this node",
+		`list shows the containers under --root: named runs (--name, and every run
+under Slurm or PBS), detached ones and those of the OCI verbs (create, run).
+The state of a container that has stopped is swept by the next hpcrun.
+
+`+exitStatus(statusDone("the list was printed (no containers lists none)"),
+			statusFailed("a bad flag or --format, a state root that cannot be read")),
+		`  hpcrun list
+  hpcrun list -q
+  hpcrun list --format json`,
 		cobra.NoArgs, func(c *runtime.Containers, _ []string) error {
 			all, err := c.List()
 			if err != nil {
@@ -224,7 +276,13 @@ process's status; with -d it returns at once.`,
 	execCmd := verb(so, "exec [-t] [--env K=V]... [--cwd DIR] ID CMD [ARGS...]", "Run a process in a running container",
 		`exec runs CMD inside container ID, in its namespaces, as its process's user,
 with your stdio, and exits with CMD's status. Signals to exec go to CMD.
--t gives CMD a terminal of its own.`,
+-t gives CMD a terminal of its own.
+
+`+jobStatus("CMD", "CMD", "no such container, or one that is not running, a bad flag"),
+		`  hpcrun exec db sh -c 'ps; df -h /tmp'
+  hpcrun exec -t db sh
+  hpcrun exec --env OMP_NUM_THREADS=4 --cwd /data job1 ./post.sh
+  srun --overlap --jobid=1234 hpcrun exec slurm-1234.0.0 nvidia-smi`,
 		cobra.MinimumNArgs(2), func(c *runtime.Containers, args []string) error {
 			code, err := execIn(c, args[0], runtime.Process{Args: args[1:], Env: ex.env, Cwd: ex.cwd, TTY: ex.tty})
 			if err != nil {

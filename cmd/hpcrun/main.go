@@ -23,6 +23,11 @@ var version = "dev"
 // started is when main began; -v times every phase from it.
 var started time.Time
 
+// buildTagCommands make the hidden commands of optional build tags: the
+// man pages and completion scripts of `make docs` (gendocs.go). A release
+// build has none.
+var buildTagCommands []func(root *cobra.Command) *cobra.Command
+
 func main() {
 	started = time.Now()
 	os.Exit(execute(os.Args[1:], os.Stderr, early.Init))
@@ -81,6 +86,11 @@ func isRunForm(args []string) bool {
 // runs a subcommand after global flags; `hpcrun --rootfs r create` runs a
 // command named create.
 func classify(args []string) (runForm, subcommand bool) {
+	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
+		// The shell's completion script asks what may follow the words
+		// after it: the whole tree, subcommands included.
+		return false, true
+	}
 	sub, fs, ok := parseProbe(args)
 	if !ok {
 		return false, false

@@ -32,6 +32,9 @@ func TestIsRunForm(t *testing.T) {
 		{[]string{"--rootfs=r", "-v", "help"}, true},
 		{[]string{"--rootfs", "r", "--bind", "/a:/b", "--", "spec"}, true},
 		{[]string{"--no-such-flag", "x"}, false},
+		{[]string{"__complete", ""}, false},
+		{[]string{"__complete", "--rootfs", "r", "sp"}, false},
+		{[]string{"__completeNoDesc", "images", "--"}, false},
 	}
 	for _, tc := range tests {
 		if got := isRunForm(tc.args); got != tc.want {

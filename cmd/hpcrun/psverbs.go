@@ -22,7 +22,12 @@ func newProcessCommands(so *stateOptions) []*cobra.Command {
 	psCmd := verb(so, "ps [--format table|json] ID", "List a container's processes",
 		`ps lists the processes of container ID: the pid on the host and inside, the
 user, the CPU time and the command. They are found by their pid namespace in
-/proc; no cgroup is needed.`,
+/proc; no cgroup is needed.
+
+`+exitStatus(statusDone("the processes were listed"),
+			statusFailed("no such container, a bad flag or --format")),
+		`  hpcrun ps db
+  hpcrun ps --format json slurm-1234.0`,
 		exactID, func(c *runtime.Containers, args []string) error {
 			ps, err := c.Processes(args[0])
 			if err != nil {
@@ -59,11 +64,21 @@ delegated to you (cgroup v2, owned by you, as systemd's Delegate=yes leaves
 it), it moves them, all but the init, into a child cgroup and freezes that.
 Elsewhere it stops them with SIGSTOP, sweeping /proc until none is left
 running, so that one forked meanwhile is stopped too. Either way the init
-keeps serving, and SIGKILL still ends a paused container.`,
+keeps serving, and SIGKILL still ends a paused container.
+
+`+exitStatus(statusDone("the processes were stopped"),
+			statusFailed("no such container, one that is paused already or not running, a process that could not be stopped")),
+		`  hpcrun pause db
+  hpcrun resume db`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Pause(args[0]) })
 	resumeCmd := verb(so, "resume ID", "Continue the processes of a paused container",
 		`resume thaws the child cgroup of container ID and moves its processes
-back, or sends SIGCONT to every process of it, as pause stopped them.`,
+back, or sends SIGCONT to every process of it, as pause stopped them.
+
+`+exitStatus(statusDone("the processes were continued"),
+			statusFailed("no such container, one that is not paused")),
+		`  hpcrun pause db
+  hpcrun resume db`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Resume(args[0]) })
 
 	var ev struct {
@@ -74,7 +89,13 @@ back, or sends SIGCONT to every process of it, as pause stopped them.`,
 		`events prints a JSON line every interval with the CPU time, memory and number
 of processes of container ID, in the shape of runc's events, read from /proc;
 then, when the container stops, an exit event (an oom event instead when the
-kernel's OOM killer killed its process). --stats prints one line and exits.`,
+kernel's OOM killer killed its process). --stats prints one line and exits.
+
+`+exitStatus(statusDone("the container stopped and its exit (or oom) event was printed; with --stats, "+
+			"the one line was printed"),
+			statusFailed("no such container, a stopped one with --stats, a bad flag or --interval")),
+		`  hpcrun events --stats db
+  hpcrun events --interval 1s db | jq -c .data.memory`,
 		exactID, func(c *runtime.Containers, args []string) error {
 			return events(c, args[0], ev.stats, ev.interval)
 		})

@@ -36,7 +36,8 @@ directory; an interrupted pull resumes where it stopped. Credentials come
 from $REGISTRY_AUTH_FILE, ~/.docker/config.json (or $DOCKER_CONFIG) and
 podman's auth.json; hpcrun login stores them.
 
-` + exitStatusHelp,
+` + exitStatus(statusDone("the image was pulled and unpacked, or written to FILE"),
+			statusFailed("a bad reference, the registry refused or failed (404, a login needed, a digest mismatch), no network, a full disk; run the pull again to resume")),
 		Example: `  hpcrun pull python:3.12
   hpcrun --image docker://python:3.12 python3 -c 'print(1)'
   hpcrun pull -o py312.tar --platform linux/arm64 docker.io/library/python:3.12
@@ -122,7 +123,8 @@ it is set, else in ~/.docker/config.json ($DOCKER_CONFIG/config.json), mode
 what is not given; in a script, pipe the password with --password-stdin.
 Docker Hub is docker.io.
 
-` + exitStatusHelp,
+` + exitStatus(statusDone("the registry took the credentials, and they were stored"),
+			statusFailed("the registry refused them, could not be reached, or no terminal to ask on without --password-stdin")),
 		Example: `  hpcrun login ghcr.io
   echo "$TOKEN" | hpcrun login -u alice --password-stdin registry.example.org:5000`,
 		Args: cobra.ExactArgs(1),

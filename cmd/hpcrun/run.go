@@ -21,12 +21,6 @@ import (
 	"github.com/hpcrun/hpcrun/unpack"
 )
 
-const exitStatusHelp = `Exit status:
-  the job's own  the command ran; 128+N when signal N ended it
-  125            hpcrun itself failed (bad flag, bad or missing image, no user namespaces, ...)
-  126            the command exists but cannot be executed
-  127            the command was not found in the container`
-
 // globalOptions are the flags every command has.
 type globalOptions struct {
 	verbose, quiet bool
@@ -120,11 +114,16 @@ job; if hpcrun is killed, the job dies with it.
 
 ` + jobs.EnvRule + `
 
-` + exitStatusHelp,
+` + jobStatus("CMD", "CMD", "a bad flag, no --image or --rootfs, a missing, broken or "+
+			"hostile image, a full cache, a missing bind source, a bad config file (with its file:line), a bind "+
+			"the site forbids, an unusable scratch dir, --gpu on a node without the driver, user namespaces "+
+			"disabled (the message names the sysctl and the fix)",
+			status{"0", "with --detach: the container was started in the background"}),
 		Example: `  hpcrun --image py3.tar python3 script.py --arg 1
   hpcrun --image /scratch/images/py3.tar --bind /scratch/$USER:/data:ro python3 train.py
   srun hpcrun --image py3.tar --cleanenv python3 -c 'import os; print(os.environ["SLURM_PROCID"])'
   hpcrun --rootfs ./rootfs sh
+  hpcrun --image pg.tar --name db --detach postgres; hpcrun exec db psql -l
   hpcrun spec --image py3.tar -- python3 script.py > bundle/config.json`,
 		Version:       version,
 		Args:          cobra.ArbitraryArgs,
@@ -154,6 +153,10 @@ job; if hpcrun is killed, the job dies with it.
 	cmd.AddCommand(newPullCommand(&g), newLoginCommand())
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)
+	for _, add := range buildTagCommands {
+		cmd.AddCommand(add(cmd))
+	}
+	finishCommandTree(cmd)
 	return cmd
 }
 

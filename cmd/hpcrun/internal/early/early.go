@@ -27,6 +27,9 @@ var notJobs = map[string]bool{
 	"create": true, "start": true, "state": true, "kill": true, "delete": true, "run": true, "list": true,
 	"exec": true, "ps": true, "pause": true, "resume": true, "events": true,
 	"help": true, "completion": true, "-h": true, "--help": true, "--version": true,
+	// cobra's hidden commands that completion scripts run, and the man
+	// pages' of a gendocs build.
+	"__complete": true, "__completeNoDesc": true, "__gendocs": true,
 }
 
 // globalFlags are the flags that may come before a subcommand (runc's
