@@ -344,6 +344,7 @@ type opts struct {
 	dir     string   // cwd; workDir if empty
 	timeout time.Duration
 	asRoot  bool   // run with our own credentials (root) rather than the test user
+	uid     int    // when not 0, run as this uid (and gid) rather than the test user; needs root
 	stdin   string // fed to the command; empty: no stdin (/dev/null)
 	// files sends stdout and stderr to files rather than pipes, for a
 	// command that leaves a process holding them (hpcrun create).
@@ -378,8 +379,12 @@ func command(ctx context.Context, o opts, name string, args ...string) *exec.Cmd
 		cmd.Dir = workDir
 	}
 	if asOther && !o.asRoot {
+		uid, gid := testUID, testGID
+		if o.uid != 0 {
+			uid, gid = o.uid, o.uid
+		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: uint32(testUID), Gid: uint32(testGID), Groups: []uint32{},
+			Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{},
 				NoSetGroups: setgroupsDenied},
 		}
 	}
@@ -413,7 +418,11 @@ func runRaw(o opts, name string, args ...string) result {
 			defer os.Remove(f.Name())
 			defer f.Close()
 			if asOther && !o.asRoot {
-				f.Chown(testUID, testGID)
+				if o.uid != 0 {
+					f.Chown(o.uid, o.uid)
+				} else {
+					f.Chown(testUID, testGID)
+				}
 			}
 			files = append(files, f)
 		}

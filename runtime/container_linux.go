@@ -27,6 +27,7 @@ package runtime
 // deleted.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -144,11 +145,22 @@ func openContainer(stateDir string) (*containerInit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container state: %w", err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: fdPath(dir) + "/" + ctlSocket, Net: "unix"})
+	// The socket file takes its mode from the socket's inode, less the
+	// umask: made 0600 before bind, it is never more open than the other
+	// state files, whatever the user's umask (0777 with umask 0).
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) { err = unix.Fchmod(int(fd), 0o600) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	l, err := lc.Listen(context.Background(), "unix", fdPath(dir)+"/"+ctlSocket)
 	if err != nil {
 		unix.Close(dir)
 		return nil, fmt.Errorf("container control socket: %w", err)
 	}
+	ln := l.(*net.UnixListener)
 	// The socket file stays when the init exits: delete removes the dir.
 	ln.SetUnlinkOnClose(false)
 	return &containerInit{dir: dir, ln: ln}, nil

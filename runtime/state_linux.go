@@ -101,9 +101,13 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 	if err != nil {
 		return nil, err
 	}
+	uid := os.Getuid()
 	if create {
-		if err := os.MkdirAll(abs, 0o700); err != nil {
-			return nil, fmt.Errorf("state root: %w; give another with --root", err)
+		// Nothing is made where someone else could swap it (a
+		// /tmp/hpcrun-UID that they made first, or a symlink of theirs):
+		// a root refused below must leave nothing in their directory.
+		if err := safedir.MkdirAll(abs, uid); err != nil {
+			return nil, rootParentError(abs, err, "; give another with --root")
 		}
 	}
 	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
@@ -113,6 +117,7 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state root: %w", err)
 	}
+	asked := abs
 	abs = filepath.Join(parent, filepath.Base(abs))
 	fi, err := os.Lstat(abs)
 	if errors.Is(err, fs.ErrNotExist) && !create {
@@ -122,18 +127,14 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 		return nil, fmt.Errorf("state root: %w", err)
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
-	if st != nil && os.Getuid() == 0 && st.Uid != 0 {
+	if st != nil && uid == 0 && st.Uid != 0 {
 		if err := becomeOwner(int(st.Uid), int(st.Gid)); err != nil {
 			return nil, fmt.Errorf("state root %s: act as its owner: %w", abs, err)
 		}
+		uid = int(st.Uid)
 	}
-	uid := os.Getuid()
-	var pe *safedir.ParentError
-	switch err := safedir.CheckParents(parent, uid); {
-	case errors.As(err, &pe):
-		return nil, fmt.Errorf("state root parent %v, who could swap the state of your containers; give --root a directory whose parents only root and you can change", err)
-	case err != nil:
-		return nil, fmt.Errorf("state root: %w", err)
+	if err := safedir.CheckParents(parent, uid); err != nil {
+		return nil, rootParentError(asked, err, "")
 	}
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir():
@@ -144,6 +145,18 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 		return nil, fmt.Errorf("state root %s can be written by others (mode %04o); chmod go-w it or give another with --root", abs, fi.Mode().Perm())
 	}
 	return &Containers{Root: abs}, nil
+}
+
+// rootParentError says what to do about state root root that cannot be
+// made or checked: a safedir.ParentError names the directory above it
+// that someone else could change (through a symlink, perhaps); other
+// errors get hint.
+func rootParentError(root string, err error, hint string) error {
+	var pe *safedir.ParentError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("state root %s: its parent %v, who could swap the state of your containers; give --root a directory whose parents only root and you can change", root, err)
+	}
+	return fmt.Errorf("state root: %w%s", err, hint)
 }
 
 // becomeOwner drops root for the owner of a state root, on every thread.

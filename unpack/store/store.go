@@ -109,7 +109,14 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
+	// Nothing is made where someone else could swap it: a cache refused
+	// below must leave nothing behind in their directory.
+	uid := os.Getuid()
+	if err := safedir.MkdirAll(abs, uid); err != nil {
+		var pe *safedir.ParentError
+		if errors.As(err, &pe) {
+			return nil, parentError(pe, uid)
+		}
 		return nil, fmt.Errorf("create cache: %w; give another directory (--cache, %s)", err, Env)
 	}
 	// The parents' symlinks resolved once, here: then every parent can be
@@ -119,10 +126,10 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("cache %s: %w", dir, err)
 	}
 	abs = filepath.Join(parent, filepath.Base(abs))
-	if err := checkParents(parent); err != nil {
+	if err := checkParents(parent, uid); err != nil {
 		return nil, err
 	}
-	if err := checkOwnDir(abs); err != nil {
+	if err := checkOwnDir(abs, uid); err != nil {
 		return nil, err
 	}
 	// What lies inside a 0700 directory of ours only we can change: the
@@ -132,10 +139,10 @@ func Open(dir string) (*Store, error) {
 	}
 	for _, sub := range subdirs {
 		p := filepath.Join(abs, sub)
-		err := checkOwnDir(p)
+		err := checkOwnDir(p, uid)
 		if errors.Is(err, fs.ErrNotExist) { // the first use
 			if err = os.Mkdir(p, 0o700); err == nil || errors.Is(err, fs.ErrExist) {
-				err = checkOwnDir(p)
+				err = checkOwnDir(p, uid)
 			} else {
 				err = fmt.Errorf("create cache: %w; give another directory (--cache, %s)", err, Env)
 			}
@@ -149,37 +156,41 @@ func Open(dir string) (*Store, error) {
 
 // checkParents refuses a cache whose parent directories someone else could
 // rename or replace it in, and so plant images that we would run.
-func checkParents(dir string) error {
-	uid := os.Getuid()
+func checkParents(dir string, uid int) error {
 	var pe *safedir.ParentError
 	err := safedir.CheckParents(dir, uid)
 	switch {
 	case errors.As(err, &pe):
-		return fmt.Errorf("cache parent %v, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", err, uid)
+		return parentError(pe, uid)
 	case err != nil:
 		return fmt.Errorf("cache: %w", err)
 	}
 	return nil
 }
 
+// parentError says what to do about a parent someone else could change.
+func parentError(pe *safedir.ParentError, uid int) error {
+	return fmt.Errorf("cache parent %v, who could swap the cache; give a directory whose parents only root and you can change, such as /var/tmp/hpcrun-%d", pe, uid)
+}
+
 // checkOwnDir refuses anything at p but a real directory of ours that
 // nobody else can write to.
-func checkOwnDir(p string) error {
+func checkOwnDir(p string, uid int) error {
 	fi, err := os.Lstat(p)
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("cache %s is a symlink; give the directory it points to", p)
+		return fmt.Errorf("cache %s is a symlink; give the directory it points to, if it is yours (--cache, %s)", p, Env)
 	case !fi.IsDir():
-		return fmt.Errorf("cache %s is not a directory", p)
+		return fmt.Errorf("cache %s is not a directory; give another directory (--cache, %s)", p, Env)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("cache %s is owned by uid %d, not by you (uid %d); give your own directory", p, st.Uid, os.Getuid())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid {
+		return fmt.Errorf("cache %s is owned by uid %d, not by you (uid %d); give your own directory (--cache, %s)", p, st.Uid, uid, Env)
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("cache %s can be written by others (mode %04o); chmod go-w it or give another directory", p, fi.Mode().Perm())
+		return fmt.Errorf("cache %s can be written by others (mode %04o); chmod go-w it or give another directory (--cache, %s)", p, fi.Mode().Perm(), Env)
 	}
 	return nil
 }
