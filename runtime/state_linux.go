@@ -343,12 +343,12 @@ func status(dir string, s *State) (string, int) {
 	return StatusCreated, code
 }
 
-// alive reports whether the init still runs: its pid exists and names the
-// same process as at create.
-func (s *State) alive() bool {
-	st, err := procs.StartTime(s.Pid)
-	return err == nil && st == s.Start
-}
+// alive reports whether the init still runs: its pid names the same
+// process as at create, and that has not exited. An init killed outright
+// (SIGKILL, the OOM killer) writes no exit file, and as a detached one it
+// is no child of ours: it may stay a zombie for as long as nothing reaps
+// it, and is stopped all the same.
+func (s *State) alive() bool { return procs.Alive(s.Pid, s.Start) }
 
 // Register makes the state of a named run, whose init (pid) the caller
 // is about to hand a config with StateDir set to the returned directory;
