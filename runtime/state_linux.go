@@ -299,7 +299,7 @@ func (c *Containers) Load(id string) (*State, error) {
 		// A create killed before it wrote anything: creating for a
 		// moment, then stopped, so that delete can clear it.
 		s := &State{ID: id, Status: StatusStopped, ExitCode: -1}
-		if time.Since(fi.ModTime()) < 10*time.Second {
+		if time.Since(fi.ModTime()) < createGrace {
 			s.Status = StatusCreating
 		}
 		return s, nil
@@ -316,6 +316,11 @@ func (c *Containers) Load(id string) (*State, error) {
 	return &s, nil
 }
 
+// createGrace is how long a create may take to record its init: a
+// create's first steps take milliseconds, so state that has said nothing
+// more for this long was left by a create that was killed.
+const createGrace = 10 * time.Second
+
 // status reads a container's status from its files and its init.
 func status(dir string, s *State) (string, int) {
 	code := -1
@@ -326,7 +331,13 @@ func status(dir string, s *State) (string, int) {
 		return StatusStopped, code
 	}
 	if s.Pid == 0 {
-		return StatusCreating, code
+		// No init recorded: a create that is starting it, or one killed
+		// before it could record it, whose init (waiting for its config)
+		// ended with it.
+		if time.Since(s.Created) < createGrace {
+			return StatusCreating, code
+		}
+		return StatusStopped, code
 	}
 	if !s.alive() {
 		return StatusStopped, code
