@@ -124,7 +124,7 @@ func newPruneCommand() *cobra.Command {
 		Use:   "prune [--cache DIR] [--older-than AGE]",
 		Short: "Remove cached images not used for a while",
 		Long: `prune removes the cached images whose last use is older than AGE (default: all),
-except those that jobs are using.
+except those that jobs are using, and what killed unpacks left behind.
 
 ` + exitStatusHelp,
 		Example: "  hpcrun prune --older-than 168h",
