@@ -47,10 +47,14 @@ build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hpcrun
 
 # The whole suite: vet, formatting, unit tests and the end-to-end tests,
-# which run the built binary as an unprivileged user.
+# which run the built binary as an unprivileged user. HPCRUN_TEST_LONG=1
+# adds the long fault tests, which take the e2e package past go test's
+# default limit of 10 minutes.
+TESTTIMEOUT ?= 60m
+
 test: vet
 	scripts/test-deps.sh
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout $(TESTTIMEOUT) ./...
 	$(MAKE) fuzz
 
 # Each fuzz target for FUZZTIME (20s in make test; FUZZTIME=10m for a
@@ -70,7 +74,7 @@ unit:
 
 e2e:
 	scripts/test-deps.sh
-	$(GO) test -count=1 -v ./e2e/
+	$(GO) test -count=1 -timeout $(TESTTIMEOUT) -v ./e2e/
 
 vet:
 	$(GO) vet ./...

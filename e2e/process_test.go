@@ -223,33 +223,54 @@ func alive(pid int, args []string) bool {
 }
 
 // TestSIGKILLKillsJob: SIGKILL of the outer hpcrun must take the container
-// (init and job) with it.
+// with it: the init, the job, and what the job left running in the
+// background, in its own session, or deaf to TERM and HUP. Nothing of the
+// container's pid namespace is left.
 func TestSIGKILLKillsJob(t *testing.T) {
 	t.Parallel()
 	needUserns(t)
-	if old := findProcs("sleep", "1234"); len(old) > 0 {
-		t.Fatalf("a 'sleep 1234' already runs on the host (pids %v); cannot tell ours apart", old)
-	}
-	proc, _, wait := startJob(t, "--rootfs", rootfsDir, "sh", "-c", `echo ready; exec sleep 1234`)
-	var job []int
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if job = findProcs("sleep", "1234"); len(job) > 0 {
-			break
+	// Sleeps of lengths no other test (or other run of this one) uses.
+	n := 100000 + os.Getpid()%100000*10
+	sleeps := make([][]string, 5)
+	for i := range sleeps {
+		sleeps[i] = []string{"sleep", strconv.Itoa(n + i)}
+		if old := findProcs(sleeps[i]...); len(old) > 0 {
+			t.Fatalf("a %q already runs on the host (pids %v); cannot tell ours apart", sleeps[i], old)
 		}
 	}
-	if len(job) != 1 {
-		t.Fatalf("want exactly one 'sleep 1234' on the host while the job runs, found %v", job)
+	script := fmt.Sprintf(`sleep %d & (sleep %d &); setsid sleep %d & (trap "" TERM HUP; exec sleep %d) & echo ready; exec sleep %d`,
+		n+1, n+2, n+3, n+4, n)
+	proc, _, wait := startJob(t, "--rootfs", rootfsDir, "sh", "-c", script)
+	type proc1 struct {
+		pid  int
+		args []string
 	}
-	jobArgs := procArgs(job[0])
-	init := parentPID(job[0])
-	initArgs := procArgs(init)
-	t.Logf("job host pid %d, its parent (container init) %d %q, hpcrun %d", job[0], init, initArgs, proc.Pid)
+	var all []proc1
+	for _, s := range sleeps {
+		var pids []int
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if pids = findProcs(s...); len(pids) > 0 {
+				break
+			}
+		}
+		if len(pids) != 1 {
+			t.Fatalf("want exactly one %q on the host while the job runs, found %v", s, pids)
+		}
+		all = append(all, proc1{pids[0], procArgs(pids[0])})
+	}
+	job := all[0].pid
+	init := parentPID(job)
+	all = append(all, proc1{init, procArgs(init)})
+	pidNS, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", job))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("job host pid %d, its parent (container init) %d %q, hpcrun %d, pid namespace %s", job, init, all[len(all)-1].args, proc.Pid, pidNS)
 	t.Cleanup(func() { // only what is still ours: a pid may have been reused
-		if alive(job[0], jobArgs) {
-			syscall.Kill(job[0], syscall.SIGKILL)
-		}
-		if init > 1 && alive(init, initArgs) {
-			syscall.Kill(init, syscall.SIGKILL)
+		for _, p := range all {
+			if p.pid > 1 && p.pid != proc.Pid && alive(p.pid, p.args) {
+				syscall.Kill(p.pid, syscall.SIGKILL)
+			}
 		}
 	})
 
@@ -260,17 +281,36 @@ func TestSIGKILLKillsJob(t *testing.T) {
 	var left []string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		left = nil
-		if alive(job[0], jobArgs) {
-			left = append(left, "job "+strconv.Itoa(job[0]))
+		for _, p := range all {
+			if p.pid > 1 && p.pid != proc.Pid && alive(p.pid, p.args) {
+				left = append(left, fmt.Sprintf("%d %q", p.pid, p.args))
+			}
 		}
-		if init > 1 && init != proc.Pid && alive(init, initArgs) {
-			left = append(left, "init "+strconv.Itoa(init))
-		}
+		left = append(left, inPidNS(pidNS)...)
 		if len(left) == 0 {
 			return
 		}
 	}
 	t.Errorf("5s after SIGKILL of hpcrun (pid %d), still running on the host: %v", proc.Pid, left)
+}
+
+// inPidNS lists the live processes in the pid namespace ns (a
+// /proc/PID/ns/pid link).
+func inPidNS(ns string) []string {
+	var in []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, _ := os.Readlink(filepath.Join("/proc", e.Name(), "ns/pid")); l == ns {
+			if st, _, ok := procStat(pid); ok && st != "Z" {
+				in = append(in, fmt.Sprintf("%d %q in %s", pid, procArgs(pid), ns))
+			}
+		}
+	}
+	return in
 }
 
 // TestOrphanReaped: a grandchild orphaned by the job is re-parented to the

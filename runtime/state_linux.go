@@ -312,7 +312,7 @@ func (c *Containers) Load(id string) (*State, error) {
 		// A create killed before it wrote anything: creating for a
 		// moment, then stopped, so that delete can clear it.
 		s := &State{ID: id, Status: StatusStopped, ExitCode: -1}
-		if time.Since(fi.ModTime()) < 10*time.Second {
+		if time.Since(fi.ModTime()) < createGrace {
 			s.Status = StatusCreating
 		}
 		return s, nil
@@ -329,6 +329,11 @@ func (c *Containers) Load(id string) (*State, error) {
 	return &s, nil
 }
 
+// createGrace is how long a create may take to record its init: a
+// create's first steps take milliseconds, so state that has said nothing
+// more for this long was left by a create that was killed.
+const createGrace = 10 * time.Second
+
 // status reads a container's status from its files and its init.
 func status(dir string, s *State) (string, int) {
 	code := -1
@@ -339,7 +344,13 @@ func status(dir string, s *State) (string, int) {
 		return StatusStopped, code
 	}
 	if s.Pid == 0 {
-		return StatusCreating, code
+		// No init recorded: a create that is starting it, or one killed
+		// before it could record it, whose init (waiting for its config)
+		// ended with it.
+		if time.Since(s.Created) < createGrace {
+			return StatusCreating, code
+		}
+		return StatusStopped, code
 	}
 	if !s.alive() {
 		return StatusStopped, code
@@ -356,12 +367,12 @@ func status(dir string, s *State) (string, int) {
 	return StatusCreated, code
 }
 
-// alive reports whether the init still runs: its pid exists and names the
-// same process as at create.
-func (s *State) alive() bool {
-	st, err := procs.StartTime(s.Pid)
-	return err == nil && st == s.Start
-}
+// alive reports whether the init still runs: its pid names the same
+// process as at create, and that has not exited. An init killed outright
+// (SIGKILL, the OOM killer) writes no exit file, and as a detached one it
+// is no child of ours: it may stay a zombie for as long as nothing reaps
+// it, and is stopped all the same.
+func (s *State) alive() bool { return procs.Alive(s.Pid, s.Start) }
 
 // Register makes the state of a named run, whose init (pid) the caller
 // is about to hand a config with StateDir set to the returned directory;

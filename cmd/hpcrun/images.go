@@ -128,8 +128,9 @@ func newPruneCommand() *cobra.Command {
 		Use:   "prune [--cache DIR] [--older-than AGE]",
 		Short: "Remove cached images not used for a while",
 		Long: `prune removes the cached images whose last use is older than AGE (default: all),
-except those that jobs are using, which are skipped. Each removed image's digest is
-printed.
+except those that jobs are using, which are skipped; the blobs of pulled images
+not used for AGE; and what killed unpacks left behind. Each removed image's
+digest is printed.
 
 ` + exitStatus(statusDone("the images were removed, or there were none to remove"),
 			statusFailed("a bad flag, a cache that cannot be opened, an image that could not be removed")),

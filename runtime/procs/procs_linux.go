@@ -93,6 +93,20 @@ func StartTime(pid int) (uint64, error) {
 	return st.start, err
 }
 
+// Alive reports whether the process that had host pid and start time
+// start still runs. One that has exited but that nobody has reaped yet, a
+// zombie, does not: it runs nothing and holds nothing, and may stay a
+// zombie for good where the process that inherits orphans (the node's
+// init, or a subreaper) does not reap them.
+func Alive(pid int, start uint64) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	st, err := parseStat(string(b))
+	return err == nil && st.start == start && st.state != 'Z' && st.state != 'X'
+}
+
 // scan calls fn for each process of the container of init, init first, with
 // the process's /proc directory open as dir. Everything about a process is
 // read through that directory, and a signal sent through it (see signal)

@@ -168,6 +168,44 @@ func TestList(t *testing.T) {
 	}
 }
 
+// TestAlive: a process is alive while it runs, not once it has exited,
+// even unreaped, and never under a start time not its own.
+func TestAlive(t *testing.T) {
+	cmd := exec.Command("sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	start, err := StartTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Alive(pid, start) || Alive(pid, start+1) {
+		t.Errorf("a running sleep: Alive = %v, and under another start time %v", Alive(pid, start), Alive(pid, start+1))
+	}
+	// Killed and not reaped: a zombie, whose start time is still there.
+	cmd.Process.Signal(syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if st, err := parseStat(string(b)); err == nil && st.state == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed sleep never became a zombie")
+		}
+	}
+	if s, err := StartTime(pid); err != nil || s != start {
+		t.Fatalf("the zombie's start time: %d, %v", s, err)
+	}
+	if Alive(pid, start) {
+		t.Error("a zombie is alive")
+	}
+	cmd.Wait()
+	if Alive(pid, start) {
+		t.Error("a reaped process is alive")
+	}
+}
+
 // TestNotInit refuses pids that are not the init of a pid namespace: else a
 // stale pid reused by the caller's shell would list the whole host.
 func TestNotInit(t *testing.T) {

@@ -228,41 +228,11 @@ func lockHolder(f *os.File) int {
 }
 
 // removeStale deletes what killed unpacks and removals left in tmp/: the
-// entries of d (whose lock the caller holds) and those of any other digest
-// whose lock is free and which is not published. Nothing in tmp/ is ever
-// read, so a stale entry is never trusted, only deleted.
+// entries of d, whose lock the caller holds, and those of other digests
+// that nobody works on (see store.SweepTmp).
 func (c *Cache) removeStale(d store.Digest) {
 	c.SweepCopies()
-	tmp := c.TmpDir()
-	ents, err := os.ReadDir(tmp)
-	if err != nil {
-		return
-	}
-	mine, _, _ := strings.Cut(store.TmpPrefix(d), ".")
-	mine += "."
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, mine) {
-			store.RemoveTree(filepath.Join(tmp, name))
-			continue
-		}
-		dn, _, ok := strings.Cut(name, ".")
-		other, valid := store.ParseName(dn)
-		if !ok || !valid {
-			continue
-		}
-		if _, err := os.Lstat(c.ImageDir(other)); err == nil {
-			continue // rare; jobs may hold its lock, so leave it to Remove/Prune
-		}
-		f, err := os.OpenFile(c.LockPath(other), os.O_RDONLY|os.O_CREATE, 0o600)
-		if err != nil {
-			continue
-		}
-		if store.Flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil {
-			store.RemoveTree(filepath.Join(tmp, name))
-		}
-		f.Close()
-	}
+	c.SweepTmp(d)
 }
 
 // unpack applies res's layers into a fresh tmp dir, writes image.meta and

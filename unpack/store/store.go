@@ -246,6 +246,46 @@ func (s *Store) SweepCopies() {
 	}
 }
 
+// SweepTmp removes what killed unpacks and removals left in TmpDir: every
+// entry of held, a digest whose lock the caller holds exclusively ("" for
+// none), and the entries of any other digest whose lock is free and which
+// is not published. Nothing in TmpDir is ever read, so a stale entry is
+// never trusted, only deleted.
+func (s *Store) SweepTmp(held Digest) {
+	tmp := s.TmpDir()
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		dn, _, ok := strings.Cut(name, ".")
+		d, valid := ParseName(dn)
+		switch {
+		case !ok || !valid:
+			continue
+		case d == held:
+			RemoveTree(filepath.Join(tmp, name))
+			continue
+		}
+		// Rare: the jobs that use a published image hold its lock shared,
+		// often for days; the next unpack of it removes these.
+		if _, err := os.Lstat(s.ImageDir(d)); err == nil {
+			continue
+		}
+		// Whoever made the entry held the lock while it worked: free, it
+		// is dead or done. A new unpack waits for us.
+		f, err := os.OpenFile(s.LockPath(d), os.O_RDONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			continue
+		}
+		if Flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			RemoveTree(filepath.Join(tmp, name))
+		}
+		f.Close()
+	}
+}
+
 // keyPath is the file that remembers which manifest a source (by its
 // unpack.Location key) resolved to for a platform.
 func (s *Store) keyPath(key, platform string) string {
@@ -546,7 +586,8 @@ func (s *Store) List() ([]Entry, error) {
 }
 
 // Prune removes the images not used for olderThan, except those in use,
-// and the key files that lead nowhere. It returns what it removed.
+// the key files that lead nowhere, and what killed unpacks left in TmpDir.
+// It returns the images it removed.
 func (s *Store) Prune(olderThan time.Duration) ([]Digest, error) {
 	ents, err := s.List()
 	if err != nil {
@@ -568,6 +609,7 @@ func (s *Store) Prune(olderThan time.Duration) ([]Digest, error) {
 		}
 	}
 	s.SweepCopies()
+	s.SweepTmp("")
 	s.pruneBlobs(cutoff)
 	s.removeKeys(func(d Digest) bool {
 		if d.Validate() != nil {

@@ -202,3 +202,52 @@ func TestSweepCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepTmp: Prune removes what a killed unpack or removal left in tmp/,
+// but never an entry that an unpack or removal is working on (its digest's
+// lock is held), nor one of a published image.
+func TestSweepTmp(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := func(c string) Digest { return Digest("sha256:" + strings.Repeat(c, 64)) }
+	publish(t, s, Meta{Digest: d("c"), Boot: BootID(), Unpacked: time.Now()})
+	s.Touch(d("c")) // used just now: Prune keeps it
+	entry := func(dg Digest, rest string) string {
+		p := filepath.Join(s.TmpDir(), dg.name()+"."+rest)
+		if err := os.MkdirAll(filepath.Join(p, "rootfs", "ro"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(p, "rootfs", "ro"), 0o500) // RemoveTree copes
+		return p
+	}
+	stale := entry(d("a"), "1.x")
+	staleToo := entry(d("a"), "2.y")
+	working := entry(d("b"), "3.z")
+	published := entry(d("c"), "4.w")
+	other := filepath.Join(s.TmpDir(), "not-a-digest.5")
+	os.Mkdir(other, 0o700)
+	// An unpack of b is under way: it holds b's lock.
+	lock, err := os.OpenFile(s.LockPath(d("b")), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := Flock(lock, unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prune(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for p, kept := range map[string]bool{stale: false, staleToo: false, working: true, published: true, other: true} {
+		if _, err := os.Stat(p); (err == nil) != kept {
+			t.Errorf("%s: there %v, want %v", filepath.Base(p), err == nil, kept)
+		}
+	}
+	// The unpacker of b holds its lock: it clears its own entries.
+	s.SweepTmp(d("b"))
+	if _, err := os.Stat(working); err == nil {
+		t.Errorf("SweepTmp of the held digest left %s", filepath.Base(working))
+	}
+}
