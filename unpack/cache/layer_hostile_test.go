@@ -169,6 +169,12 @@ func TestApplyLayerHostile(t *testing.T) {
 				layerEntry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "mem", Mode: 0o666, Devmajor: 1, Devminor: 1}},
 			)}
 		}, ""},
+		{"a setuid-root binary and a setgid one", func(c string) []layerBlobData {
+			return []layerBlobData{layerPlain(t,
+				lDir("bin", 0o755), lFile("bin/su", 0o4755, "#!/bin/sh\n"), lFile("bin/wall", 0o2755, "x"),
+				lSymlink("bin/up", "../../canary"), lFile("bin/up/su", 0o4755, "through a link"),
+			)}
+		}, ""},
 		{"names with newlines", func(c string) []layerBlobData {
 			return []layerBlobData{layerPlain(t,
 				lFile("a\n../../canary/pwn", 0o644, "x"),
