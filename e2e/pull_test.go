@@ -4,55 +4,34 @@ import (
 	"archive/tar"
 	"context"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/hpcrun/hpcrun/internal/testregistry"
 )
 
-// localRegistry is an OCI registry the test process serves on 127.0.0.1
-// (go-containerregistry's pkg/registry), with a hook in front of it.
+// localRegistry is an OCI registry the test process serves on 127.0.0.1.
 type localRegistry struct {
+	*testregistry.Registry
 	host string
-	mu   sync.Mutex
-	hook func(w http.ResponseWriter, r *http.Request, next http.Handler)
 }
 
 func startRegistry(t *testing.T) *localRegistry {
 	t.Helper()
-	lr := &localRegistry{}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		lr.mu.Lock()
-		hook := lr.hook
-		lr.mu.Unlock()
-		if hook != nil {
-			hook(w, r, reg)
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	lr.host = strings.TrimPrefix(srv.URL, "http://")
-	return lr
+	r := testregistry.Start(t)
+	return &localRegistry{Registry: r, host: r.Host}
 }
 
-func (lr *localRegistry) setHook(h func(w http.ResponseWriter, r *http.Request, next http.Handler)) {
-	lr.mu.Lock()
-	lr.hook = h
-	lr.mu.Unlock()
-}
+func (lr *localRegistry) setHook(h testregistry.Hook) { lr.SetHook(h) }
 
 // pushArchive pushes the one image of an OCI archive to repoTag.
 func (lr *localRegistry) pushArchive(t *testing.T, archive, repoTag string) {
@@ -169,14 +148,7 @@ func TestPullLogin(t *testing.T) {
 	needUserns(t)
 	lr := startRegistry(t)
 	lr.pushArchive(t, busyboxImage(t), "private/bb:v1")
-	lr.setHook(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "s3cret" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	lr.setHook(testregistry.BasicAuth("alice", "s3cret"))
 	ref := lr.host + "/private/bb:v1"
 	conf := tempDirOwned(t)
 	env := []string{"DOCKER_CONFIG=" + conf}

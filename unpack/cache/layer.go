@@ -16,6 +16,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/umoci/oci/layer"
+
+	"github.com/hpcrun/hpcrun/unpack/store"
 )
 
 var quietUmoci sync.Once
@@ -212,19 +214,6 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 
 var errAborted = errors.New("layer extraction stopped")
 
-// bytesIEC writes a byte count for a message.
-func bytesIEC(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
 // decompress copies blob, decompressed, to w.
 func decompress(w io.ReaderFrom, blob io.Reader, comp compression) error {
 	var r io.Reader
@@ -314,7 +303,7 @@ func extract(root string, r io.Reader, fast bool, st *layerStats) error {
 			st.size += hdr.Size
 			if st.limit > 0 && st.size > st.limit {
 				return fmt.Errorf("%w: entry %q takes it past the limit of %s; if the image is genuine, raise max_image_size in the config (or HPCRUN_MAX_IMAGE_SIZE)",
-					ErrTooBig, name, bytesIEC(st.limit))
+					ErrTooBig, name, store.Bytes(st.limit))
 			}
 		}
 		if fp != nil {

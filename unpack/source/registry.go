@@ -35,6 +35,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/unpack"
+	unpackstore "github.com/hpcrun/hpcrun/unpack/store"
 )
 
 // Errors of registry sources, for errors.Is.
@@ -328,9 +329,9 @@ func (f *registryFiles) fetchBlob(p string, d digest.Digest) error {
 			return err
 		}
 		if have > 0 {
-			f.log(fmt.Sprintf("resuming blob %s at %s of %s", shortDigest(d), byteSize(have), byteSize(size)))
+			f.log(fmt.Sprintf("resuming blob %s at %s of %s", shortDigest(d), unpackstore.Bytes(have), unpackstore.Bytes(size)))
 		} else if resp.ContentLength > 0 {
-			f.log(fmt.Sprintf("pulling blob %s (%s)", shortDigest(d), byteSize(resp.ContentLength)))
+			f.log(fmt.Sprintf("pulling blob %s (%s)", shortDigest(d), unpackstore.Bytes(resp.ContentLength)))
 		}
 		if _, err := io.Copy(io.MultiWriter(pf, h), resp.Body); err != nil {
 			if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
@@ -415,18 +416,6 @@ func writeFileAtomic(p string, data []byte) error {
 		os.Remove(tmp.Name())
 	}
 	return err
-}
-
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // authFileKeychain reads credentials from a containers-auth.json or

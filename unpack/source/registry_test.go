@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,48 +17,30 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/hpcrun/hpcrun/internal/testregistry"
 	"github.com/hpcrun/hpcrun/unpack"
 )
 
-// testRegistry is a registry served on 127.0.0.1 by the test process,
-// with a hook in front of it that tests use to fail requests.
+// testRegistry is a registry served on 127.0.0.1 by the test process.
 type testRegistry struct {
+	*testregistry.Registry
 	host string
-	mu   sync.Mutex
-	hook func(w http.ResponseWriter, r *http.Request, next http.Handler) // nil: pass through
+	mu   sync.Mutex // guards what hooks record
 }
 
 func newTestRegistry(t *testing.T) *testRegistry {
 	t.Helper()
-	tr := &testRegistry{}
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tr.mu.Lock()
-		hook := tr.hook
-		tr.mu.Unlock()
-		if hook != nil {
-			hook(w, r, reg)
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	tr.host = strings.TrimPrefix(srv.URL, "http://")
-	return tr
+	r := testregistry.Start(t)
+	return &testRegistry{Registry: r, host: r.Host}
 }
 
-func (tr *testRegistry) setHook(h func(w http.ResponseWriter, r *http.Request, next http.Handler)) {
-	tr.mu.Lock()
-	tr.hook = h
-	tr.mu.Unlock()
-}
+func (tr *testRegistry) setHook(h testregistry.Hook) { tr.SetHook(h) }
 
 // push writes a random image of layers layers to repo:tag and returns it.
 func (tr *testRegistry) push(t *testing.T, repoTag string, layers int64) v1.Image {
@@ -343,14 +324,7 @@ func atoi(s string) int {
 func TestRegistryAuth(t *testing.T) {
 	tr := newTestRegistry(t)
 	tr.push(t, "test/img:v1", 1)
-	tr.setHook(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "s3cret" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	tr.setHook(testregistry.BasicAuth("alice", "s3cret"))
 	ctx := context.Background()
 	_, err := OpenRegistry(ctx, tr.host+"/test/img:v1", t.TempDir(), RegistryOptions{Keychain: anonymous})
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "hpcrun login") {
