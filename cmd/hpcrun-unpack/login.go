@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/internal/atomicfile"
 )
 
 // runLogin checks a user name and password (or token) against a registry
@@ -171,19 +173,7 @@ func storeLogin(registry, user, password string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return "", err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".config.json.tmp-*") // 0600
-	if err != nil {
-		return "", err
-	}
-	_, err = tmp.Write(append(out, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), file)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Write(file, append(out, '\n'), 0o600); err != nil {
 		return "", err
 	}
 	return file, nil

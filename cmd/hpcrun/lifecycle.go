@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcrun/hpcrun/internal/atomicfile"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -362,24 +363,7 @@ func createContainer(c *runtime.Containers, id, bundle, pidFile, consoleSocket s
 // writePidFile writes the bare pid, no newline, as runc does: into a new
 // file of its own (never through a planted link), renamed into place.
 func writePidFile(path string, pid int) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(strconv.Itoa(pid))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.Write(path, []byte(strconv.Itoa(pid)), 0o644)
 }
 
 // waitContainer waits for a started container, passing on the signals

@@ -34,6 +34,7 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcrun/hpcrun/internal/atomicfile"
 	"github.com/hpcrun/hpcrun/unpack"
 	unpackstore "github.com/hpcrun/hpcrun/unpack/store"
 )
@@ -251,7 +252,7 @@ func (f *registryFiles) fetchManifest(ref, what string) (ispec.Descriptor, error
 	}
 	f.mu.Unlock()
 	p := filepath.Join(f.dir, d.Algorithm().String(), d.Encoded())
-	if err := writeFileAtomic(p, data); err != nil {
+	if err := atomicfile.Write(p, data, 0o600); err != nil {
 		return ispec.Descriptor{}, err
 	}
 	return ispec.Descriptor{MediaType: mt, Digest: d, Size: int64(len(data))}, nil
@@ -397,25 +398,6 @@ func registryError(reg string, err error) error {
 		return newError(ErrAuth, "%s refused access (HTTP %d); log in with `hpcrun login %s`", reg, te.StatusCode, reg)
 	}
 	return newError(ErrRegistry, "registry %s: %w", reg, err)
-}
-
-// writeFileAtomic writes a small file by rename.
-func writeFileAtomic(p string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), p)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
 }
 
 // authFileKeychain reads credentials from a containers-auth.json or

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcrun/hpcrun/internal/atomicfile"
 	"github.com/hpcrun/hpcrun/internal/safedir"
 	"github.com/hpcrun/hpcrun/unpack"
 )
@@ -405,21 +406,7 @@ func (s *Store) Touch(d Digest) {
 // so that the next Lookup finds it. Best effort: a missing key only costs
 // the next start a resolve.
 func (s *Store) Remember(key, platform string, d Digest) {
-	p := s.keyPath(key, platform)
-	f, err := os.CreateTemp(filepath.Dir(p), ".new-*")
-	if err != nil {
-		return
-	}
-	_, err = f.WriteString(d.String() + "\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
+	atomicfile.Write(s.keyPath(key, platform), []byte(d.String()+"\n"), 0o600)
 }
 
 // Publish moves a finished unpack in tmp (with rootfs/ inside) into
