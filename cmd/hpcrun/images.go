@@ -30,14 +30,21 @@ func (o *cacheOptions) open() (*store.Store, error) {
 
 // openStore opens --cache, else the cache the config and the node give.
 func openStore(dir string, h host) (*store.Store, error) {
+	s, _, err := openStoreSettings(dir, h)
+	return s, err
+}
+
+// openStoreSettings is openStore that also returns the settings it read.
+func openStoreSettings(dir string, h host) (*store.Store, *settings, error) {
 	st, err := loadSettings(h, dir, "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if dir, err = st.cache(h); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return store.Open(dir)
+	s, err := store.Open(dir)
+	return s, st, err
 }
 
 func newImagesCommand() *cobra.Command {

@@ -67,15 +67,7 @@ podman's auth.json; hpcrun login stores them.
 					return usageError{fmt.Errorf("-o %s: its directory does not exist", output)}
 				}
 			}
-			st, err := loadSettings(h, o.dir, "")
-			if err != nil {
-				return err
-			}
-			dir, err := st.cache(h)
-			if err != nil {
-				return err
-			}
-			s, err := store.Open(dir)
+			s, st, err := openStoreSettings(o.dir, h)
 			if err != nil {
 				return err
 			}

@@ -67,19 +67,11 @@ func OpenCache(dir string) (*Cache, error) {
 // per-digest flock, so that concurrent jobs on the node unpack once; the
 // others wait and then use the result.
 func (c *Cache) Ensure(ctx context.Context, src source.Source, p source.Platform, log func(string)) (*CachedImage, error) {
-	if log == nil {
-		log = func(string) {}
-	}
 	if im, err := c.Lookup(src.Key(), p.String()); err == nil {
 		im.Ref = src.Ref()
 		return im, nil
 	}
-	im, err := c.cold(ctx, src, p, log)
-	if err != nil {
-		return nil, err
-	}
-	im.Ref = src.Ref()
-	return im, nil
+	return c.Refresh(ctx, src, p, log)
 }
 
 // Refresh is Ensure without the warm lookup: it resolves src again, so a
