@@ -14,12 +14,13 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hpcrun/hpcrun/internal/treesnap"
 )
 
 // standardPath is the PATH a --rootfs container gets, whatever the host has.
@@ -513,30 +514,9 @@ func fingerprint(t *testing.T, root string) map[string]string {
 	return m
 }
 
-// fingerprintDiff lists how after differs from before; empty if equal.
-func fingerprintDiff(before, after map[string]string) []string {
-	var diffs []string
-	for p, b := range before {
-		a, ok := after[p]
-		switch {
-		case !ok:
-			diffs = append(diffs, "removed "+p)
-		case a != b:
-			diffs = append(diffs, fmt.Sprintf("changed %s: %s => %s", p, b, a))
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			diffs = append(diffs, "added "+p)
-		}
-	}
-	sort.Strings(diffs)
-	return diffs
-}
-
 func assertUnchanged(t *testing.T, root string, before map[string]string) {
 	t.Helper()
-	if diffs := fingerprintDiff(before, fingerprint(t, root)); len(diffs) > 0 {
+	if diffs := treesnap.Diff(before, fingerprint(t, root)); len(diffs) > 0 {
 		t.Errorf("rootfs %s changed:\n%s", root, strings.Join(diffs, "\n"))
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/hpcrun/hpcrun/internal/treesnap"
 )
 
 // The image cache and the container state are private to their user:
@@ -258,7 +260,7 @@ func TestDefaultDirsRefuseOthers(t *testing.T) {
 			if !strings.Contains(r.stderr, tc.at) || !strings.Contains(r.stderr, tc.advice) {
 				t.Errorf("want the message to name %s and say %s: %q", tc.at, tc.advice, r.stderr)
 			}
-			if diffs := fingerprintDiff(before, fingerprint(t, theirs)); len(diffs) > 0 {
+			if diffs := treesnap.Diff(before, fingerprint(t, theirs)); len(diffs) > 0 {
 				t.Errorf("hpcrun wrote into %s, which uid %d owns:\n%s", theirs, tc.owner, strings.Join(diffs, "\n"))
 			}
 		})
