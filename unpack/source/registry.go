@@ -126,12 +126,6 @@ type registrySource struct {
 	name string // the full reference
 }
 
-// FullName is the reference spelled in full (registry/repo:tag).
-func (s *registrySource) FullName() string { return s.name }
-
-// Top is the descriptor the reference names: a manifest or an index.
-func (s *registrySource) Top() ispec.Descriptor { return s.top[0] }
-
 // registryFiles serves blobs/ALG/HEX names from a directory, fetching from
 // the registry what is not there.
 type registryFiles struct {
