@@ -68,7 +68,7 @@ func TestCacheNoexecCandidate(t *testing.T) {
 		os.RemoveAll("/tmp/hpcrun-" + strconv.Itoa(uid))
 		os.RemoveAll("/var/tmp/hpcrun-" + strconv.Itoa(uid))
 	})
-	r := inMountNS(t, uid, []string{"/var/tmp"}, []string{"TMPDIR=/var/tmp"}, "-v", "--image", image, "python3", "-c", "print('ran', 6*7)")
+	r := inMountNS(t, uid, []string{"/var/tmp"}, []string{"TMPDIR=/var/tmp"}, "-v", "--no-home", "--image", image, "python3", "-c", "print('ran', 6*7)")
 	if r.err != nil || r.code != 0 || r.stdout != "ran 42\n" {
 		t.Fatalf("with /var/tmp noexec: %s", r)
 	}
@@ -151,7 +151,7 @@ func TestCacheTempCleaner(t *testing.T) {
 	uid := freeUID(t)
 	cache := "/var/tmp/hpcrun-" + strconv.Itoa(uid) // the default cache
 	t.Cleanup(func() { os.RemoveAll(cache) })
-	py := []string{"--image", image, "python3", "-c", "import json; print(json.dumps([6*7]))"}
+	py := []string{"--no-home", "--image", image, "python3", "-c", "import json; print(json.dumps([6*7]))"}
 	r := mustRun(t, opts{uid: uid, env: []string{"HOME=/nonexistent"}, timeout: 3 * time.Minute}, py...)
 	if r.stdout != "[42]\n" {
 		t.Fatalf("cold: %s", r)
