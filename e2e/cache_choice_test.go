@@ -15,15 +15,16 @@ import (
 // user on a node picks, that it is never on a noexec filesystem, and that
 // an image a temp cleaner damaged there is unpacked again.
 
-// visibleCopy copies an image archive where a private mount over /tmp or
-// /var/tmp does not hide it (the e2e images live in /var/tmp/hpcrun-e2e).
+// visibleCopy copies a file where a private mount over /tmp or /var/tmp
+// does not hide it (the e2e images live in /var/tmp/hpcrun-e2e, hpcrun in
+// /tmp), readable and executable by all.
 func visibleCopy(t *testing.T, image string) string {
 	t.Helper()
 	dst := filepath.Join(tempDirOwnedIn(t, outerDir), filepath.Base(image))
 	if out, err := exec.Command("cp", image, dst).CombinedOutput(); err != nil {
 		t.Fatalf("cp %s: %v\n%s", image, err, out)
 	}
-	os.Chmod(dst, 0o644)
+	os.Chmod(dst, 0o755)
 	return dst
 }
 
@@ -39,7 +40,7 @@ func inMountNS(t *testing.T, uid int, noexec []string, env []string, args ...str
 	}
 	script.WriteString(`exec setpriv --reuid "$U" --regid "$U" --clear-groups -- "$@"` + "\n")
 	u := strconv.Itoa(uid)
-	cmdArgs := append([]string{"-m", "--propagation", "private", "sh", "-c", script.String(), "sh", binPath}, args...)
+	cmdArgs := append([]string{"-m", "--propagation", "private", "sh", "-c", script.String(), "sh", visibleCopy(t, binPath)}, args...)
 	return runRaw(opts{asRoot: true, timeout: 3 * time.Minute, env: append([]string{"U=" + u, "HOME=/nonexistent", "USER=nobody"}, env...)},
 		"unshare", cmdArgs...)
 }
