@@ -279,6 +279,15 @@ func TestCache(t *testing.T) {
 			e.Dir = fakeDirs(map[string]jobs.Dir{d: {Exists: true, Writable: true, Free: 1 << 40, FS: "nfs"}})
 			return d
 		}, status: Warn, detail: []string{"nfs", "not node-local", "1.0 TiB free"}, fix: []string{"node-local directory", "HPCRUN_CACHE"}},
+		{name: "noexec", setup: func(t *testing.T, e *Env) string {
+			d := mkdir(t, e.Cache, 0o700)
+			e.Dir = fakeDirs(map[string]jobs.Dir{d: {Exists: true, Writable: true, Free: 1 << 30, FS: "tmpfs", Local: true, NoExec: true}})
+			return d
+		}, status: Fail, detail: []string{"tmpfs, mounted noexec"}, fix: []string{"allows exec", "HPCRUN_CACHE", "scratch: in the site's"}},
+		{name: "no usable candidate", setup: func(t *testing.T, e *Env) string {
+			e.CacheErr = errors.New("no node-local dir for the image cache: /var/tmp is mounted noexec, /tmp is mounted noexec; set cache: or scratch: in the site config")
+			return ""
+		}, status: Fail, detail: []string{"/var/tmp is mounted noexec, /tmp is mounted noexec"}, fix: []string{"allows exec"}},
 		{name: "full", setup: func(t *testing.T, e *Env) string {
 			d := mkdir(t, e.Cache, 0o700)
 			e.Dir = fakeDirs(map[string]jobs.Dir{d: {Exists: true, Writable: true, Free: 0, FS: "xfs", Local: true}})

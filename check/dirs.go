@@ -97,7 +97,7 @@ func parentsProblem(parent string, uid int) string {
 
 func cache(e Env) Result {
 	r := Result{Name: "image cache", Status: Fail}
-	elsewhere := fmt.Sprintf("point --cache or %s (or cache: in your config) at a node-local directory of yours, such as /var/tmp/hpcrun-%d", store.Env, e.UID)
+	elsewhere := fmt.Sprintf("point --cache or %s (or cache: in your config; scratch: in the site's) at a node-local directory of yours on a filesystem that allows exec, such as /var/tmp/hpcrun-%d", store.Env, e.UID)
 	switch {
 	case e.CacheErr != nil:
 		r.Detail, r.Fix = oneLine(e.CacheErr.Error()), elsewhere
@@ -132,6 +132,10 @@ func cache(e Env) Result {
 	free := store.Bytes(int64(min(d.Free, math.MaxInt64)))
 	r.Detail = dir + from + ": " + fsName
 	switch {
+	case d.NoExec:
+		r.Detail += ", mounted noexec: no image unpacked there can run"
+		r.Fix = elsewhere
+		return r
 	case d.Free == 0:
 		r.Detail += ", full"
 		r.Fix = "free some space there (hpcrun prune removes unused images), or " + elsewhere

@@ -173,8 +173,9 @@ func TestScratchFull(t *testing.T) {
 }
 
 // The scheduler's variables pass with --cleanenv; -v says where each job
-// fact came from; the job's node-local $TMPDIR is bound and holds the
-// cache; a per-job PBS $TMPDIR does not.
+// fact came from; the job's node-local $TMPDIR is bound, but neither it
+// nor a per-job PBS $TMPDIR moves the cache, which is the same for every
+// process of the user on the node.
 func TestSchedulerFacts(t *testing.T) {
 	needUserns(t)
 	tmp := tempDirOwnedIn(t, outerDir)
@@ -203,12 +204,13 @@ func TestSchedulerFacts(t *testing.T) {
 		}
 	}
 
-	// The cache goes to the node-local $TMPDIR...
+	// The cache does not go to $TMPDIR, which Slurm sets for some tasks
+	// of a step only...
 	r = mustRun(t, opts{env: slurm}, "config")
-	if want := "cache: " + filepath.Join(tmp, "hpcrun-"+strconv.Itoa(testUID)); !strings.Contains(r.stdout, want) {
+	if want := "cache: /var/tmp/hpcrun-" + strconv.Itoa(testUID); !strings.Contains(r.stdout, want) {
 		t.Errorf("want %q in hpcrun config:\n%s", want, r.stdout)
 	}
-	// ...but not to PBS Pro's per-job one, removed when the job ends.
+	// ...nor to PBS Pro's per-job one.
 	pbsTmp := filepath.Join(tmp, "pbs.4242.server")
 	os.Mkdir(pbsTmp, 0o755)
 	os.Chown(pbsTmp, testUID, testGID)
@@ -218,7 +220,7 @@ func TestSchedulerFacts(t *testing.T) {
 	pbs := []string{"PBS_JOBID=4242.server", "PBS_ENVIRONMENT=PBS_BATCH", "PBS_O_WORKDIR=" + workDir, "TMPDIR=" + pbsTmp,
 		"PBS_NODEFILE=" + nodefile}
 	r = mustRun(t, opts{env: pbs}, "config")
-	for _, want := range []string{"# scheduler: pbs (pbspro)", "cache: /var/tmp/hpcrun-", "the job's own, removed when it ends"} {
+	for _, want := range []string{"# scheduler: pbs (pbspro)", "cache: /var/tmp/hpcrun-", "the first usable of /var/tmp, /tmp"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("PBS: want %q in hpcrun config:\n%s", want, r.stdout)
 		}

@@ -180,7 +180,7 @@ func freeUID(t *testing.T) int {
 	return 0
 }
 
-// A default cache (/var/tmp/hpcrun-UID, or $TMPDIR/hpcrun-UID) or state
+// A default cache (/var/tmp/hpcrun-UID) or state
 // root (/tmp/hpcrun-UID/run) that someone else made first, as their
 // directory or a symlink to one, is refused in one line that says what
 // to do, and nothing is written there. Once it is gone the same runs work.
@@ -191,8 +191,8 @@ func TestDefaultDirsRefuseOthers(t *testing.T) {
 		t.Skip("needs root to act as other users")
 	}
 	victim := freeUID(t)
-	cacheDir := "/var/tmp/hpcrun-" + strconv.Itoa(victim) // jobs.CacheIn(jobs.DefaultScratch, victim)
-	tmpDir := "/tmp/hpcrun-" + strconv.Itoa(victim)       // the cache under TMPDIR=/tmp, and the state root's parent
+	cacheDir := "/var/tmp/hpcrun-" + strconv.Itoa(victim) // jobs.CacheIn(jobs.Candidates[0], victim)
+	tmpDir := "/tmp/hpcrun-" + strconv.Itoa(victim)       // the state root's parent
 	t.Cleanup(func() {
 		os.RemoveAll(cacheDir)
 		os.RemoveAll(tmpDir)
@@ -221,7 +221,6 @@ func TestDefaultDirsRefuseOthers(t *testing.T) {
 		{"cache: root's dir", cacheDir, 0, 0o755, false, nil, imageRun, "--cache"},
 		{"cache: another user's symlink", cacheDir, otherUID, 0, true, nil, imageRun, "--cache"},
 		{"cache: root's symlink to another user's dir", cacheDir, 0, 0, true, nil, imageRun, "--cache"},
-		{"cache in TMPDIR: another user's dir", tmpDir, otherUID, 0o777, false, []string{"TMPDIR=/tmp"}, imageRun, "--cache"},
 		{"state: another user's dir", tmpDir, otherUID, 0o777, false, nil, namedRun, "--root"},
 		{"state: another user's symlink", tmpDir, otherUID, 0, true, nil, namedRun, "--root"},
 		{"state: root's symlink to another user's dir", tmpDir, 0, 0, true, nil, namedRun, "--root"},

@@ -351,7 +351,8 @@ func TestSlurmSingleJob(t *testing.T) {
 // array.sbatch: four tasks start together on a cold cache; one of them
 // unpacks the image, the others wait for it, and all run it. Each prints its
 // array task id from inside. No HPCRUN_CACHE: the cache is hpcrun-UID in
-// the job's node-local $TMPDIR.
+// the scratch dir, a fresh one of the test's (HPCRUN_SCRATCH), so that the
+// unpack is the test's own.
 func TestSlurmArrayJob(t *testing.T) {
 	t.Parallel()
 	slurmUp(t)
@@ -359,7 +360,7 @@ func TestSlurmArrayJob(t *testing.T) {
 	tmp := tempDirOwned(t)
 	cache := filepath.Join(tmp, "hpcrun-"+strconv.Itoa(testUID))
 	b := newBatchDir(t, image, "")
-	b.env = append(b.env, "TMPDIR="+tmp)
+	b.env = append(b.env, "HPCRUN_SCRATCH="+tmp)
 	id := b.sbatch(nil, "array.sbatch")
 	recs := b.waitJob(id, 4, 2*time.Minute)
 	for _, r := range recs {
@@ -377,7 +378,7 @@ func TestSlurmArrayJob(t *testing.T) {
 		unpacks += strings.Count(out, "hpcrun: unpacked ")
 	}
 	images, staging := cacheEntries(t, cache)
-	listed := lines(mustRun(t, opts{}, "images", "--cache", cache).stdout)
+	listed := lines(mustRun(t, opts{env: []string{"HPCRUN_SCRATCH=" + tmp}}, "images").stdout)
 	if unpacks != 1 || len(images) != 1 || len(staging) != 0 || len(listed) != 2 {
 		t.Errorf("want the image unpacked once into %s and shared; %d unpacks, images %v, tmp %v, hpcrun images:\n%s",
 			cache, unpacks, images, staging, strings.Join(listed, "\n"))

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -157,49 +158,80 @@ func TestJobName(t *testing.T) {
 
 func TestChooseScratch(t *testing.T) {
 	local := Dir{Exists: true, Writable: true, Free: 1 << 30, FS: "ext4", Local: true}
-	probe := func(dirs map[string]Dir) func(string) Dir {
-		return func(p string) Dir { return dirs[p] }
-	}
+	tmpfs := Dir{Exists: true, Writable: true, Free: 1 << 30, FS: "tmpfs", Local: true}
+	noexec := Dir{Exists: true, Writable: true, Free: 1 << 30, FS: "tmpfs", Local: true, NoExec: true}
+	nfs := Dir{Exists: true, Writable: true, Free: 1 << 30, FS: "nfs"}
+	readOnly := Dir{Exists: true, Free: 1 << 30, FS: "ext4", Local: true}
 	site := Config{Scratch: Setting[string]{"/local/scratch", "/etc/hpcrun/config.yaml:2"}}
 	tests := []struct {
 		name     string
 		conf     Config
-		env      []string
 		dirs     map[string]Dir
 		want     string
 		from     string // a part of From
-		why, err string // a part of Why[0], of the error
+		why, err string // a part of the Why joined, of the error
 	}{
-		{"configured", site, slurmStep, map[string]Dir{"/local/scratch": local, "/tmp": local}, "/local/scratch", "config.yaml:2", "", ""},
-		{"configured missing", site, nil, nil, "", "", "", "/local/scratch (set in /etc/hpcrun/config.yaml:2) does not exist"},
-		{"configured unwritable", site, nil, map[string]Dir{"/local/scratch": {Exists: true, Local: true}}, "", "", "", "is not writable"},
-		{"slurm tmpdir", Config{}, []string{"SLURM_JOB_ID=1", "SLURM_TMPDIR=/local/tmp"}, map[string]Dir{"/local/tmp": local}, "/local/tmp", "$SLURM_TMPDIR (node-local ext4)", "", ""},
-		{"tmpdir", Config{}, []string{"TMPDIR=/scratch/u/"}, map[string]Dir{"/scratch/u": local, "/scratch/u/": local}, "/scratch/u", "$TMPDIR", "", ""},
-		{"no tmpdir", Config{}, nil, nil, "/var/tmp", "default", "", ""},
-		{"network tmpdir", Config{}, []string{"TMPDIR=/home/u/tmp"}, map[string]Dir{"/home/u/tmp": {Exists: true, Writable: true, Free: 1, FS: "nfs"}}, "/var/tmp", "default", "on nfs, not node-local", ""},
-		{"full tmpdir", Config{}, []string{"TMPDIR=/tmp"}, map[string]Dir{"/tmp": {Exists: true, Writable: true, Local: true}}, "/var/tmp", "default", "is full", ""},
-		{"unwritable tmpdir", Config{}, []string{"TMPDIR=/tmp"}, map[string]Dir{"/tmp": {Exists: true, Local: true, Free: 1}}, "/var/tmp", "default", "not writable", ""},
-		{"relative tmpdir", Config{}, []string{"TMPDIR=tmp"}, map[string]Dir{"tmp": local}, "/var/tmp", "default", "not an absolute path", ""},
-		{"per-job pbs tmpdir", Config{}, pbsPro, map[string]Dir{"/var/tmp/pbs.1234[5].pbs01": local}, "/var/tmp", "default", "the job's own", ""},
-		{"per-job slurm tmpdir", Config{}, slurmUneven, map[string]Dir{"/local/slurm/99": local}, "/var/tmp", "default", "the job's own", ""},
-		{"job id inside a longer number", Config{}, []string{"SLURM_JOB_ID=99", "TMPDIR=/local/1990"}, map[string]Dir{"/local/1990": local}, "/local/1990", "$TMPDIR", "", ""},
+		{"configured", site, map[string]Dir{"/local/scratch": local, "/var/tmp": local}, "/local/scratch", "config.yaml:2", "", ""},
+		{"configured missing", site, nil, "", "", "", "/local/scratch (set in /etc/hpcrun/config.yaml:2) does not exist"},
+		{"configured unwritable", site, map[string]Dir{"/local/scratch": readOnly}, "", "", "", "is not writable"},
+		{"configured noexec", site, map[string]Dir{"/local/scratch": noexec, "/var/tmp": local}, "", "", "", "(set in /etc/hpcrun/config.yaml:2) is on a filesystem mounted noexec"},
+		{"var tmp", Config{}, map[string]Dir{"/var/tmp": local, "/tmp": tmpfs}, "/var/tmp", "the first usable of /var/tmp, /tmp: node-local ext4", "", ""},
+		{"var tmp noexec", Config{}, map[string]Dir{"/var/tmp": noexec, "/tmp": tmpfs}, "/tmp", "node-local tmpfs", "/var/tmp is mounted noexec", ""},
+		{"var tmp missing", Config{}, map[string]Dir{"/tmp": tmpfs}, "/tmp", "first usable", "/var/tmp does not exist", ""},
+		{"var tmp on nfs", Config{}, map[string]Dir{"/var/tmp": nfs, "/tmp": tmpfs}, "/tmp", "first usable", "/var/tmp is on nfs, not node-local", ""},
+		{"var tmp read-only", Config{}, map[string]Dir{"/var/tmp": readOnly, "/tmp": tmpfs}, "/tmp", "first usable", "/var/tmp is not writable", ""},
+		{"all noexec", Config{}, map[string]Dir{"/var/tmp": noexec, "/tmp": noexec}, "", "", "",
+			"no node-local dir for the image cache: /var/tmp is mounted noexec, /tmp is mounted noexec; set cache: or scratch: in the site config (/etc/hpcrun/config.yaml)"},
+		{"all unusable", Config{}, map[string]Dir{"/var/tmp": nfs}, "", "", "", "/var/tmp is on nfs, not node-local, /tmp does not exist; set cache: or scratch:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ChooseScratch(tc.conf, FromEnv(tc.env), probe(tc.dirs))
+			probed := map[string]bool{}
+			got, err := ChooseScratch(tc.conf, func(p string) Dir { probed[p] = true; return tc.dirs[p] })
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "--cache") {
+					t.Errorf("err = %q: want one line that names --cache", err)
 				}
 				return
 			}
 			if err != nil || got.Dir != tc.want || !strings.Contains(got.From, tc.from) {
 				t.Fatalf("got %+v, %v; want %s from %q", got, err, tc.want, tc.from)
 			}
-			if tc.why != "" && (len(got.Why) == 0 || !strings.Contains(got.Why[0], tc.why)) {
-				t.Errorf("why = %q, want %q", got.Why, tc.why)
+			if w := strings.Join(got.Why, ", "); tc.why != "" && !strings.Contains(w, tc.why) || tc.why == "" && w != "" {
+				t.Errorf("why = %q, want %q", w, tc.why)
+			}
+			for p := range probed {
+				if p != tc.conf.Scratch.Value && !slices.Contains(Candidates, p) {
+					t.Errorf("probed %s, which is neither configured nor a candidate", p)
+				}
 			}
 		})
+	}
+}
+
+func TestCheckCache(t *testing.T) {
+	local := Dir{Exists: true, Writable: true, FS: "ext4", Local: true}
+	noexec := Dir{Exists: true, Writable: true, FS: "tmpfs", Local: true, NoExec: true}
+	tests := []struct {
+		name string
+		dir  string
+		dirs map[string]Dir
+		err  string
+	}{
+		{"local", "/scratch/u/cache", map[string]Dir{"/scratch/u/cache": local}, ""},
+		{"noexec", "/tmp/c", map[string]Dir{"/tmp/c": noexec}, "the cache /tmp/c (from HPCRUN_CACHE) is on a filesystem mounted noexec"},
+		{"missing below noexec", "/tmp/a/b", map[string]Dir{"/tmp": noexec}, "mounted noexec"},
+		{"missing below local", "/scratch/a/b", map[string]Dir{"/scratch": local}, ""},
+		{"nothing exists", "/x/y", nil, ""},
+	}
+	for _, tc := range tests {
+		err := CheckCache(tc.dir, "HPCRUN_CACHE", func(p string) Dir { return tc.dirs[p] })
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: CheckCache(%s) = %v, want %q", tc.name, tc.dir, err, tc.err)
+		}
 	}
 }
 

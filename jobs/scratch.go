@@ -9,9 +9,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultScratch is the scratch dir when neither the config nor the job's
-// environment gives a node-local one.
-const DefaultScratch = "/var/tmp"
+// Candidates are the node-local dirs that the default cache may live in,
+// in the order tried when the config names none (see ChooseScratch).
+//
+// Why a fixed list, and not $TMPDIR: every process of a user on a node
+// must find the same cache, and TMPDIR differs between them (Slurm 22.05
+// sets TMPDIR=/tmp for a step's task 0 only; a login shell has none), so
+// the tasks of one step would each unpack the image into a cache of their
+// own. Why /var/tmp first: it outlives a reboot, is on disk rather than in
+// the memory a job needs (/tmp is often a tmpfs), and temp cleaners age
+// it more slowly (systemd's defaults: 30 days against 10). /tmp is the
+// fallback where /var/tmp is noexec, missing or read-only.
+var Candidates = []string{"/var/tmp", "/tmp"}
 
 // Dir is what ChooseScratch needs to know about a directory.
 type Dir struct {
@@ -19,93 +28,84 @@ type Dir struct {
 	Free             uint64 // bytes available to the caller
 	FS               string // the filesystem's name: ext4, tmpfs, nfs, lustre, ...
 	Local            bool   // the filesystem is on this node, not shared over the network
+	NoExec           bool   // mounted noexec: nothing unpacked there can run
 }
 
 // Scratch is the node-local dir that holds hpcrun's cache, and why it was
 // chosen.
 type Scratch struct {
 	Dir  string
-	From string   // where the choice came from: a config file:line, HPCRUN_SCRATCH, $TMPDIR, default
-	Why  []string // the candidates passed over, for -v
+	From string   // where the choice came from: a config file:line, HPCRUN_SCRATCH, the candidates
+	Why  []string // the candidates passed over, each with why, for -v
 }
 
 // ChooseScratch picks the node-local scratch dir: the configured one (the
-// site's, the user's or HPCRUN_SCRATCH), else the job's $SLURM_TMPDIR or
-// $TMPDIR when it is node-local, writable and outlives the job, else
-// /var/tmp. A per-job dir (its path holds the job id) is passed over: it
-// is removed when the job ends, and the next job would unpack again.
-// A configured dir must be usable: an error says why it is not.
-func ChooseScratch(c Config, j Job, probe func(string) Dir) (Scratch, error) {
-	if c.Scratch.Value != "" {
-		d := probe(c.Scratch.Value)
+// site's, the user's or HPCRUN_SCRATCH), else the first of Candidates
+// that exists, is node-local, allows exec and is writable. It reads no
+// environment on purpose: the answer must be the same for every process
+// of the user on the node (see Candidates). A configured dir must be
+// usable, and an error says why it is not; so does one when no candidate
+// is.
+func ChooseScratch(c Config, probe func(string) Dir) (Scratch, error) {
+	if v := c.Scratch.Value; v != "" {
+		d := probe(v)
+		set := fmt.Sprintf("the scratch dir %s (set in %s)", v, c.Scratch.From)
 		switch {
 		case !d.Exists:
-			return Scratch{}, fmt.Errorf("the scratch dir %s (set in %s) does not exist on this node; create it, or set HPCRUN_CACHE to a node-local dir", c.Scratch.Value, c.Scratch.From)
+			return Scratch{}, fmt.Errorf("%s does not exist on this node; create it, or give --cache (or HPCRUN_CACHE) a node-local dir", set)
+		case d.NoExec:
+			return Scratch{}, fmt.Errorf("%s is on a filesystem mounted noexec, where no unpacked image can run; set scratch: to a node-local dir that allows exec, or give --cache (or HPCRUN_CACHE) one", set)
 		case !d.Writable:
-			return Scratch{}, fmt.Errorf("the scratch dir %s (set in %s) is not writable; fix its permissions, or set HPCRUN_CACHE to a node-local dir you can write", c.Scratch.Value, c.Scratch.From)
+			return Scratch{}, fmt.Errorf("%s is not writable; fix its permissions, or give --cache (or HPCRUN_CACHE) a node-local dir you can write", set)
 		}
-		return Scratch{Dir: c.Scratch.Value, From: c.Scratch.From}, nil
+		return Scratch{Dir: v, From: c.Scratch.From}, nil
 	}
 	var why []string
-	if t := j.TmpDir; t != "" {
-		from := "$" + j.sourceOf("tmp dir")
-		d := probe(t)
-		switch {
-		case !filepath.IsAbs(t):
-			why = append(why, fmt.Sprintf("%s=%s is not an absolute path", from, t))
-		case !d.Exists || !d.Writable:
-			why = append(why, fmt.Sprintf("%s=%s is missing or not writable", from, t))
-		case d.Free == 0:
-			why = append(why, fmt.Sprintf("%s=%s is full", from, t))
-		case !d.Local:
-			why = append(why, fmt.Sprintf("%s=%s is on %s, not node-local", from, t, d.FS))
-		case j.ID != "" && perJob(t, j.ID):
-			why = append(why, fmt.Sprintf("%s=%s is the job's own, removed when it ends", from, t))
-		default:
-			return Scratch{Dir: filepath.Clean(t), From: from + " (node-local " + d.FS + ")"}, nil
+	for _, dir := range Candidates {
+		d := probe(dir)
+		if reason := unusable(d); reason != "" {
+			why = append(why, dir+" "+reason)
+			continue
 		}
+		return Scratch{Dir: dir, From: "the first usable of " + strings.Join(Candidates, ", ") + ": node-local " + d.FS + ", exec allowed, writable", Why: why}, nil
 	}
-	return Scratch{Dir: DefaultScratch, From: "default", Why: why}, nil
+	return Scratch{}, fmt.Errorf("no node-local dir for the image cache: %s; set cache: or scratch: in the site config (%s) to a node-local dir that allows exec, or give --cache DIR (or HPCRUN_CACHE)",
+		strings.Join(why, ", "), SiteConfig)
 }
 
-// sourceOf is the variable that gave a fact.
-func (j Job) sourceOf(fact string) string {
-	for _, s := range j.Sources {
-		if s.Fact == fact {
-			return s.From
-		}
+// unusable says why a candidate cannot hold the default cache; "" when
+// it can.
+func unusable(d Dir) string {
+	switch {
+	case !d.Exists:
+		return "does not exist"
+	case !d.Local:
+		return "is on " + d.FS + ", not node-local"
+	case d.NoExec:
+		return "is mounted noexec"
+	case !d.Writable:
+		return "is not writable"
 	}
-	return "TMPDIR"
+	return ""
 }
 
-// perJob reports whether dir is named after the job: /tmp/slurm-313,
-// /var/tmp/pbs.1234.server, /scratch/1234[5].server.
-func perJob(dir, id string) bool {
-	num := id
-	if i := strings.IndexAny(num, ".["); i > 0 {
-		num = num[:i]
+// CheckCache refuses a cache dir (given by --cache, HPCRUN_CACHE or the
+// config: from says which) on a filesystem mounted noexec: an image
+// unpacked there fails with "not executable" (126), and a user namespace
+// cannot lift a noexec that the host locked. It probes dir, else its
+// nearest existing parent, as the cache is made on first use.
+func CheckCache(dir, from string, probe func(string) Dir) error {
+	p := filepath.Clean(dir)
+	d := probe(p)
+	for !d.Exists && p != "/" {
+		p = filepath.Dir(p)
+		d = probe(p)
 	}
-	for _, part := range strings.Split(filepath.Clean(dir), "/") {
-		if id != num && strings.Contains(part, id) {
-			return true
-		}
-		// The number alone, not as part of a longer one.
-		for i := strings.Index(part, num); i >= 0; {
-			end := i + len(num)
-			if (i == 0 || !isDigit(part[i-1])) && (end == len(part) || !isDigit(part[end])) {
-				return true
-			}
-			next := strings.Index(part[i+1:], num)
-			if next < 0 {
-				break
-			}
-			i += 1 + next
-		}
+	if d.NoExec {
+		return fmt.Errorf("the cache %s (from %s) is on a filesystem mounted noexec, where no unpacked image can run; give --cache (or HPCRUN_CACHE) a node-local dir that allows exec", dir, from)
 	}
-	return false
+	return nil
 }
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // CacheIn is the default cache in a scratch dir: hpcrun-UID. Under /tmp
 // it shares that dir with the container state's default, hpcrun-UID/run.
@@ -149,13 +149,19 @@ var localFS = map[int64]string{
 }
 
 // ProbeDir looks at a directory on this node: whether it exists, whether
-// the caller may create files in it, and its filesystem.
+// the caller may create files in it, its filesystem and whether that is
+// mounted noexec.
 func ProbeDir(dir string) Dir {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return Dir{}
 	}
-	d := Dir{Exists: true, Writable: unix.Access(dir, unix.W_OK|unix.X_OK) == nil, Free: st.Bavail * uint64(st.Bsize)}
+	d := Dir{
+		Exists:   true,
+		Writable: unix.Access(dir, unix.W_OK|unix.X_OK) == nil,
+		Free:     st.Bavail * uint64(st.Bsize),
+		NoExec:   st.Flags&unix.ST_NOEXEC != 0,
+	}
 	t := int64(uint32(st.Type))
 	if name, ok := networkFS[t]; ok {
 		d.FS = name

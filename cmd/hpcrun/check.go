@@ -103,7 +103,7 @@ func checkEnv(h host, cacheFlag, stateRoot string) check.Env {
 	e.Cache, e.CacheErr = st.cache(h)
 	e.CacheFrom = st.conf.Cache.From
 	if strings.HasPrefix(e.CacheFrom, "default") {
-		e.CacheFrom = "in the scratch dir: " + st.conf.Scratch.From
+		e.CacheFrom += ", " + st.conf.Scratch.From
 	}
 	return e
 }

@@ -17,12 +17,16 @@ type settings struct {
 	job    jobs.Job
 	loaded jobs.Loaded
 	conf   jobs.Config // with the flags applied and the cache resolved
+
+	// probe looks at a directory for the cache's choice: jobs.ProbeDir,
+	// faked by tests.
+	probe func(string) jobs.Dir
 }
 
 // loadSettings reads the config (site, user, HPCRUN_* variables) and puts
 // the --cache and --net flags over it ("" when not given).
 func loadSettings(h host, cacheFlag, netFlag string) (*settings, error) {
-	st := &settings{job: jobs.FromEnv(h.env)}
+	st := &settings{job: jobs.FromEnv(h.env), probe: jobs.ProbeDir}
 	l, err := jobs.LoadConfig(h.env, int(h.uid))
 	if err != nil {
 		return nil, err
@@ -40,33 +44,31 @@ func loadSettings(h host, cacheFlag, netFlag string) (*settings, error) {
 	return st, nil
 }
 
-// cache is the image cache: the config's, else hpcrun-UID in the
-// node-local scratch dir, settled on first use (a --rootfs run needs none).
+// cache is the image cache, settled on first use (a --rootfs run needs
+// none): --cache, HPCRUN_CACHE or the config's cache, refused on a noexec
+// filesystem; else hpcrun-UID in the node-local scratch dir. Nothing in
+// the job's environment (TMPDIR) moves it: see jobs.Candidates.
 func (st *settings) cache(h host) (string, error) {
-	if st.conf.Cache.Value == "" {
-		if err := st.chooseScratch(h); err != nil {
+	if c := st.conf.Cache; c.Value != "" {
+		if err := jobs.CheckCache(c.Value, c.From, st.probe); err != nil {
 			return "", err
 		}
-		st.conf.Cache = jobs.Setting[string]{
-			Value: jobs.CacheIn(st.conf.Scratch.Value, int(h.uid)),
-			From:  "default: in the scratch dir",
-		}
+		return c.Value, nil
 	}
-	return st.conf.Cache.Value, nil
-}
-
-// chooseScratch settles the node-local scratch dir.
-func (st *settings) chooseScratch(h host) error {
-	sc, err := jobs.ChooseScratch(st.conf, st.job, jobs.ProbeDir)
+	sc, err := jobs.ChooseScratch(st.conf, st.probe)
 	if err != nil {
-		return err
+		return "", err
 	}
 	from := sc.From
 	if len(sc.Why) > 0 {
-		from += ": " + strings.Join(sc.Why, "; ")
+		from += "; passed over " + strings.Join(sc.Why, ", ")
 	}
 	st.conf.Scratch = jobs.Setting[string]{Value: sc.Dir, From: from}
-	return nil
+	st.conf.Cache = jobs.Setting[string]{
+		Value: jobs.CacheIn(sc.Dir, int(h.uid)),
+		From:  "default: hpcrun-UID in the scratch dir " + sc.Dir,
+	}
+	return st.conf.Cache.Value, nil
 }
 
 // logTo writes the job's facts and the config's sources to -v.
@@ -105,11 +107,13 @@ came from. Layers, each overriding the one before:
 A list in a later layer replaces the whole list; --bind adds to the binds.
 Keys:
 
-  cache: DIR               where images are unpacked (HPCRUN_CACHE)
+  cache: DIR               where images are unpacked (HPCRUN_CACHE); refused on
+                           a filesystem mounted noexec
   scratch: DIR             node-local scratch; the default cache is
-                           hpcrun-$UID in it (HPCRUN_SCRATCH). Default:
-                           $SLURM_TMPDIR or $TMPDIR when node-local and not
-                           removed at the job's end, else /var/tmp
+                           hpcrun-$UID in it (HPCRUN_SCRATCH). Default: the
+                           first of /var/tmp, /tmp that exists, is node-local,
+                           is not mounted noexec and is writable; never
+                           $TMPDIR, which differs between a job's tasks
   scratch_dirs: [DIR]      scratch filesystems bound into every container when
                            present (HPCRUN_SCRATCH_DIRS, ':'-separated)
   binds: [BIND]            binds every container gets: "SRC[:DST[:ro]]" or
@@ -130,7 +134,7 @@ Paths may use $USER, $UID and $HOME. A config error names the file and line.
 
 ` + exitStatus(statusDone("the configuration was printed"),
 			statusFailed("a config file that cannot be read or parsed, or a bad value in it (with its file:line); "+
-				"an unusable scratch dir, after the configuration was printed")),
+				"a cache or scratch dir on a noexec filesystem, or no usable one, after the configuration was printed")),
 		Example: `  hpcrun config
   HPCRUN_CONFIG=./site.yaml hpcrun config     # check a site file before installing it`,
 		Args: cobra.NoArgs,
@@ -140,7 +144,7 @@ Paths may use $USER, $UID and $HOME. A config error names the file and line.
 			if err != nil {
 				return err
 			}
-			// An unusable scratch dir is reported after the config,
+			// An unusable cache or scratch dir is reported after the config,
 			// which is printed anyway: it is what one checks it with.
 			_, cacheErr := st.cache(h)
 			var b strings.Builder

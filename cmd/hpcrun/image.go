@@ -73,6 +73,11 @@ func openImage(ctx context.Context, o *runOptions, h host, st *settings, log *lo
 	if st.conf.Scratch.Value != "" {
 		log.debugf("scratch: %s (%s)", st.conf.Scratch.Value, st.conf.Scratch.From)
 	}
+	for _, src := range st.job.Sources {
+		if src.Fact == "tmp dir" && strings.HasPrefix(st.conf.Cache.From, "default") {
+			log.debugf("cache: $%s=%s not used: it differs between the processes of a job", src.From, src.Value)
+		}
+	}
 	s, err := store.Open(dir)
 	if err != nil {
 		return nil, err

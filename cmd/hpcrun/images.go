@@ -53,7 +53,8 @@ func newImagesCommand() *cobra.Command {
 		Use:   "images [--cache DIR]",
 		Short: "List the images unpacked in this node's cache",
 		Long: `images lists the images in the cache: digest, size on disk, last use and the
-reference they were first unpacked from.
+reference they were first unpacked from, or that a temp cleaner damaged the
+image (its next use unpacks it again).
 
 ` + exitStatus(statusDone("the list was printed (an empty cache lists nothing)"),
 			statusFailed("a bad flag, a bad config file, a cache that cannot be made or read, or that another "+
@@ -72,8 +73,12 @@ reference they were first unpacked from.
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "DIGEST\tSIZE\tLAST USE\tREF")
 			for _, e := range entries {
+				ref := e.Ref
+				if e.Damaged {
+					ref = "(damaged: a temp cleaner removed files from it; unpacked again at its next use)"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", short(e.Digest.String()), store.Bytes(e.Size),
-					e.LastUse.Local().Format(time.DateTime), e.Ref)
+					e.LastUse.Local().Format(time.DateTime), ref)
 			}
 			return tw.Flush()
 		},

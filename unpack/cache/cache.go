@@ -104,8 +104,9 @@ func (c *Cache) cold(ctx context.Context, src source.Source, p source.Platform, 
 	}
 	// An entry of a newer hpcrun is neither ours to use nor to replace;
 	// and its jobs may hold its lock for days.
-	if _, err := c.Load(d); errors.Is(err, store.ErrNewerFormat) {
-		return nil, fmt.Errorf("%s: %w", src.Ref(), err)
+	_, loadErr := c.Load(d)
+	if errors.Is(loadErr, store.ErrNewerFormat) {
+		return nil, fmt.Errorf("%s: %w", src.Ref(), loadErr)
 	}
 	published := func() *CachedImage {
 		im, err := c.Load(d)
@@ -118,6 +119,10 @@ func (c *Cache) cold(ctx context.Context, src source.Source, p source.Platform, 
 	}
 	if im := published(); im != nil {
 		return im, nil
+	}
+	if errors.Is(loadErr, store.ErrDamaged) {
+		log(loadErr.Error() + ": unpacking it again")
+		return c.repair(ctx, src, res, p, log, published)
 	}
 	lock, err := c.lockToUnpack(ctx, d, src.Ref(), log, func() bool { return published() != nil })
 	if err != nil {
@@ -151,6 +156,93 @@ func (c *Cache) cold(ctx context.Context, src source.Source, p source.Platform, 
 		return nil, fmt.Errorf("%s: %s vanished right after it was unpacked", src.Ref(), d)
 	}
 	return im, nil
+}
+
+// repair unpacks the damaged image d again. Why not under d's lock, as
+// cold does: the jobs that run on the damaged tree hold it shared, for
+// days maybe, and exclusive it would wait for them all. So repair holds
+// d's lock shared too, which keeps out every unpack and removal of d (they
+// take it exclusively), and the repair lock exclusively, which keeps out
+// the other repairs; it moves the damaged tree aside (store.SetAside),
+// where the running jobs keep it, and unpacks afresh.
+func (c *Cache) repair(ctx context.Context, src source.Source, res *source.Resolved, p source.Platform, log func(string), published func() *CachedImage) (*CachedImage, error) {
+	d := store.Digest(res.ManifestDigest)
+	var locks []*os.File
+	defer func() {
+		for _, f := range locks {
+			f.Close()
+		}
+	}()
+	for _, l := range []struct {
+		path string
+		how  int
+	}{{c.RepairLockPath(d), unix.LOCK_EX}, {c.LockPath(d), unix.LOCK_SH}} {
+		f, err := c.waitLock(ctx, l.path, l.how, src.Ref(), log, func() bool { return published() != nil })
+		if err != nil {
+			return nil, err
+		}
+		if f == nil { // repaired, or unpacked, by the process we waited for
+			if im := published(); im != nil {
+				return im, nil
+			}
+			return nil, fmt.Errorf("%s: %s was published and removed at once", src.Ref(), d)
+		}
+		locks = append(locks, f)
+	}
+	switch _, err := c.Load(d); {
+	case err == nil:
+		return published(), nil
+	case errors.Is(err, store.ErrDamaged):
+		if err := c.SetAside(d); err != nil && !errors.Is(err, store.ErrNotCached) {
+			return nil, err
+		}
+	case !errors.Is(err, store.ErrNotCached):
+		return nil, err
+	}
+	c.SweepCopies()
+	if err := c.unpack(ctx, src, res, p, log); err != nil {
+		return nil, err
+	}
+	if im := published(); im != nil {
+		return im, nil
+	}
+	return nil, fmt.Errorf("%s: %s vanished right after it was unpacked", src.Ref(), d)
+}
+
+// waitLock takes the flock how (LOCK_EX or LOCK_SH) on the lock file at
+// path, polling so that ctx can cancel the wait; it says once through log
+// that it waits. It returns a nil file, and no error, when done reports
+// that there is nothing left to wait for.
+func (c *Cache) waitLock(ctx context.Context, path string, how int, ref string, log func(string), done func() bool) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", ref, err)
+	}
+	said := false
+	for {
+		err := store.Flock(f, how|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if err != unix.EWOULDBLOCK {
+			f.Close()
+			return nil, &os.PathError{Op: "flock", Path: path, Err: err}
+		}
+		if !said {
+			said = true
+			log(fmt.Sprintf("waiting for %s, being unpacked by another process", ref))
+		}
+		if done() {
+			f.Close()
+			return nil, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for %s: %w", ref, ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
 }
 
 // lockPoll is how often a waiter checks the lock and whether the image
@@ -248,6 +340,9 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 			store.RemoveTree(tmp)
 		}
 	}()
+	if err := store.MarkStart(tmp); err != nil {
+		return fmt.Errorf("unpack %s: %w", src.Ref(), c.noSpace(err))
+	}
 	rootfs := filepath.Join(tmp, "rootfs")
 	if err := os.Mkdir(rootfs, 0o700); err != nil {
 		return fmt.Errorf("unpack %s: %w", src.Ref(), c.noSpace(err))
@@ -289,6 +384,7 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 		},
 		Unpacked: time.Now().UTC(),
 		Boot:     store.BootID(),
+		Sentinel: true,
 	}
 	if err := c.Publish(tmp, meta); err != nil {
 		return fmt.Errorf("publish %s: %w", src.Ref(), c.noSpace(err))

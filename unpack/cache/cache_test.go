@@ -579,3 +579,93 @@ func BenchmarkEnsureWarm(b *testing.B) {
 		b.Fatalf("warm Ensure resolved %d times", src.resolves.Load())
 	}
 }
+
+// TestEnsureDamaged: an image that a temp cleaner took files from is
+// unpacked again, saying why, beside a job that still runs on the damaged
+// tree (it holds the image's lock shared) and keeps it; the sentinel is the
+// oldest file of the image by each of its times.
+func TestEnsureDamaged(t *testing.T) {
+	f := cacheNewFixture(t)
+	c, err := OpenCache(filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, p := context.Background(), source.Platform{OS: "linux", Architecture: "amd64"}
+	src, _ := cacheOpenFake(f.image)
+	im, err := c.Ensure(ctx, src, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(im.Rootfs)
+	var sentinel unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "sentinel"), &sentinel); err != nil {
+		t.Fatalf("no sentinel: %v", err)
+	}
+	filepath.WalkDir(im.Rootfs, func(q string, de fs.DirEntry, err error) error {
+		var st unix.Stat_t
+		if err == nil && unix.Lstat(q, &st) == nil {
+			if st.Atim.Nano() < sentinel.Atim.Nano() || st.Mtim.Nano() < sentinel.Mtim.Nano() || st.Ctim.Nano() < sentinel.Ctim.Nano() {
+				t.Errorf("%s is older than the sentinel", q)
+			}
+		}
+		return nil
+	})
+
+	job, err := c.Hold(f.digest) // a job on the image, for days
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	// What a cleaner does: the oldest files first.
+	for _, q := range []string{filepath.Join(dir, "sentinel"), filepath.Join(im.Rootfs, "etc/hello")} {
+		if err := os.Remove(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Lookup(src.Key(), p.String()); !errors.Is(err, store.ErrDamaged) {
+		t.Fatalf("Lookup of the damaged image: %v, want ErrDamaged", err)
+	}
+	var logs []string
+	again, _ := cacheOpenFake(f.image)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Ensure(ctx, again, p, func(s string) { logs = append(logs, s) })
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Ensure of a damaged image waits for the job that runs on it")
+	}
+	want := "image " + f.digest.String() + " in " + c.Dir + " was damaged (a temp cleaner removed files from it): unpacking it again"
+	if len(logs) == 0 || logs[0] != want || cacheCount(logs, "unpacking test.tar") != 1 {
+		t.Errorf("log %q, want first %q", logs, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(im.Rootfs, "etc/hello")); string(b) != "hello" {
+		t.Errorf("etc/hello after the repair: %q, %v", b, err)
+	}
+	// The damaged tree is set aside, where the job keeps it until it ends.
+	aside, _ := filepath.Glob(filepath.Join(c.TmpDir(), f.digest.Algorithm()+"-"+f.digest.Encoded()+".*", "rootfs", "etc", "second"))
+	if len(aside) != 1 {
+		t.Fatalf("the damaged tree set aside: %q", aside)
+	}
+	if _, err := c.Prune(24 * time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(aside[0]); err != nil {
+		t.Errorf("the tree a job runs on was removed: %v", err)
+	}
+	job.Close()
+	if _, err := c.Prune(24 * time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Dir(filepath.Dir(filepath.Dir(aside[0])))); err == nil {
+		t.Errorf("the damaged tree outlived its last job")
+	}
+	if _, err := c.Lookup(src.Key(), p.String()); err != nil {
+		t.Errorf("after the repair: %v", err)
+	}
+}

@@ -46,6 +46,9 @@ func encodeMeta(m Meta) ([]byte, error) {
 	put("platform", m.Platform)
 	put("unpacked", m.Unpacked.UTC().Format(time.RFC3339Nano))
 	put("boot", m.Boot)
+	if m.Sentinel {
+		put("sentinel", "1")
+	}
 	put("user", m.Config.User)
 	put("workdir", m.Config.WorkingDir)
 	for _, v := range m.Config.Env {
@@ -96,6 +99,8 @@ func decodeMeta(b []byte) (Meta, error) {
 			m.Unpacked, _ = time.Parse(time.RFC3339Nano, v)
 		case "boot":
 			m.Boot = v
+		case "sentinel":
+			m.Sentinel = v == "1"
 		case "user":
 			m.Config.User = v
 		case "workdir":

@@ -26,6 +26,7 @@ import (
 //
 //	<dir>/images/<alg>-<hex>/rootfs/      a published image, never modified
 //	<dir>/images/<alg>-<hex>/image.meta   its Meta (see meta.go)
+//	<dir>/images/<alg>-<hex>/sentinel     made before rootfs/, never read (see MarkStart)
 //	<dir>/locks/<alg>-<hex>               flock per digest; holds the unpacker's pid;
 //	                                      its mtime is the image's last use
 //	<dir>/tmp/<alg>-<hex>.<pid>.<random>  an unpack in progress, or a removal
@@ -43,6 +44,9 @@ var (
 	ErrNotCached = errors.New("image is not in the cache")
 	// ErrCacheFull: not enough space, or ENOSPC/EDQUOT while unpacking.
 	ErrCacheFull = errors.New("no space left in the image cache")
+	// ErrDamaged: files of a published image were removed since it was
+	// unpacked (see MarkStart). Unpack it again, after SetAside.
+	ErrDamaged = errors.New("was damaged (a temp cleaner removed files from it)")
 )
 
 // Env names the cache directory when no flag does.
@@ -71,6 +75,7 @@ type Meta struct {
 	Config   ImageConfig
 	Unpacked time.Time
 	Boot     string // BootID() of the unpack
+	Sentinel bool   // the unpack left the sentinel (MarkStart); older ones did not
 }
 
 // Image is an image published in the store.
@@ -95,6 +100,7 @@ type Entry struct {
 	Ref     string    // the ref it was first unpacked from
 	Size    int64     // bytes on disk (blocks), hardlinks counted once
 	LastUse time.Time // the last Lookup or unpack that returned it
+	Damaged bool      // files of it were removed (ErrDamaged)
 }
 
 var subdirs = []string{"images", "locks", "tmp", "keys"}
@@ -247,10 +253,10 @@ func (s *Store) SweepCopies() {
 	}
 }
 
-// SweepTmp removes what killed unpacks and removals left in TmpDir: every
-// entry of held, a digest whose lock the caller holds exclusively ("" for
-// none), and the entries of any other digest whose lock is free and which
-// is not published. Nothing in TmpDir is ever read, so a stale entry is
+// SweepTmp removes what killed unpacks and removals left in TmpDir, and
+// the damaged trees set aside whose jobs have ended: every entry of held,
+// a digest whose lock the caller holds exclusively ("" for none), and the
+// entries of any other digest whose lock is free. Nothing in TmpDir is ever read, so a stale entry is
 // never trusted, only deleted.
 func (s *Store) SweepTmp(held Digest) {
 	tmp := s.TmpDir()
@@ -269,20 +275,25 @@ func (s *Store) SweepTmp(held Digest) {
 			RemoveTree(filepath.Join(tmp, name))
 			continue
 		}
-		// Rare: the jobs that use a published image hold its lock shared,
-		// often for days; the next unpack of it removes these.
-		if _, err := os.Lstat(s.ImageDir(d)); err == nil {
-			continue
-		}
-		// Whoever made the entry held the lock while it worked: free, it
-		// is dead or done. A new unpack waits for us.
+		// Whoever made the entry held the lock while it worked, and the
+		// jobs on a tree set aside (SetAside) hold it shared: free, they
+		// are dead or done. A new unpack waits for us.
 		f, err := os.OpenFile(s.LockPath(d), os.O_RDONLY|os.O_CREATE, 0o600)
 		if err != nil {
 			continue
 		}
-		if Flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil {
-			RemoveTree(filepath.Join(tmp, name))
+		if Flock(f, unix.LOCK_EX|unix.LOCK_NB) != nil {
+			f.Close()
+			continue
 		}
+		// A published image's jobs would wait for us to delete: the entry
+		// is stale already, and no one will use it again.
+		if _, err := os.Lstat(s.ImageDir(d)); err == nil {
+			f.Close()
+			RemoveTree(filepath.Join(tmp, name))
+			continue
+		}
+		RemoveTree(filepath.Join(tmp, name))
 		f.Close()
 	}
 }
@@ -365,6 +376,10 @@ func (s *Store) Load(d Digest) (*Image, error) {
 	dir := s.ImageDir(d)
 	b, err := os.ReadFile(filepath.Join(dir, metaFile))
 	if errors.Is(err, fs.ErrNotExist) {
+		// Every published dir has its image.meta: one without it lost it.
+		if _, err := os.Lstat(dir); err == nil {
+			return nil, s.damaged(d)
+		}
 		return nil, fmt.Errorf("%w: %s", ErrNotCached, d)
 	}
 	if err != nil {
@@ -380,6 +395,9 @@ func (s *Store) Load(d Digest) (*Image, error) {
 	if m.Digest != d {
 		return nil, fmt.Errorf("%s/%s names %s", dir, metaFile, m.Digest)
 	}
+	if m.Sentinel && !intact(dir) {
+		return nil, s.damaged(d)
+	}
 	im := &Image{Digest: d, Rootfs: filepath.Join(dir, "rootfs"), Config: m.Config, Ref: m.Ref, unpacked: m.Unpacked}
 	if _, err := os.Lstat(filepath.Join(dir, syncedFile)); err == nil {
 		im.synced = true // no need to know the boot
@@ -387,6 +405,64 @@ func (s *Store) Load(d Digest) (*Image, error) {
 		return nil, fmt.Errorf("image %s: %w", d.Short(), ErrUnsynced)
 	}
 	return im, nil
+}
+
+// Why a sentinel: temp cleaners (systemd-tmpfiles, tmpreaper) delete the
+// files in /tmp and /var/tmp that no one used for some days, by their
+// atime, mtime or ctime, and the files of an image that no job reads go
+// first. The sentinel is made before the image's tree, and its atime and
+// mtime are set to the epoch, so that each of its times is the oldest of
+// the image: whatever times a cleaner goes by, it removes the sentinel no
+// later than any other file. Nothing reads it (stat does not move atime),
+// so it ages as the image's least used file does, and a warm start finds
+// it missing with one fstatat.
+const sentinelFile = "sentinel"
+
+// MarkStart makes the sentinel in tmp, the dir of an unpack, before
+// anything else is unpacked there; Meta.Sentinel then says it was made.
+func MarkStart(tmp string) error {
+	p := filepath.Join(tmp, sentinelFile)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	epoch := time.Unix(0, 0)
+	return os.Chtimes(p, epoch, epoch)
+}
+
+// intact reports whether the image dir still has its sentinel.
+func intact(dir string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(unix.AT_FDCWD, filepath.Join(dir, sentinelFile), &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+func (s *Store) damaged(d Digest) error {
+	return fmt.Errorf("image %s in %s %w", d, s.Dir, ErrDamaged)
+}
+
+// RepairLockPath is the lock that one process at a time holds to unpack a
+// damaged d again (see SetAside).
+func (s *Store) RepairLockPath(d Digest) string { return s.LockPath(d) + ".repair" }
+
+// SetAside moves the damaged image d out of images/ into TmpDir, so that
+// it can be unpacked again beside the jobs that still run on it: they
+// keep their mounts, and they keep d's lock shared, which keeps the tree
+// from being deleted until they end (SweepTmp deletes d's entries only
+// under d's lock held exclusively). The caller holds d's lock shared and
+// its RepairLockPath exclusively: no one else unpacks or removes d
+// meanwhile. ErrNotCached: there was nothing to move.
+func (s *Store) SetAside(d Digest) error {
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	aside := filepath.Join(s.TmpDir(), TmpPrefix(d)+hex.EncodeToString(rnd[:]))
+	if err := os.Rename(s.ImageDir(d), aside); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %s", ErrNotCached, d)
+		}
+		return fmt.Errorf("set the damaged image %s aside: %w", d, err)
+	}
+	return nil
 }
 
 // Touch records a use of d: the lock file's times are the last use.
@@ -559,9 +635,11 @@ func (s *Store) List() ([]Entry, error) {
 			continue
 		}
 		en := Entry{Digest: d}
-		if im, err := s.Load(d); err == nil {
+		im, err := s.Load(d)
+		if err == nil {
 			en.Ref = im.Ref
 		}
+		en.Damaged = errors.Is(err, ErrDamaged)
 		if fi, err := os.Stat(s.LockPath(d)); err == nil {
 			en.LastUse = fi.ModTime()
 		}

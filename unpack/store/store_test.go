@@ -204,8 +204,9 @@ func TestSweepCopies(t *testing.T) {
 }
 
 // TestSweepTmp: Prune removes what a killed unpack or removal left in tmp/,
-// but never an entry that an unpack or removal is working on (its digest's
-// lock is held), nor one of a published image.
+// and a damaged tree set aside once its jobs have ended, but never an
+// entry that an unpack or removal is working on (its digest's lock is
+// held), nor one that jobs may still run on (held shared).
 func TestSweepTmp(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "cache"))
 	if err != nil {
@@ -214,6 +215,13 @@ func TestSweepTmp(t *testing.T) {
 	d := func(c string) Digest { return Digest("sha256:" + strings.Repeat(c, 64)) }
 	publish(t, s, Meta{Digest: d("c"), Boot: BootID(), Unpacked: time.Now()})
 	s.Touch(d("c")) // used just now: Prune keeps it
+	publish(t, s, Meta{Digest: d("e"), Boot: BootID(), Unpacked: time.Now()})
+	s.Touch(d("e"))
+	job, err := s.Hold(d("c")) // a job runs on c, maybe on its tree set aside
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
 	entry := func(dg Digest, rest string) string {
 		p := filepath.Join(s.TmpDir(), dg.name()+"."+rest)
 		if err := os.MkdirAll(filepath.Join(p, "rootfs", "ro"), 0o700); err != nil {
@@ -226,6 +234,7 @@ func TestSweepTmp(t *testing.T) {
 	staleToo := entry(d("a"), "2.y")
 	working := entry(d("b"), "3.z")
 	published := entry(d("c"), "4.w")
+	setAside := entry(d("e"), "6.v") // no job left on it
 	other := filepath.Join(s.TmpDir(), "not-a-digest.5")
 	os.Mkdir(other, 0o700)
 	// An unpack of b is under way: it holds b's lock.
@@ -240,7 +249,7 @@ func TestSweepTmp(t *testing.T) {
 	if _, err := s.Prune(time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	for p, kept := range map[string]bool{stale: false, staleToo: false, working: true, published: true, other: true} {
+	for p, kept := range map[string]bool{stale: false, staleToo: false, working: true, published: true, setAside: false, other: true} {
 		if _, err := os.Stat(p); (err == nil) != kept {
 			t.Errorf("%s: there %v, want %v", filepath.Base(p), err == nil, kept)
 		}
