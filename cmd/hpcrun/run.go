@@ -177,24 +177,36 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 		return 0, err
 	}
 	st.logTo(log)
-	im, err := openImage(ctx, o, h, st, log)
-	if err != nil {
-		return 0, err
-	}
-	defer im.release()
-	cfg, err := resolve(o, im, args, h, st, log)
-	if err != nil {
-		return 0, err
-	}
-	cfg.Verbose = g.verbose
-	cfg.Start = start
-	log.phase("resolved options")
 	grp, err := joinGroup(o, st.job)
 	if err != nil {
 		return 0, err
 	}
+	var meet *runtime.Member
+	if grp.name != "" {
+		// Before anything of this task's can fail: the other tasks must
+		// hear of it (see meetGroup).
+		if meet, err = enterGroup(so, grp, log); err != nil {
+			return 0, err
+		}
+		defer meet.Close()
+	}
+	im, err := openImage(ctx, o, h, st, log)
+	if err != nil {
+		return 0, failGroup(meet, grp, st.job, err)
+	}
+	defer im.release()
+	cfg, err := resolve(o, im, args, h, st, log)
+	if err != nil {
+		return 0, failGroup(meet, grp, st.job, err)
+	}
+	cfg.Verbose = g.verbose
+	cfg.Start = start
+	log.phase("resolved options")
 	if grp.name != "" {
 		early.Abort()
+		if err := meetGroup(meet, im, cfg, log); err != nil {
+			return 0, err
+		}
 		return runJoined(so, im, cfg, grp, log)
 	}
 	if o.detach {
