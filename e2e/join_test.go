@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,12 +28,11 @@ func TestJoin(t *testing.T) {
 			"--rootfs", rootfsDir, "--join-tag", "grp", "--join-count", "4", "sh", "-c",
 			`sleep `+delay+`; echo "rank $RANK ns $(readlink /proc/self/ns/pid) $(readlink /proc/self/ns/user) pid $$"; exit $((RANK + 10))`)
 	}
-	// The creator runs alone and ends first; the others come later.
-	first := task(0, "0")
+	// They start together (the group waits for all four); the first
+	// task's job ends first, the others' later.
 	var wg sync.WaitGroup
 	results := make([]result, 4)
-	results[0] = first
-	for rank := 1; rank < 4; rank++ {
+	for rank := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -126,32 +128,33 @@ func TestJoinSignals(t *testing.T) {
 }
 
 // Under srun the tasks of a step on one node join one container by
-// themselves, named slurm-JOB.STEP; --no-join gives each its own.
+// themselves, named slurm-JOB.STEP, with --image and the default cache and
+// state dirs: they meet on the image's digest, whichever cache each task
+// picked (Slurm sets TMPDIR for task 0 only). --no-join gives each its own.
 func TestSlurmJoin(t *testing.T) {
 	t.Parallel()
 	slurmUp(t)
-	state := tempDirOwned(t)
-	script := `echo "task $SLURM_PROCID $(readlink /proc/self/ns/pid) $(readlink /proc/self/ns/user)"`
+	image := pythonImage(t)
+	script := `echo "task $SLURM_PROCID $(readlink /proc/self/ns/pid) $(readlink /proc/self/ns/user) slurm-$SLURM_JOB_ID.$SLURM_STEP_ID"`
+	groups := map[string]bool{}
 	srun := func(extra ...string) map[string]int {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		args := append([]string{"-N1", "-n4", "--ntasks-per-node=4", binPath}, extra...)
-		args = append(args, "--rootfs", rootfsDir, "sh", "-c", script)
-		cmd := command(ctx, opts{env: []string{"XDG_RUNTIME_DIR=" + state, "PATH=/usr/bin:/bin"}}, "srun", args...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("srun %q: %v\n%s", args, err, out)
+		args := append([]string{"-N1", "-n4", "--ntasks-per-node=4", "--time=3", binPath}, extra...)
+		args = append(args, "--image", image, "sh", "-c", script)
+		r := runRaw(opts{dir: tempDirOwned(t), timeout: 2 * time.Minute}, "srun", args...)
+		if r.err != nil || r.code != 0 {
+			t.Fatalf("srun: %s", r)
 		}
 		namespaces := map[string]int{}
 		tasks := 0
-		for _, l := range lines(string(out)) {
-			if f := strings.Fields(l); len(f) == 4 && f[0] == "task" {
+		for _, l := range lines(r.stdout) {
+			if f := strings.Fields(l); len(f) == 5 && f[0] == "task" {
 				namespaces[f[2]+" "+f[3]]++
+				groups[f[4]] = true
 				tasks++
 			}
 		}
 		if tasks != 4 {
-			t.Fatalf("srun %q: want 4 tasks to report:\n%s", args, out)
+			t.Fatalf("want 4 tasks to report: %s", r)
 		}
 		return namespaces
 	}
@@ -161,9 +164,109 @@ func TestSlurmJoin(t *testing.T) {
 	if ns := srun("--no-join"); len(ns) != 4 {
 		t.Errorf("--no-join: the 4 tasks ran in %d pid/user namespaces, want 4: %v", len(ns), ns)
 	}
-	r := run(t, opts{env: []string{"XDG_RUNTIME_DIR=" + state}}, "list", "-q")
-	if strings.TrimSpace(r.stdout) != "" {
-		t.Errorf("left behind: %q", r.stdout)
+	// The group container goes with its last task (the other Slurm
+	// tests' containers share the default state root).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		listed := strings.Fields(run(t, opts{}, "list", "-q").stdout)
+		left := slices.DeleteFunc(listed, func(id string) bool { return !groups[id] })
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: %q", left)
+		}
+	}
+}
+
+// srunTasks runs `srun -N1 -n N -l sh -c SCRIPT` as the test user, with no
+// --kill-on-bad-exit (Slurm's default: a task that fails leaves the
+// others running), and returns each task's lines by its task id.
+func srunTasks(t *testing.T, n int, script string, env ...string) (map[int][]string, result, time.Duration) {
+	t.Helper()
+	name := fmt.Sprintf("hpcrun-join-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
+	t.Cleanup(func() { exec.Command("scancel", "--name="+name).Run() })
+	start := time.Now()
+	r := runRaw(opts{dir: tempDirOwned(t), env: append([]string{"HPCRUN=" + binPath}, env...), timeout: 3 * time.Minute},
+		"srun", "--job-name="+name, "--time=3", "-N1", "-n", strconv.Itoa(n), "-l", "sh", "-c", script)
+	took := time.Since(start)
+	tasks := map[int][]string{}
+	for _, l := range lines(r.stdout + r.stderr) {
+		id, text, ok := strings.Cut(l, ": ")
+		rank, err := strconv.Atoi(strings.TrimSpace(id))
+		if ok && err == nil {
+			tasks[rank] = append(tasks[rank], text)
+		}
+	}
+	return tasks, r, took
+}
+
+// When one task of a group cannot start, every task ends at once with the
+// same one line and exit 125 (after the progress of its unpack, if any),
+// rather than waiting for it: srun does not
+// end the others, and MPI ranks would wait in MPI_Init until the time
+// limit. Forced here: another --image on one task; a cache on a full
+// filesystem for one task; one task killed before the group starts.
+func TestSlurmJoinFails(t *testing.T) {
+	t.Parallel()
+	slurmUp(t)
+	py3, mpi := pythonImage(t), mpiImage(t)
+	small := filepath.Join(tempDirOwned(t), "small")
+	os.Mkdir(small, 0o755)
+	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=160m,mode=0755,uid="+strconv.Itoa(testUID)); err != nil {
+		t.Fatalf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
+	own := tempDirOwned(t) // an empty cache: task 1 unpacks the image there
+	const n = 4
+	// Every task runs one of these; task 1 may differ. The others' image
+	// is warm in the default cache.
+	warm := runRaw(opts{dir: tempDirOwned(t), timeout: 2 * time.Minute}, "srun", "-N1", "-n1", binPath, "--image", py3, "true")
+	if warm.code != 0 {
+		t.Fatalf("warming the cache: %s", warm)
+	}
+	for _, tc := range []struct {
+		name, task1, want string
+	}{
+		{"another image", `exec $HPCRUN --image ` + mpi + ` true`, `^hpcrun: the tasks of group slurm-\d+\.\d+ ask for different images \(sha256:[0-9a-f]{64} on one, sha256:[0-9a-f]{64} on another\); give every task the same --image`},
+		{"a full disk", `export HPCRUN_CACHE=` + small + `; exec $HPCRUN --image ` + py3 + ` true`, `^hpcrun: task 1 of group slurm-\d+\.\d+ could not start: .*no space left`},
+		{"killed before the group starts", `export HPCRUN_CACHE=` + own + `; $HPCRUN --image ` + py3 + ` true & sleep 0.3; kill -9 $!; wait $!; echo "killed: $?"; exit 9`, `^hpcrun: a task of group slurm-\d+\.\d+ \(pid \d+\) ended before the group started`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			script := `if [ "$SLURM_LOCALID" = 1 ]; then ` + tc.task1 + `; fi; exec $HPCRUN --image ` + py3 + ` true`
+			tasks, r, took := srunTasks(t, n, script)
+			t.Logf("srun -n %d ended in %v: %s", n, took.Round(10*time.Millisecond), r)
+			if took > 45*time.Second {
+				t.Errorf("the step took %v: a task waited for one that had failed", took)
+			}
+			if r.code == 0 {
+				t.Errorf("srun: want a failure, got exit 0")
+			}
+			want := regexp.MustCompile(tc.want)
+			var line string
+			for rank := range n {
+				got := tasks[rank]
+				if rank == 1 && strings.HasPrefix(tc.name, "killed") {
+					if !slices.Contains(got, "killed: 137") || strings.Contains(strings.Join(got, "\n"), "group") {
+						t.Errorf("task 1: want its shell's line and nothing of the group, got %q", got)
+					}
+					continue
+				}
+				// Its last line, after the unpack's progress if any.
+				if len(got) == 0 || !want.MatchString(got[len(got)-1]) || slices.ContainsFunc(got[:len(got)-1], want.MatchString) {
+					t.Errorf("task %d: want its last line, only, to match %s, got %q", rank, tc.want, got)
+					continue
+				}
+				last := got[len(got)-1]
+				if line == "" {
+					line = last
+				} else if last != line {
+					t.Errorf("task %d said %q, another %q: want the same line on every task", rank, last, line)
+				}
+			}
+			if !strings.Contains(strings.ToLower(r.stderr), "exited with exit code 125") {
+				t.Errorf("srun does not report exit 125 for the tasks")
+			}
+		})
 	}
 }
 

@@ -65,10 +65,11 @@ func distinct(ranks map[int]mpiRank, f func(mpiRank) string) []string {
 }
 
 // srunMPI runs `srun --mpi=pmix -N1 -n N hpcrun --image IMAGE CMD...` as the
-// test user, with env, from a directory of its own. The job is cancelled if
+// test user, with env, from a directory of its own, with the default cache
+// and state dirs. The job is cancelled if
 // it outlives the test; if the test fails, the run and what the Slurm daemons
 // logged about the job are printed.
-func srunMPI(t *testing.T, n int, env []string, image, cache string, cmd ...string) (result, time.Duration) {
+func srunMPI(t *testing.T, n int, env []string, image string, cmd ...string) (result, time.Duration) {
 	t.Helper()
 	name := fmt.Sprintf("hpcrun-mpi-%d-%s", os.Getpid(), strings.NewReplacer("/", "-", " ", "_").Replace(t.Name()))
 	var r result
@@ -80,12 +81,23 @@ func srunMPI(t *testing.T, n int, env []string, image, cache string, cmd ...stri
 			t.Logf("%s\n%s", r, slurmLogs(lines(string(ids))...))
 		}
 	})
-	env = append([]string{"HPCRUN_CACHE=" + cache, "XDG_RUNTIME_DIR=" + tempDirOwned(t)}, env...)
 	args := append([]string{"--mpi=pmix", "--job-name=" + name, "--time=3", "--kill-on-bad-exit=1",
 		"-N1", "-n", strconv.Itoa(n), binPath, "--image", image}, cmd...)
 	start := time.Now()
 	r = runRaw(opts{dir: tempDirOwned(t), env: env, timeout: 4 * time.Minute}, "srun", args...)
 	return r, time.Since(start)
+}
+
+// uncache removes image from the default cache of every task of an
+// `srun -N1 -n N` step, as the test user (hpcrun rmi): the next step
+// starts cold.
+func uncache(t *testing.T, n int, image string) {
+	t.Helper()
+	r := runRaw(opts{dir: tempDirOwned(t), env: []string{"HPCRUN=" + binPath, "IMAGE=" + image}, timeout: time.Minute},
+		"srun", "-N1", "-n", strconv.Itoa(n), "sh", "-c", `$HPCRUN rmi "$IMAGE" >/dev/null 2>&1; ! $HPCRUN images | grep -q "$IMAGE"`)
+	if r.code != 0 {
+		t.Fatalf("removing %s from the cache: %s", image, r)
+	}
 }
 
 // srun --mpi=pmix -n 4 hpcrun ... /hello: an Open MPI job of four ranks on
@@ -117,7 +129,6 @@ func TestSlurmMPI(t *testing.T) {
 	t.Parallel()
 	slurmUp(t)
 	image := mpiImage(t)
-	cache := tempDirOwned(t) // fresh: the first step unpacks the image
 	hostUserns, _ := os.Readlink("/proc/self/ns/user")
 	hostPidns, _ := os.Readlink("/proc/self/ns/pid")
 	const n = 4
@@ -139,21 +150,27 @@ func TestSlurmMPI(t *testing.T) {
 		return ok
 	}
 
-	t.Run("pmix", func(t *testing.T) {
-		r, took := srunMPI(t, n, []string{"OMPI_MCA_btl=self,tcp"}, image, cache, "/hello", "--any")
-		t.Logf("srun --mpi=pmix -n %d hpcrun /hello --any: exit %d in %v, the image unpacked first", n, r.code, took.Round(10*time.Millisecond))
-		checkRanks(t, r)
-		if !strings.Contains(r.stdout, "transfer ok (4194304 bytes intact") {
-			t.Errorf("rank 0 did not get rank 1's 4 MiB intact over TCP")
-		}
-		if r.err != nil || r.code != 0 {
-			t.Errorf("want exit 0, got %d (%v)", r.code, r.err)
-		}
-	})
+	// Cold (the image in no task's cache), then warm.
+	for _, phase := range []string{"cold", "warm"} {
+		t.Run("pmix "+phase, func(t *testing.T) {
+			if phase == "cold" {
+				uncache(t, n, image)
+			}
+			r, took := srunMPI(t, n, []string{"OMPI_MCA_btl=self,tcp"}, image, "/hello", "--any")
+			t.Logf("srun --mpi=pmix -n %d hpcrun --image mpi.tar /hello --any, %s: exit %d in %v", n, phase, r.code, took.Round(10*time.Millisecond))
+			checkRanks(t, r)
+			if !strings.Contains(r.stdout, "transfer ok (4194304 bytes intact") {
+				t.Errorf("rank 0 did not get rank 1's 4 MiB intact over TCP")
+			}
+			if r.err != nil || r.code != 0 {
+				t.Errorf("want exit 0, got %d (%v)", r.code, r.err)
+			}
+		})
+	}
 
 	t.Run("one container per node", func(t *testing.T) {
 		env := []string{"OMPI_MCA_btl=self,vader", "OMPI_MCA_btl_vader_single_copy_mechanism=cma"}
-		r, took := srunMPI(t, n, env, image, cache, "/hello")
+		r, took := srunMPI(t, n, env, image, "/hello")
 		t.Logf("srun --mpi=pmix -n %d hpcrun /hello over vader with cma: exit %d in %v", n, r.code, took.Round(10*time.Millisecond))
 		if checkRanks(t, r) {
 			ranks := mpiRanks(t, r.stdout)

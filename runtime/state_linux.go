@@ -73,6 +73,7 @@ type State struct {
 	Autoremove  bool              `json:"autoremove,omitempty"` // see CreateOptions
 	Ready       bool              `json:"ready"`                // built: created, or later; else creating
 	Members     int               `json:"members,omitempty"`    // a group container's (Config.Members)
+	Image       string            `json:"image,omitempty"`      // what the rootfs holds (CreateOptions.Image)
 
 	Status   string `json:"-"` // computed by Load
 	ExitCode int    `json:"-"` // the job's, once stopped; -1 if unknown
@@ -211,6 +212,10 @@ type CreateOptions struct {
 	// the next hpcrun that lists or creates containers (named runs);
 	// otherwise it stays until delete (OCI containers).
 	Autoremove bool
+	// Image names what the rootfs holds: a manifest digest, or "" for a
+	// plain directory. Tasks that join a group compare it, for two
+	// caches may hold the same image at two paths.
+	Image string
 }
 
 // LogPath is where a detached run's output goes.
@@ -229,7 +234,7 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	} else if err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	s := &State{ID: id, Bundle: o.Bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: o.Autoremove, Members: cfg.Members}
+	s := &State{ID: id, Bundle: o.Bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: o.Autoremove, Members: cfg.Members, Image: o.Image}
 	if cfg.Spec.Annotations != nil {
 		s.Annotations = cfg.Spec.Annotations
 	}
@@ -403,9 +408,11 @@ func (c *Containers) Register(id string, pid int, rootfs string) (string, error)
 // room for members tasks; the others find it. Creation and lookup hold a
 // lock on the state root, so however the tasks arrive exactly one
 // creates it. A stopped group of that name (an earlier step's, with the
-// same tag) is replaced. The tasks must share an image: one that asks for
-// another is refused.
-func (c *Containers) Join(id string, cfg *Config, members int) (dir string, created bool, err error) {
+// same tag) is replaced. The tasks must share an image, image (a
+// manifest digest; "" compares the rootfs paths): one that asks for
+// another is refused. Members meet first (Enter, Member.Wait), so that
+// no task is left waiting here for one that cannot come.
+func (c *Containers) Join(id string, cfg *Config, members int, image string) (dir string, created bool, err error) {
 	if members < 1 {
 		return "", false, errors.New("a group needs one member or more")
 	}
@@ -428,16 +435,26 @@ func (c *Containers) Join(id string, cfg *Config, members int) (dir string, crea
 		}
 	case s.Members == 0:
 		return "", false, fmt.Errorf("%w: %s, and it is no group container; give --join-tag another name", ErrExists, id)
-	case s.Rootfs != cfg.Spec.Root.Path:
-		return "", false, fmt.Errorf("the tasks of group %s ask for different images (%s, and %s here); give each its own --join-tag, or --no-join", id, s.Rootfs, cfg.Spec.Root.Path)
+	case imageOf(s.Image, s.Rootfs) != imageOf(image, cfg.Spec.Root.Path):
+		return "", false, fmt.Errorf("the tasks of group %s ask for different images (%s on one, %s on another); give every task the same --image, or each its own --join-tag, or --no-join",
+			id, imageOf(s.Image, s.Rootfs), imageOf(image, cfg.Spec.Root.Path))
 	default:
 		return c.Dir(id), false, nil
 	}
 	cfg.Members = members
-	if _, err := c.Create(id, cfg, CreateOptions{Autoremove: true}); err != nil {
+	if _, err := c.Create(id, cfg, CreateOptions{Autoremove: true, Image: image}); err != nil {
 		return "", false, err
 	}
 	return c.Dir(id), true, nil
+}
+
+// imageOf is what a group's members compare: the image's digest, else
+// the rootfs's path.
+func imageOf(digest, rootfs string) string {
+	if digest != "" {
+		return digest
+	}
+	return rootfs
 }
 
 // Unregister removes a named run's state.
@@ -447,11 +464,17 @@ func (c *Containers) Unregister(id string) { removeState(c.Dir(id)) }
 // (Autoremove), such as named runs whose hpcrun was killed.
 func (c *Containers) Sweep() {
 	ents, _ := os.ReadDir(c.Root)
+	var groups []string
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), groupPrefix) {
+			groups = append(groups, e.Name())
+			continue
+		}
 		if s, err := c.Load(e.Name()); err == nil && s.Autoremove && s.Status == StatusStopped {
 			removeState(c.Dir(e.Name()))
 		}
 	}
+	c.sweepGroups(groups)
 }
 
 // List returns the containers under the root, oldest first.

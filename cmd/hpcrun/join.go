@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"time"
 
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/runtime"
@@ -25,7 +26,15 @@ transports, cross-memory attach and the pids the ranks exchange work as
 outside. The first task to come creates it, named slurm-JOB.STEP; each task
 keeps its own stdio, environment, exit status and signals, and the container
 lives until its last task ends. --join-tag TAG and --join-count N do the same
-elsewhere (mpirun, PBS); --no-join gives each task its own container.`
+elsewhere (mpirun, PBS); --no-join gives each task its own container.
+
+The tasks of a group start together: each waits until all have their
+image, and they must ask for the same one (the same manifest digest, from
+whichever cache). When one cannot start (another image, an unpack that
+fails or fills the disk, a task killed before the group starts), every
+task of the group ends at once with the same one-line reason and exit
+status 125, rather than waiting in MPI_Init for one that is gone. Tasks
+that have not come within 60 seconds of the first fail the group too.`
 
 // joinGroup works out whether this task joins a group container:
 // automatically as one of several tasks of a Slurm step on this node, or
@@ -79,7 +88,7 @@ func runJoined(so *stateOptions, im *chosenImage, cfg *runtime.Config, g group, 
 	// The group ends, at the latest, with what started its first task:
 	// srun's slurmstepd, or mpirun's daemon, which outlives every task.
 	defer anchorToParent(cfg)()
-	dir, created, err := c.Join(g.name, cfg, g.members)
+	dir, created, err := c.Join(g.name, cfg, g.members, im.digest)
 	if err != nil {
 		return 0, err
 	}
@@ -96,4 +105,53 @@ func runJoined(so *stateOptions, im *chosenImage, cfg *runtime.Config, g group, 
 		runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, sigs)
 	log.phase("task ended with status " + strconv.Itoa(code))
 	return code, err
+}
+
+// joinWait is how long the tasks of a group wait for those that have not
+// come at all: Slurm and MPI launchers start a node's tasks within a
+// second or so, and one missing after a minute is not coming.
+const joinWait = 60 * time.Second
+
+// enterGroup registers this task with its group's other tasks.
+func enterGroup(so *stateOptions, g group, log *logger) (*runtime.Member, error) {
+	c, err := so.open(true)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.Enter(g.name, g.members)
+	if err != nil {
+		return nil, err
+	}
+	log.phase("entered group " + g.name)
+	return m, nil
+}
+
+// meetGroup says that this task has its image and waits for the others:
+// it returns once all have theirs, the same, or with the group's failure.
+func meetGroup(m *runtime.Member, im *chosenImage, cfg *runtime.Config, log *logger) error {
+	image := im.digest
+	if image == "" {
+		image = cfg.Spec.Root.Path
+	}
+	if err := m.Ready(image); err != nil {
+		return m.Fail(err.Error())
+	}
+	if err := m.Wait(joinWait); err != nil {
+		return err
+	}
+	log.phase("all tasks of the group are ready")
+	return nil
+}
+
+// failGroup ends a task that cannot start, and with it its group: every
+// task returns the same reason, the first recorded.
+func failGroup(m *runtime.Member, g group, j jobs.Job, err error) error {
+	if m == nil {
+		return err
+	}
+	who := "a task"
+	if j.Rank != "" {
+		who = "task " + j.Rank
+	}
+	return m.Fail(fmt.Sprintf("%s of group %s could not start: %v", who, g.name, err))
 }

@@ -70,8 +70,8 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "read K=V lines from `FILE` (repeatable)")
 	f.StringVar(&o.name, "name", "", "name the container `N`, so that hpcrun exec, ps and kill find it (see hpcrun list)")
 	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background, past hpcrun's exit, with the output in a log file; under Slurm it ends with the job")
-	f.StringVar(&o.joinTag, "join-tag", "", "run in one container with the other tasks that give this `TAG` (default under srun: the job and step)")
-	f.IntVar(&o.joinCount, "join-count", 0, "how many tasks join the container (default: the tasks of the step on this node)")
+	f.StringVar(&o.joinTag, "join-tag", "", "run in one container with the other tasks that give this `TAG` (default under srun: the job and step); they start together, and if one cannot start, all end with its reason, exit 125")
+	f.IntVar(&o.joinCount, "join-count", 0, "how many tasks join the container (default: the tasks of the step on this node); the group fails if they have not all come within 60s")
 	f.BoolVar(&o.noJoin, "no-join", false, "give this task a container of its own, even as one of several tasks of a step on this node")
 	f.BoolVar(&o.gpu, "gpu", false, "make the node's NVIDIA driver (libcuda, nvidia-smi, ...) usable in the container")
 	f.BoolVar(&o.gpu, "nv", false, "the same as --gpu")
@@ -177,24 +177,36 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 		return 0, err
 	}
 	st.logTo(log)
-	im, err := openImage(ctx, o, h, st, log)
-	if err != nil {
-		return 0, err
-	}
-	defer im.release()
-	cfg, err := resolve(o, im, args, h, st, log)
-	if err != nil {
-		return 0, err
-	}
-	cfg.Verbose = g.verbose
-	cfg.Start = start
-	log.phase("resolved options")
 	grp, err := joinGroup(o, st.job)
 	if err != nil {
 		return 0, err
 	}
+	var meet *runtime.Member
+	if grp.name != "" {
+		// Before anything of this task's can fail: the other tasks must
+		// hear of it (see meetGroup).
+		if meet, err = enterGroup(so, grp, log); err != nil {
+			return 0, err
+		}
+		defer meet.Close()
+	}
+	im, err := openImage(ctx, o, h, st, log)
+	if err != nil {
+		return 0, failGroup(meet, grp, st.job, err)
+	}
+	defer im.release()
+	cfg, err := resolve(o, im, args, h, st, log)
+	if err != nil {
+		return 0, failGroup(meet, grp, st.job, err)
+	}
+	cfg.Verbose = g.verbose
+	cfg.Start = start
+	log.phase("resolved options")
 	if grp.name != "" {
 		early.Abort()
+		if err := meetGroup(meet, im, cfg, log); err != nil {
+			return 0, err
+		}
 		return runJoined(so, im, cfg, grp, log)
 	}
 	if o.detach {

@@ -1,0 +1,161 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestGroupVerdict(t *testing.T) {
+	const d1, d2 = "sha256:aaa", "sha256:bbb"
+	live := func(image string) memberState { return memberState{pid: 7, alive: true, image: image} }
+	dead := func(image string) memberState { return memberState{pid: 9, image: image} }
+	tests := []struct {
+		name    string
+		v       groupView
+		waited  time.Duration
+		start   bool
+		message string // part of the reason; "" to wait
+	}{
+		{"all ready", groupView{want: 2, members: []memberState{live(d1), live(d1)}}, 0, true, ""},
+		{"one alone", groupView{want: 1, members: []memberState{live(d1)}}, 0, true, ""},
+		{"one getting ready", groupView{want: 2, members: []memberState{live(d1), live("")}}, time.Hour, false, ""},
+		{"one not come", groupView{want: 2, members: []memberState{live(d1)}}, time.Second, false, ""},
+		{"one not come in time", groupView{want: 2, members: []memberState{live(d1)}}, time.Minute, false, "only 1 of the 2 tasks"},
+		{"different images", groupView{want: 3, members: []memberState{live(d1), live(""), live(d2)}}, 0, false, "(sha256:aaa on one, sha256:bbb on another)"},
+		{"one ended while getting ready", groupView{want: 2, members: []memberState{live(d1), dead("")}}, 0, false, "(pid 9) ended before the group started"},
+		{"one ended while waiting", groupView{want: 2, members: []memberState{live(""), dead(d1)}}, 0, false, "ended before the group started"},
+		{"too many", groupView{want: 1, members: []memberState{live(d1), live(d1)}}, 0, false, "2 tasks came to group g, which is for 1"},
+		{"recorded go, one since ended", groupView{want: 2, members: []memberState{live(d1), dead(d1)}, outcome: "go"}, 0, true, ""},
+		{"recorded failure", groupView{want: 2, members: []memberState{live(d1), live(d1)}, outcome: "fail no space"}, 0, false, "no space"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.v.id = "g"
+			start, reason := tc.v.verdict(tc.waited, time.Minute)
+			if start != tc.start || (tc.message == "") != (reason == "") || !strings.Contains(reason, tc.message) {
+				t.Fatalf("verdict = %v, %q; want %v, %q", start, reason, tc.start, tc.message)
+			}
+		})
+	}
+}
+
+// enter is a member of group g of n under root, as a task would be.
+func enter(t *testing.T, c *Containers, n int) *Member {
+	t.Helper()
+	m, err := c.Enter("g", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// waitAll runs every member's Wait at once and returns their errors.
+func waitAll(ms ...*Member) []error {
+	errs := make(chan error, len(ms))
+	for _, m := range ms {
+		go func() { errs <- m.Wait(5 * time.Second) }()
+	}
+	var out []error
+	for range ms {
+		out = append(out, <-errs)
+	}
+	return out
+}
+
+func TestGroupMeeting(t *testing.T) {
+	c := &Containers{Root: t.TempDir()}
+	sameForAll := func(t *testing.T, errs []error, want string) {
+		t.Helper()
+		for _, err := range errs {
+			var ge *GroupError
+			if !errors.As(err, &ge) || !errors.Is(err, ErrGroup) || err.Error() != errs[0].Error() || !strings.Contains(err.Error(), want) {
+				t.Fatalf("errors %v: want the same %q for all", errs, want)
+			}
+		}
+	}
+	t.Run("same image from two caches", func(t *testing.T) {
+		a, b := enter(t, c, 2), enter(t, c, 2)
+		defer a.Close()
+		defer b.Close()
+		a.Ready("sha256:aaa")
+		go func() { time.Sleep(50 * time.Millisecond); b.Ready("sha256:aaa") }()
+		for _, err := range waitAll(a, b) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	t.Run("an earlier group's leftovers", func(t *testing.T) {
+		// The group above ended (its members closed): a new one of the
+		// same name starts afresh, not with its outcome or members.
+		a, b := enter(t, c, 2), enter(t, c, 2)
+		defer a.Close()
+		defer b.Close()
+		a.Ready("sha256:bbb")
+		b.Ready("sha256:bbb")
+		for _, err := range waitAll(a, b) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	t.Run("different images", func(t *testing.T) {
+		a, b := enter(t, c, 2), enter(t, c, 2)
+		defer a.Close()
+		defer b.Close()
+		a.Ready("sha256:aaa")
+		b.Ready("sha256:bbb")
+		sameForAll(t, waitAll(a, b), "ask for different images")
+	})
+	t.Run("a member fails", func(t *testing.T) {
+		a, b, d := enter(t, c, 3), enter(t, c, 3), enter(t, c, 3)
+		defer a.Close()
+		defer b.Close()
+		defer d.Close()
+		a.Ready("sha256:aaa")
+		errs := []error{b.Fail("unpack: no space left on device")}
+		errs = append(errs, waitAll(a, d)...)
+		sameForAll(t, errs, "no space left")
+	})
+	t.Run("a member ends before it is ready", func(t *testing.T) {
+		a, b := enter(t, c, 2), enter(t, c, 2)
+		defer a.Close()
+		a.Ready("sha256:aaa")
+		go func() { time.Sleep(50 * time.Millisecond); b.Close() }()
+		sameForAll(t, waitAll(a), "ended before the group started")
+	})
+	t.Run("swept once no member lives", func(t *testing.T) {
+		c.Sweep()
+		if ents, _ := os.ReadDir(c.Root); len(ents) != 0 {
+			t.Fatalf("left %v", ents)
+		}
+	})
+}
+
+// What the meeting adds to a task's start, for a group of four whose
+// members are all there: enter, say ready, wait, leave.
+func BenchmarkGroupMeeting(b *testing.B) {
+	c := &Containers{Root: b.TempDir()}
+	for b.Loop() {
+		ms := make([]*Member, 4)
+		for i := range ms {
+			m, err := c.Enter("g", len(ms))
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.Ready("sha256:aaa")
+			ms[i] = m
+		}
+		for _, m := range ms {
+			if err := m.Wait(time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, m := range ms {
+			m.Close()
+		}
+	}
+}
