@@ -19,9 +19,13 @@ package runtime
 //   - outcome, "go" or "fail REASON", written once by whoever sees it
 //     first (link(2) of a finished file: the first writer wins, and no
 //     reader ever sees half of it).
+//   - gen, the launch that the members came from (see Enter).
 //
 // A directory in which no member lives any more is an earlier group's
-// (same tag, or a step that failed) and is cleared by the next to come.
+// (same tag, or a requeued step) and is cleared by the next to come,
+// unless it is of the same launch: then the newcomer is a task that came
+// late, and it hears the group's outcome at once instead of waiting for
+// tasks that have already ended.
 // Members watch the directory with inotify: a member's end closes its
 // file, which the watch sees as IN_CLOSE_WRITE.
 
@@ -41,6 +45,7 @@ const (
 	groupPrefix = "join:"
 	memberPre   = "m."
 	outcomeFile = "outcome"
+	genFile     = "gen"
 )
 
 // ErrGroup is what every member of a group that cannot start returns,
@@ -60,12 +65,16 @@ type Member struct {
 	dir     int      // the meeting's directory
 	self    *os.File // m.PID, locked
 	since   time.Time
+	gen     string
 }
 
 // Enter registers this process as a member of group id, which members
 // tasks make. Call it before anything that may fail, and Close the
-// member when the process is done with the group.
-func (c *Containers) Enter(id string, members int) (*Member, error) {
+// member when the process is done with the group. gen names the launch
+// the tasks came from (the process that started them all, such as the
+// step's slurmstepd; "" when unknown): a task that comes after the other
+// tasks of its launch have failed and ended gets their failure at once.
+func (c *Containers) Enter(id string, members int, gen string) (*Member, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
@@ -82,12 +91,16 @@ func (c *Containers) Enter(id string, members int) (*Member, error) {
 		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", id, err)
 		}
-		m := &Member{id: id, members: members, dir: dir, since: time.Now()}
+		m := &Member{id: id, members: members, dir: dir, since: time.Now(), gen: oneLine(gen)}
 		ok, err := m.register(root)
 		if ok || err != nil {
 			if err != nil {
 				unix.Close(dir)
 				return nil, fmt.Errorf("group %s: %w", id, err)
+			}
+			if reason, failed := strings.CutPrefix(readOutcome(dir), "fail "); failed {
+				m.Close()
+				return nil, &GroupError{Reason: reason}
 			}
 			return m, nil
 		}
@@ -124,8 +137,11 @@ func (m *Member) register(root int) (bool, error) {
 		return false, nil
 	}
 	v := readGroup(m.dir, m.id, m.members)
-	if !v.anyAlive() {
+	if !v.anyAlive() && (m.gen == "" || readSmall(m.dir, genFile) != m.gen) {
 		clearDir(m.dir)
+		if m.gen != "" {
+			writeSmall(m.dir, genFile, m.gen)
+		}
 	}
 	memberSeq++
 	pid := strconv.Itoa(os.Getpid()) + "." + strconv.Itoa(memberSeq)
@@ -365,8 +381,12 @@ func readMember(dir int, name string) (memberState, bool) {
 }
 
 // readOutcome reads a meeting's recorded outcome, "" if none.
-func readOutcome(dir int) string {
-	fd, err := unix.Openat(dir, outcomeFile, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+func readOutcome(dir int) string { return readSmall(dir, outcomeFile) }
+
+// readSmall reads a file of the meeting, its first 8 KiB without the
+// final newline; "" if it is missing.
+func readSmall(dir int, name string) string {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return ""
 	}
@@ -374,6 +394,22 @@ func readOutcome(dir int) string {
 	buf := make([]byte, 8192)
 	n, _ := unix.Read(fd, buf)
 	return strings.TrimSuffix(string(buf[:max(n, 0)]), "\n")
+}
+
+// writeSmall writes a file of the meeting whole, under the directory's
+// lock; a failure leaves it missing, which only costs a late task the
+// wait for the group's timeout.
+func writeSmall(dir int, name, text string) {
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return
+	}
+	if _, err := unix.Write(fd, []byte(text+"\n")); err != nil {
+		unix.Close(fd)
+		unix.Unlinkat(dir, name, 0)
+		return
+	}
+	unix.Close(fd)
 }
 
 // oneLine keeps a reason on one line.

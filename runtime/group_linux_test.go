@@ -42,10 +42,11 @@ func TestGroupVerdict(t *testing.T) {
 	}
 }
 
-// enter is a member of group g of n under root, as a task would be.
+// enter is a member of group g of n under root, as a task would be; each
+// test is a launch of its own.
 func enter(t *testing.T, c *Containers, n int) *Member {
 	t.Helper()
-	m, err := c.Enter("g", n)
+	m, err := c.Enter("g", n, t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +128,30 @@ func TestGroupMeeting(t *testing.T) {
 		go func() { time.Sleep(50 * time.Millisecond); b.Close() }()
 		sameForAll(t, waitAll(a), "ended before the group started")
 	})
+	t.Run("a task that comes late", func(t *testing.T) {
+		// The others failed and ended before this one came: it hears
+		// their reason at once, rather than waiting for them.
+		a, b := enter(t, c, 3), enter(t, c, 3)
+		errs := []error{a.Fail("unpack: no space left on device")}
+		errs = append(errs, waitAll(b)...)
+		a.Close()
+		b.Close()
+		late, err := c.Enter("g", 3, t.Name())
+		if late != nil {
+			late.Close()
+		}
+		sameForAll(t, append(errs, err), "no space left")
+		// Another launch with the same tag starts afresh.
+		next, err := c.Enter("g", 1, t.Name()+" again")
+		if err != nil {
+			t.Fatalf("a new launch after a failed one: %v", err)
+		}
+		defer next.Close()
+		next.Ready("sha256:aaa")
+		if err := next.Wait(time.Second); err != nil {
+			t.Fatalf("a new launch after a failed one: %v", err)
+		}
+	})
 	t.Run("swept once no member lives", func(t *testing.T) {
 		c.Sweep()
 		if ents, _ := os.ReadDir(c.Root); len(ents) != 0 {
@@ -142,7 +167,7 @@ func BenchmarkGroupMeeting(b *testing.B) {
 	for b.Loop() {
 		ms := make([]*Member, 4)
 		for i := range ms {
-			m, err := c.Enter("g", len(ms))
+			m, err := c.Enter("g", len(ms), "bench")
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/runtime"
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 // group is the container that a task joins: its name and how many tasks
@@ -118,12 +119,25 @@ func enterGroup(so *stateOptions, g group, log *logger) (*runtime.Member, error)
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.Enter(g.name, g.members)
+	m, err := c.Enter(g.name, g.members, launch())
 	if err != nil {
 		return nil, err
 	}
 	log.phase("entered group " + g.name)
 	return m, nil
+}
+
+// launch names what started this task: its parent, by pid and start
+// time. The tasks of a step on a node are all children of the step's
+// slurmstepd (mpirun's tasks, of its daemon), so a task that comes late
+// knows the group it finds as its own; "" when the parent is gone.
+func launch() string {
+	ppid := os.Getppid()
+	t, err := procs.StartTime(ppid)
+	if err != nil || ppid <= 1 {
+		return ""
+	}
+	return strconv.Itoa(ppid) + "@" + strconv.FormatUint(t, 10)
 }
 
 // meetGroup says that this task has its image and waits for the others:
