@@ -101,3 +101,12 @@ func TestProcFS(t *testing.T) {
 		t.Error("go test is taken for a plain line of a batch script")
 	}
 }
+
+// What the check costs a start inside a batch script: two small reads of
+// the real /proc.
+func BenchmarkPlainBatchLine(b *testing.B) {
+	j := Job{Scheduler: Slurm, ID: "1"}
+	for b.Loop() {
+		PlainBatchLine(j, os.Getppid(), ProcFS{})
+	}
+}
