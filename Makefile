@@ -37,7 +37,7 @@ GOARCH  ?= $(shell $(GO) env GOARCH)
 DISTDIR ?= dist
 DIST    := hpcrun-$(VERSION)-linux-$(GOARCH)
 
-.PHONY: all build docs test unit e2e vet fuzz bench install install-files uninstall dist clean demo
+.PHONY: all build docs test unit e2e e2e-slurm-taskcgroup vet fuzz bench install install-files uninstall dist clean demo
 
 all: build docs
 
@@ -75,6 +75,15 @@ unit:
 e2e:
 	scripts/test-deps.sh
 	$(GO) test -count=1 -timeout $(TESTTIMEOUT) -v ./e2e/
+
+# The Slurm and PBS end-to-end tests again under task/cgroup with
+# ConstrainRAMSpace=yes (the tests' Slurm is task/none otherwise); the stock
+# config comes back afterwards, whether the tests pass or not.
+e2e-slurm-taskcgroup:
+	scripts/test-deps.sh
+	TASKPLUGIN=cgroup scripts/slurm-up.sh
+	TASKPLUGIN=cgroup $(GO) test -count=1 -timeout $(TESTTIMEOUT) -v -run 'Slurm|PBS' ./e2e/; \
+		rc=$$?; scripts/slurm-up.sh >/dev/null && exit $$rc
 
 vet:
 	$(GO) vet ./...

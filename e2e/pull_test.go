@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -254,4 +256,50 @@ func (s *slowWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// A compute node without network: --image docker://REF that is not cached
+// fails in seconds, in one line that names the registry and what to do,
+// with exit 125; it never hangs on the connect. The registry is an address
+// whose packets are dropped (lo up, an nftables DROP rule for its port) in
+// a network namespace of the test's own, so nothing leaves this machine;
+// hpcrun runs there as the test user, with the default cache.
+func TestRegistryUnreachable(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	if os.Geteuid() != 0 || !asOther {
+		if requireUserns {
+			t.Fatal("a network namespace with a DROP rule needs root")
+		}
+		t.Skip("a network namespace with a DROP rule needs root")
+	}
+	tools := map[string]string{}
+	for _, tool := range []string{"unshare", "ip", "nft", "setpriv"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatalf("%s is missing (scripts/test-deps.sh installs it): %v", tool, err)
+		}
+		tools[tool] = p
+	}
+	const port = "5999"
+	rules := "table inet hpcrun_test { chain input { type filter hook input priority 0; tcp dport " + port + " drop; }; }"
+	script := "set -e; " + tools["ip"] + " link set lo up; " + tools["nft"] + " '" + rules + "'; exec " + tools["setpriv"] +
+		" --reuid=" + strconv.Itoa(testUID) + " --regid=" + strconv.Itoa(testGID) + ` --clear-groups -- "$@"`
+	start := time.Now()
+	r := runRaw(opts{asRoot: true, dir: tempDirOwned(t), timeout: 2 * time.Minute},
+		tools["unshare"], "-n", "sh", "-c", script, "sh", binPath, "--image", "docker://127.0.0.1:"+port+"/x:1", "true")
+	took := time.Since(start)
+	t.Logf("hpcrun gave up after %v: %s", took.Round(10*time.Millisecond), strings.TrimSpace(r.stderr))
+	errLines := lines(r.stderr)
+	if r.err != nil || r.code != 125 || len(errLines) != 1 || r.stdout != "" {
+		t.Fatalf("want exit 125 and one line: %s", r)
+	}
+	for _, want := range []string{"cannot reach registry 127.0.0.1:" + port, "no answer in", "hpcrun pull", "archive"} {
+		if !strings.Contains(errLines[0], want) {
+			t.Errorf("the line has no %q: %s", want, errLines[0])
+		}
+	}
+	if took > 15*time.Second {
+		t.Errorf("hpcrun took %v to give up on a registry that drops packets; want seconds", took)
+	}
 }

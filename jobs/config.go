@@ -50,6 +50,7 @@ type Config struct {
 	Network          Setting[string]   // host or none
 	AllowSystemBinds Setting[bool]     // whether --bind may name the host's system dirs (site only)
 	MaxImageSize     Setting[int64]    // the most an image may unpack to, in bytes: a decompression bomb's limit
+	BatchLineWarning Setting[bool]     // whether a plain hpcrun line of a Slurm batch script is warned about
 }
 
 // DefaultMaxImageSize is max_image_size when no layer sets it: far above
@@ -67,6 +68,7 @@ func Defaults() Config {
 		Network:          Setting[string]{"host", d},
 		AllowSystemBinds: Setting[bool]{true, d},
 		MaxImageSize:     Setting[int64]{DefaultMaxImageSize, d},
+		BatchLineWarning: Setting[bool]{true, d},
 	}
 }
 
@@ -81,6 +83,7 @@ func (c *Config) Override(l Config) {
 	over(&c.Network, l.Network)
 	over(&c.AllowSystemBinds, l.AllowSystemBinds)
 	over(&c.MaxImageSize, l.MaxImageSize)
+	over(&c.BatchLineWarning, l.BatchLineWarning)
 }
 
 func over[T any](dst *Setting[T], src Setting[T]) {
@@ -99,7 +102,7 @@ const (
 )
 
 // keys are the config file's keys, in the order hpcrun config prints them.
-var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size"}
+var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size", "batch_line_warning"}
 
 // Vars are what $NAME in a config path may expand to.
 type Vars map[string]string
@@ -211,6 +214,9 @@ func ParseConfig(name string, data []byte, layer Layer, vars Vars) (Config, erro
 				}
 			}
 			c.MaxImageSize.From = from
+		case "batch_line_warning":
+			c.BatchLineWarning.Value, err = p.boolean(k.Value, v)
+			c.BatchLineWarning.From = from
 		default:
 			return c, p.errf(k, "unknown key %q (known: %s)", k.Value, strings.Join(keys, ", "))
 		}

@@ -26,6 +26,7 @@ env:
 network: none
 allow_system_binds: false
 max_image_size: 100GiB
+batch_line_warning: false
 `
 	c, err := ParseConfig("site.yaml", []byte(full), SiteLayer, testVars)
 	if err != nil {
@@ -45,6 +46,7 @@ max_image_size: 100GiB
 		Network:          Setting[string]{"none", "site.yaml:13"},
 		AllowSystemBinds: Setting[bool]{false, "site.yaml:14"},
 		MaxImageSize:     Setting[int64]{100 << 30, "site.yaml:15"},
+		BatchLineWarning: Setting[bool]{false, "site.yaml:16"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("ParseConfig:\n got %+v\nwant %+v", c, want)
@@ -58,7 +60,7 @@ max_image_size: 100GiB
 	for _, s := range []*Config{&back, &c} {
 		s.Cache.From, s.Scratch.From, s.ScratchDirs.From, s.Binds.From = "", "", "", ""
 		s.EnvPass.From, s.EnvDeny.From, s.Network.From, s.AllowSystemBinds.From = "", "", "", ""
-		s.MaxImageSize.From = ""
+		s.MaxImageSize.From, s.BatchLineWarning.From = "", ""
 		for i := range s.Binds.Value {
 			s.Binds.Value[i].From = ""
 		}
@@ -109,6 +111,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"network: [host]\n", SiteLayer, "f.yaml:1: network: want host or none, got a list"},
 		{"allow_system_binds: yes please\n", SiteLayer, `f.yaml:1: allow_system_binds: want true or false, got "yes please"`},
 		{"allow_system_binds: true\n", UserLayer, "f.yaml:1: allow_system_binds is the site's to set"},
+		{"batch_line_warning: off\n", SiteLayer, `f.yaml:1: batch_line_warning: want true or false, got "off"`},
 		{"scratch_dirs: /scratch\n", SiteLayer, "f.yaml:1: scratch_dirs: want a list of absolute paths, got \"/scratch\""},
 		{"binds:\n  - /a:/b:rx\n", SiteLayer, `f.yaml:2: binds: want SRC[:DST[:ro]], got "/a:/b:rx"`},
 		{"binds:\n  - {dst: /b}\n", SiteLayer, "f.yaml:2: binds: src is missing"},

@@ -157,6 +157,7 @@ func (c Config) Render() string {
 	} else {
 		line("max_image_size: ~", c.MaxImageSize.From)
 	}
+	line("batch_line_warning: "+strconv.FormatBool(c.BatchLineWarning.Value), c.BatchLineWarning.From)
 	return b.String()
 }
 

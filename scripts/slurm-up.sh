@@ -12,6 +12,13 @@
 #
 #   sudo scripts/slurm-up.sh                     # CI, as root on a fresh machine
 #   sudo PROCTRACK=linuxproc scripts/slurm-up.sh  # force a proctrack plugin
+#   sudo TASKPLUGIN=cgroup scripts/slurm-up.sh    # task/cgroup, ConstrainRAMSpace=yes
+#
+# The default is "stock", as a cluster's Slurm 22.05 of Debian's packages is
+# set up: proctrack/cgroup, task/none, the default cgroup.conf, and no TmpFS,
+# Prolog or job_container. TASKPLUGIN=cgroup is the other common setup, whose
+# tasks sit in a memory cgroup of the job's size; running the script again
+# without it restores the stock config (make e2e-slurm-taskcgroup does both).
 #
 # Safe to rerun: what already runs is left alone, dead daemons are restarted,
 # and a changed slurm.conf or cgroup.conf restarts the Slurm daemons.
@@ -69,10 +76,10 @@ fi
 # processes stay in its cgroup whatever becomes of their parents, so one
 # re-parented to init is still killed at the end. It sends a job's TERM
 # (scancel, the time limit) only to the step's tasks, the direct children of
-# slurmstepd (the batch shell, srun's tasks), and SIGKILL to every process:
-# hpcrun's own forwarding is what brings TERM to the job (so
-# examples/slurm/signals.sbatch passes TERM on to hpcrun, and oci.conf execs
-# it). Two slurmds on one host keep apart because Debian builds Slurm with
+# slurmstepd (the batch shell, srun's tasks), and SIGKILL to every process,
+# at once when the batch shell dies of the TERM: hpcrun gets the TERM, and
+# passes it to the job, only as such a task (srun hpcrun, exec hpcrun; see
+# examples/slurm/signals.sbatch, and oci.conf execs it). Two slurmds on one host keep apart because Debian builds Slurm with
 # --enable-multiple-slurmd, whose default CgroupPrepend is /slurm_%n
 # (freezer/slurm_NAME1/uid_U/job_J/...); step 5 checks that the nodes'
 # cgroups differ and otherwise falls back for good (a "# proctrack/cgroup
@@ -88,6 +95,10 @@ freezer_ok() {
 	local d=/sys/fs/cgroup/freezer/hpcrun-probe.$$
 	[ -e /sys/fs/cgroup/freezer/tasks ] && mkdir "$d" 2>/dev/null && rmdir "$d"
 }
+case ${TASKPLUGIN:=none} in
+none | cgroup) ;;
+*) die "TASKPLUGIN=$TASKPLUGIN: want none or cgroup" ;;
+esac
 case ${PROCTRACK:-} in
 cgroup) proctrack=cgroup failed= ;;
 linuxproc) proctrack=linuxproc ;;
@@ -148,7 +159,7 @@ AuthType=auth/munge
 CredType=cred/munge
 MpiDefault=none
 ProctrackType=proctrack/$proctrack
-TaskPlugin=task/none
+TaskPlugin=task/$TASKPLUGIN
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
@@ -173,7 +184,19 @@ NodeName=${host}2 NodeHostname=$host NodeAddr=127.0.0.1 Port=17002 CPUs=$cpus Re
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 )
-	[ "$proctrack" = cgroup ] && newcg=$(printf '%s: the freezer for proctrack/cgroup.\nCgroupPlugin=cgroup/v1\nCgroupAutomount=no\n' "$marker")
+	# Slurm's defaults, which need no line on this host: CgroupPlugin
+	# autodetects cgroup/v1 (/sys/fs/cgroup is a tmpfs and its systemd
+	# hierarchy cgroup v1, though a cgroup2 is mounted at unified/), and
+	# CgroupAutomount=no finds the freezer and memory hierarchies mounted.
+	# But the file must exist: without one, Slurm 22.05 leaves CgroupPrepend
+	# unset rather than /slurm_%n, and the two slurmds of this host would
+	# share freezer/uid_U/job_J (see 5). task/cgroup adds the one line it is
+	# there for.
+	if [ "$TASKPLUGIN" = cgroup ]; then
+		newcg=$(printf '%s\nConstrainRAMSpace=yes' "$marker: task/cgroup.")
+	elif [ "$proctrack" = cgroup ]; then
+		newcg="$marker: Slurm's defaults (see the script)."
+	fi
 	local oldcg=
 	[ -e "$cgroup_conf" ] && oldcg=$(cat "$cgroup_conf")
 	# A cgroup.conf of our own goes with proctrack/linuxproc; a site's stays.
@@ -183,7 +206,7 @@ EOF
 		[ -e "$conf" ] && "$here/slurm-down.sh" >/dev/null
 		printf '%s\n' "$new" >"$conf"
 		if [ -n "$newcg" ]; then printf '%s\n' "$newcg" >"$cgroup_conf"; else rm -f "$cgroup_conf"; fi
-		echo "slurm-up: wrote $conf (proctrack/$proctrack)"
+		echo "slurm-up: wrote $conf (proctrack/$proctrack, task/$TASKPLUGIN)"
 	fi
 	install -d -o slurm -g slurm -m 0755 /var/spool/slurmctld "$logs"
 	for n in $nodes; do install -d -o root -g root -m 0755 "/var/spool/slurmd-$n"; done
@@ -265,4 +288,4 @@ if [ "$(cut -d' ' -f1 <<<"$out" | sort | tr '\n' ' ')" != "0 1 " ] || grep -q ' 
 	fail "srun --mpi=pmix: want PMIX_RANK 0 and 1, each with a PMIX_NAMESPACE; got '$out'"
 fi
 echo "slurm-up: ok: $(sinfo -V), nodes $nodes (CPUs=$cpus RealMemory=$mem each) idle in partition debug," \
-	"proctrack/$proctrack; srun as root and nobody, sbatch --wait, srun -N 2, srun --mpi=pmix work (${SECONDS}s)"
+	"proctrack/$proctrack, task/$TASKPLUGIN; srun as root and nobody, sbatch --wait, srun -N 2, srun --mpi=pmix work (${SECONDS}s)"

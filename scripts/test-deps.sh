@@ -2,7 +2,8 @@
 # Installs what the test suite needs from Debian's packages, when it is
 # missing: busybox-static (the end-to-end tests' rootfs), runc (to prove the
 # spec output runs), util-linux (setpriv, unshare), iproute2 and debootstrap
-# (for the Debian + Python image, examples/mkpython.sh), lmod (to load the
+# (for the Debian + Python image, examples/mkpython.sh), nftables (a registry
+# address that drops packets, in a network namespace of a test's), lmod (to load the
 # modulefiles that `make install` writes), man-db, bash-completion, zsh and
 # fish (to read the man pages and load the completion scripts it writes).
 # Test-only: hpcrun itself depends on none of them.
@@ -13,6 +14,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v setpriv >/dev/null && command -v unshare >/dev/null || need+=(util-linux)
 command -v ip >/dev/null || need+=(iproute2)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v nft >/dev/null || need+=(nftables)
 [ -r /etc/profile.d/lmod.sh ] || need+=(lmod)
 command -v man >/dev/null || need+=(man-db)
 [ -r /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/internal/atomicfile"
+	"github.com/hpcrun/hpcrun/unpack/source"
 )
 
 // runLogin checks a user name and password (or token) against a registry
@@ -97,7 +98,7 @@ func runLogin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // checkLogin makes an authenticated request to the registry's API root.
 func checkLogin(ctx context.Context, reg name.Registry, user, password string) error {
 	auth := authn.FromConfig(authn.AuthConfig{Username: user, Password: password})
-	rt, err := transport.NewWithContext(ctx, reg, auth, http.DefaultTransport, []string{reg.Scope(transport.PullScope)})
+	rt, err := transport.NewWithContext(ctx, reg, auth, source.RegistryTransport(), []string{reg.Scope(transport.PullScope)})
 	if err != nil {
 		var te *transport.Error
 		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {

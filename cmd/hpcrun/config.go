@@ -129,6 +129,9 @@ Keys:
   allow_system_binds: BOOL whether --bind may name the host's /usr, /etc, /lib,
                            /var and the other system dirs (site file only;
                            default true)
+  batch_line_warning: BOOL whether a plain hpcrun line of a Slurm batch
+                           script, which scancel and the time limit SIGKILL
+                           without a TERM, is warned about (default true)
 
 Paths may use $USER, $UID and $HOME. A config error names the file and line.
 

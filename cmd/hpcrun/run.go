@@ -177,6 +177,9 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 		return 0, err
 	}
 	st.logTo(log)
+	if st.conf.BatchLineWarning.Value && jobs.PlainBatchLine(st.job, os.Getppid(), jobs.ProcFS{}) {
+		log.warnf("%s", jobs.BatchLineWarning)
+	}
 	grp, err := joinGroup(o, st.job)
 	if err != nil {
 		return 0, err

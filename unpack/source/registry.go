@@ -56,7 +56,8 @@ type RegistryOptions struct {
 	// Keychain finds credentials; nil means Keychain().
 	Keychain authn.Keychain
 	// Transport is the HTTP transport under the registry's auth; nil means
-	// http.DefaultTransport.
+	// http.DefaultTransport with deadlines on every socket step
+	// (RegistryTransport).
 	Transport http.RoundTripper
 	// Log hears one line per blob fetched.
 	Log func(string)
@@ -94,7 +95,7 @@ func OpenRegistry(ctx context.Context, ref, blobDir string, o RegistryOptions) (
 	}
 	base := o.Transport
 	if base == nil {
-		base = http.DefaultTransport
+		base = RegistryTransport()
 	}
 	rt, err := transport.NewWithContext(ctx, r.Context().Registry, auth, base, []string{r.Context().Scope(transport.PullScope)})
 	if err != nil {
@@ -390,6 +391,9 @@ func registryError(reg string, err error) error {
 	var te *transport.Error
 	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
 		return newError(ErrAuth, "%s refused access (HTTP %d); log in with `hpcrun login %s`", reg, te.StatusCode, reg)
+	}
+	if u := unreachable(reg, err); u != nil {
+		return u
 	}
 	return newError(ErrRegistry, "registry %s: %w", reg, err)
 }
