@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,6 +26,21 @@ const pythonImagePath = "/var/tmp/hpcrun-e2e/py3.tar"
 func repoPath(p string) string {
 	abs, _ := filepath.Abs(filepath.Join("..", p))
 	return abs
+}
+
+// sourcesHash is a short hash of files of the repository, to name a built
+// image after what it was built from: a change to them builds it again.
+func sourcesHash(paths ...string) string {
+	h := sha256.New()
+	for _, p := range paths {
+		b, err := os.ReadFile(repoPath(p))
+		if err != nil {
+			panic(fmt.Sprintf("e2e: %v", err))
+		}
+		fmt.Fprintf(h, "%s %d\n", p, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // builtImage is an image that a script in examples/ builds, as root, the

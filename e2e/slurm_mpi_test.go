@@ -18,7 +18,7 @@ import (
 // plugin loads on this Debian 12 host (examples/mkmpi.sh), with
 // examples/mpi/hello.c as /hello.
 
-const mpiImagePath = "/var/tmp/hpcrun-e2e/mpi.tar"
+var mpiImagePath = "/var/tmp/hpcrun-e2e/mpi-" + sourcesHash("examples/mkmpi.sh", "examples/mpi/hello.c", "examples/mkimage.sh") + ".tar"
 
 // mpiImage returns the Debian + Open MPI image (examples/mkmpi.sh takes
 // about a minute and a half).
@@ -146,6 +146,13 @@ func TestSlurmMPI(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("want ranks 0 to %d, each of size %d; got %d rank lines", n-1, n, len(ranks))
+		}
+		// The result of a collective, on every rank.
+		for i := range n {
+			if want := fmt.Sprintf("allreduce rank %d sum %d\n", i, n*(n+1)/2); !strings.Contains(r.stdout, want) {
+				t.Errorf("rank %d: want %q", i, strings.TrimSpace(want))
+				ok = false
+			}
 		}
 		return ok
 	}

@@ -28,6 +28,12 @@
  * MPI_Init ("CMA support is not available due to different user
  * namespaces"), else it warns and falls back.
  *
+ * Last, every rank takes part in an MPI_Allreduce of rank+1 and prints
+ *
+ *   allreduce rank R sum S
+ *
+ * (S is N(N+1)/2 on every rank when the collective works).
+ *
  *   hello --any    the transfer may go by any BTL and mechanism (self,tcp
  *                  between containers); it must still arrive intact, and
  *                  rank 0 ends with "transfer ok (...)"
@@ -175,6 +181,10 @@ int main(int argc, char **argv)
 	}
 	MPI_Bcast(&failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
 	free(buf);
+	long mine = rank + 1, sum = 0;
+	MPI_Allreduce(&mine, &sum, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+	printf("allreduce rank %d sum %ld\n", rank, sum);
+	fflush(stdout);
 	MPI_Finalize();
 	return failed;
 }
