@@ -225,14 +225,39 @@ func TestSlurmJoinFails(t *testing.T) {
 		t.Fatalf("warming the cache: %s", warm)
 	}
 	for _, tc := range []struct {
-		name, task1, want string
+		name  string
+		tasks map[int]string // what tasks other than the rest run
+		own   map[int]string // tasks that say something of their own: the line they end with
+		want  string         // the line every other task ends with
 	}{
-		{"another image", `exec $HPCRUN --image ` + mpi + ` true`, `^hpcrun: the tasks of group slurm-\d+\.\d+ ask for different images \(sha256:[0-9a-f]{64} on one, sha256:[0-9a-f]{64} on another\); give every task the same --image`},
-		{"a full disk", `export HPCRUN_CACHE=` + small + `; exec $HPCRUN --image ` + py3 + ` true`, `^hpcrun: task 1 of group slurm-\d+\.\d+ could not start: .*no space left`},
-		{"killed before the group starts", `export HPCRUN_CACHE=` + own + `; $HPCRUN --image ` + py3 + ` true & sleep 0.3; kill -9 $!; wait $!; echo "killed: $?"; exit 9`, `^hpcrun: a task of group slurm-\d+\.\d+ \(pid \d+\) ended before the group started`},
+		{name: "another image", tasks: map[int]string{1: `exec $HPCRUN --image ` + mpi + ` true`},
+			want: `^hpcrun: the tasks of group slurm-\d+\.\d+ ask for different images \(sha256:[0-9a-f]{64} on one, sha256:[0-9a-f]{64} on another\); give every task the same --image`},
+		{name: "a full disk", tasks: map[int]string{1: `export HPCRUN_CACHE=` + small + `; exec $HPCRUN --image ` + py3 + ` true`},
+			want: `^hpcrun: task 1 of group slurm-\d+\.\d+ could not start: .*no space left`},
+		{name: "killed before the group starts",
+			tasks: map[int]string{1: `export HPCRUN_CACHE=` + own + `; $HPCRUN --image ` + py3 + ` true & sleep 0.3; kill -9 $!; wait $!; echo "killed: $?"; exit 9`},
+			own:   map[int]string{1: "killed: 137"},
+			want:  `^hpcrun: a task of group slurm-\d+\.\d+ \(pid \d+\) ended before the group started`},
+		// Task 1 never runs hpcrun: the others give up after join_timeout.
+		{name: "a task that never comes", tasks: map[int]string{1: `echo "not coming"; exit 0`},
+			own:  map[int]string{1: "not coming"},
+			want: `^hpcrun: only 3 of the 4 tasks of group slurm-\d+\.\d+ came within 3s; give --join-count`},
+		// Task 2 fails at once, and the others with it, before task 1
+		// comes: task 1 hears the same reason at once, not after
+		// join_timeout.
+		{name: "a task that comes late",
+			tasks: map[int]string{1: `sleep 4; exec $HPCRUN --image ` + py3 + ` true`, 2: `exec $HPCRUN --image /nonexistent.tar true`},
+			want:  `^hpcrun: task 2 of group slurm-\d+\.\d+ could not start: .*nonexistent.tar`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			script := `if [ "$SLURM_LOCALID" = 1 ]; then ` + tc.task1 + `; fi; exec $HPCRUN --image ` + py3 + ` true`
+			script := `export HPCRUN_JOIN_TIMEOUT=3s; `
+			if tc.name == "a task that comes late" {
+				script = `` // the default join_timeout, 60s: task 1 must not wait it out
+			}
+			for rank, cmd := range tc.tasks {
+				script += `if [ "$SLURM_LOCALID" = ` + strconv.Itoa(rank) + ` ]; then ` + cmd + `; fi; `
+			}
+			script += `exec $HPCRUN --image ` + py3 + ` true`
 			tasks, r, took := srunTasks(t, n, script)
 			t.Logf("srun -n %d ended in %v: %s", n, took.Round(10*time.Millisecond), r)
 			if took > 45*time.Second {
@@ -245,9 +270,9 @@ func TestSlurmJoinFails(t *testing.T) {
 			var line string
 			for rank := range n {
 				got := tasks[rank]
-				if rank == 1 && strings.HasPrefix(tc.name, "killed") {
-					if !slices.Contains(got, "killed: 137") || strings.Contains(strings.Join(got, "\n"), "group") {
-						t.Errorf("task 1: want its shell's line and nothing of the group, got %q", got)
+				if mine, ok := tc.own[rank]; ok {
+					if !slices.Contains(got, mine) || strings.Contains(strings.Join(got, "\n"), "group") {
+						t.Errorf("task %d: want its shell's line %q and nothing of the group, got %q", rank, mine, got)
 					}
 					continue
 				}

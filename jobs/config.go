@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -41,16 +42,17 @@ type Bind struct {
 // variables, then flags. A list set in a later layer replaces the whole
 // list; --bind adds to the binds.
 type Config struct {
-	Cache            Setting[string]   // where unpacked images live
-	Scratch          Setting[string]   // node-local scratch, home of the default cache
-	ScratchDirs      Setting[[]string] // site scratch filesystems bound into every container when present
-	Binds            Setting[[]Bind]   // binds every container gets
-	EnvPass          Setting[[]string] // host variables that pass even with --cleanenv (NAME or PREFIX*)
-	EnvDeny          Setting[[]string] // host variables that never pass (NAME or PREFIX*)
-	Network          Setting[string]   // host or none
-	AllowSystemBinds Setting[bool]     // whether --bind may name the host's system dirs (site only)
-	MaxImageSize     Setting[int64]    // the most an image may unpack to, in bytes: a decompression bomb's limit
-	BatchLineWarning Setting[bool]     // whether a plain hpcrun line of a Slurm batch script is warned about
+	Cache            Setting[string]        // where unpacked images live
+	Scratch          Setting[string]        // node-local scratch, home of the default cache
+	ScratchDirs      Setting[[]string]      // site scratch filesystems bound into every container when present
+	Binds            Setting[[]Bind]        // binds every container gets
+	EnvPass          Setting[[]string]      // host variables that pass even with --cleanenv (NAME or PREFIX*)
+	EnvDeny          Setting[[]string]      // host variables that never pass (NAME or PREFIX*)
+	Network          Setting[string]        // host or none
+	AllowSystemBinds Setting[bool]          // whether --bind may name the host's system dirs (site only)
+	MaxImageSize     Setting[int64]         // the most an image may unpack to, in bytes: a decompression bomb's limit
+	BatchLineWarning Setting[bool]          // whether a plain hpcrun line of a Slurm batch script is warned about
+	JoinTimeout      Setting[time.Duration] // how long a group's tasks wait for those that have not come
 }
 
 // DefaultMaxImageSize is max_image_size when no layer sets it: far above
@@ -69,7 +71,22 @@ func Defaults() Config {
 		AllowSystemBinds: Setting[bool]{true, d},
 		MaxImageSize:     Setting[int64]{DefaultMaxImageSize, d},
 		BatchLineWarning: Setting[bool]{true, d},
+		JoinTimeout:      Setting[time.Duration]{DefaultJoinTimeout, d},
 	}
+}
+
+// DefaultJoinTimeout is join_timeout when no layer sets it: Slurm and MPI
+// launchers start a node's tasks within a second or so, and a task still
+// missing after a minute is not coming.
+const DefaultJoinTimeout = 60 * time.Second
+
+// parseJoinTimeout reads a join_timeout: a Go duration from 1s to 24h.
+func parseJoinTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second || d > 24*time.Hour {
+		return 0, fmt.Errorf("bad join_timeout %q: want a duration from 1s to 24h, such as 90s or 5m", s)
+	}
+	return d, nil
 }
 
 // Override sets in c every setting that l sets.
@@ -84,6 +101,7 @@ func (c *Config) Override(l Config) {
 	over(&c.AllowSystemBinds, l.AllowSystemBinds)
 	over(&c.MaxImageSize, l.MaxImageSize)
 	over(&c.BatchLineWarning, l.BatchLineWarning)
+	over(&c.JoinTimeout, l.JoinTimeout)
 }
 
 func over[T any](dst *Setting[T], src Setting[T]) {
@@ -102,7 +120,7 @@ const (
 )
 
 // keys are the config file's keys, in the order hpcrun config prints them.
-var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size", "batch_line_warning"}
+var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size", "batch_line_warning", "join_timeout"}
 
 // Vars are what $NAME in a config path may expand to.
 type Vars map[string]string
@@ -217,6 +235,14 @@ func ParseConfig(name string, data []byte, layer Layer, vars Vars) (Config, erro
 		case "batch_line_warning":
 			c.BatchLineWarning.Value, err = p.boolean(k.Value, v)
 			c.BatchLineWarning.From = from
+		case "join_timeout":
+			var str string
+			if str, err = p.scalar(k.Value, v, "a duration such as 90s"); err == nil {
+				if c.JoinTimeout.Value, err = parseJoinTimeout(str); err != nil {
+					err = p.errf(v, "%v", err)
+				}
+			}
+			c.JoinTimeout.From = from
 		default:
 			return c, p.errf(k, "unknown key %q (known: %s)", k.Value, strings.Join(keys, ", "))
 		}
@@ -522,6 +548,7 @@ var EnvVars = []struct{ Name, Key, Help string }{
 	{"HPCRUN_ENV_DENY", "env deny", "names or PREFIX* separated by ','"},
 	{"HPCRUN_NETWORK", "network", "host or none"},
 	{"HPCRUN_MAX_IMAGE_SIZE", "max_image_size", "a size such as 64G"},
+	{"HPCRUN_JOIN_TIMEOUT", "join_timeout", "a duration from 1s to 24h, such as 90s"},
 }
 
 // FromVariables is the config layer of HPCRUN_* variables. An empty
@@ -602,6 +629,12 @@ func FromVariables(environ []string) (Config, error) {
 				return c, bad("")
 			}
 			c.MaxImageSize = Setting[int64]{n, v.Name}
+		case "HPCRUN_JOIN_TIMEOUT":
+			d, perr := parseJoinTimeout(val)
+			if perr != nil {
+				return c, bad("")
+			}
+			c.JoinTimeout = Setting[time.Duration]{d, v.Name}
 		}
 		if err != nil {
 			return c, err

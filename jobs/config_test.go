@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 var testVars = Vars{"USER": "alice", "UID": "1000", "HOME": "/home/alice"}
@@ -27,6 +28,7 @@ network: none
 allow_system_binds: false
 max_image_size: 100GiB
 batch_line_warning: false
+join_timeout: 5m
 `
 	c, err := ParseConfig("site.yaml", []byte(full), SiteLayer, testVars)
 	if err != nil {
@@ -47,6 +49,7 @@ batch_line_warning: false
 		AllowSystemBinds: Setting[bool]{false, "site.yaml:14"},
 		MaxImageSize:     Setting[int64]{100 << 30, "site.yaml:15"},
 		BatchLineWarning: Setting[bool]{false, "site.yaml:16"},
+		JoinTimeout:      Setting[time.Duration]{5 * time.Minute, "site.yaml:17"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("ParseConfig:\n got %+v\nwant %+v", c, want)
@@ -60,7 +63,7 @@ batch_line_warning: false
 	for _, s := range []*Config{&back, &c} {
 		s.Cache.From, s.Scratch.From, s.ScratchDirs.From, s.Binds.From = "", "", "", ""
 		s.EnvPass.From, s.EnvDeny.From, s.Network.From, s.AllowSystemBinds.From = "", "", "", ""
-		s.MaxImageSize.From, s.BatchLineWarning.From = "", ""
+		s.MaxImageSize.From, s.BatchLineWarning.From, s.JoinTimeout.From = "", "", ""
 		for i := range s.Binds.Value {
 			s.Binds.Value[i].From = ""
 		}
@@ -127,6 +130,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"network: host\ncache: [/x\n", SiteLayer, "f.yaml:2: did not find expected ',' or ']'"},
 		{"network: host\nscratch_dirs: [/x, ${y}]\n", SiteLayer, "f.yaml:2: did not find expected ',' or ']'"},
 		{"\tcache: /x\n", SiteLayer, "f.yaml: found character that cannot start any token"},
+		{"join_timeout: 90\n", SiteLayer, `f.yaml:1: bad join_timeout "90": want a duration from 1s to 24h`},
+		{"join_timeout: 0s\n", SiteLayer, `f.yaml:1: bad join_timeout "0s"`},
+		{"join_timeout: 48h\n", SiteLayer, `f.yaml:1: bad join_timeout "48h"`},
 	}
 	for _, tc := range tests {
 		_, err := ParseConfig("f.yaml", []byte(tc.in), tc.layer, testVars)
@@ -143,6 +149,7 @@ func TestFromVariables(t *testing.T) {
 	c, err := FromVariables([]string{
 		"HPCRUN_CACHE=/c/", "HPCRUN_SCRATCH=/s", "HPCRUN_SCRATCH_DIRS=/a::/b", "HPCRUN_BINDS=/x, /y:/z:ro",
 		"HPCRUN_ENV_PASS=A,B_*", "HPCRUN_ENV_DENY=", "HPCRUN_NETWORK=none", "HPCRUN_UNKNOWN=1",
+		"HPCRUN_JOIN_TIMEOUT=90s",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -155,13 +162,14 @@ func TestFromVariables(t *testing.T) {
 			{Spec: "/x", Source: "/x", User: true, From: "HPCRUN_BINDS"},
 			{Spec: "/y:/z:ro", Source: "/y", User: true, From: "HPCRUN_BINDS"},
 		}, "HPCRUN_BINDS"},
-		EnvPass: Setting[[]string]{[]string{"A", "B_*"}, "HPCRUN_ENV_PASS"},
-		Network: Setting[string]{"none", "HPCRUN_NETWORK"},
+		EnvPass:     Setting[[]string]{[]string{"A", "B_*"}, "HPCRUN_ENV_PASS"},
+		Network:     Setting[string]{"none", "HPCRUN_NETWORK"},
+		JoinTimeout: Setting[time.Duration]{90 * time.Second, "HPCRUN_JOIN_TIMEOUT"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("FromVariables:\n got %+v\nwant %+v", c, want)
 	}
-	for _, bad := range []string{"HPCRUN_CACHE=rel", "HPCRUN_NETWORK=bridge", "HPCRUN_SCRATCH_DIRS=/a:b", "HPCRUN_BINDS=x:/y", "HPCRUN_ENV_PASS=A-B"} {
+	for _, bad := range []string{"HPCRUN_CACHE=rel", "HPCRUN_NETWORK=bridge", "HPCRUN_SCRATCH_DIRS=/a:b", "HPCRUN_BINDS=x:/y", "HPCRUN_ENV_PASS=A-B", "HPCRUN_JOIN_TIMEOUT=1ms"} {
 		_, err := FromVariables([]string{bad})
 		name, _, _ := strings.Cut(bad, "=")
 		if err == nil || !strings.HasPrefix(err.Error(), bad+": want") {

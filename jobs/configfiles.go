@@ -158,6 +158,9 @@ func (c Config) Render() string {
 		line("max_image_size: ~", c.MaxImageSize.From)
 	}
 	line("batch_line_warning: "+strconv.FormatBool(c.BatchLineWarning.Value), c.BatchLineWarning.From)
+	if c.JoinTimeout.Value > 0 {
+		line("join_timeout: "+c.JoinTimeout.Value.String(), c.JoinTimeout.From)
+	}
 	return b.String()
 }
 

@@ -132,6 +132,9 @@ Keys:
   batch_line_warning: BOOL whether a plain hpcrun line of a Slurm batch
                            script, which scancel and the time limit SIGKILL
                            without a TERM, is warned about (default true)
+  join_timeout: DURATION   how long the tasks of a group wait for those that
+                           have not come at all before the group fails, from
+                           1s to 24h (HPCRUN_JOIN_TIMEOUT; default 60s)
 
 Paths may use $USER, $UID and $HOME. A config error names the file and line.
 

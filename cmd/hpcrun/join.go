@@ -35,7 +35,9 @@ whichever cache). When one cannot start (another image, an unpack that
 fails or fills the disk, a task killed before the group starts), every
 task of the group ends at once with the same one-line reason and exit
 status 125, rather than waiting in MPI_Init for one that is gone. Tasks
-that have not come within 60 seconds of the first fail the group too.`
+that have not come within join_timeout (60s by default; see hpcrun config)
+fail the group too, and a task that comes after its group failed gets the
+same reason at once.`
 
 // joinGroup works out whether this task joins a group container:
 // automatically as one of several tasks of a Slurm step on this node, or
@@ -108,11 +110,6 @@ func runJoined(so *stateOptions, im *chosenImage, cfg *runtime.Config, g group, 
 	return code, err
 }
 
-// joinWait is how long the tasks of a group wait for those that have not
-// come at all: Slurm and MPI launchers start a node's tasks within a
-// second or so, and one missing after a minute is not coming.
-const joinWait = 60 * time.Second
-
 // enterGroup registers this task with its group's other tasks.
 func enterGroup(so *stateOptions, g group, log *logger) (*runtime.Member, error) {
 	c, err := so.open(true)
@@ -142,7 +139,7 @@ func launch() string {
 
 // meetGroup says that this task has its image and waits for the others:
 // it returns once all have theirs, the same, or with the group's failure.
-func meetGroup(m *runtime.Member, im *chosenImage, cfg *runtime.Config, log *logger) error {
+func meetGroup(m *runtime.Member, im *chosenImage, cfg *runtime.Config, timeout time.Duration, log *logger) error {
 	image := im.digest
 	if image == "" {
 		image = cfg.Spec.Root.Path
@@ -150,7 +147,7 @@ func meetGroup(m *runtime.Member, im *chosenImage, cfg *runtime.Config, log *log
 	if err := m.Ready(image); err != nil {
 		return m.Fail(err.Error())
 	}
-	if err := m.Wait(joinWait); err != nil {
+	if err := m.Wait(timeout); err != nil {
 		return err
 	}
 	log.phase("all tasks of the group are ready")

@@ -71,7 +71,7 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.name, "name", "", "name the container `N`, so that hpcrun exec, ps and kill find it (see hpcrun list)")
 	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background, past hpcrun's exit, with the output in a log file; under Slurm it ends with the job")
 	f.StringVar(&o.joinTag, "join-tag", "", "run in one container with the other tasks that give this `TAG` (default under srun: the job and step); they start together, and if one cannot start, all end with its reason, exit 125")
-	f.IntVar(&o.joinCount, "join-count", 0, "how many tasks join the container (default: the tasks of the step on this node); the group fails if they have not all come within 60s")
+	f.IntVar(&o.joinCount, "join-count", 0, "how many tasks join the container (default: the tasks of the step on this node); the group fails if they have not all come within join_timeout (60s; see hpcrun config)")
 	f.BoolVar(&o.noJoin, "no-join", false, "give this task a container of its own, even as one of several tasks of a step on this node")
 	f.BoolVar(&o.gpu, "gpu", false, "make the node's NVIDIA driver (libcuda, nvidia-smi, ...) usable in the container")
 	f.BoolVar(&o.gpu, "nv", false, "the same as --gpu")
@@ -207,7 +207,7 @@ func runJob(ctx context.Context, g *globalOptions, o *runOptions, so *stateOptio
 	log.phase("resolved options")
 	if grp.name != "" {
 		early.Abort()
-		if err := meetGroup(meet, im, cfg, log); err != nil {
+		if err := meetGroup(meet, im, cfg, st.conf.JoinTimeout.Value, log); err != nil {
 			return 0, err
 		}
 		return runJoined(so, im, cfg, grp, log)
