@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	"github.com/hpcrun/hpcrun/internal/treesnap"
 )
 
@@ -366,9 +367,11 @@ func (r result) String() string {
 	return fmt.Sprintf("%q: exit %d, err %v\nstdout: %q\nstderr: %q", r.args, r.code, r.err, r.stdout, r.stderr)
 }
 
-// baseEnv is the controlled environment of every run.
+// baseEnv is the controlled environment of every run. The test switch
+// of hpcrun's kernel fallbacks passes through, so that
+// HPCRUN_TEST_FALLBACK=pidfd,... go test ./e2e/ runs the suite on them.
 func baseEnv() []string {
-	return []string{"HOME=" + homeDir, "USER=" + testUser, "PATH=/usr/bin:/bin"}
+	return append([]string{"HOME=" + homeDir, "USER=" + testUser, "PATH=/usr/bin:/bin"}, fallback.Environ()...)
 }
 
 // command prepares name args as the test user, with the controlled env.

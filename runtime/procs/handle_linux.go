@@ -32,7 +32,11 @@ type Handle struct {
 // process is pinned, so a pid that the caller read from a file the user
 // may write is never taken for another process.
 func Open(pid int, start uint64) (*Handle, error) {
-	h, err := pin(pid)
+	return open(pid, start, !fallback.Forced(fallback.Pidfd))
+}
+
+func open(pid int, start uint64, pidfd bool) (*Handle, error) {
+	h, err := pin(pid, pidfd)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +52,7 @@ func Open(pid int, start uint64) (*Handle, error) {
 // in this process or in one that inherits it.
 func Parent() (*os.File, error) {
 	ppid := os.Getppid()
-	h, err := pin(ppid)
+	h, err := pin(ppid, !fallback.Forced(fallback.Pidfd))
 	if err != nil {
 		return nil, err
 	}
@@ -69,10 +73,10 @@ func FromFD(fd int) *Handle {
 	return &Handle{fd: fd, pidfd: !dir}
 }
 
-// pin opens a pidfd of pid, or its /proc directory on kernels without
-// pidfds.
-func pin(pid int) (*Handle, error) {
-	if !fallback.Forced(fallback.Pidfd) {
+// pin opens a pidfd of pid if asked to, or its /proc directory on kernels
+// without pidfds.
+func pin(pid int, pidfd bool) (*Handle, error) {
+	if pidfd {
 		fd, err := unix.PidfdOpen(pid, 0)
 		if err == nil {
 			return &Handle{fd: fd, pid: pid, pidfd: true}, nil
@@ -149,13 +153,11 @@ func awaitPidfd(fd int, timeout time.Duration, deadline time.Time) bool {
 	for {
 		ms := -1
 		if timeout >= 0 {
-			if ms = int(time.Until(deadline).Milliseconds()); ms <= 0 {
-				return false
-			}
+			ms = max(0, int(time.Until(deadline).Milliseconds()))
 		}
 		n, err := unix.Poll(pfd, ms)
-		if err != unix.EINTR {
-			return n > 0 || err != nil
+		if err != unix.EINTR || ms == 0 {
+			return n > 0 || err != nil && err != unix.EINTR
 		}
 	}
 }
