@@ -2,7 +2,8 @@
 # bench/coldstart.sh - cold start of `hpcrun --image` vs umoci vs tar.
 #
 # Usage: bench/coldstart.sh [-n ROUNDS] [--hpcrun PATH] [--image PATH]
-#          [--concurrent N] [--no-warmup] [--samples FILE [--tag TAG]]
+#          [--concurrent N] [--kernsim KERNEL] [--no-warmup]
+#          [--samples FILE [--tag TAG]]
 #
 #   -n ROUNDS        measured rounds (default 5; 2 when BENCH_QUICK=1)
 #   --hpcrun PATH    hpcrun binary (default: bin/hpcrun under the repo root,
@@ -11,6 +12,9 @@
 #                    built with examples/mkpython.sh when missing and root)
 #   --concurrent N   one more contender, hpcrun-xN: N hpcrun processes started
 #                    together on one empty cache (they unpack once)
+#   --kernsim KERNEL one more contender, hpcrun-kernsim: hpcrun under
+#                    `kernsim KERNEL` (4.18: RHEL 8), where newer syscalls fail
+#                    (openat2, pidfds, ...) and hpcrun takes its fallbacks
 #   --no-warmup      no warm-up round; the archive is read once instead
 #   --samples FILE   append the samples ("TAG ROUND NAME MICROSECONDS") and
 #                    hpcrun's peak RSS ("TAG rss hpcrun KIB") to FILE instead
@@ -44,11 +48,11 @@ PROG=coldstart.sh
 . "$ROOT/bench/lib.sh"
 CONTENDERS=(tar pigz umoci hpcrun) # the first is the baseline of the ratios
 
-usage() { sed -n '2,20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 # ---------------------------------------------------------------- arguments
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then ROUNDS=2; else ROUNDS=5; fi
-HPCRUN="" IMAGE=/var/tmp/hpcrun-demo/py3.tar CONCURRENT=0 WARMUP=1 SAMPLES="" TAG=""
+HPCRUN="" IMAGE=/var/tmp/hpcrun-demo/py3.tar CONCURRENT=0 WARMUP=1 SAMPLES="" TAG="" KERNSIM=""
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	-n) [[ $# -ge 2 ]] || die "-n needs a value"; ROUNDS=$2; shift 2 ;;
@@ -59,6 +63,8 @@ while [[ $# -gt 0 ]]; do
 	--image=*) IMAGE=${1#--image=}; shift ;;
 	--concurrent) [[ $# -ge 2 ]] || die "--concurrent needs a value"; CONCURRENT=$2; shift 2 ;;
 	--concurrent=*) CONCURRENT=${1#--concurrent=}; shift ;;
+	--kernsim) [[ $# -ge 2 ]] || die "--kernsim needs a value"; KERNSIM=$2; shift 2 ;;
+	--kernsim=*) KERNSIM=${1#--kernsim=}; shift ;;
 	--no-warmup) WARMUP=0; shift ;;
 	--samples) [[ $# -ge 2 ]] || die "--samples needs a value"; SAMPLES=$2; shift 2 ;;
 	--samples=*) SAMPLES=${1#--samples=}; shift ;;
@@ -72,6 +78,11 @@ done
 [[ "$CONCURRENT" =~ ^[0-9]+$ ]] || die "--concurrent wants a number, got '$CONCURRENT'"
 [[ "$TAG" != *[[:space:]]* ]] || die "--tag must be one word"
 [[ $CONCURRENT -lt 2 ]] || CONTENDERS+=("hpcrun-x$CONCURRENT")
+if [[ -n "$KERNSIM" ]]; then
+	[[ "$KERNSIM" =~ ^[0-9]+\.[0-9]+$ ]] || die "--kernsim wants a kernel version such as 4.18, got '$KERNSIM'"
+	command -v kernsim >/dev/null 2>&1 || die "kernsim not found: build it from ../shared/tools/kernsim.c"
+	CONTENDERS+=(hpcrun-kernsim)
+fi
 [[ ${BASH_VERSINFO[0]} -ge 5 ]] || die "needs bash 5 (for EPOCHREALTIME)"
 IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 
@@ -183,6 +194,7 @@ run_pigz() {
 }
 run_umoci() { "${as_user[@]}" "$UMOCI" unpack --rootless --image "$W/layout:$REF" "$1/bundle" 2>"$W/err"; }
 run_hpcrun() { "${as_user[@]}" "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>"$W/err"; }
+run_hpcrun-kernsim() { "${as_user[@]}" kernsim "$KERNSIM" -- "$W/bin/hpcrun" --cache "$1/cache" --image "$IMAGE" true 2>"$W/err"; }
 # N hpcrun processes started together on one empty cache; done when all are.
 run_hpcrun_many() {
 	local i rc=0 pids=()

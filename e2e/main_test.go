@@ -16,11 +16,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	"github.com/hpcrun/hpcrun/internal/treesnap"
+	"golang.org/x/sys/unix"
 )
 
 // standardPath is the PATH a --rootfs container gets, whatever the host has.
@@ -366,9 +369,19 @@ func (r result) String() string {
 	return fmt.Sprintf("%q: exit %d, err %v\nstdout: %q\nstderr: %q", r.args, r.code, r.err, r.stdout, r.stderr)
 }
 
-// baseEnv is the controlled environment of every run.
+// hasClone3 reports whether the kernel has clone3 (Linux 5.3), which Go
+// needs to start a process in a cgroup (SysProcAttr.UseCgroupFD). An empty
+// clone3 fails with EINVAL where it exists, and starts nothing.
+var hasClone3 = sync.OnceValue(func() bool {
+	_, _, errno := syscall.Syscall(unix.SYS_CLONE3, 0, 0, 0)
+	return errno != syscall.ENOSYS
+})
+
+// baseEnv is the controlled environment of every run. The test switch
+// of hpcrun's kernel fallbacks passes through, so that
+// HPCRUN_TEST_FALLBACK=pidfd,... go test ./e2e/ runs the suite on them.
 func baseEnv() []string {
-	return []string{"HOME=" + homeDir, "USER=" + testUser, "PATH=/usr/bin:/bin"}
+	return append([]string{"HOME=" + homeDir, "USER=" + testUser, "PATH=/usr/bin:/bin"}, fallback.Environ()...)
 }
 
 // command prepares name args as the test user, with the controlled env.
@@ -389,11 +402,24 @@ func command(ctx context.Context, o opts, name string, args ...string) *exec.Cmd
 				NoSetGroups: setgroupsDenied},
 		}
 	}
-	if o.cgroupFD != 0 {
+	if o.cgroupFD != 0 && hasClone3() {
 		if cmd.SysProcAttr == nil {
 			cmd.SysProcAttr = &syscall.SysProcAttr{}
 		}
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, o.cgroupFD
+	} else if o.cgroupFD != 0 {
+		// Without clone3 (make e2e-kernsim), a shell moves itself into
+		// the cgroup and then becomes the command; with our credentials,
+		// as clone3 would have moved it, and then the test user's.
+		dir, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(o.cgroupFD))
+		args := []string{"sh", "-c", `echo 0 >"$0/cgroup.procs" && exec "$@"`, dir}
+		if c := cmd.SysProcAttr; c != nil && c.Credential != nil {
+			args = append(args, "setpriv", fmt.Sprintf("--reuid=%d", c.Credential.Uid),
+				fmt.Sprintf("--regid=%d", c.Credential.Gid), "--clear-groups", "--")
+			c.Credential = nil
+		}
+		cmd.Args = append(append(args, cmd.Path), cmd.Args[1:]...)
+		cmd.Path, cmd.Err = "/bin/sh", err
 	}
 	cmd.WaitDelay = 5 * time.Second
 	return cmd

@@ -37,8 +37,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/hpcrun/hpcrun/runtime/procs"
 	"golang.org/x/sys/unix"
 )
 
@@ -344,29 +344,10 @@ func reapRest(reaped func(pid, status int)) {
 	}
 }
 
-// awaitExit waits until the process of pidfd fd has exited, for at most
-// timeout (forever when it is negative), and reports whether it has: a
-// pidfd becomes readable then.
-func awaitExit(fd int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		ms := -1
-		if timeout >= 0 {
-			if ms = int(time.Until(deadline).Milliseconds()); ms <= 0 {
-				return false
-			}
-		}
-		n, err := unix.Poll(pfd, ms)
-		if err != unix.EINTR {
-			return n > 0 || err != nil
-		}
-	}
-}
-
-// watchAnchor ends the container when the anchor process (a pidfd) ends.
+// watchAnchor ends the container when the anchor process ends (see
+// Config.Anchor).
 func watchAnchor(fd int, reqs chan<- request) {
-	awaitExit(fd, -1)
+	procs.FromFD(fd).Wait(-1)
 	reqs <- request{op: opKill, sig: int(unix.SIGKILL), all: true, reply: make(chan response, 1)}
 }
 

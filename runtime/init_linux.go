@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	"golang.org/x/sys/unix"
 )
 
@@ -250,7 +251,11 @@ func closeExtraFDs(pmiFD string, held int) {
 			unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0)
 		}
 	}()
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+	var err error = unix.ENOSYS
+	if !fallback.Forced(fallback.CloseRange) {
+		err = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	}
+	if err != nil {
 		// Before Linux 5.11: walk /proc/self/fd.
 		if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
 			for _, e := range ents {

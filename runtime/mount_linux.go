@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -511,20 +512,126 @@ func (b *builder) makeUnderlay(dir string) error {
 	return nil
 }
 
-// setAttrs restricts a mount (read-only, nosuid, ...). mount_setattr
-// (Linux 5.12) changes just the given bits, recursively if asked. Older
-// kernels get a bind remount of the top mount, which must repeat the
-// flags locked by the user namespace (nosuid, nodev, noexec, atime) or
-// fail with EPERM.
+// setAttrs restricts a mount (read-only, nosuid, ...), and with
+// recursive every mount below it too. mount_setattr (Linux 5.12) changes
+// just the given bits, of all of them at once. Older kernels get a bind
+// remount of each mount, found in /proc/self/mountinfo (see remount).
 func setAttrs(path string, attrs uint64, recursive bool) error {
-	flags := unix.AT_SYMLINK_NOFOLLOW
-	if recursive {
-		flags |= unix.AT_RECURSIVE
+	if !fallback.Forced(fallback.MountSetattr) {
+		flags := unix.AT_SYMLINK_NOFOLLOW
+		if recursive {
+			flags |= unix.AT_RECURSIVE
+		}
+		err := unix.MountSetattr(unix.AT_FDCWD, path, uint(flags), &unix.MountAttr{Attr_set: attrs})
+		if err != unix.ENOSYS {
+			return err
+		}
 	}
-	err := unix.MountSetattr(unix.AT_FDCWD, path, uint(flags), &unix.MountAttr{Attr_set: attrs})
-	if err != unix.ENOSYS {
+	if !recursive {
+		return remount(path, attrs)
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
 		return err
 	}
+	ms := mountsBelow(string(b), path)
+	if len(ms) == 0 {
+		// A path through a symlink would match none of mountinfo's.
+		return fmt.Errorf("no mount at %s in /proc/self/mountinfo", path)
+	}
+	for _, m := range ms {
+		if err := remountMount(m, attrs); err != nil {
+			return fmt.Errorf("remount %s: %w", m.point, err)
+		}
+	}
+	return nil
+}
+
+// mountInfo is a mount of /proc/self/mountinfo: its id and mount point.
+type mountInfo struct {
+	id    int
+	point string
+}
+
+// mountsBelow returns the mounts of mountinfo at path or below it, in
+// mountinfo's order, in which a mount comes after the one it is mounted
+// on.
+func mountsBelow(mountinfo, path string) []mountInfo {
+	var out []mountInfo
+	for line := range strings.Lines(mountinfo) {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		id, err := strconv.Atoi(f[0])
+		point := unescapeMountinfo(f[4])
+		if err != nil || (point != path && !strings.HasPrefix(point, strings.TrimSuffix(path, "/")+"/")) {
+			continue
+		}
+		out = append(out, mountInfo{id, point})
+	}
+	return out
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space, \011,
+// \012, \134) of a mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// remountMount remounts mount m, if its mount point still reaches it: a
+// mount that another one covers since is out of the job's reach, and its
+// path names the other. The mount point is opened without following a
+// symlink, and the mount that the descriptor is on (fdinfo's mnt_id, Linux
+// 3.15) must be m.
+func remountMount(m mountInfo, attrs uint64) error {
+	fd, err := unix.Open(m.point, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(fd))
+	if err != nil {
+		return err
+	}
+	if id, ok := fdinfoMountID(string(b)); !ok || id != m.id {
+		return nil
+	}
+	return remount(fdPath(fd), attrs)
+}
+
+// fdinfoMountID reads the mnt_id line of a /proc/self/fdinfo file.
+func fdinfoMountID(fdinfo string) (int, bool) {
+	for line := range strings.Lines(fdinfo) {
+		if v, ok := strings.CutPrefix(line, "mnt_id:"); ok {
+			id, err := strconv.Atoi(strings.TrimSpace(v))
+			return id, err == nil
+		}
+	}
+	return 0, false
+}
+
+// remount adds attrs to the mount at path with a bind remount. Such a
+// remount sets every flag anew, and in a user namespace the kernel refuses
+// (EPERM) to clear a flag that the mount had when it came into the
+// namespace (nosuid, nodev, noexec, the atime flags, read-only): so it
+// repeats the flags the mount has. Without an atime flag the remount
+// keeps the mount's atime mode.
+func remount(path string, attrs uint64) error {
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(path, &sfs); err != nil {
 		return err

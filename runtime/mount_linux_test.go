@@ -68,3 +68,48 @@ func TestNamespaceFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestMountsBelow(t *testing.T) {
+	const mi = `22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:30 / /stage/root ro,nosuid,nodev master:1 - ext4 /dev/sda1 rw
+41 40 0:31 / /stage/root/opt rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw
+42 40 0:32 / /stage/root/my\040dir rw - tmpfs tmpfs rw
+43 22 0:33 / /stage/rootfs2 rw - tmpfs tmpfs rw
+44 41 0:34 / /stage/root/opt/deep rw - tmpfs tmpfs rw
+`
+	tests := []struct {
+		path string
+		want []mountInfo
+	}{
+		{"/stage/root", []mountInfo{{40, "/stage/root"}, {41, "/stage/root/opt"}, {42, "/stage/root/my dir"}, {44, "/stage/root/opt/deep"}}},
+		{"/stage/root/opt", []mountInfo{{41, "/stage/root/opt"}, {44, "/stage/root/opt/deep"}}},
+		{"/", []mountInfo{{22, "/"}, {40, "/stage/root"}, {41, "/stage/root/opt"}, {42, "/stage/root/my dir"}, {43, "/stage/rootfs2"}, {44, "/stage/root/opt/deep"}}},
+		{"/stage/ro", nil},
+	}
+	for _, tc := range tests {
+		if got := mountsBelow(mi, tc.path); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("mountsBelow(%q) = %v, want %v", tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/a/b`: "/a/b", `/my\040dir`: "/my dir", `/t\011ab\012nl`: "/t\tab\nnl", `/back\134slash`: `/back\slash`,
+		`/end\04`: `/end\04`, `/x\09y`: `/x\09y`,
+	} {
+		if got := unescapeMountinfo(in); got != want {
+			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestFdinfoMountID(t *testing.T) {
+	id, ok := fdinfoMountID("pos:\t0\nflags:\t012100000\nmnt_id:\t41\nino:\t2\n")
+	if !ok || id != 41 {
+		t.Errorf("fdinfoMountID = %d, %v", id, ok)
+	}
+	if _, ok := fdinfoMountID("pos:\t0\n"); ok {
+		t.Error("fdinfoMountID found a mnt_id in none")
+	}
+}

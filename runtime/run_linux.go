@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -52,7 +53,7 @@ type Config struct {
 	// as it lives (never passed to the job): the lock that keeps its
 	// cached image in use.
 	Hold []*os.File
-	// Anchor is a pidfd of the process whose end ends a detached
+	// Anchor pins (procs.Parent) the process whose end ends a detached
 	// container: under Slurm, the job's script, so that a service
 	// started in a job dies with the job.
 	Anchor *os.File
@@ -179,7 +180,7 @@ func start(stdio Stdio, detached bool, extra []*os.File) *Init {
 	p.pid, p.err = syscall.ForkExec("/proc/self/exe", []string{InitArg0}, &syscall.ProcAttr{
 		// The init's work is sequential: one P spares the Go runtime its
 		// cgroup probing and idle threads at start.
-		Env:   []string{"GOMAXPROCS=1"},
+		Env:   append([]string{"GOMAXPROCS=1"}, fallback.Environ()...),
 		Files: files,
 		Sys: &syscall.SysProcAttr{
 			// The id maps are written by Run, once the job's are known;

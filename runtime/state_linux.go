@@ -555,20 +555,21 @@ func (c *Containers) Delete(id string, force bool) error {
 }
 
 // killInit kills the init, and with it the container, and waits until it
-// is gone. A pidfd pins the process, so a reused pid is never signalled.
+// is gone. The handle pins the process whose pid and start time the state
+// names, so a reused pid is never signalled.
 func (s *State) killInit() error {
-	fd, err := unix.PidfdOpen(s.Pid, 0)
-	if err != nil {
-		return nil // gone already
-	}
-	defer unix.Close(fd)
-	if !s.alive() {
+	h, err := procs.Open(s.Pid, s.Start)
+	if errors.Is(err, procs.ErrGone) {
 		return nil
 	}
-	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && err != unix.ESRCH {
+	if err != nil {
 		return fmt.Errorf("kill the init: %w", err)
 	}
-	if !awaitExit(fd, 10*time.Second) {
+	defer h.Close()
+	if err := h.Signal(unix.SIGKILL); err != nil {
+		return fmt.Errorf("kill the init: %w", err)
+	}
+	if !h.Wait(10 * time.Second) {
 		return errors.New("the init did not die within 10s of SIGKILL")
 	}
 	return nil
@@ -582,11 +583,9 @@ func (c *Containers) Wait(id string) (int, error) {
 		return StatusFailed, err
 	}
 	if s.Pid > 0 {
-		if fd, err := unix.PidfdOpen(s.Pid, 0); err == nil {
-			if s.alive() {
-				awaitExit(fd, -1)
-			}
-			unix.Close(fd)
+		if h, err := procs.Open(s.Pid, s.Start); err == nil {
+			h.Wait(-1)
+			h.Close()
 		}
 	}
 	if s, err = c.Load(id); err != nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hpcrun/hpcrun/internal/atomicfile"
 	"github.com/hpcrun/hpcrun/runtime"
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 // stateOptions are the global flags of the life-cycle verbs: --root, and
@@ -430,13 +431,13 @@ func parseSignal(s string) (unix.Signal, error) {
 
 // anchorToParent makes hpcrun's parent the anchor of the container cfg
 // makes (Config.Anchor): the container ends when the parent does. The
-// returned func closes hpcrun's copy of the pidfd.
+// returned func closes hpcrun's copy of the anchor.
 func anchorToParent(cfg *runtime.Config) func() {
-	fd, err := unix.PidfdOpen(os.Getppid(), 0)
+	f, err := procs.Parent()
 	if err != nil {
 		return func() {}
 	}
-	cfg.Anchor = os.NewFile(uintptr(fd), "anchor")
+	cfg.Anchor = f
 	return func() { cfg.Anchor.Close() }
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,11 +81,18 @@ func stopped(s byte) bool {
 // signal sends sig to pid, whose /proc directory is dir. Through the
 // directory, which pidfd_send_signal takes as a pidfd, the signal cannot
 // reach a process that took over the pid since. Kernels older than 5.1, and
-// seccomp filters that refuse the call, get kill(2). A process that has
+// seccomp filters that refuse the call, get kill(2), right after a lookup
+// through dir that fails if the process has been reaped. A process that has
 // ended needs no signal.
 func signal(dir, pid int, sig unix.Signal) error {
-	err := unix.PidfdSendSignal(dir, sig, nil, 0)
+	var err error = unix.ENOSYS
+	if !fallback.Forced(fallback.Pidfd) {
+		err = unix.PidfdSendSignal(dir, sig, nil, 0)
+	}
 	if err == unix.ENOSYS || err == unix.EPERM {
+		if _, serr := readAt(dir, "stat"); serr != nil {
+			return nil
+		}
 		err = unix.Kill(pid, sig)
 	}
 	if err == unix.ESRCH {

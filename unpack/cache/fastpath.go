@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	"github.com/opencontainers/umoci/oci/layer"
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +28,8 @@ import (
 // each owned by root in the image (no "user.rootlesscontainers" xattr to
 // write), with no xattrs and no mode bits beyond 0777. Every parent is
 // opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so the kernel
-// refuses any path that leaves the root or passes through a symlink; such
+// refuses any path that leaves the root or passes through a symlink (before
+// Linux 5.6, one openat with O_NOFOLLOW per component does; see walk); such
 // an entry goes to umoci, which resolves links inside the root. So does
 // everything else: whiteouts that reach below fresh directories, entries
 // over existing paths, odd modes, xattrs, other owners, device nodes.
@@ -43,6 +46,8 @@ type fastPath struct {
 	root      string
 	rootfd    int // O_PATH of the layer's root
 	rootTimes [2]unix.Timespec
+	rootDev   uint64
+	openat2   bool // resolve with openat2, else one openat per component (walk)
 	umask     uint32
 	tree      *pathNode // fresh directories, and directories whose times to restore
 	fds       fdCache
@@ -55,19 +60,17 @@ type fastPath struct {
 var errUmociOnly = errors.New("a whiteout covers entries the fast path made in this layer; unpack again with umoci alone")
 
 // newFastPath prepares the fast path for one layer at root, or returns nil
-// when the kernel lacks openat2 (Linux < 5.6) or forbids it, or root does
-// not exist yet (umoci makes it).
+// when root does not exist yet (umoci makes it).
 func newFastPath(root string) (*fastPath, error) {
-	fd, err := unix.Openat2(unix.AT_FDCWD, root, &unix.OpenHow{
-		Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-	})
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOENT) {
+		if errors.Is(err, unix.ENOENT) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("open %s: %w", root, err)
 	}
 	fp := &fastPath{root: root, rootfd: fd, tree: &pathNode{}, umask: currentUmask(), now: time.Now(), buf: make([]byte, 128<<10)}
+	fp.openat2 = hasOpenat2(fd)
 	fp.fds.init()
 	if err := fp.statRoot(); err != nil {
 		fp.close()
@@ -289,6 +292,7 @@ func (fp *fastPath) statRoot() error {
 		return fmt.Errorf("stat %s: %w", fp.root, err)
 	}
 	fp.rootTimes = [2]unix.Timespec{st.Atim, st.Mtim}
+	fp.rootDev = st.Dev
 	return nil
 }
 
@@ -383,6 +387,9 @@ func (fp *fastPath) resolve(dir string) (int, error) {
 	if dir == "" {
 		dir = "."
 	}
+	if !fp.openat2 {
+		return fp.walk(dir)
+	}
 	for {
 		fd, err := unix.Openat2(fp.rootfd, dir, &unix.OpenHow{
 			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
@@ -390,6 +397,80 @@ func (fp *fastPath) resolve(dir string) (int, error) {
 		})
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
+		}
+		return fd, err
+	}
+}
+
+// hasOpenat2 reports whether the kernel resolves with openat2 (Linux 5.6),
+// trying it on the root fd. A seccomp filter may refuse it with EPERM.
+func hasOpenat2(rootfd int) bool {
+	if fallback.Forced(fallback.Openat2) {
+		return false
+	}
+	fd, err := unix.Openat2(rootfd, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC})
+	if err != nil {
+		return err != unix.ENOSYS && err != unix.EPERM
+	}
+	unix.Close(fd)
+	return true
+}
+
+// walk is resolve for kernels without openat2: it opens dir one component
+// at a time, each relative to its parent, with O_NOFOLLOW|O_DIRECTORY, so
+// that a symlink anywhere on the way fails (ENOTDIR) as RESOLVE_NO_SYMLINKS
+// does. dir is clean and relative, without "." or ".." components, so it
+// cannot leave the root (RESOLVE_BENEATH); nothing is mounted inside a
+// layer being unpacked, and a component on another device fails as
+// RESOLVE_NO_XDEV does. The longest parent in the fd cache is the start:
+// a tar lists a directory before what it holds.
+func (fp *fastPath) walk(dir string) (int, error) {
+	at, rest := fp.rootfd, dir
+	if parent, _ := splitPath(dir); parent != "" {
+		if fd, ok := fp.fds.get(parent); ok {
+			at, rest = fd, dir[len(parent)+1:]
+		}
+	}
+	if rest == "." {
+		return openatRetry(fp.rootfd, ".")
+	}
+	names := strings.Split(rest, "/")
+	if slices.ContainsFunc(names, func(n string) bool { return n == "" || n == "." || n == ".." }) {
+		return -1, unix.EXDEV
+	}
+	var st unix.Stat_t
+	fd := -1
+	for _, name := range names {
+		next, err := openatRetry(at, name)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return -1, err
+		}
+		fd, at = next, next
+		if err := unix.Fstat(fd, &st); err != nil || st.Dev != fp.rootDev {
+			unix.Close(fd)
+			return -1, unix.EXDEV
+		}
+	}
+	return fd, nil
+}
+
+// openatRetry opens directory name of dirfd without following a symlink.
+// A symlink fails with ELOOP, as under RESOLVE_NO_SYMLINKS, not with the
+// ENOTDIR of O_NOFOLLOW|O_DIRECTORY: whiteout tells the two apart.
+func openatRetry(dirfd int, name string) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.ENOTDIR {
+			var st unix.Stat_t
+			if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				err = unix.ELOOP
+			}
 		}
 		return fd, err
 	}

@@ -3,11 +3,13 @@ package cache
 import (
 	"archive/tar"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	"github.com/hpcrun/hpcrun/internal/treesnap"
 )
 
@@ -202,5 +204,24 @@ func TestPathNode(t *testing.T) {
 	root.remove(".")
 	if root.freshAt("opt/a") || root.kids != nil {
 		t.Error("remove(.) left something")
+	}
+}
+
+// TestFastPathWithoutOpenat2 runs the differential test against umoci and
+// the hostile corpus again, with the fast path resolving one openat per
+// component as it does on kernels without openat2 (before Linux 5.6).
+func TestFastPathWithoutOpenat2(t *testing.T) {
+	if fallback.Forced(fallback.Openat2) {
+		t.Skip("this run forces the fallback already")
+	}
+	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.v",
+		"-test.run=^(TestFastPathMatchesUmoci|TestApplyLayerHostile|TestApplyLayerSemantics|FuzzApplyLayer)$")
+	cmd.Env = append(os.Environ(), fallback.Env+"="+string(fallback.Openat2))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("with %s=%s: %v\n%s", fallback.Env, fallback.Openat2, err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestFastPathMatchesUmoci") || !strings.Contains(string(out), "--- PASS: TestApplyLayerHostile") {
+		t.Fatalf("with %s=%s the tests did not run:\n%s", fallback.Env, fallback.Openat2, out)
 	}
 }

@@ -1,0 +1,80 @@
+package procs
+
+import (
+	"errors"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A Handle, through a pidfd and through the /proc directory that kernels
+// without pidfds get, pins the process its pid and start time name: a
+// wrong start time is refused, a signal ends it, Wait sees the end, and a
+// Handle of an ended process sends nothing.
+func TestHandle(t *testing.T) {
+	for _, pidfd := range []bool{true, false} {
+		cmd := exec.Command("sleep", "1000")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := cmd.Process.Pid
+		start, err := StartTime(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := open(pid, start+1, pidfd); !errors.Is(err, ErrGone) {
+			t.Errorf("pidfd %v: a wrong start time: %v, want ErrGone", pidfd, err)
+		}
+		h, err := open(pid, start, pidfd)
+		if err != nil {
+			if pidfd && errors.Is(err, unix.ENOSYS) {
+				continue
+			}
+			t.Fatalf("pidfd %v: %v", pidfd, err)
+		}
+		if h.Wait(50 * time.Millisecond) {
+			t.Errorf("pidfd %v: Wait says a running process ended", pidfd)
+		}
+		if err := h.Signal(unix.SIGKILL); err != nil {
+			t.Errorf("pidfd %v: Signal: %v", pidfd, err)
+		}
+		// Not reaped yet: a zombie has ended too.
+		if !h.Wait(5 * time.Second) {
+			t.Errorf("pidfd %v: Wait did not see the process end", pidfd)
+		}
+		cmd.Wait()
+		if err := h.Signal(unix.SIGKILL); err != nil {
+			t.Errorf("pidfd %v: Signal to a reaped process: %v", pidfd, err)
+		}
+		if !h.Wait(0) {
+			t.Errorf("pidfd %v: Wait(0) of a reaped process", pidfd)
+		}
+		h.Close()
+		if _, err := open(pid, start, pidfd); !errors.Is(err, ErrGone) {
+			t.Errorf("pidfd %v: a reaped process: %v, want ErrGone", pidfd, err)
+		}
+	}
+}
+
+// FromFD tells a pidfd from a /proc directory, as the init gets its anchor.
+func TestFromFD(t *testing.T) {
+	cmd := exec.Command("sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	start, _ := StartTime(cmd.Process.Pid)
+	for _, pidfd := range []bool{true, false} {
+		h, err := open(cmd.Process.Pid, start, pidfd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := FromFD(h.fd); g.pidfd != pidfd {
+			t.Errorf("FromFD of a handle with pidfd %v: pidfd %v", pidfd, g.pidfd)
+		}
+		h.Close()
+	}
+	cmd.Process.Kill()
+}
