@@ -115,7 +115,7 @@ func TestCheckFails(t *testing.T) {
 			if !strings.HasPrefix(l, "fail  ") || !strings.Contains(l, tc.detail) {
 				t.Errorf("image cache line %q, want a failure with %q\n%s", l, tc.detail, r)
 			}
-			if !strings.Contains(r.stdout, "\n      fix: point --cache or HPCRUN_CACHE (or cache: in your config) at a node-local directory of yours") {
+			if !strings.Contains(r.stdout, "\n      fix: point --cache or HPCRUN_CACHE (or cache: in your config; scratch: in the site's) at a node-local directory of yours on a filesystem that allows exec") {
 				t.Errorf("no fix for the cache\n%s", r)
 			}
 			if !strings.Contains(r.stdout, "hpcrun cannot run containers on this node: fix image cache\n") {
