@@ -244,7 +244,8 @@ func (m *Member) Fail(reason string) error {
 // recorded: nil to start, or the group's failure.
 func (m *Member) settle(outcome string) error {
 	tmp := ".o" + strconv.Itoa(os.Getpid())
-	if fd, err := unix.Openat(m.dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600); err == nil {
+	// O_NONBLOCK: a fifo left there must not hold the member forever.
+	if fd, err := unix.Openat(m.dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600); err == nil {
 		_, werr := unix.Write(fd, []byte(outcome+"\n"))
 		unix.Close(fd)
 		if werr == nil {
@@ -437,7 +438,7 @@ func readSmall(dir int, name string) string {
 // lock; a failure leaves it missing, which only costs a late task the
 // wait for the group's timeout.
 func writeSmall(dir int, name, text string) {
-	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
 	if err != nil {
 		return
 	}

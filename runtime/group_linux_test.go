@@ -3,9 +3,12 @@ package runtime
 import (
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestGroupVerdict(t *testing.T) {
@@ -201,6 +204,25 @@ func TestGroupMeeting(t *testing.T) {
 			}
 		case <-time.After(3 * time.Second):
 			t.Fatalf("a member ready with a %d-byte path is never seen ready", len(long))
+		}
+	})
+	t.Run("a fifo where the outcome is written", func(t *testing.T) {
+		// Whatever lies in the meeting's dir, no open of it blocks.
+		a := enter(t, c, 1)
+		defer a.Close()
+		if err := unix.Mkfifoat(a.dir, ".o"+strconv.Itoa(os.Getpid()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Unlinkat(a.dir, ".o"+strconv.Itoa(os.Getpid()), 0)
+		done := make(chan error, 1)
+		go func() { done <- a.Fail("its reason") }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "its reason") {
+				t.Fatalf("Fail = %v", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Fail blocks on a fifo in the meeting's dir")
 		}
 	})
 	t.Run("swept once no member lives", func(t *testing.T) {
