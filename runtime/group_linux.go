@@ -23,9 +23,10 @@ package runtime
 //
 // A directory in which no member lives any more is an earlier group's
 // (same tag, or a requeued step) and is cleared by the next to come,
-// unless it is of the same launch: then the newcomer is a task that came
-// late, and it hears the group's outcome at once instead of waiting for
-// tasks that have already ended.
+// unless it is of the same launch and the newcomer started before the
+// group last changed: then the newcomer is a task that came late, and it
+// hears the group's outcome at once instead of waiting for tasks that
+// have already ended (see cameLate).
 // Members watch the directory with inotify: a member's end closes its
 // file, which the watch sees as IN_CLOSE_WRITE.
 
@@ -39,6 +40,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 const (
@@ -66,6 +69,7 @@ type Member struct {
 	self    *os.File // m.PID, locked
 	since   time.Time
 	gen     string
+	born    time.Time // when this process started; zero if unknown
 }
 
 // Enter registers this process as a member of group id, which members
@@ -75,6 +79,11 @@ type Member struct {
 // step's slurmstepd; "" when unknown): a task that comes after the other
 // tasks of its launch have failed and ended gets their failure at once.
 func (c *Containers) Enter(id string, members int, gen string) (*Member, error) {
+	return c.enterAt(id, members, gen, started())
+}
+
+// enterAt is Enter for a process that started at born (zero: unknown).
+func (c *Containers) enterAt(id string, members int, gen string, born time.Time) (*Member, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
@@ -91,7 +100,7 @@ func (c *Containers) Enter(id string, members int, gen string) (*Member, error) 
 		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", id, err)
 		}
-		m := &Member{id: id, members: members, dir: dir, since: time.Now(), gen: oneLine(gen)}
+		m := &Member{id: id, members: members, dir: dir, since: time.Now(), gen: oneLine(gen), born: born}
 		ok, err := m.register(root)
 		if ok || err != nil {
 			if err != nil {
@@ -137,7 +146,7 @@ func (m *Member) register(root int) (bool, error) {
 		return false, nil
 	}
 	v := readGroup(m.dir, m.id, m.members)
-	if !v.anyAlive() && (m.gen == "" || readSmall(m.dir, genFile) != m.gen) {
+	if !v.anyAlive() && !m.cameLate(&here) {
 		clearDir(m.dir)
 		if m.gen != "" {
 			writeSmall(m.dir, genFile, m.gen)
@@ -164,6 +173,32 @@ func (m *Member) register(root int) (bool, error) {
 	}
 	m.self = os.NewFile(uintptr(fd), memberPre+pid)
 	return true, nil
+}
+
+// cameLate reports whether this process is a task of the launch whose
+// ended group it found (dir, as stat'ed): the same launch (gen), and
+// started before the group's last change. Why the start too: a parent
+// that runs the group again, such as a shell, is the same launch, but
+// its new tasks start after the old group ended, and must not inherit
+// its outcome or its members. The margin is /proc's clock tick, to
+// which the start is rounded down; a task that it misjudges waits for
+// join_timeout, rather than taking an old group's outcome as its own.
+func (m *Member) cameLate(dir *unix.Stat_t) bool {
+	const tick = 10 * time.Millisecond
+	changed := time.Unix(dir.Mtim.Unix())
+	return m.gen != "" && !m.born.IsZero() && m.born.Add(tick).Before(changed) && readSmall(m.dir, genFile) == m.gen
+}
+
+// started is when this process started, on the clock of file times, to
+// /proc's tick (USER_HZ, 100 on every Linux); zero when unknown.
+func started() time.Time {
+	ticks, err := procs.StartTime(os.Getpid())
+	var boot unix.Timespec
+	if err != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot) != nil {
+		return time.Time{}
+	}
+	age := time.Duration(boot.Nano()) - time.Duration(ticks)*(time.Second/100)
+	return time.Now().Add(-age)
 }
 
 // memberSeq tells apart the member files of one process (tests enter a
@@ -209,7 +244,8 @@ func (m *Member) Fail(reason string) error {
 // recorded: nil to start, or the group's failure.
 func (m *Member) settle(outcome string) error {
 	tmp := ".o" + strconv.Itoa(os.Getpid())
-	if fd, err := unix.Openat(m.dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600); err == nil {
+	// O_NONBLOCK: a fifo left there must not hold the member forever.
+	if fd, err := unix.Openat(m.dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600); err == nil {
 		_, werr := unix.Write(fd, []byte(outcome+"\n"))
 		unix.Close(fd)
 		if werr == nil {
@@ -372,7 +408,9 @@ func readMember(dir int, name string) (memberState, bool) {
 	defer unix.Close(fd)
 	var s memberState
 	s.alive = unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) == unix.EWOULDBLOCK
-	buf := make([]byte, 4096)
+	// Room for "ready " and a rootfs path of up to PATH_MAX: a line cut
+	// short would never read as ready, and the group would wait forever.
+	buf := make([]byte, 8192)
 	n, _ := unix.Pread(fd, buf, 0)
 	if line, ok := strings.CutPrefix(string(buf[:max(n, 0)]), "ready "); ok && strings.HasSuffix(line, "\n") {
 		s.image = strings.TrimSuffix(line, "\n")
@@ -400,7 +438,7 @@ func readSmall(dir int, name string) string {
 // lock; a failure leaves it missing, which only costs a late task the
 // wait for the group's timeout.
 func writeSmall(dir int, name, text string) {
-	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
 	if err != nil {
 		return
 	}

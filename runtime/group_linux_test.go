@@ -3,9 +3,12 @@ package runtime
 import (
 	"errors"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestGroupVerdict(t *testing.T) {
@@ -150,6 +153,76 @@ func TestGroupMeeting(t *testing.T) {
 		next.Ready("sha256:aaa")
 		if err := next.Wait(time.Second); err != nil {
 			t.Fatalf("a new launch after a failed one: %v", err)
+		}
+	})
+	t.Run("a new run from the same parent", func(t *testing.T) {
+		// A shell that runs the group again (same parent, so the same
+		// launch) after it failed, or after it went: the new run started
+		// after the old one ended, so it starts afresh, neither with the
+		// old failure nor the old "go" and members.
+		if age := time.Since(started()); age <= 0 || age > time.Hour {
+			t.Fatalf("this test process started %v ago, by started()", age)
+		}
+		gen := t.Name()
+		a, err := c.Enter("g", 1, gen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Fail("the first run's reason")
+		a.Close()
+		b, err := c.enterAt("g", 1, gen, time.Now())
+		if err != nil {
+			t.Fatalf("a rerun after a failed run: %v", err)
+		}
+		b.Ready("sha256:aaa")
+		if err := b.Wait(time.Second); err != nil {
+			t.Fatalf("a rerun after a failed run: %v", err)
+		}
+		b.Close()
+		d, err := c.enterAt("g", 2, gen, time.Now())
+		if err != nil {
+			t.Fatalf("a rerun after a run that went: %v", err)
+		}
+		defer d.Close()
+		d.Ready("sha256:aaa")
+		if err := d.Wait(300 * time.Millisecond); err == nil || !strings.Contains(err.Error(), "only 1 of the 2 tasks") {
+			t.Fatalf("a rerun after a run that went, alone: %v; want it to wait for its other task", err)
+		}
+	})
+	t.Run("a rootfs path as long as a path may be", func(t *testing.T) {
+		// A plain directory is compared by its path, up to PATH_MAX.
+		long := "/" + strings.Repeat("d/", 2046) + "rr"
+		a := enter(t, c, 1)
+		defer a.Close()
+		a.Ready(long)
+		done := make(chan error, 1)
+		go func() { done <- a.Wait(time.Second) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("a member ready with a %d-byte path is never seen ready", len(long))
+		}
+	})
+	t.Run("a fifo where the outcome is written", func(t *testing.T) {
+		// Whatever lies in the meeting's dir, no open of it blocks.
+		a := enter(t, c, 1)
+		defer a.Close()
+		if err := unix.Mkfifoat(a.dir, ".o"+strconv.Itoa(os.Getpid()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Unlinkat(a.dir, ".o"+strconv.Itoa(os.Getpid()), 0)
+		done := make(chan error, 1)
+		go func() { done <- a.Fail("its reason") }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "its reason") {
+				t.Fatalf("Fail = %v", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("Fail blocks on a fifo in the meeting's dir")
 		}
 	})
 	t.Run("swept once no member lives", func(t *testing.T) {
