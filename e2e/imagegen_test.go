@@ -90,6 +90,7 @@ type genImage struct {
 	layers    [][]byte
 	env       []string
 	layerType string // the layers' media type; default gzip
+	workdir   string // the config's WorkingDir
 }
 
 func (g genImage) config(t *testing.T) ([]byte, []string) {
@@ -99,7 +100,7 @@ func (g genImage) config(t *testing.T) ([]byte, []string) {
 	}
 	return mustJSON(t, map[string]any{
 		"architecture": runtime.GOARCH, "os": "linux",
-		"config": map[string]any{"Env": g.env},
+		"config": map[string]any{"Env": g.env, "WorkingDir": g.workdir},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
 	}), diffIDs
 }

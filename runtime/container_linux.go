@@ -10,7 +10,8 @@ package runtime
 //	exec       starts another process inside, with the caller's stdio
 //	           passed over by SCM_RIGHTS; its exit status comes back on the
 //	           same connection, and signal bytes sent on it go to it; if
-//	           the caller hangs up first, the process is killed
+//	           the caller hangs up first, the process is killed with all
+//	           it started (it runs under a reaper, see fence_linux.go)
 //
 // A group container (Config.Members) has no job: its members, the tasks of
 // a step, each exec their process, with an environment of their own, and
@@ -54,7 +55,6 @@ const (
 	opStart = 's'
 	opKill  = 'k'
 	opExec  = 'e'
-	opHupID = 'h' // internal: the caller of an exec hung up
 )
 
 // request is one operation, from a connection to the init's main thread.
@@ -66,7 +66,6 @@ type request struct {
 	// member: exec as a member of a group container, with env as the
 	// whole environment
 	member bool
-	pid    int // opHupID: the exec'd process
 	args   []string
 	env    []string
 	cwd    string
@@ -219,15 +218,6 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 	for {
 		select {
 		case r := <-reqs:
-			if r.op == opHupID {
-				// Its caller is gone: the process goes too, as a job
-				// goes with a killed hpcrun. Only if it is still ours:
-				// once reaped, its pid may be another's.
-				if e, ok := execs[r.pid]; ok && e.conn == r.conn {
-					unix.Kill(r.pid, unix.SIGKILL)
-				}
-				continue
-			}
 			// Replies are written here, before anything the request
 			// causes: the init may exit right after (kill of a created
 			// container), and an exec'd process may end at once.
@@ -243,7 +233,8 @@ func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, con
 					reply(response{err: "the container's job was started already"})
 					break
 				}
-				attr := jobAttr(cfg, cfg.Env, cfg.Cwd, []uintptr{0, 1, 2})
+				// In the init's own working directory, checked as the job's.
+				attr := jobAttr(cfg, cfg.Env, "", []uintptr{0, 1, 2})
 				if cfg.Terminal {
 					attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
 				}
@@ -370,10 +361,12 @@ func (c *containerInit) end(code int, execs map[int]request) int {
 // write its status.
 func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) bool {
 	defer closeAll(r.fds)
-	path, attr, err := execAttr(r, cfg)
+	path, attr, done, err := execAttr(r, cfg)
 	if err == nil {
 		var pid int
-		if pid, err = forkExec(cfg.Rlimits, path, r.args, attr); err == nil {
+		pid, err = forkExecd(cfg.Rlimits, path, r.args, attr, r.conn)
+		done()
+		if err == nil {
 			r.conn.Write(response{pid: pid}.encode())
 			execs[pid] = r
 			r.reply <- response{pid: pid}
@@ -386,33 +379,41 @@ func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) 
 	return false
 }
 
-// execAttr checks an exec request and says how to start its process.
-func execAttr(r request, cfg *initConfig) (string, *syscall.ProcAttr, error) {
+// execAttr checks an exec request and says how to start its process;
+// done, to be called once it is started, closes what attr holds.
+func execAttr(r request, cfg *initConfig) (path string, attr *syscall.ProcAttr, done func(), err error) {
 	if len(r.args) == 0 || len(r.fds) != 3 {
-		return "", nil, errors.New("exec: no command, or not three stdio descriptors")
+		return "", nil, nil, errors.New("exec: no command, or not three stdio descriptors")
 	}
 	env := mergeEnv(cfg.Env, r.env)
 	if r.member {
 		env = r.env // a task's own, rank variables and all
 	}
-	cwd := r.cwd
-	if cwd == "" {
-		cwd = cfg.Cwd
+	if path, err = lookPath(r.args[0], envValue(env, "PATH")); err != nil {
+		return "", nil, nil, err
 	}
-	path, err := lookPath(r.args[0], envValue(env, "PATH"))
-	if err != nil {
-		return "", nil, err
+	// Without --cwd, the init's own working directory: the job's, checked
+	// as it started. With it, the directory opened and checked here; the
+	// process changes into it through the init's descriptor, which it
+	// holds until its execve (see fence_linux.go).
+	dir, done := "", func() {}
+	if r.cwd != "" {
+		fd, err := openCwd(r.cwd, "--cwd")
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("exec: %w", err)
+		}
+		dir, done = fdPath(fd), func() { unix.Close(fd) }
 	}
-	attr := jobAttr(cfg, env, cwd, []uintptr{uintptr(r.fds[0]), uintptr(r.fds[1]), uintptr(r.fds[2])})
+	attr = jobAttr(cfg, env, dir, []uintptr{uintptr(r.fds[0]), uintptr(r.fds[1]), uintptr(r.fds[2])})
 	if r.tty {
 		// A session of its own, with the terminal as its controlling one.
 		attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
 	}
-	return path, attr, nil
+	return path, attr, done, nil
 }
 
 // jobAttr is how the init starts a process of the container: the job's
-// user, environment, directory and stdio.
+// user, environment, directory ("": the init's) and stdio.
 func jobAttr(cfg *initConfig, env []string, cwd string, files []uintptr) *syscall.ProcAttr {
 	attr := &syscall.ProcAttr{Env: env, Dir: cwd, Files: files, Sys: &syscall.SysProcAttr{}}
 	if int(cfg.UID) != os.Getuid() || int(cfg.GID) != os.Getgid() {
@@ -462,18 +463,9 @@ func handle(conn *net.UnixConn, reqs chan<- request) {
 	resp := <-r.reply // written to conn by the main loop
 	if r.op != opExec || resp.err != "" {
 		conn.Close()
-		return
 	}
-	// Signal bytes for the exec'd process, until its status is sent and
-	// the connection closed. A hang-up before that is the caller's end.
-	var b [1]byte
-	for {
-		if _, err := conn.Read(b[:]); err != nil {
-			reqs <- request{op: opHupID, pid: resp.pid, conn: conn}
-			return
-		}
-		unix.Kill(resp.pid, unix.Signal(b[0]))
-	}
+	// An exec'd process's reaper reads the signal bytes and the hang-up;
+	// the main loop sends its status and closes the connection.
 }
 
 // readRequest reads a request frame and the descriptors sent with it.

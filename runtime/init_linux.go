@@ -90,11 +90,16 @@ func initMain(hooks Hooks, entered time.Time) int {
 			return report(status, err)
 		}
 	}
-	if err := buildRootfs(cfg, logf); err != nil {
+	var stateDir *int
+	if ctr != nil {
+		stateDir = &ctr.dir
+	}
+	if err := buildRootfs(cfg, stateDir, logf); err != nil {
 		return report(status, err)
 	}
-	if err := unix.Chdir(cfg.Cwd); err != nil {
-		return report(status, fmt.Errorf("working directory %s: %w; pick another with --pwd", cfg.Cwd, err))
+	// Started there, as are processes exec'd without a --cwd.
+	if err := chdirJob(cfg.Cwd); err != nil {
+		return report(status, err)
 	}
 	path, err := lookPath(cfg.Args[0], envValue(cfg.Env, "PATH"))
 	if err != nil {

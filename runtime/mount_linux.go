@@ -131,7 +131,12 @@ func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 //     rootfs (read-only) or an overlay on it (--writable-tmpfs) at stage/root;
 //  4. place the generated files, then apply the spec's mounts in order;
 //  5. make the staging tmpfs mounts read-only, and pivot_root.
-func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
+//
+// stateDir, if set, is the descriptor of the container's state directory:
+// it is replaced by one of a bind of it in the stage, which pivot_root
+// detaches with the stage, so that the descriptor the init keeps leads to
+// the state directory's files and nowhere above (see fence_linux.go).
+func buildRootfs(cfg *initConfig, stateDir *int, logf func(string, ...any)) error {
 	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return &os.PathError{Op: "make / a slave mount", Path: "/", Err: err}
 	}
@@ -173,6 +178,11 @@ func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 	}
 	if err := unix.Mkdir(b.newroot, 0o755); err != nil {
 		return &os.PathError{Op: "mkdir", Path: b.newroot, Err: err}
+	}
+	if stateDir != nil {
+		if err := b.confine(stateDir); err != nil {
+			return err
+		}
 	}
 	if len(cfg.Files) > 0 || b.writable {
 		// Generated files and overlay layers live in a tmpfs of their own:
@@ -239,6 +249,28 @@ func buildRootfs(cfg *initConfig, logf func(string, ...any)) error {
 		return err
 	}
 	logf("pivoted into the rootfs")
+	return nil
+}
+
+// confine replaces *dir, a directory descriptor, by one of a bind of that
+// directory (alone: not recursive) at stage/state. The pivot detaches the
+// stage and that bind with it, and ".." at the root of a detached mount
+// stays there.
+func (b *builder) confine(dir *int) error {
+	at := b.stage + "/state"
+	if err := unix.Mkdir(at, 0o700); err != nil {
+		return &os.PathError{Op: "mkdir", Path: at, Err: err}
+	}
+	if err := unix.Mount(fdPath(*dir), at, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the container's state directory into the stage: %w", err)
+	}
+	fd, err := unix.Open(at, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: at, Err: err}
+	}
+	unix.Close(*dir)
+	*dir = fd
+	b.logf("state directory bound into the stage, held as fd %d", fd)
 	return nil
 }
 

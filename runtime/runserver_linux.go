@@ -61,7 +61,7 @@ func (s *runServer) forker() {
 			continue
 		}
 		s.mu.Lock()
-		pid, ferr := forkExec(s.cfg.Rlimits, f.path, f.args, f.attr)
+		pid, ferr := forkExecd(s.cfg.Rlimits, f.path, f.args, f.attr, f.conn)
 		if ferr == nil {
 			s.execs[pid] = &execd{conn: f.conn}
 		}
@@ -129,7 +129,7 @@ func (s *runServer) handle(conn *net.UnixConn, job int) {
 		conn.Close()
 		return
 	}
-	path, attr, err := execAttr(r, s.cfg)
+	path, attr, cwdDone, err := execAttr(r, s.cfg)
 	if err != nil {
 		closeAll(r.fds)
 		conn.Write(response{err: err.Error(), status: ExitStatus(err)}.encode())
@@ -139,6 +139,7 @@ func (s *runServer) handle(conn *net.UnixConn, job int) {
 	done := make(chan forked, 1)
 	s.forks <- fork{path: path, args: r.args, attr: attr, conn: conn, done: done}
 	res := <-done
+	cwdDone()
 	closeAll(r.fds)
 	if res.err != nil {
 		err := execError(r.args[0], res.err)
@@ -155,19 +156,6 @@ func (s *runServer) handle(conn *net.UnixConn, job int) {
 		}
 	}
 	s.mu.Unlock()
-	// Signal bytes for the process, until reaped sends its status. A
-	// hang-up before that is the caller's end, and the process's: unless
-	// it was reaped meanwhile, when its pid may be another's.
-	var b [1]byte
-	for {
-		if _, err := conn.Read(b[:]); err != nil {
-			s.mu.Lock()
-			if e := s.execs[res.pid]; e != nil && e.conn == conn && !e.ended {
-				unix.Kill(res.pid, unix.SIGKILL)
-			}
-			s.mu.Unlock()
-			return
-		}
-		unix.Kill(res.pid, unix.Signal(b[0]))
-	}
+	// The process's reaper reads the signal bytes and the hang-up (see
+	// fence_linux.go); reaped sends its status and closes conn.
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -114,6 +116,10 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 	if s.Linux != nil {
 		ic.MaskedPaths, ic.ReadonlyPaths = s.Linux.MaskedPaths, s.Linux.ReadonlyPaths
 	}
+	// No job sees the state roots, wherever a bind shows them (see
+	// fence_linux.go).
+	hidden := hiddenPaths(stateRoots(os.Environ(), os.Getuid(), cfg.StateDir), s.Mounts, realPath)
+	ic.MaskedPaths = append(slices.Clip(ic.MaskedPaths), hidden...)
 	if ic.Cwd == "" {
 		ic.Cwd = "/"
 	}

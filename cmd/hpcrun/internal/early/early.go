@@ -67,6 +67,9 @@ func init() {
 	if os.Args[0] == runtime.InitArg0 {
 		runtime.RunInit(runtime.Hooks{LoopbackUp: netns.LoopbackUp})
 	}
+	if os.Args[0] == runtime.ExecReaperArg0 {
+		runtime.RunExecReaper()
+	}
 	if os.Args[0] == runtime.RlimitArg0 {
 		runtime.RunRlimitShim()
 	}
