@@ -10,6 +10,8 @@ import (
 
 	"github.com/hpcrun/hpcrun/gpu"
 	"github.com/hpcrun/hpcrun/jobs"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 // Status is how a check came out.
@@ -182,7 +184,7 @@ func config(e Env) Result {
 	r := Result{Name: "config", Status: OK}
 	switch {
 	case e.ConfigErr != nil:
-		r.Status, r.Detail = Fail, oneLine(e.ConfigErr.Error())
+		r.Status, r.Detail = Fail, termsafe.Line(e.ConfigErr.Error())
 		r.Fix = "correct the file and line named above; `hpcrun config` prints what loads"
 	case len(e.ConfigRead) == 0:
 		r.Detail = "no config files; the built-in defaults"
@@ -190,8 +192,4 @@ func config(e Env) Result {
 		r.Detail = "read " + strings.Join(e.ConfigRead, ", ")
 	}
 	return r
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/hpcrun/hpcrun/internal/safedir"
 	"github.com/hpcrun/hpcrun/runtime"
 	"github.com/hpcrun/hpcrun/unpack/store"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 // LowSpace is the free space below which the cache gets a warning: an
@@ -43,7 +45,7 @@ func privateDir(e Env, dir string) (base string, exists bool, problem, fix strin
 		}
 		switch {
 		case err != nil:
-			return base, false, oneLine(err.Error()), ""
+			return base, false, termsafe.Line(err.Error()), ""
 		case !fi.IsDir():
 			return base, false, fmt.Sprintf("missing, and %s is not a directory", base), ""
 		}
@@ -55,7 +57,7 @@ func privateDir(e Env, dir string) (base string, exists bool, problem, fix strin
 		}
 		return base, false, "", ""
 	case err != nil:
-		return dir, false, oneLine(err.Error()), ""
+		return dir, false, termsafe.Line(err.Error()), ""
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)
 	switch {
@@ -83,14 +85,14 @@ func privateDir(e Env, dir string) (base string, exists bool, problem, fix strin
 func parentsProblem(parent string, uid int) string {
 	real, err := filepath.EvalSymlinks(parent)
 	if err != nil {
-		return oneLine(err.Error())
+		return termsafe.Line(err.Error())
 	}
 	var pe *safedir.ParentError
 	switch err := safedir.CheckParents(real, uid); {
 	case errors.As(err, &pe):
 		return "its parent " + pe.Error() + ", who could swap it"
 	case err != nil:
-		return oneLine(err.Error())
+		return termsafe.Line(err.Error())
 	}
 	return ""
 }
@@ -100,7 +102,7 @@ func cache(e Env) Result {
 	elsewhere := fmt.Sprintf("point --cache or %s (or cache: in your config; scratch: in the site's) at a node-local directory of yours on a filesystem that allows exec, such as /var/tmp/hpcrun-%d", store.Env, e.UID)
 	switch {
 	case e.CacheErr != nil:
-		r.Detail, r.Fix = oneLine(e.CacheErr.Error()), elsewhere
+		r.Detail, r.Fix = termsafe.Line(e.CacheErr.Error()), elsewhere
 		return r
 	case e.Cache == "":
 		r.Detail, r.Fix = "no cache directory", elsewhere

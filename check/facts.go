@@ -9,6 +9,8 @@ import (
 
 	"github.com/hpcrun/hpcrun/gpu"
 	"github.com/hpcrun/hpcrun/jobs"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 // gpuVendors are the drivers hpcrun can bind, with their flags.
@@ -39,7 +41,7 @@ func gpus(e Env) []Result {
 			continue // no such GPU here
 		}
 		rs = append(rs, Result{Name: v.name, Status: Warn,
-			Detail: fmt.Sprintf("%s is here, but %s will fail: %s", dev, v.flag, oneLine(err.Error())),
+			Detail: fmt.Sprintf("%s is here, but %s will fail: %s", dev, v.flag, termsafe.Line(err.Error())),
 			Fix:    "ask the node's admins to repair the driver; the message says what is missing"})
 	}
 	if len(rs) == 0 {

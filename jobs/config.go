@@ -53,6 +53,7 @@ type Config struct {
 	MaxImageSize     Setting[int64]         // the most an image may unpack to, in bytes: a decompression bomb's limit
 	BatchLineWarning Setting[bool]          // whether a plain hpcrun line of a Slurm batch script is warned about
 	JoinTimeout      Setting[time.Duration] // how long a group's tasks wait for those that have not come
+	NewKeyring       Setting[bool]          // give each job a fresh session keyring rather than the caller's
 }
 
 // DefaultMaxImageSize is max_image_size when no layer sets it: far above
@@ -72,6 +73,7 @@ func Defaults() Config {
 		MaxImageSize:     Setting[int64]{DefaultMaxImageSize, d},
 		BatchLineWarning: Setting[bool]{true, d},
 		JoinTimeout:      Setting[time.Duration]{DefaultJoinTimeout, d},
+		NewKeyring:       Setting[bool]{false, d},
 	}
 }
 
@@ -102,6 +104,7 @@ func (c *Config) Override(l Config) {
 	over(&c.MaxImageSize, l.MaxImageSize)
 	over(&c.BatchLineWarning, l.BatchLineWarning)
 	over(&c.JoinTimeout, l.JoinTimeout)
+	over(&c.NewKeyring, l.NewKeyring)
 }
 
 func over[T any](dst *Setting[T], src Setting[T]) {
@@ -120,7 +123,7 @@ const (
 )
 
 // keys are the config file's keys, in the order hpcrun config prints them.
-var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size", "batch_line_warning", "join_timeout"}
+var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size", "batch_line_warning", "join_timeout", "new_keyring"}
 
 // Vars are what $NAME in a config path may expand to.
 type Vars map[string]string
@@ -243,6 +246,9 @@ func ParseConfig(name string, data []byte, layer Layer, vars Vars) (Config, erro
 				}
 			}
 			c.JoinTimeout.From = from
+		case "new_keyring":
+			c.NewKeyring.Value, err = p.boolean(k.Value, v)
+			c.NewKeyring.From = from
 		default:
 			return c, p.errf(k, "unknown key %q (known: %s)", k.Value, strings.Join(keys, ", "))
 		}

@@ -29,6 +29,7 @@ allow_system_binds: false
 max_image_size: 100GiB
 batch_line_warning: false
 join_timeout: 5m
+new_keyring: true
 `
 	c, err := ParseConfig("site.yaml", []byte(full), SiteLayer, testVars)
 	if err != nil {
@@ -50,6 +51,7 @@ join_timeout: 5m
 		MaxImageSize:     Setting[int64]{100 << 30, "site.yaml:15"},
 		BatchLineWarning: Setting[bool]{false, "site.yaml:16"},
 		JoinTimeout:      Setting[time.Duration]{5 * time.Minute, "site.yaml:17"},
+		NewKeyring:       Setting[bool]{true, "site.yaml:18"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("ParseConfig:\n got %+v\nwant %+v", c, want)
@@ -63,7 +65,7 @@ join_timeout: 5m
 	for _, s := range []*Config{&back, &c} {
 		s.Cache.From, s.Scratch.From, s.ScratchDirs.From, s.Binds.From = "", "", "", ""
 		s.EnvPass.From, s.EnvDeny.From, s.Network.From, s.AllowSystemBinds.From = "", "", "", ""
-		s.MaxImageSize.From, s.BatchLineWarning.From, s.JoinTimeout.From = "", "", ""
+		s.MaxImageSize.From, s.BatchLineWarning.From, s.JoinTimeout.From, s.NewKeyring.From = "", "", "", ""
 		for i := range s.Binds.Value {
 			s.Binds.Value[i].From = ""
 		}
@@ -115,6 +117,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"allow_system_binds: yes please\n", SiteLayer, `f.yaml:1: allow_system_binds: want true or false, got "yes please"`},
 		{"allow_system_binds: true\n", UserLayer, "f.yaml:1: allow_system_binds is the site's to set"},
 		{"batch_line_warning: off\n", SiteLayer, `f.yaml:1: batch_line_warning: want true or false, got "off"`},
+		{"new_keyring: yes please\n", UserLayer, `f.yaml:1: new_keyring: want true or false, got "yes please"`},
 		{"scratch_dirs: /scratch\n", SiteLayer, "f.yaml:1: scratch_dirs: want a list of absolute paths, got \"/scratch\""},
 		{"binds:\n  - /a:/b:rx\n", SiteLayer, `f.yaml:2: binds: want SRC[:DST[:ro]], got "/a:/b:rx"`},
 		{"binds:\n  - {dst: /b}\n", SiteLayer, "f.yaml:2: binds: src is missing"},

@@ -161,6 +161,7 @@ func (c Config) Render() string {
 	if c.JoinTimeout.Value > 0 {
 		line("join_timeout: "+c.JoinTimeout.Value.String(), c.JoinTimeout.From)
 	}
+	line("new_keyring: "+strconv.FormatBool(c.NewKeyring.Value), c.NewKeyring.From)
 	return b.String()
 }
 

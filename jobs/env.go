@@ -9,7 +9,10 @@ import (
 
 // schedulerPrefixes name the variables that batch systems and MPI launchers
 // use to talk to a task. They always pass into the container, even with
-// --cleanenv, or srun and mpirun inside cannot find their job.
+// --cleanenv, and the host's value wins over the image's Env, or srun and
+// mpirun inside cannot find their job (an image built inside a job may
+// carry that job's SLURM_JOB_ID or PMIX_RANK). Image values of names the
+// host does not set stay: MPI images set OMPI_MCA_* defaults.
 var schedulerPrefixes = []string{"SLURM_", "SLURMD_", "PBS_", "PMI_", "PMIX_", "OMPI_"}
 
 // neverPassed are host variables that would load host libraries into the
@@ -46,11 +49,11 @@ type EnvOptions struct {
 // EnvRule is the rule ContainerEnv applies, for --help.
 const EnvRule = `Environment: host variables pass into the container, except LD_LIBRARY_PATH,
 LD_PRELOAD, LD_AUDIT and the config's env deny list. The image's variables win
-over the host's, PATH included. --cleanenv keeps only HOME, USER, TERM,
+over the host's, PATH included, but for the scheduler's. --cleanenv keeps only HOME, USER, TERM,
 TMPDIR, the config's env pass list and the scheduler's variables from the
 host. The
 scheduler's variables (SLURM_*, SLURMD_*, PBS_*, PMI_*, PMIX_*, OMPI_*) always
-pass. --env-file, then --env K=V, win over everything; --env K copies K from
+pass, and win over the image's. --env-file, then --env K=V, win over everything; --env K copies K from
 the host even with --cleanenv.`
 
 // ContainerEnv computes the job's environment from the rule in EnvRule.
@@ -69,9 +72,14 @@ func ContainerEnv(o EnvOptions) []string {
 	}
 	e.set("PATH=" + o.DefaultPath)
 	for _, kv := range o.Image {
-		if strings.Contains(kv, "=") {
-			e.set(kv)
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
 		}
+		if _, onHost := lookup(o.Host, k); onHost && IsSchedulerVar(k) {
+			continue
+		}
+		e.set(kv)
 	}
 	for _, kv := range o.Set {
 		if !strings.Contains(kv, "=") {

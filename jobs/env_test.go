@@ -36,6 +36,18 @@ func TestContainerEnv(t *testing.T) {
 				"LIC_SERVER=x", "LIC_PORT=1", "SLURM_CONF=/c", "PATH=/def", "TERM=xterm"}},
 		{"deny without --cleanenv", EnvOptions{Host: []string{"A=1", "AWS_KEY=k", "AWS=2"}, DefaultPath: "/d", Deny: []string{"AWS_*"}},
 			[]string{"A=1", "AWS=2", "PATH=/d"}},
+		{"the scheduler's host values win over the image's, its other values stay", EnvOptions{
+			Host:        []string{"SLURM_JOB_ID=42", "PMIX_RANK=3", "PMI_RANK=3", "FOO=host"},
+			Image:       []string{"SLURM_JOB_ID=7", "PMIX_RANK=0", "PMI_RANK=0", "FOO=img", "OMPI_MCA_btl=^openib", "SLURM_CONF=/img"},
+			DefaultPath: "/d"},
+			[]string{"SLURM_JOB_ID=42", "PMIX_RANK=3", "PMI_RANK=3", "FOO=img", "PATH=/d", "OMPI_MCA_btl=^openib", "SLURM_CONF=/img"}},
+		{"the scheduler's host values win with --cleanenv and a deny list too", EnvOptions{
+			Host:  []string{"SLURM_JOB_ID=42", "PBS_JOBID=9"},
+			Image: []string{"SLURM_JOB_ID=7", "PBS_JOBID=1"}, DefaultPath: "/d", CleanEnv: true, Deny: []string{"SLURM_*", "PBS_*"}},
+			[]string{"SLURM_JOB_ID=42", "PBS_JOBID=9", "PATH=/d"}},
+		{"--env still wins over the scheduler's", EnvOptions{
+			Host: []string{"SLURM_JOB_ID=42"}, Image: []string{"SLURM_JOB_ID=7"}, DefaultPath: "/d", Set: []string{"SLURM_JOB_ID=5"}},
+			[]string{"SLURM_JOB_ID=5", "PATH=/d"}},
 		{"image may set LD_LIBRARY_PATH", EnvOptions{Host: host[:7], Image: []string{"LD_LIBRARY_PATH=/usr/local/cuda/lib64"}, DefaultPath: "/d", CleanEnv: true},
 			[]string{"HOME=/home/a", "USER=a", "TERM=xterm", "PATH=/d", "LD_LIBRARY_PATH=/usr/local/cuda/lib64"}},
 	}

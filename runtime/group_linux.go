@@ -42,6 +42,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/runtime/procs"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 const (
@@ -100,7 +102,7 @@ func (c *Containers) enterAt(id string, members int, gen string, born time.Time)
 		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", id, err)
 		}
-		m := &Member{id: id, members: members, dir: dir, since: time.Now(), gen: oneLine(gen), born: born}
+		m := &Member{id: id, members: members, dir: dir, since: time.Now(), gen: termsafe.Line(gen), born: born}
 		ok, err := m.register(root)
 		if ok || err != nil {
 			if err != nil {
@@ -227,7 +229,7 @@ func dirNames(dir int) []string {
 // Ready says that this member has its image (a manifest digest, or for a
 // plain directory its path) and can start.
 func (m *Member) Ready(image string) error {
-	if _, err := m.self.WriteAt([]byte("ready "+oneLine(image)+"\n"), 0); err != nil {
+	if _, err := m.self.WriteAt([]byte("ready "+termsafe.Line(image)+"\n"), 0); err != nil {
 		return fmt.Errorf("group %s: %w", m.id, err)
 	}
 	return nil
@@ -237,7 +239,7 @@ func (m *Member) Ready(image string) error {
 // recorded a reason first, and returns the group's error: the same for
 // every member.
 func (m *Member) Fail(reason string) error {
-	return m.settle("fail " + oneLine(reason))
+	return m.settle("fail " + termsafe.Line(reason))
 }
 
 // settle records the group's outcome if none is yet, and acts on the one
@@ -448,11 +450,6 @@ func writeSmall(dir int, name, text string) {
 		return
 	}
 	unix.Close(fd)
-}
-
-// oneLine keeps a reason on one line.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }
 
 // sweepGroups removes the meetings in which no member lives any more.

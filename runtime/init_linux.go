@@ -71,6 +71,14 @@ func initMain(hooks Hooks, entered time.Time) int {
 			return report(status, fmt.Errorf("unshare namespaces %#x: %w", cfg.Unshare, err))
 		}
 	}
+	// Before anything forks: the job and every process the init starts
+	// are forked from this thread, and inherit its keyring.
+	if cfg.Keyring != "" {
+		if err := joinKeyring(cfg.Keyring); err != nil {
+			return report(status, err)
+		}
+		logf("joined a fresh session keyring")
+	}
 	if cfg.Hostname != "" {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return report(status, fmt.Errorf("set hostname: %w", err))

@@ -33,6 +33,9 @@ type Config struct {
 	// WritableTmpfs puts an overlay with a tmpfs upper layer over the
 	// read-only rootfs; writes are discarded when the job ends.
 	WritableTmpfs bool
+	// NewKeyring gives the job, and every process exec'd into the
+	// container, a fresh session keyring instead of the caller's.
+	NewKeyring bool
 	// Foreground makes the job's process group the terminal's foreground
 	// group, so Ctrl-C at a terminal reaches the job once, and only the job.
 	Foreground bool

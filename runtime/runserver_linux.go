@@ -54,7 +54,14 @@ func newRunServer(ctr *containerInit, cfg *initConfig) *runServer {
 // forker forks every exec'd process from one unprivileged thread.
 func (s *runServer) forker() {
 	goruntime.LockOSThread() // for good: the thread must not serve anyone else
-	err := dropPrivileges(s.cfg.NoNewPrivs, s.cfg.Caps, s.cfg.UID == 0)
+	var err error
+	if s.cfg.Keyring != "" {
+		// This thread was not the one that joined it (see keyring_linux.go).
+		err = joinKeyring(s.cfg.Keyring)
+	}
+	if err == nil {
+		err = dropPrivileges(s.cfg.NoNewPrivs, s.cfg.Caps, s.cfg.UID == 0)
+	}
 	for f := range s.forks {
 		if err != nil {
 			f.done <- forked{err: err}

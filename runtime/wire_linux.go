@@ -55,6 +55,10 @@ type initConfig struct {
 	MaskedPaths, ReadonlyPaths []string
 	// Members: a group container (see Config.Members).
 	Members int
+	// Keyring names the fresh session keyring that the job and every
+	// process started in the container join (see keyring_linux.go); ""
+	// keeps the caller's.
+	Keyring string
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -92,6 +96,11 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 		Mounts: s.Mounts, Files: cfg.Files, Writable: cfg.WritableTmpfs, Foreground: cfg.Foreground,
 		Verbose: cfg.Verbose, Start: cfg.Start, StateDir: cfg.StateDir, Terminal: cfg.Terminal,
 		Detached: cfg.detached, Members: cfg.Members,
+	}
+	if cfg.NewKeyring {
+		if ic.Keyring, err = keyringName(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Anchor != nil {
 		// After stdio, the two pipes and the held files (StartDetached).
@@ -195,6 +204,7 @@ func (c *initConfig) encode() []byte {
 	e.strs(c.MaskedPaths)
 	e.strs(c.ReadonlyPaths)
 	e.uint(uint64(c.Members))
+	e.str(c.Keyring)
 	return e.b
 }
 
@@ -235,6 +245,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	}
 	c.MaskedPaths, c.ReadonlyPaths = d.strs(), d.strs()
 	c.Members = int(d.uint())
+	c.Keyring = d.str()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}

@@ -20,7 +20,8 @@ func TestInitConfigRoundTrip(t *testing.T) {
 		Unshare: 0x40000000, Hostname: "node", Writable: true, Foreground: true, Verbose: true,
 		Start: time.Unix(1700000000, 123456789), StateDir: "/run/user/1000/hpcrun/job1", Terminal: true, Detached: true, AnchorFD: 6, Held: 2, WritableRoot: true,
 		Rlimits: []rlimit{{Resource: 7, Soft: 1024, Hard: 4096}}, OOMScoreAdj: &oomAdj,
-		MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"},
+		MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"}, Members: 3,
+		Keyring: "_ses.hpcrun.0123456789abcdef",
 	}
 	out, err := decodeInitConfig(in.encode())
 	if err != nil {

@@ -23,6 +23,8 @@ import (
 
 	"github.com/hpcrun/hpcrun/internal/atomicfile"
 	"github.com/hpcrun/hpcrun/unpack/source"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 // runLogin checks a user name and password (or token) against a registry
@@ -32,7 +34,7 @@ import (
 // podman and skopeo read too, mode 0600. Other entries are kept.
 func runLogin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
-		fmt.Fprintf(stdout, "error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stdout, "error: %s\n", termsafe.Line(err.Error()))
 		return exitFailure
 	}
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)

@@ -55,6 +55,8 @@ import (
 	"github.com/hpcrun/hpcrun/unpack/cache"
 	"github.com/hpcrun/hpcrun/unpack/source"
 	"github.com/hpcrun/hpcrun/unpack/store"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 func init() {
@@ -94,7 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if bar != nil && bar.open {
 			fmt.Fprintln(stderr) // hpcrun's error line goes below the bar
 		}
-		fmt.Fprintf(stdout, "error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(stdout, "error: %s\n", termsafe.Line(err.Error()))
 		return exitFailure
 	}
 	if len(args) > 0 && args[0] == "login" {
@@ -181,10 +183,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, im.Digest)
 	return 0
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
 
 // progressBar draws the unpack's progress on a terminal: bytes, share and

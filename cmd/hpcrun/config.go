@@ -102,7 +102,7 @@ came from. Layers, each overriding the one before:
      ($` + jobs.ConfigEnv + ` names another site file)
   2. your ~/.config/hpcrun/config.yaml ($XDG_CONFIG_HOME/hpcrun/config.yaml)
   3. HPCRUN_* variables
-  4. the flags of a run (--cache, --net, --bind)
+  4. the flags of a run (--cache, --net, --bind, --new-keyring)
 
 A list in a later layer replaces the whole list; --bind adds to the binds.
 Keys:
@@ -135,6 +135,10 @@ Keys:
   join_timeout: DURATION   how long the tasks of a group wait for those that
                            have not come at all before the group fails, from
                            1s to 24h (HPCRUN_JOIN_TIMEOUT; default 60s)
+  new_keyring: BOOL        give each job a fresh session keyring, without
+                           your keys, as --new-keyring does (default false:
+                           jobs share yours, with its Kerberos KEYRING:
+                           caches and AFS tokens)
 
 Paths may use $USER, $UID and $HOME. A config error names the file and line.
 

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpcrun/hpcrun/unpack/store"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 // cacheOptions are the flags of the commands that manage the image cache.
@@ -78,7 +80,7 @@ image (its next use unpacks it again).
 					ref = "(damaged: a temp cleaner removed files from it; unpacked again at its next use)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", short(e.Digest.String()), store.Bytes(e.Size),
-					e.LastUse.Local().Format(time.DateTime), ref)
+					e.LastUse.Local().Format(time.DateTime), termsafe.Line(ref))
 			}
 			return tw.Flush()
 		},

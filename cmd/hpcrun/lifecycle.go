@@ -23,6 +23,8 @@ import (
 	"github.com/hpcrun/hpcrun/internal/atomicfile"
 	"github.com/hpcrun/hpcrun/runtime"
 	"github.com/hpcrun/hpcrun/runtime/procs"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 // stateOptions are the global flags of the life-cycle verbs: --root, and
@@ -65,7 +67,7 @@ func (o *stateOptions) logError(err error) error {
 		return err
 	}
 	if f, ferr := os.OpenFile(o.log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); ferr == nil {
-		fmt.Fprintf(f, "time=%q level=error msg=%q\n", time.Now().Format(time.RFC3339), oneLine(err.Error()))
+		fmt.Fprintf(f, "time=%q level=error msg=%q\n", time.Now().Format(time.RFC3339), termsafe.Line(err.Error()))
 		f.Close()
 	}
 	return err
@@ -256,14 +258,17 @@ The state of a container that has stopped is swept by the next hpcrun.
 			}
 			if list.quiet {
 				for _, s := range all {
-					fmt.Println(s.ID)
+					fmt.Println(termsafe.Escape(s.ID))
 				}
 				return nil
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 3, ' ', 0)
 			fmt.Fprintln(tw, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER")
 			for _, s := range all {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.OCI().Pid, s.Status, s.Bundle, s.Created.Format(time.RFC3339Nano), s.Owner)
+				// The fields come from state files, which their owner
+				// writes and root may print (see internal/termsafe).
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", termsafe.Line(s.ID), s.OCI().Pid, termsafe.Line(s.Status),
+					termsafe.Line(s.Bundle), s.Created.Format(time.RFC3339Nano), termsafe.Line(s.Owner))
 			}
 			return tw.Flush()
 		})

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hpcrun/hpcrun/netns"
 	"github.com/hpcrun/hpcrun/runtime"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 // logger prints -v lines, each timed from hpcrun's start, and warnings,
@@ -35,13 +37,15 @@ func (l *logger) infof(format string, args ...any) {
 
 func (l *logger) warnf(format string, args ...any) {
 	if !l.quiet {
-		fmt.Fprintf(l.w, "hpcrun: warning: %s\n", fmt.Sprintf(format, args...))
+		// Warnings and -v lines quote images, env values and paths.
+		fmt.Fprintf(l.w, "hpcrun: warning: %s\n", termsafe.Escape(fmt.Sprintf(format, args...)))
 	}
 }
 
 func (l *logger) debugf(format string, args ...any) {
 	if l.verbose {
-		fmt.Fprintf(l.w, "hpcrun: [%7.2fms] %s\n", float64(time.Since(l.start).Microseconds())/1000, fmt.Sprintf(format, args...))
+		fmt.Fprintf(l.w, "hpcrun: [%7.2fms] %s\n", float64(time.Since(l.start).Microseconds())/1000,
+			termsafe.Escape(fmt.Sprintf(format, args...)))
 	}
 }
 

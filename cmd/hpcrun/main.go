@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +14,8 @@ import (
 	// Imported first for its init function: see the package.
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
 	"github.com/hpcrun/hpcrun/runtime"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 // version is stamped by the Makefile.
@@ -69,7 +70,7 @@ func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 	case errors.As(err, &ee):
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "hpcrun: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(stderr, "hpcrun: %s\n", termsafe.Line(err.Error()))
 	return runtime.ExitStatus(err)
 }
 
@@ -126,10 +127,6 @@ func parseProbe(args []string) (sub bool, fs *pflag.FlagSet, ok bool) {
 		return false, fs, false
 	}
 	return fs.NArg() > 0 && isSub(fs.Arg(0)), fs, true
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
 
 func flagError(_ *cobra.Command, err error) error { return usageError{err} }

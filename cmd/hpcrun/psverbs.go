@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpcrun/hpcrun/runtime"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
 func newProcessCommands(so *stateOptions) []*cobra.Command {
@@ -52,7 +54,7 @@ user, the CPU time and the command. They are found by their pid namespace in
 					cmd = "[" + p.Comm + "]"
 				}
 				fmt.Fprintf(tw, "%d\t%d\t%s\t%c\t%s\t%s\t%s\n", p.Pid, p.NSPid, userName(p.UID), p.State,
-					cpuTime(p.CPU), kib(p.RSS), cmd)
+					cpuTime(p.CPU), kib(p.RSS), termsafe.Line(cmd)) // the job writes its command line
 			}
 			return tw.Flush()
 		})

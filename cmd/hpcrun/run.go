@@ -52,6 +52,8 @@ type runOptions struct {
 	joinCount     int
 	noJoin        bool
 	gpu, rocm     bool
+	newKeyring    bool
+	keyringSet    bool // --new-keyring was given, =false included
 }
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
@@ -75,6 +77,7 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.noJoin, "no-join", false, "give this task a container of its own, even as one of several tasks of a step on this node")
 	f.BoolVar(&o.gpu, "gpu", false, "make the node's NVIDIA driver (libcuda, nvidia-smi, ...) usable in the container")
 	f.BoolVar(&o.gpu, "nv", false, "the same as --gpu")
+	f.BoolVar(&o.newKeyring, "new-keyring", false, "give the job a fresh session keyring, without your keys (Kerberos KEYRING: caches, AFS tokens); default: the config's new_keyring, else the job shares yours")
 	f.BoolVar(&o.rocm, "rocm", false, "make the node's AMD ROCm driver (libamdhip64, libhsa-runtime64, ...) usable in the container")
 }
 
@@ -130,6 +133,7 @@ job; if hpcrun is killed, the job dies with it.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.keyringSet = cmd.Flags().Changed("new-keyring")
 			code, err := runJob(cmd.Context(), &g, &o, &so, args, early)
 			if err != nil {
 				return err
@@ -394,8 +398,14 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings
 	if err != nil {
 		return nil, err
 	}
-	cfg := &runtime.Config{Spec: spec, Files: files, WritableTmpfs: o.writableTmpfs, Foreground: h.terminal}
+	keyring := st.conf.NewKeyring
+	if o.keyringSet {
+		keyring = jobs.Setting[bool]{Value: o.newKeyring, From: "--new-keyring"}
+	}
+	cfg := &runtime.Config{Spec: spec, Files: files, WritableTmpfs: o.writableTmpfs, Foreground: h.terminal,
+		NewKeyring: keyring.Value}
 	log.settings(cfg, mode)
+	log.debugf("session keyring: %s (%s)", map[bool]string{false: "the caller's", true: "a fresh one"}[keyring.Value], keyring.From)
 	return cfg, nil
 }
 

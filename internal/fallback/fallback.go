@@ -19,10 +19,13 @@ const (
 	MountSetattr Feature = "mount_setattr" // mount_setattr, Linux 5.12
 	Openat2      Feature = "openat2"       // openat2 with RESOLVE_*, Linux 5.6
 	CloseRange   Feature = "close_range"   // close_range with CLOSE_RANGE_CLOEXEC, Linux 5.11
+	// MemfdExec is executing a memfd, which vm.memfd_noexec=2 (Linux
+	// 6.3) forbids: hpcrun then runs its unpacker from an unnamed file.
+	MemfdExec Feature = "memfd_exec"
 )
 
 // Features lists every Feature the switch knows.
-var Features = []Feature{Pidfd, MountSetattr, Openat2, CloseRange}
+var Features = []Feature{Pidfd, MountSetattr, Openat2, CloseRange, MemfdExec}
 
 var forced = sync.OnceValue(func() map[Feature]bool {
 	set, err := Parse(os.Getenv(Env))

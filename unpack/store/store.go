@@ -235,8 +235,9 @@ func (s *Store) pruneBlobs(cutoff time.Time) {
 func TmpPrefix(d Digest) string { return d.name() + "." + strconv.Itoa(os.Getpid()) + "." }
 
 // CopyPrefix starts the name of a copy of hpcrun's unpacker in TmpDir,
-// which hpcrun runs from there where the kernel forbids executing a memfd.
-// hpcrun removes it as soon as it has started.
+// which hpcruns before issue 16's fix ran from there where the kernel
+// forbids executing a memfd. hpcrun now runs an unnamed copy (see
+// cmd/hpcrun/internal/unpacker) and only sweeps the old ones.
 const CopyPrefix = "hpcrun-unpack."
 
 // SweepCopies removes the copies of the unpacker that a killed hpcrun left

@@ -3,8 +3,16 @@
 //
 // It runs the embedded program from a memfd, so that nothing is installed
 // or left behind; where the kernel forbids executing a memfd
-// (vm.memfd_noexec), from a private copy in the cache's tmp directory,
-// removed once it has started.
+// (vm.memfd_noexec=2), from an unnamed copy (O_TMPFILE) on the cache's
+// filesystem.
+//
+// Either way the program runs from a descriptor, never from a path: a job
+// runs as the user and sees /tmp, /var/tmp (the default cache's home) and
+// $HOME, so a named copy there, even for a moment, could be swapped by a
+// job for its own program, which hpcrun would then run on the host side.
+// A memfd or an O_TMPFILE|O_EXCL file has no name in any directory, and
+// the descriptors are hpcrun's own (a job cannot reach /proc/PID/fd of a
+// process outside its pid namespace).
 package unpacker
 
 import (
@@ -20,10 +28,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hpcrun/hpcrun/unpack/store"
+	"github.com/hpcrun/hpcrun/internal/fallback"
 )
 
 //go:embed payload
@@ -118,8 +127,8 @@ func Login(ctx context.Context, cacheDir string, args []string, stdin io.Reader,
 type program struct {
 	cache string   // the cache directory, for a copy
 	memfd *os.File // nil when the copy is a file
-	path  string   // what to execute
-	file  string   // a copy to remove once started, or ""
+	fd    *os.File // the open program: the memfd, or the copy read-only
+	path  string   // what to execute: /proc/self/fd/N of fd
 }
 
 func open(cacheDir string) (*program, error) {
@@ -131,43 +140,53 @@ func open(cacheDir string) (*program, error) {
 		return nil, err
 	}
 	defer src.Close()
+	if fallback.Forced(fallback.MemfdExec) {
+		return copyTo(cacheDir, src)
+	}
 	if fd, err := unix.MemfdCreate("hpcrun-unpack", unix.MFD_CLOEXEC); err == nil {
 		f := os.NewFile(uintptr(fd), "memfd:hpcrun-unpack")
 		if _, err := io.Copy(f, src); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("load the image unpacker: %w", err)
 		}
-		return &program{cache: cacheDir, memfd: f, path: "/proc/self/fd/" + strconv.Itoa(fd)}, nil
+		return &program{cache: cacheDir, memfd: f, fd: f, path: fdPath(f)}, nil
 	}
 	return copyTo(cacheDir, src)
 }
 
-// copyTo writes the unpacker into the cache's tmp directory (0700, ours).
+func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+// copyTo writes the unpacker into an unnamed file on the cache's
+// filesystem (which is checked to allow exec) and returns it opened
+// read-only. O_EXCL: the file can never be linked into a directory, so it
+// is reachable only through this process's descriptors. The writable
+// descriptor is closed before the program runs: the kernel refuses to
+// execute a file open for writing (ETXTBSY), and refuses to open a running
+// program for writing, so nobody can write it from the start on.
 func copyTo(cacheDir string, src io.Reader) (*program, error) {
-	f, err := os.CreateTemp(filepath.Join(cacheDir, "tmp"), store.CopyPrefix+"*")
+	dir := filepath.Join(cacheDir, "tmp")
+	wfd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o700)
 	if err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("run the image unpacker: the kernel refuses to execute it from memory (vm.memfd_noexec=2), and %s's filesystem has no unnamed files (O_TMPFILE) to run it from; give --cache (or HPCRUN_CACHE) a directory on a local filesystem, or ask your admins to set vm.memfd_noexec below 2", cacheDir)
+		}
+		return nil, fmt.Errorf("load the image unpacker: open an unnamed file in %s: %w", dir, err)
+	}
+	w := os.NewFile(uintptr(wfd), "hpcrun-unpack (unnamed, in "+dir+")")
+	defer w.Close()
+	if _, err := io.Copy(w, src); err != nil {
 		return nil, fmt.Errorf("load the image unpacker: %w", err)
 	}
-	_, err = io.Copy(f, src)
-	if err == nil {
-		err = f.Chmod(0o700)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	r, err := os.OpenFile(fdPath(w), os.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("load the image unpacker: %w", err)
+		return nil, fmt.Errorf("load the image unpacker: reopen its copy read-only: %w", err)
 	}
-	return &program{cache: cacheDir, path: f.Name(), file: f.Name()}, nil
+	return &program{cache: cacheDir, fd: r, path: fdPath(r)}, nil
 }
 
 func (p *program) close() {
-	if p.memfd != nil {
-		p.memfd.Close()
-	}
-	if p.file != "" {
-		os.Remove(p.file)
+	if p.fd != nil {
+		p.fd.Close()
 	}
 }
 
@@ -182,7 +201,7 @@ func (p *program) run(ctx context.Context, args []string, stdin io.Reader, stder
 		}
 		q, cerr := copyTo(cacheDir, p.memfd)
 		if cerr != nil {
-			return nil, fmt.Errorf("run the image unpacker: the kernel refuses to execute it from memory (%v), and %v", err, cerr)
+			return nil, cerr
 		}
 		defer q.close()
 		out, err = q.exec(ctx, args, stdin, stderr)
@@ -193,7 +212,20 @@ func (p *program) run(ctx context.Context, args []string, stdin io.Reader, stder
 	return out, err
 }
 
+// exec runs the program once. Why the retries on ETXTBSY: a process that
+// hpcrun forks at the same moment (the job's early init) holds a copy of
+// the copy's writable descriptor until its own exec closes it.
 func (p *program) exec(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) ([]byte, error) {
+	for wait := time.Millisecond; ; wait *= 2 {
+		out, err := p.execOnce(ctx, args, stdin, stderr)
+		if !errors.Is(err, unix.ETXTBSY) || wait > 500*time.Millisecond {
+			return out, err
+		}
+		time.Sleep(wait)
+	}
+}
+
+func (p *program) execOnce(ctx context.Context, args []string, stdin io.Reader, stderr io.Writer) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, p.path, args...)
 	cmd.Args[0] = "hpcrun-unpack"
 	cmd.Stdin = stdin
@@ -205,10 +237,6 @@ func (p *program) exec(ctx context.Context, args []string, stdin io.Reader, stde
 	cmd.Stdout = &out
 	if err := cmd.Start(); err != nil {
 		return nil, err
-	}
-	if p.file != "" {
-		os.Remove(p.file) // it runs on; nothing is left behind
-		p.file = ""
 	}
 	err := cmd.Wait()
 	return []byte(out.String()), err

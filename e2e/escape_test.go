@@ -1,0 +1,81 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// noControls fails t when out holds a terminal control character: ESC,
+// BEL or any other C0 control but newline and tab, DEL, or a C1 control.
+func noControls(t *testing.T, what, out string) {
+	t.Helper()
+	for _, r := range out {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f || r >= 0x80 && r <= 0x9f {
+			t.Errorf("%s printed the control character %U raw: %q", what, r, out)
+			return
+		}
+	}
+}
+
+// An image index whose platform and annotation hold ESC [2J (clear the
+// screen) and an OSC title sequence: the error that names them prints
+// them escaped.
+func TestImageTextEscaped(t *testing.T) {
+	needUserns(t)
+	dir := tempDirOwned(t)
+	f := genImage{env: []string{"PATH=/bin"}, layers: [][]byte{busyboxLayer(t)}}.oci(t, "v1")
+	var idx map[string]any
+	if err := json.Unmarshal(f["index.json"], &idx); err != nil {
+		t.Fatal(err)
+	}
+	m := idx["manifests"].([]any)[0].(map[string]any)
+	m["platform"] = map[string]any{"os": "linux\x1b[2J", "architecture": "evil\x1b]0;pwned\a"}
+	m["annotations"] = map[string]any{"org.opencontainers.image.ref.name": "v1\x1b[2J"}
+	f["index.json"] = mustJSON(t, idx)
+	image := f.writeTar(t, filepath.Join(dir, "escapes.tar"))
+	r := run(t, opts{}, "--image", image, "true")
+	if r.code != 125 {
+		t.Fatalf("want the image refused (125): %s", r)
+	}
+	noControls(t, "the refusal", r.stderr)
+	if !strings.Contains(r.stderr, `\x1b[2J`) {
+		t.Errorf("the refusal does not show the platform, escaped: %s", r)
+	}
+}
+
+// A state.json whose fields hold ESC sequences, planted by the state
+// root's owner: `hpcrun list`, as the owner and as root, prints them
+// escaped.
+func TestStateTextEscaped(t *testing.T) {
+	needUserns(t)
+	root := filepath.Join(tempDirOwned(t), "state")
+	mustRun(t, opts{}, "--root", root, "--rootfs", rootfsDir, "--name", "svc", "--detach", "sleep", "60")
+	t.Cleanup(func() { runRaw(opts{}, binPath, "--root", root, "delete", "--force", "svc") })
+	p := filepath.Join(root, "svc", "state.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	st["bundle"] = "/b\x1b[2J\x1b]0;pwned\a"
+	st["owner"] = "x\u009b6n"
+	if err := os.WriteFile(p, mustJSON(t, st), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []opts{{}, {asRoot: true}} {
+		r := run(t, o, "--root", root, "list")
+		if r.code != 0 || !strings.Contains(r.stdout, "svc") {
+			t.Fatalf("list: %s", r)
+		}
+		noControls(t, "list", r.stdout)
+		if !strings.Contains(r.stdout, `/b\x1b[2J`) {
+			t.Errorf("list does not show the bundle, escaped: %s", r)
+		}
+	}
+}
