@@ -260,7 +260,6 @@ type host struct {
 	physCwd   string // with symlinks resolved
 	uid, gid  uint32
 	exists    func(string) bool
-	terminal  bool // stdin is a terminal in the foreground
 	tty       bool // stdin is a terminal
 	stderrTTY bool // progress can be drawn
 }
@@ -281,7 +280,6 @@ func hostFacts() host {
 		uid:       uint32(os.Getuid()),
 		gid:       uint32(os.Getgid()),
 		exists:    func(p string) bool { _, err := os.Stat(p); return err == nil },
-		terminal:  runtime.ForegroundTerminal(os.Stdin),
 		tty:       isTerminal(os.Stdin),
 		stderrTTY: isTerminal(os.Stderr),
 	}
@@ -394,7 +392,7 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings
 	if err != nil {
 		return nil, err
 	}
-	cfg := &runtime.Config{Spec: spec, Files: files, WritableTmpfs: o.writableTmpfs, Foreground: h.terminal}
+	cfg := &runtime.Config{Spec: spec, Files: files, WritableTmpfs: o.writableTmpfs}
 	log.settings(cfg, mode)
 	return cfg, nil
 }
