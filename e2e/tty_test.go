@@ -310,12 +310,13 @@ os.write(1, b"out\n\x00\xff\r\nno newline at the end")
 os.write(2, b"err\n\r\x1b[1m")
 print("stdin-tty", os.isatty(0), "stdout-tty", os.isatty(1), file=sys.stderr)`
 	term.waitFor("$ ")
-	term.say(fmt.Sprintf("%s --image %s python3 -c '%s' >%s/out 2>%s/err; echo rc=$?\n", binPath, img, job, dir, dir))
+	// r''c: its echo as typed is not its output.
+	term.say(fmt.Sprintf("%s --image %s python3 -c '%s' >%s/out 2>%s/err; echo r''c=$?\n", binPath, img, job, dir, dir))
 	term.waitFor("rc=")
-	term.waitFor("\r\n")
+	term.waitFor("\r\n$ ")
 	term.say("exit\n")
 	term.wait()
-	if !strings.Contains(term.out.String(), "rc=0") {
+	if !strings.Contains(term.out.String(), "rc=0\r\n") {
 		t.Fatalf("hpcrun failed: %q", term.out.String())
 	}
 	out, _ := os.ReadFile(dir + "/out")
