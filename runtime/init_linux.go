@@ -135,10 +135,20 @@ func initMain(hooks Hooks, entered time.Time) int {
 	if ctr != nil {
 		srv = newRunServer(ctr, cfg)
 	}
-	attr := &syscall.ProcAttr{Env: cfg.Env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{}}
-	if cfg.Foreground {
-		attr.Sys.Foreground = true
-		attr.Sys.Ctty = 0
+	// The init leads a session of its own, apart from the caller's (see
+	// Start). With a terminal that hpcrun relays (a new pty, never the
+	// caller's) on stdin, that is the session's controlling terminal, and
+	// the job, in a process group of its own, its foreground: Ctrl-C and
+	// Ctrl-Z there signal the job, and a shell in it has job control. The
+	// init, its parent in the same session, keeps the job's group from
+	// being orphaned, where the kernel would drop the stop of Ctrl-Z.
+	// Without one the job has no controlling terminal at all.
+	attr := &syscall.ProcAttr{Env: cfg.Env, Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Setsid: true}}
+	if cfg.Terminal {
+		if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+			return report(status, fmt.Errorf("make the job's terminal the controlling one: %w", err))
+		}
+		attr.Sys = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: 0}
 	}
 	if int(cfg.UID) != os.Getuid() || int(cfg.GID) != os.Getgid() {
 		attr.Sys.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
@@ -193,10 +203,9 @@ func initMain(hooks Hooks, entered time.Time) int {
 }
 
 // forwardSignals reads signal numbers from the control pipe, one byte
-// each, and sends them to the job; takeTerminal makes the job's process
-// group the terminal's foreground group again. With group, the job leads a
-// process group of its own (it holds a terminal), and SIGCONT goes to all
-// of it: after Ctrl-Z every process of the group is stopped.
+// each, and sends them to the job. With group, the job holds a terminal,
+// and SIGCONT goes to all of its process group: after Ctrl-Z every process
+// of the group is stopped.
 func forwardSignals(control *os.File, job int, group bool) {
 	var b [1]byte
 	for {
@@ -204,8 +213,6 @@ func forwardSignals(control *os.File, job int, group bool) {
 			return
 		}
 		switch sig := unix.Signal(b[0]); {
-		case b[0] == takeTerminal:
-			unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, job)
 		case sig == unix.SIGCONT && group:
 			unix.Kill(-job, sig)
 		default:

@@ -36,8 +36,9 @@ type Config struct {
 	// NewKeyring gives the job, and every process exec'd into the
 	// container, a fresh session keyring instead of the caller's.
 	NewKeyring bool
-	// Foreground makes the job's process group the terminal's foreground
-	// group, so Ctrl-C at a terminal reaches the job once, and only the job.
+	// Foreground is set by Run when the job has a terminal relayed to the
+	// caller's (see terminalRelay): the init reports the job's stops, and
+	// hpcrun stops with it, so that Ctrl-Z gives the shell its terminal.
 	Foreground bool
 	// Verbose makes the init log each phase to stderr, timed from Start.
 	Verbose bool
@@ -49,8 +50,9 @@ type Config struct {
 	StateDir string
 	detached bool // set by Create
 	// Terminal: the job's stdio is a terminal that becomes its
-	// controlling one, in a session of its own (a detached container
-	// whose config asks for a terminal).
+	// controlling one, in a session of its own: a detached container
+	// whose config asks for a terminal, or a run whose terminal hpcrun
+	// relays (set by Run).
 	Terminal bool
 	// Hold are files a detached container's init keeps open for as long
 	// as it lives (never passed to the job): the lock that keeps its
@@ -123,7 +125,7 @@ type Init struct {
 	err      error    // why the clone failed; reported by Run
 	control  *os.File // our end of the control pipe: the config, then signals
 	status   *os.File
-	stdin    *os.File
+	relay    *terminalRelay // the job's terminal, when stdin is one
 	sigs     chan os.Signal
 	catching chan struct{}
 	done     chan struct{} // ends the forwarding goroutine
@@ -131,13 +133,17 @@ type Init struct {
 
 	mu         sync.Mutex
 	configured bool // the config is sent: signals go to the job
-	foreground bool // the job holds the terminal (Config.Foreground)
 }
 
 // Start clones an init in new user, mount and pid namespaces, with stdio as
 // its standard streams. It does not fail: a failure is reported by Run, so
 // that a bad command line is still reported first. Every Init must be
 // ended by Run or Abort.
+//
+// The init, and so the job, runs in a session of its own: the caller's
+// terminal is never the job's controlling one. Where stdin is a terminal,
+// the job gets a pty of its own instead, which Run relays (see
+// terminalRelay).
 //
 // Signals meant for the job are caught from here on. Until Run has sent
 // the config, such a signal (but SIGCONT) ends the init and then hpcrun
@@ -149,7 +155,7 @@ func Start(stdio Stdio) *Init { return start(stdio, false, nil) }
 func StartDetached(stdio Stdio, extra ...*os.File) *Init { return start(stdio, true, extra) }
 
 func start(stdio Stdio, detached bool, extra []*os.File) *Init {
-	p := &Init{stdin: stdio.In, sigs: make(chan os.Signal, 16), catching: make(chan struct{}), done: make(chan struct{})}
+	p := &Init{sigs: make(chan os.Signal, 16), catching: make(chan struct{}), done: make(chan struct{})}
 	// Catching signals costs a thread and a third of a millisecond in the
 	// Go runtime, so it is set up beside the clone; Run sends the config
 	// only once it is done.
@@ -158,6 +164,15 @@ func start(stdio Stdio, detached bool, extra []*os.File) *Init {
 		close(p.catching)
 	}()
 	defer func() { go p.forward() }()
+	if !detached && isTerminal(stdio.In) {
+		relay, job, err := newTerminalRelay(stdio)
+		if err != nil {
+			p.err = err
+			return p
+		}
+		p.relay, stdio = relay, job
+		defer relay.closeSlave()
+	}
 	// Raw pipes: the init gets the read end of the control pipe (its
 	// config, then signals for the job) as fd 3 and the write end of the
 	// status pipe as fd 4; ours stay close-on-exec.
@@ -194,7 +209,10 @@ func start(stdio Stdio, detached bool, extra []*os.File) *Init {
 			// If hpcrun dies, so does the init, and with it the pid
 			// namespace; unless it is detached.
 			Pdeathsig: pdeathsig(detached),
-			Setsid:    detached,
+			// Out of the caller's session: no process of the container
+			// has the caller's terminal as its controlling one, so none
+			// can push input into it (TIOCSTI) or take its foreground.
+			Setsid: true,
 		},
 	})
 	unix.Close(cfgPipe[0])
@@ -260,6 +278,9 @@ func (p *Init) Abort() {
 		return
 	}
 	p.used = true
+	if p.relay != nil {
+		p.relay.close()
+	}
 	if p.err == nil {
 		unix.Kill(p.pid, unix.SIGKILL)
 		wait(p.pid)
@@ -296,9 +317,9 @@ func (p *Init) forward() {
 			p.mu.Lock()
 			if p.configured {
 				// After Ctrl-Z and fg, hpcrun holds the terminal again:
-				// the init hands it to the job before continuing it.
-				if s == syscall.SIGCONT && p.foreground && ForegroundTerminal(p.stdin) {
-					p.control.Write([]byte{takeTerminal})
+				// relay it before the job continues.
+				if s == syscall.SIGCONT && p.relay != nil {
+					p.relay.resume()
 				}
 				p.control.Write([]byte{byte(s)})
 			} else if s != syscall.SIGCONT {
@@ -344,7 +365,6 @@ func (p *Init) configure(cfg *Config) error {
 	p.mu.Lock()
 	p.control.Write(frame(ic.encode()))
 	p.configured = true
-	p.foreground = cfg.Foreground
 	p.mu.Unlock()
 	return nil
 }
@@ -355,10 +375,19 @@ func (p *Init) configure(cfg *Config) error {
 // the namespaces on its own. Signals that hpcrun receives meanwhile are
 // forwarded to the job.
 func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
+	cfg.Terminal = p.relay != nil
+	cfg.Foreground = cfg.Terminal
 	if err := p.configure(cfg); err != nil {
 		return StatusFailed, err
 	}
 	defer p.release()
+	if p.relay != nil {
+		// Restored on every way out: the job's end, its death, a kill
+		// of the init, and the signals hpcrun forwards, which end the
+		// job first.
+		p.relay.start()
+		defer p.relay.close()
+	}
 	cfg.logf("config sent")
 
 	// Cancellation is handled beside; this goroutine blocks in read(2)
@@ -374,15 +403,13 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 	}()
 	m, ok := readMessage(p.status)
 	for ok && m.Stopped {
-		// The job stopped at the terminal (Ctrl-Z): take the terminal
-		// back and stop as well, so the shell sees its job stopped. Its
-		// SIGCONT (fg, bg) goes on to the job through forward.
-		reclaimTerminal(p.stdin)
+		// The job stopped at its terminal (Ctrl-Z): give the caller's
+		// terminal its modes back and stop as well, so the shell sees its
+		// job stopped. Its SIGCONT (fg, bg) goes on to the job through
+		// forward.
+		p.relay.suspend()
 		unix.Kill(unix.Getpid(), unix.SIGSTOP)
 		m, ok = readMessage(p.status)
-	}
-	if cfg.Foreground {
-		reclaimTerminal(p.stdin)
 	}
 	if err := ctx.Err(); err != nil {
 		wait(p.pid)
@@ -517,24 +544,4 @@ func namespaceFlags(spec *specs.Spec) (uintptr, error) {
 		return 0, errors.New("a rootless container needs new user, mount and pid namespaces in the spec")
 	}
 	return flags &^ clonedAtStart, nil
-}
-
-// ForegroundTerminal reports whether f is a terminal whose foreground
-// process group is ours, i.e. hpcrun runs interactively, not in the
-// background.
-func ForegroundTerminal(f *os.File) bool {
-	if f == nil {
-		return false
-	}
-	pgrp, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
-	return err == nil && pgrp == unix.Getpgrp()
-}
-
-// reclaimTerminal gives the terminal back to hpcrun's process group after
-// the job, which held it, has ended. SIGTTOU is ignored around the call: a
-// background group that sets the foreground group is otherwise stopped.
-func reclaimTerminal(f *os.File) {
-	signal.Ignore(syscall.SIGTTOU)
-	defer signal.Reset(syscall.SIGTTOU)
-	unix.IoctlSetPointerInt(int(f.Fd()), unix.TIOCSPGRP, unix.Getpgrp())
 }

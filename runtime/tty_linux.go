@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -125,4 +126,234 @@ func (t *RelayedTerminal) Close() {
 		unix.IoctlSetTermios(int(t.in.Fd()), unix.TCSETS, t.saved)
 	}
 	t.master.Close()
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	if f == nil {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// terminalRelay gives a job a terminal of its own: a new pty whose slave
+// stands in for each of the job's stdio that is a terminal, its
+// controlling terminal in a session of its own, relayed to the caller's.
+// The caller's terminal is never the job's: from a session whose
+// controlling terminal it is not, a process cannot push input into it
+// with TIOCSTI, nor steal it.
+//
+// The pty is opened here, by hpcrun on the host, before the init is
+// cloned, and its slave is the init's stdio: the init (in its user
+// namespace) only makes it the job's controlling terminal (TIOCSCTTY
+// needs no capability for a pty that no session holds), with no extra
+// step on its warm path, and it works whatever the image's /dev holds.
+// Opening it inside would need a devpts of the container's own and the
+// master sent back over a socket, a round trip before the job starts.
+// The slave belongs to the host's devpts, which the bound /dev shows: tty
+// names it inside as outside.
+type terminalRelay struct {
+	master, slave *os.File
+	in, out       *os.File // the caller's terminal: input, and where output goes
+	saved         *unix.Termios
+	wake          [2]int // wakes the input copy to look at the terminal again
+	outDone       chan struct{}
+	winch         chan os.Signal
+
+	mu      sync.Mutex
+	raw     bool // the caller's terminal is in raw mode
+	input   bool // and its input is relayed
+	started bool
+}
+
+// newTerminalRelay opens a pty for a job whose stdio.In is a terminal and
+// returns it, with the stdio the job gets: the slave for each stream that
+// is a terminal, the others as they are (`>out 2>err` stay files). The
+// slave starts with the caller's modes and window size.
+func newTerminalRelay(stdio Stdio) (*terminalRelay, Stdio, error) {
+	master, slave, err := openPTY()
+	if err != nil {
+		return nil, stdio, fmt.Errorf("give the job a terminal: %w", err)
+	}
+	r := &terminalRelay{master: master, slave: slave, in: stdio.In, out: stdio.In,
+		outDone: make(chan struct{}), winch: make(chan os.Signal, 1)}
+	if err := unix.Pipe2(r.wake[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		master.Close()
+		slave.Close()
+		return nil, stdio, fmt.Errorf("give the job a terminal: %w", err)
+	}
+	job := stdio
+	job.In = slave
+	switch {
+	case isTerminal(stdio.Out):
+		r.out = stdio.Out
+	case isTerminal(stdio.Err):
+		r.out = stdio.Err
+	}
+	if isTerminal(stdio.Out) {
+		job.Out = slave
+	}
+	if isTerminal(stdio.Err) {
+		job.Err = slave
+	}
+	if st, err := unix.IoctlGetTermios(int(stdio.In.Fd()), unix.TCGETS); err == nil {
+		r.saved = st
+		unix.IoctlSetTermios(int(slave.Fd()), unix.TCSETS, st)
+	}
+	r.resize()
+	return r, job, nil
+}
+
+// start relays the terminal: output from now on, input while hpcrun
+// holds the caller's terminal (see resume).
+func (r *terminalRelay) start() {
+	r.started = true
+	signal.Notify(r.winch, syscall.SIGWINCH)
+	go func() {
+		for range r.winch {
+			r.resize()
+		}
+	}()
+	go func() {
+		io.Copy(r.out, r.master) // ends with EIO once no process holds the slave
+		close(r.outDone)
+	}()
+	r.resume()
+	go r.copyIn()
+}
+
+func (r *terminalRelay) resize() {
+	if ws, err := unix.IoctlGetWinsize(int(r.in.Fd()), unix.TIOCGWINSZ); err == nil {
+		unix.IoctlSetWinsize(int(r.master.Fd()), unix.TIOCSWINSZ, ws)
+	}
+}
+
+// foreground reports whether hpcrun's process group holds the caller's
+// terminal; a terminal that is not hpcrun's controlling one has no
+// foreground to lose.
+func (r *terminalRelay) foreground() bool {
+	pgrp, err := unix.IoctlGetInt(int(r.in.Fd()), unix.TIOCGPGRP)
+	return err == unix.ENOTTY || (err == nil && pgrp == unix.Getpgrp())
+}
+
+// resume puts the caller's terminal in raw mode, so that every key
+// (Ctrl-C and Ctrl-Z included) reaches the job's terminal, whose line
+// discipline signals the job, and relays its input; only while hpcrun is
+// in the foreground: a job in the background neither takes the shell's
+// input nor sets its modes. Called at the start and at each SIGCONT.
+func (r *terminalRelay) resume() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.raw || !r.foreground() {
+		return
+	}
+	r.resize() // it may have changed while hpcrun was stopped
+	if r.saved != nil {
+		raw := *r.saved
+		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+		raw.Oflag &^= unix.OPOST
+		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+		raw.Cflag &^= unix.CSIZE | unix.PARENB
+		raw.Cflag |= unix.CS8
+		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+		unix.IoctlSetTermios(int(r.in.Fd()), unix.TCSETS, &raw)
+	}
+	r.raw, r.input = true, true
+	r.poke()
+}
+
+// suspend gives the caller's terminal back its modes and stops relaying
+// input: before hpcrun stops (the job stopped) and when it ends.
+func (r *terminalRelay) suspend() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.input = false
+	if !r.raw {
+		return
+	}
+	r.raw = false
+	if r.saved != nil {
+		// Not stopped by SIGTTOU should hpcrun be in the background by now.
+		signal.Ignore(syscall.SIGTTOU)
+		unix.IoctlSetTermios(int(r.in.Fd()), unix.TCSETSW, r.saved)
+		signal.Reset(syscall.SIGTTOU)
+	}
+	r.poke()
+}
+
+func (r *terminalRelay) poke() { unix.Write(r.wake[1], []byte{0}) }
+
+// copyIn relays what is typed to the job's terminal while r.input; the
+// wake pipe tells it to look again, and its close to end.
+func (r *terminalRelay) copyIn() {
+	defer unix.Close(r.wake[0])
+	buf := make([]byte, 4096)
+	in := int32(r.in.Fd())
+	for {
+		r.mu.Lock()
+		on := r.input
+		r.mu.Unlock()
+		fds := []unix.PollFd{{Fd: int32(r.wake[0]), Events: unix.POLLIN}, {Fd: in}}
+		if on {
+			fds[1].Events = unix.POLLIN
+		}
+		if _, err := unix.Poll(fds, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		if fds[0].Revents != 0 {
+			n, _ := unix.Read(r.wake[0], buf)
+			if n == 0 {
+				return // closed
+			}
+			continue
+		}
+		if fds[1].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+			return // the caller's terminal hung up
+		}
+		if fds[1].Revents&unix.POLLIN != 0 {
+			n, err := unix.Read(int(in), buf)
+			if n <= 0 && err != unix.EINTR && err != unix.EAGAIN {
+				return
+			}
+			if n > 0 {
+				if _, err := r.master.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// closeSlave closes hpcrun's copy of the slave once the init holds it:
+// the relayed output ends when the container's last copy closes.
+func (r *terminalRelay) closeSlave() { r.slave.Close() }
+
+// close restores the caller's terminal once the job's output has been
+// relayed: until the last process holding the slave is gone, at most a
+// second. What is typed meanwhile is no longer relayed: it waits for the
+// shell.
+func (r *terminalRelay) close() {
+	r.slave.Close()
+	r.mu.Lock()
+	r.input = false
+	r.mu.Unlock()
+	r.poke()
+	if r.started {
+		select {
+		case <-r.outDone:
+		case <-time.After(time.Second):
+		}
+		signal.Stop(r.winch)
+		close(r.winch)
+	}
+	r.suspend()
+	unix.Close(r.wake[1]) // ends copyIn, which closes its end
+	if !r.started {
+		unix.Close(r.wake[0])
+	}
+	r.master.Close()
 }

@@ -280,12 +280,6 @@ func (m message) encode() []byte {
 	return frame(e.b)
 }
 
-// takeTerminal is the control byte, beside signal numbers, by which the
-// parent tells the init to give the terminal back to the job's process
-// group: the init cannot name hpcrun's own group from inside its pid
-// namespace, so only the parent knows when hpcrun holds the terminal.
-const takeTerminal = 0xff
-
 // frame prefixes b with its length.
 func frame(b []byte) []byte {
 	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(b))), b...)

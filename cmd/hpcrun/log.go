@@ -73,7 +73,7 @@ func (l *logger) settings(cfg *runtime.Config, mode netns.Mode) {
 	for _, kv := range s.Process.Env {
 		l.debugf("  %s", kv)
 	}
-	l.debugf("terminal: %v (foreground: %v)", s.Process.Terminal, cfg.Foreground)
+	l.debugf("terminal: %v", s.Process.Terminal)
 }
 
 func isTerminal(f *os.File) bool {

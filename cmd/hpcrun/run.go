@@ -264,7 +264,6 @@ type host struct {
 	physCwd   string // with symlinks resolved
 	uid, gid  uint32
 	exists    func(string) bool
-	terminal  bool // stdin is a terminal in the foreground
 	tty       bool // stdin is a terminal
 	stderrTTY bool // progress can be drawn
 }
@@ -285,7 +284,6 @@ func hostFacts() host {
 		uid:       uint32(os.Getuid()),
 		gid:       uint32(os.Getgid()),
 		exists:    func(p string) bool { _, err := os.Stat(p); return err == nil },
-		terminal:  runtime.ForegroundTerminal(os.Stdin),
 		tty:       isTerminal(os.Stdin),
 		stderrTTY: isTerminal(os.Stderr),
 	}
@@ -402,8 +400,7 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings
 	if o.keyringSet {
 		keyring = jobs.Setting[bool]{Value: o.newKeyring, From: "--new-keyring"}
 	}
-	cfg := &runtime.Config{Spec: spec, Files: files, WritableTmpfs: o.writableTmpfs, Foreground: h.terminal,
-		NewKeyring: keyring.Value}
+	cfg := &runtime.Config{Spec: spec, Files: files, WritableTmpfs: o.writableTmpfs, NewKeyring: keyring.Value}
 	log.settings(cfg, mode)
 	log.debugf("session keyring: %s (%s)", map[bool]string{false: "the caller's", true: "a fresh one"}[keyring.Value], keyring.From)
 	return cfg, nil

@@ -39,7 +39,6 @@ are hpcrun's own and are not part of the config.
 				return usageError{errors.New("--writable-tmpfs has no OCI config equivalent; drop it for spec")}
 			}
 			h := hostFacts()
-			h.terminal = false
 			o.fakeroot = true
 			log := newLogger(g, time.Now())
 			ctx := cmd.Context()
