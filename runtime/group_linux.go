@@ -457,11 +457,10 @@ func oneLine(s string) string {
 
 // sweepGroups removes the meetings in which no member lives any more.
 func (c *Containers) sweepGroups(names []string) {
-	root, err := unix.Open(c.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
+	if c.fd == nil {
 		return
 	}
-	defer unix.Close(root)
+	root := int(c.fd.Fd())
 	for _, name := range names {
 		id, ok := strings.CutPrefix(name, groupPrefix)
 		if !ok {
