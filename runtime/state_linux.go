@@ -120,47 +120,44 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 			return nil, rootParentError(abs, err, "; give another with --root")
 		}
 	}
-	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
-	if errors.Is(err, fs.ErrNotExist) && !create {
+	// One walk from / decides, each directory opened with O_NOFOLLOW
+	// relative to the one before: what it finds is the root from here on,
+	// and a name flipped into place after it, or a directory above it
+	// renamed or swapped for a symlink, changes nothing.
+	fd, real, parents, err := safedir.OpenDir(abs)
+	var pe *safedir.ParentError
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !create:
 		return &Containers{Root: abs}, nil // nothing there: no containers
-	}
-	if err != nil {
+	case errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR):
+		return nil, fmt.Errorf("state root %s is not a directory; give another with --root", abs)
+	case errors.As(err, &pe):
+		return nil, rootParentError(abs, err, "")
+	case err != nil:
 		return nil, fmt.Errorf("state root: %w", err)
 	}
-	asked := abs
-	abs = filepath.Join(parent, filepath.Base(abs))
-	// One open decides: what it finds is the root from here on, and a
-	// name flipped into place after it changes nothing.
-	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	switch {
-	case err == unix.ENOENT && !create:
-		return &Containers{Root: abs}, nil
-	case err == unix.ELOOP || err == unix.ENOTDIR:
-		return nil, fmt.Errorf("state root %s is not a directory; give another with --root", abs)
-	case err != nil:
-		return nil, fmt.Errorf("state root: %w", &os.PathError{Op: "open", Path: abs, Err: err})
-	}
-	f := os.NewFile(uintptr(fd), abs)
+	f := os.NewFile(uintptr(fd), real)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("state root: %w", &os.PathError{Op: "fstat", Path: abs, Err: err})
+		return nil, fmt.Errorf("state root: %w", &os.PathError{Op: "fstat", Path: real, Err: err})
 	}
 	if uid == 0 && st.Uid != 0 {
 		if err := becomeOwner(int(st.Uid), int(st.Gid)); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("state root %s: act as its owner: %w", abs, err)
+			return nil, fmt.Errorf("state root %s: act as its owner: %w", real, err)
 		}
 		uid = int(st.Uid)
 	}
-	if err := safedir.CheckParents(parent, uid); err != nil {
+	if err := safedir.CheckStats(parents, uid); err != nil {
 		f.Close()
-		return nil, rootParentError(asked, err, "")
+		return nil, rootParentError(abs, err, "")
 	}
-	if err := checkOwned(abs, &st, uid); err != nil {
+	if err := checkOwned(real, &st, uid); err != nil {
 		f.Close()
 		return nil, err
 	}
+	abs = real
 	return &Containers{Root: abs, fd: f}, nil
 }
 
