@@ -161,7 +161,7 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 	return &Containers{Root: abs, fd: f}, nil
 }
 
-// checkOwned checks a directory of the state (the root, a container's)
+// checkOwned checks the state root
 // as fstat saw it: uid's, and writable by nobody else.
 func checkOwned(path string, st *unix.Stat_t, uid int) error {
 	switch {
