@@ -62,7 +62,8 @@ test: vet
 # the plain test run replays them from then on.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := ./unpack/source:FuzzOpenArchive ./unpack/source:FuzzResolve \
-	./unpack/cache:FuzzApplyLayer ./gpu:FuzzParseLdCache
+	./unpack/cache:FuzzApplyLayer ./gpu:FuzzParseLdCache \
+	./runtime:FuzzParseState ./runtime:FuzzParsePaused ./runtime:FuzzParseExit
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \

@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hpcrun/hpcrun/runtime/procs"
 	"golang.org/x/sys/unix"
@@ -522,12 +523,19 @@ func dial(stateDir string) (*net.UnixConn, error) {
 		return nil, err
 	}
 	defer unix.Close(dir)
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: fdPath(dir) + "/" + ctlSocket, Net: "unix"})
+	d := net.Dialer{Timeout: callTimeout}
+	conn, err := d.Dial("unix", fdPath(dir)+"/"+ctlSocket)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrNotRunning, err)
 	}
-	return conn, nil
+	return conn.(*net.UnixConn), nil
 }
+
+// callTimeout bounds each step of a call until the init's first answer:
+// the connect, the request and the response. The socket is a file in the
+// user's state, which root reaches too (Slurm's kill): one that never
+// answers must not hold the caller.
+const callTimeout = 10 * time.Second
 
 // call sends one request, with fds if any, and reads the first response.
 func call(stateDir string, r request, files ...*os.File) (*net.UnixConn, response, error) {
@@ -543,6 +551,7 @@ func call(stateDir string, r request, files ...*os.File) (*net.UnixConn, respons
 		}
 		oob = unix.UnixRights(fds...)
 	}
+	conn.SetDeadline(time.Now().Add(callTimeout))
 	if _, _, err := conn.WriteMsgUnix(r.encode(), oob, nil); err != nil {
 		conn.Close()
 		return nil, response{}, fmt.Errorf("%w (%v)", ErrNotRunning, err)
@@ -550,8 +559,12 @@ func call(stateDir string, r request, files ...*os.File) (*net.UnixConn, respons
 	b, err := readFrame(conn)
 	if err != nil {
 		conn.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, response{}, fmt.Errorf("%w (its control socket did not answer within %v)", ErrNotRunning, callTimeout)
+		}
 		return nil, response{}, fmt.Errorf("%w (the init hung up: %v)", ErrNotRunning, err)
 	}
+	conn.SetDeadline(time.Time{}) // an exec's process then runs as long as it likes
 	resp, err := decodeResponse(b)
 	if err == nil && resp.err != "" {
 		err = &statusError{code: statusOr(resp.status, StatusFailed), msg: resp.err}

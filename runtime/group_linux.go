@@ -408,6 +408,10 @@ func readMember(dir int, name string) (memberState, bool) {
 		return memberState{}, false // cleared meanwhile
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return memberState{}, false // planted: no member's
+	}
 	var s memberState
 	s.alive = unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) == unix.EWOULDBLOCK
 	// Room for "ready " and a rootfs path of up to PATH_MAX: a line cut
@@ -423,17 +427,15 @@ func readMember(dir int, name string) (memberState, bool) {
 // readOutcome reads a meeting's recorded outcome, "" if none.
 func readOutcome(dir int) string { return readSmall(dir, outcomeFile) }
 
-// readSmall reads a file of the meeting, its first 8 KiB without the
-// final newline; "" if it is missing.
+// readSmall reads a file of the meeting, at most 8 KiB, without the
+// final newline; "" if it is missing or no small regular file (see
+// readStateAt).
 func readSmall(dir int, name string) string {
-	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	b, err := readStateAt(dir, name, 8192)
 	if err != nil {
 		return ""
 	}
-	defer unix.Close(fd)
-	buf := make([]byte, 8192)
-	n, _ := unix.Read(fd, buf)
-	return strings.TrimSuffix(string(buf[:max(n, 0)]), "\n")
+	return strings.TrimSuffix(string(b), "\n")
 }
 
 // writeSmall writes a file of the meeting whole, under the directory's
@@ -454,11 +456,10 @@ func writeSmall(dir int, name, text string) {
 
 // sweepGroups removes the meetings in which no member lives any more.
 func (c *Containers) sweepGroups(names []string) {
-	root, err := unix.Open(c.Root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
+	if c.fd == nil {
 		return
 	}
-	defer unix.Close(root)
+	root := int(c.fd.Fd())
 	for _, name := range names {
 		id, ok := strings.CutPrefix(name, groupPrefix)
 		if !ok {

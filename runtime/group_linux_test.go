@@ -70,7 +70,7 @@ func waitAll(ms ...*Member) []error {
 }
 
 func TestGroupMeeting(t *testing.T) {
-	c := &Containers{Root: t.TempDir()}
+	c := openTestContainers(t)
 	sameForAll := func(t *testing.T, errs []error, want string) {
 		t.Helper()
 		for _, err := range errs {
@@ -236,7 +236,7 @@ func TestGroupMeeting(t *testing.T) {
 // What the meeting adds to a task's start, for a group of four whose
 // members are all there: enter, say ready, wait, leave.
 func BenchmarkGroupMeeting(b *testing.B) {
-	c := &Containers{Root: b.TempDir()}
+	c := openTestContainers(b)
 	for b.Loop() {
 		ms := make([]*Member, 4)
 		for i := range ms {

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -89,14 +88,24 @@ func (s *State) OCI() specs.State {
 }
 
 // Containers is a root directory of container state.
-type Containers struct{ Root string }
+type Containers struct {
+	Root string
+	// fd is the root, opened with O_NOFOLLOW and checked to be its
+	// owner's: every later step finds the state through it, so that no
+	// rename of the path meanwhile can point it elsewhere. nil when there
+	// is no root: no containers, nothing to do.
+	fd *os.File
+}
 
 // OpenContainers opens root, creating it (0700) if create is set. It must
 // be its user's and writable by nobody else, in directories that only root
 // and that user can change: whoever could swap it could make hpcrun signal
 // or delete what they like, or take an exec's stdio. Root (Slurm's
 // slurmstepd queries and deletes containers as root) acts on another
-// user's root as that user: this process takes the owner's uid and gid.
+// user's root as that user: this process takes the owner's uid and gid
+// before it looks inside. A root that is missing holds no containers:
+// every verb then does nothing (state and kill find none, delete removes
+// nothing), whatever appears at the path later.
 func OpenContainers(root string, create bool) (*Containers, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
@@ -111,41 +120,57 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 			return nil, rootParentError(abs, err, "; give another with --root")
 		}
 	}
-	parent, err := filepath.EvalSymlinks(filepath.Dir(abs))
-	if errors.Is(err, fs.ErrNotExist) && !create {
+	// One walk from / decides, each directory opened with O_NOFOLLOW
+	// relative to the one before: what it finds is the root from here on,
+	// and a name flipped into place after it, or a directory above it
+	// renamed or swapped for a symlink, changes nothing.
+	fd, real, parents, err := safedir.OpenDir(abs)
+	var pe *safedir.ParentError
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !create:
 		return &Containers{Root: abs}, nil // nothing there: no containers
-	}
-	if err != nil {
+	case errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR):
+		return nil, fmt.Errorf("state root %s is not a directory; give another with --root", abs)
+	case errors.As(err, &pe):
+		return nil, rootParentError(abs, err, "")
+	case err != nil:
 		return nil, fmt.Errorf("state root: %w", err)
 	}
-	asked := abs
-	abs = filepath.Join(parent, filepath.Base(abs))
-	fi, err := os.Lstat(abs)
-	if errors.Is(err, fs.ErrNotExist) && !create {
-		return &Containers{Root: abs}, nil
+	f := os.NewFile(uintptr(fd), real)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("state root: %w", &os.PathError{Op: "fstat", Path: real, Err: err})
 	}
-	if err != nil {
-		return nil, fmt.Errorf("state root: %w", err)
-	}
-	st, _ := fi.Sys().(*syscall.Stat_t)
-	if st != nil && uid == 0 && st.Uid != 0 {
+	if uid == 0 && st.Uid != 0 {
 		if err := becomeOwner(int(st.Uid), int(st.Gid)); err != nil {
-			return nil, fmt.Errorf("state root %s: act as its owner: %w", abs, err)
+			f.Close()
+			return nil, fmt.Errorf("state root %s: act as its owner: %w", real, err)
 		}
 		uid = int(st.Uid)
 	}
-	if err := safedir.CheckParents(parent, uid); err != nil {
-		return nil, rootParentError(asked, err, "")
+	if err := safedir.CheckStats(parents, uid); err != nil {
+		f.Close()
+		return nil, rootParentError(abs, err, "")
 	}
+	if err := checkOwned(real, &st, uid); err != nil {
+		f.Close()
+		return nil, err
+	}
+	abs = real
+	return &Containers{Root: abs, fd: f}, nil
+}
+
+// checkOwned checks the state root
+// as fstat saw it: uid's, and writable by nobody else.
+func checkOwned(path string, st *unix.Stat_t, uid int) error {
 	switch {
-	case fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir():
-		return nil, fmt.Errorf("state root %s is not a directory; give another with --root", abs)
-	case st != nil && int(st.Uid) != uid:
-		return nil, fmt.Errorf("state root %s belongs to uid %d, not to you; give another with --root", abs, st.Uid)
-	case fi.Mode().Perm()&0o022 != 0:
-		return nil, fmt.Errorf("state root %s can be written by others (mode %04o); chmod go-w it or give another with --root", abs, fi.Mode().Perm())
+	case int(st.Uid) != uid:
+		return fmt.Errorf("state root %s belongs to uid %d, not to you; give another with --root", path, st.Uid)
+	case st.Mode&0o022 != 0:
+		return fmt.Errorf("state root %s can be written by others (mode %04o); chmod go-w it or give another with --root", path, st.Mode&0o7777)
 	}
-	return &Containers{Root: abs}, nil
+	return nil
 }
 
 // rootParentError says what to do about state root root that cannot be
@@ -160,7 +185,15 @@ func rootParentError(root string, err error, hint string) error {
 	return fmt.Errorf("state root: %w%s", err, hint)
 }
 
-// becomeOwner drops root for the owner of a state root, on every thread.
+// becomeOwner drops root for the owner of a state root, on every thread
+// of the process, for good (real, effective and saved ids). Go (1.16 and
+// later, cgo or not) applies Setgroups, Setresgid and Setresuid to every
+// thread, so no thread keeps root. This is chosen over a child process
+// re-executed with SysProcAttr.Credential: the root's descriptor, opened
+// and checked here, goes on in the same process with nothing to pass on
+// or check twice, and Slurm's every state, kill and delete pays no second
+// start. The groups go first and the uid last: once the uid is dropped,
+// the rest could not be.
 func becomeOwner(uid, gid int) error {
 	if err := syscall.Setgroups(nil); err != nil {
 		return err
@@ -168,26 +201,40 @@ func becomeOwner(uid, gid int) error {
 	if err := syscall.Setresgid(gid, gid, gid); err != nil {
 		return err
 	}
-	return syscall.Setresuid(uid, uid, uid)
+	if err := syscall.Setresuid(uid, uid, uid); err != nil {
+		return err
+	}
+	if r, e := syscall.Getuid(), syscall.Geteuid(); r != uid || e != uid {
+		return fmt.Errorf("still uid %d/%d after setresuid(%d)", r, e, uid)
+	}
+	return nil
 }
 
-// readState reads a small regular file of a state directory, refusing
-// what a hostile owner could plant to hang or flood a reader (a FIFO, a
-// device, a symlink, a huge file).
-func readState(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
+// openDir opens container id's state directory through the root's
+// descriptor, without following a symlink, and checks that it is the
+// root's owner's. ErrNotFound where there is none, or no root.
+func (c *Containers) openDir(id string) (*os.File, error) {
+	if err := CheckID(id); err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
+	if c.fd == nil {
+		return nil, fmt.Errorf("%w: %s (see hpcrun list)", ErrNotFound, id)
 	}
-	if !fi.Mode().IsRegular() || fi.Size() > 1<<16 {
-		return nil, fmt.Errorf("%s is not a small regular file", path)
+	fd, err := unix.Openat(int(c.fd.Fd()), id, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	switch {
+	case err == unix.ENOENT:
+		return nil, fmt.Errorf("%w: %s (see hpcrun list)", ErrNotFound, id)
+	case err == unix.ELOOP || err == unix.ENOTDIR:
+		return nil, fmt.Errorf("container %s: its state %s is not a directory; remove it", id, c.Dir(id))
+	case err != nil:
+		return nil, fmt.Errorf("container %s: %w", id, &os.PathError{Op: "open", Path: c.Dir(id), Err: err})
 	}
-	return io.ReadAll(io.LimitReader(f, 1<<16))
+	var st, rst unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || unix.Fstat(int(c.fd.Fd()), &rst) != nil || st.Uid != rst.Uid || st.Mode&0o022 != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("container %s: its state %s is not yours alone (uid %d, mode %04o); remove it", id, c.Dir(id), st.Uid, st.Mode&0o7777)
+	}
+	return os.NewFile(uintptr(fd), c.Dir(id)), nil
 }
 
 // CheckID refuses IDs that are not simple names, as runc does.
@@ -304,34 +351,40 @@ func (s *State) write(dir string) error {
 
 // Load reads container id's state and works out its status.
 func (c *Containers) Load(id string) (*State, error) {
-	if err := CheckID(id); err != nil {
+	dir, err := c.openDir(id)
+	if err != nil {
 		return nil, err
 	}
-	dir := c.Dir(id)
-	b, err := readState(filepath.Join(dir, "state.json"))
+	defer dir.Close()
+	return loadAt(int(dir.Fd()), dir.Name(), id)
+}
+
+// loadAt is Load of the state directory dir (path, for messages).
+func loadAt(dir int, path, id string) (*State, error) {
+	b, err := readStateAt(dir, "state.json", maxStateFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		fi, serr := os.Lstat(dir)
-		if serr != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("%w: %s (see hpcrun list)", ErrNotFound, id)
-		}
 		// A create killed before it wrote anything: creating for a
 		// moment, then stopped, so that delete can clear it.
+		var st unix.Stat_t
+		if err := unix.Fstat(dir, &st); err != nil {
+			return nil, fmt.Errorf("container %s: %w", id, err)
+		}
 		s := &State{ID: id, Status: StatusStopped, ExitCode: -1}
-		if time.Since(fi.ModTime()) < createGrace {
+		if time.Since(time.Unix(st.Mtim.Unix())) < createGrace {
 			s.Status = StatusCreating
 		}
 		return s, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("container %s: %w; remove %s by hand", id, err, path)
 	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("container %s: state.json: %w", id, err)
+	s, err := parseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: state.json: %w; remove %s by hand", id, err, path)
 	}
 	s.ID = id
-	s.Status, s.ExitCode = status(dir, &s)
-	return &s, nil
+	s.Status, s.ExitCode = status(dir, s)
+	return s, nil
 }
 
 // createGrace is how long a create may take to record its init: a
@@ -339,14 +392,12 @@ func (c *Containers) Load(id string) (*State, error) {
 // more for this long was left by a create that was killed.
 const createGrace = 10 * time.Second
 
-// status reads a container's status from its files and its init.
-func status(dir string, s *State) (string, int) {
+// status reads a container's status from its files (in the state
+// directory dir) and its init.
+func status(dir int, s *State) (string, int) {
 	code := -1
-	if b, err := readState(filepath.Join(dir, exitFile)); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			code = n
-		}
-		return StatusStopped, code
+	if b, err := readStateAt(dir, exitFile, maxStateFile); err == nil {
+		return StatusStopped, parseExit(b)
 	}
 	if s.Pid == 0 {
 		// No init recorded: a create that is starting it, or one killed
@@ -363,21 +414,23 @@ func status(dir string, s *State) (string, int) {
 	if !s.Ready {
 		return StatusCreating, code
 	}
-	if _, err := os.Lstat(filepath.Join(dir, pausedFile)); err == nil {
+	var st unix.Stat_t
+	if unix.Fstatat(dir, pausedFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 		return StatusPaused, code
 	}
-	if _, err := os.Lstat(filepath.Join(dir, startedFile)); err == nil {
+	if unix.Fstatat(dir, startedFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 		return StatusRunning, code
 	}
 	return StatusCreated, code
 }
 
 // alive reports whether the init still runs: its pid names the same
-// process as at create, and that has not exited. An init killed outright
-// (SIGKILL, the OOM killer) writes no exit file, and as a detached one it
-// is no child of ours: it may stay a zombie for as long as nothing reaps
-// it, and is stopped all the same.
-func (s *State) alive() bool { return procs.Alive(s.Pid, s.Start) }
+// process as at create, that process is a container's init of the
+// caller's (procs.OpenInit), and it has not exited. An init killed
+// outright (SIGKILL, the OOM killer) writes no exit file, and as a
+// detached one it is no child of ours: it may stay a zombie for as long as
+// nothing reaps it, and is stopped all the same.
+func (s *State) alive() bool { return procs.InitAlive(s.Pid, s.Start) }
 
 // Register makes the state of a named run, whose init (pid) the caller
 // is about to hand a config with StateDir set to the returned directory;
@@ -430,7 +483,7 @@ func (c *Containers) Join(id string, cfg *Config, members int, image string) (di
 	case err != nil:
 		return "", false, err
 	case s.Status == StatusStopped:
-		if err := removeState(c.Dir(id)); err != nil {
+		if err := c.remove(id); err != nil {
 			return "", false, err
 		}
 	case s.Members == 0:
@@ -458,38 +511,41 @@ func imageOf(digest, rootfs string) string {
 }
 
 // Unregister removes a named run's state.
-func (c *Containers) Unregister(id string) { removeState(c.Dir(id)) }
+func (c *Containers) Unregister(id string) { c.remove(id) }
 
 // Sweep removes the state of stopped containers that asked for it
 // (Autoremove), such as named runs whose hpcrun was killed.
 func (c *Containers) Sweep() {
-	ents, _ := os.ReadDir(c.Root)
 	var groups []string
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), groupPrefix) {
-			groups = append(groups, e.Name())
+	for _, name := range c.names() {
+		if strings.HasPrefix(name, groupPrefix) {
+			groups = append(groups, name)
 			continue
 		}
-		if s, err := c.Load(e.Name()); err == nil && s.Autoremove && s.Status == StatusStopped {
-			removeState(c.Dir(e.Name()))
+		if s, err := c.Load(name); err == nil && s.Autoremove && s.Status == StatusStopped {
+			c.remove(name)
 		}
 	}
 	c.sweepGroups(groups)
 }
 
+// names lists the entries of the root; none where there is no root.
+func (c *Containers) names() []string {
+	if c.fd == nil {
+		return nil
+	}
+	return dirNames(int(c.fd.Fd()))
+}
+
 // List returns the containers under the root, oldest first.
 func (c *Containers) List() ([]*State, error) {
 	c.Sweep()
-	ents, err := os.ReadDir(c.Root)
-	if err != nil {
-		return nil, err
-	}
 	var out []*State
-	for _, e := range ents {
-		if !e.IsDir() || CheckID(e.Name()) != nil {
+	for _, name := range c.names() {
+		if CheckID(name) != nil {
 			continue
 		}
-		if s, err := c.Load(e.Name()); err == nil {
+		if s, err := c.Load(name); err == nil {
 			out = append(out, s)
 		}
 	}
@@ -512,7 +568,12 @@ func (c *Containers) Start(id string) error {
 // Kill sends sig to the container's job, or with all to every process in
 // it. A created container ends.
 func (c *Containers) Kill(id string, sig unix.Signal, all bool) error {
-	s, err := c.Load(id)
+	dir, err := c.openDir(id)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	s, err := loadAt(int(dir.Fd()), dir.Name(), id)
 	if err != nil {
 		return err
 	}
@@ -520,20 +581,28 @@ func (c *Containers) Kill(id string, sig unix.Signal, all bool) error {
 	case StatusStopped, StatusCreating:
 		return fmt.Errorf("container %s is %s; there is nothing to signal", id, s.Status)
 	}
-	if err := Signal(c.Dir(id), sig, all); err != nil {
+	if err := Signal(atDir(dir), sig, all); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
 	return nil
 }
 
+// atDir names an open state directory for what takes a path: through the
+// descriptor, so that the name is not looked up again.
+func atDir(dir *os.File) string { return fdPath(int(dir.Fd())) + "/." }
+
 // Delete removes a stopped container's state. With force, a created or
 // running container is killed first.
 func (c *Containers) Delete(id string, force bool) error {
-	s, err := c.Load(id)
+	dir, err := c.openDir(id)
 	if err != nil {
 		return err
 	}
-	dir := c.Dir(id)
+	defer dir.Close()
+	s, err := loadAt(int(dir.Fd()), dir.Name(), id)
+	if err != nil {
+		return err
+	}
 	switch s.Status {
 	case StatusRunning, StatusPaused, StatusCreated:
 		// The runtime spec: deleting a container that is not stopped
@@ -546,19 +615,25 @@ func (c *Containers) Delete(id string, force bool) error {
 			return fmt.Errorf("container %s is still being created; wait, or delete --force", id)
 		}
 	}
+	// Read before anything is done, so that a bad file leaves all as it was.
+	cgroup, err := pauseCgroupAt(int(dir.Fd()), id)
+	if err != nil {
+		return fmt.Errorf("container %s: %w; remove %s by hand", id, err, filepath.Join(dir.Name(), pausedFile))
+	}
 	if s.Status != StatusStopped && s.Pid > 0 {
 		if err := s.killInit(); err != nil {
 			return fmt.Errorf("container %s: %w", id, err)
 		}
 	}
-	return removeState(dir)
+	return c.removeAt(dir, id, cgroup)
 }
 
 // killInit kills the init, and with it the container, and waits until it
 // is gone. The handle pins the process whose pid and start time the state
-// names, so a reused pid is never signalled.
+// names, once it is checked to be a container's init of the caller's, so
+// neither a reused pid nor a forged one is ever signalled.
 func (s *State) killInit() error {
-	h, err := procs.Open(s.Pid, s.Start)
+	h, err := procs.OpenInit(s.Pid, s.Start)
 	if errors.Is(err, procs.ErrGone) {
 		return nil
 	}
@@ -583,7 +658,7 @@ func (c *Containers) Wait(id string) (int, error) {
 		return StatusFailed, err
 	}
 	if s.Pid > 0 {
-		if h, err := procs.Open(s.Pid, s.Start); err == nil {
+		if h, err := procs.OpenInit(s.Pid, s.Start); err == nil {
 			h.Wait(-1)
 			h.Close()
 		}
@@ -640,7 +715,7 @@ func (c *Containers) Pause(id string) error {
 	}
 	// The cgroup v2 freezer where the container's cgroup is delegated to
 	// us, else the signal sweep. The paused file names the cgroup used.
-	cgroup, err := procs.FreezeCgroup(s.Pid, "hpcrun-"+id)
+	cgroup, err := procs.FreezeCgroup(s.Pid, pauseCgroupName(id))
 	thaw := func() { procs.ThawCgroup(s.Pid, cgroup) }
 	if errors.Is(err, procs.ErrNoDelegatedCgroup) {
 		err = procs.Freeze(s.Pid)
@@ -656,32 +731,94 @@ func (c *Containers) Pause(id string) error {
 	return nil
 }
 
-// pauseCgroup is the cgroup that pause froze a container in, or "".
-func pauseCgroup(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, pausedFile))
-	if err != nil {
-		return ""
+// pauseCgroupAt is the cgroup that pause froze container id in, from the
+// paused file of its state directory dir: "" for none, or for a pause by
+// signals.
+func pauseCgroupAt(dir int, id string) (string, error) {
+	b, err := readStateAt(dir, pausedFile, maxStateFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
 	}
-	return string(b)
+	if err != nil {
+		return "", err
+	}
+	mnt, _ := procs.Cgroup2Mount()
+	return parsePaused(b, mnt, id)
 }
 
-// removeState removes a container's state dir, and the cgroup that pause
-// made for it, whose processes have ended.
-func removeState(dir string) error {
-	procs.RemoveCgroup(pauseCgroup(dir))
-	return os.RemoveAll(dir)
+// remove removes container id's state, as Unregister and Sweep do.
+func (c *Containers) remove(id string) error {
+	dir, err := c.openDir(id)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	cgroup, err := pauseCgroupAt(int(dir.Fd()), id)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	return c.removeAt(dir, id, cgroup)
+}
+
+// removeAt removes container id's state directory dir, opened through the
+// root, and the cgroup that pause made for it, whose processes have
+// ended: its files through dir, then its name in the root, which
+// unlinkat removes only while it is an empty directory.
+func (c *Containers) removeAt(dir *os.File, id, cgroup string) error {
+	procs.RemoveCgroup(cgroup)
+	if err := clearTree(int(dir.Fd())); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	if err := unix.Unlinkat(int(c.fd.Fd()), id, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("container %s: %w", id, &os.PathError{Op: "remove", Path: dir.Name(), Err: err})
+	}
+	return nil
+}
+
+// clearTree removes everything in directory dir, descending without
+// following symlinks.
+func clearTree(dir int) error {
+	var errs []error
+	for _, name := range dirNames(dir) {
+		err := unix.Unlinkat(dir, name, 0)
+		if err == unix.EISDIR {
+			sub, oerr := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if oerr != nil {
+				errs = append(errs, &os.PathError{Op: "open", Path: name, Err: oerr})
+				continue
+			}
+			if err := clearTree(sub); err != nil {
+				errs = append(errs, err)
+			}
+			unix.Close(sub)
+			err = unix.Unlinkat(dir, name, unix.AT_REMOVEDIR)
+		}
+		if err != nil && err != unix.ENOENT {
+			errs = append(errs, &os.PathError{Op: "remove", Path: name, Err: err})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Resume continues the processes of a paused container.
 func (c *Containers) Resume(id string) error {
-	s, err := c.Load(id)
+	dir, err := c.openDir(id)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	s, err := loadAt(int(dir.Fd()), dir.Name(), id)
 	if err != nil {
 		return err
 	}
 	if s.Status != StatusPaused {
 		return fmt.Errorf("container %s is %s, not paused", id, s.Status)
 	}
-	if cg := pauseCgroup(c.Dir(id)); cg != "" {
+	cg, err := pauseCgroupAt(int(dir.Fd()), id)
+	if err != nil {
+		return fmt.Errorf("resume %s: %w", id, err)
+	}
+	if cg != "" {
 		err = procs.ThawCgroup(s.Pid, cg)
 	} else {
 		err = procs.Thaw(s.Pid)
@@ -689,5 +826,8 @@ func (c *Containers) Resume(id string) error {
 	if err != nil {
 		return fmt.Errorf("resume %s: %w", id, err)
 	}
-	return os.Remove(filepath.Join(c.Dir(id), pausedFile))
+	if err := unix.Unlinkat(int(dir.Fd()), pausedFile, 0); err != nil {
+		return fmt.Errorf("resume %s: %w", id, err)
+	}
+	return nil
 }

@@ -11,7 +11,7 @@ import (
 // A create killed before it recorded its init leaves state with no pid:
 // creating for a moment, then stopped, and swept when it asked for that.
 func TestStateWithoutInit(t *testing.T) {
-	c := &Containers{Root: t.TempDir()}
+	c := openTestContainers(t)
 	write := func(id string, created time.Time, autoremove bool) {
 		t.Helper()
 		os.Mkdir(c.Dir(id), 0o700)
@@ -37,4 +37,15 @@ func TestStateWithoutInit(t *testing.T) {
 	if err := c.Delete("old-oci", false); err != nil {
 		t.Errorf("delete of a stopped container: %v", err)
 	}
+}
+
+// openTestContainers opens a new state root of the test's.
+func openTestContainers(tb testing.TB) *Containers {
+	tb.Helper()
+	c, err := OpenContainers(tb.TempDir(), false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.fd.Close() })
+	return c
 }

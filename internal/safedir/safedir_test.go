@@ -2,9 +2,11 @@ package safedir
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -85,5 +87,71 @@ func TestMkdirAll(t *testing.T) {
 		if ents, _ := os.ReadDir(theirs); len(ents) != 0 {
 			t.Errorf("MkdirAll made %v in another user's dir", ents)
 		}
+	}
+}
+
+// OpenDir walks from / without following what it should not: the caller's
+// and root's symlinks above the directory are followed (relative ones with
+// .. too), another user's is refused, the directory itself must not be a
+// symlink, and a missing one is fs.ErrNotExist.
+func TestOpenDir(t *testing.T) {
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"a", "b/c"} {
+		os.MkdirAll(filepath.Join(base, d), 0o700)
+	}
+	os.Symlink("../b", filepath.Join(base, "a", "up"))
+	os.Symlink(filepath.Join(base, "b"), filepath.Join(base, "abs"))
+	os.Symlink(filepath.Join(base, "b", "c"), filepath.Join(base, "last"))
+	os.Symlink("loop", filepath.Join(base, "loop"))
+	for _, tc := range []struct {
+		path, want string
+		err        error
+	}{
+		{filepath.Join(base, "b", "c"), filepath.Join(base, "b", "c"), nil},
+		{filepath.Join(base, "a", "up", "c"), filepath.Join(base, "b", "c"), nil},
+		{filepath.Join(base, "abs", "c"), filepath.Join(base, "b", "c"), nil},
+		{filepath.Join(base, "last"), "", syscall.ELOOP},
+		{filepath.Join(base, "loop", "x"), "", syscall.ELOOP},
+		{filepath.Join(base, "missing", "x"), "", fs.ErrNotExist},
+		{filepath.Join(base, "b", "missing"), "", fs.ErrNotExist},
+	} {
+		fd, path, parents, err := OpenDir(tc.path)
+		if tc.err != nil {
+			if !errors.Is(err, tc.err) {
+				t.Errorf("OpenDir(%s): %v, want %v", tc.path, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || path != tc.want {
+			t.Errorf("OpenDir(%s) = %s, %v; want %s", tc.path, path, err, tc.want)
+			continue
+		}
+		var st, want syscall.Stat_t
+		syscall.Fstat(fd, &st)
+		syscall.Stat(tc.want, &want)
+		if st.Ino != want.Ino || st.Dev != want.Dev {
+			t.Errorf("OpenDir(%s) opened another directory", tc.path)
+		}
+		if len(parents) == 0 || parents[0].Path != "/" || parents[len(parents)-1].Path != filepath.Dir(tc.want) {
+			t.Errorf("OpenDir(%s): parents %v", tc.path, parents)
+		}
+		syscall.Close(fd)
+	}
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("another user's symlink needs root to make, and CI runs as root")
+		}
+		t.Skip("another user's symlink needs root to make")
+	}
+	// Root follows no user's symlink: it could lead to another user's dir.
+	if err := os.Lchown(filepath.Join(base, "abs"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	var pe *ParentError
+	if _, _, _, err := OpenDir(filepath.Join(base, "abs", "c")); !errors.As(err, &pe) || pe.Owner != 65534 {
+		t.Errorf("through another user's symlink: %v", err)
 	}
 }

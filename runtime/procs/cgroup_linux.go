@@ -94,14 +94,42 @@ func ThawCgroup(init int, child string) error {
 
 // RemoveCgroup removes a child cgroup that FreezeCgroup made, once its
 // processes are gone; "" or one removed already is no error. A cgroup
-// whose last process has just died may stay busy for a moment.
+// whose last process has just died may stay busy for a moment. The path
+// comes from a file the user may write, and root removes it too (Slurm
+// deletes containers as root, as their owner): only an empty directory of
+// a cgroup v2 hierarchy that the caller owns goes, through its parent
+// opened without following a symlink, never any other directory.
 func RemoveCgroup(child string) error {
 	if child == "" {
 		return nil
 	}
-	var err error
+	parent, err := unix.Open(filepath.Dir(child), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", child, err)
+	}
+	defer unix.Close(parent)
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(parent, &fs); err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", child, err)
+	}
+	if fs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return fmt.Errorf("remove cgroup %s: it is not in a cgroup v2 hierarchy; left alone", child)
+	}
+	name := filepath.Base(child)
+	var st unix.Stat_t
+	if err := unix.Fstatat(parent, name, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", child, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("remove cgroup %s: it is not a cgroup of yours (uid %d); left alone", child, st.Uid)
+	}
 	for range 50 {
-		err = unix.Rmdir(child)
+		err = unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
 		if err == nil || err == unix.ENOENT {
 			return nil
 		}

@@ -139,3 +139,21 @@ func TestUnescapeMount(t *testing.T) {
 		}
 	}
 }
+
+// RemoveCgroup removes nothing but an empty cgroup v2 directory of the
+// caller's: a plain directory, named by a path the user wrote, stays.
+func TestRemoveCgroupOnlyCgroups(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "hpcrun-c1")
+	if err := os.Mkdir(victim, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveCgroup(victim); err == nil || strings.Contains(err.Error(), "\n") {
+		t.Errorf("RemoveCgroup(%s): %v; want one line", victim, err)
+	}
+	if _, err := os.Stat(victim); err != nil {
+		t.Errorf("the directory went: %v", err)
+	}
+	if err := RemoveCgroup(filepath.Join(t.TempDir(), "missing", "hpcrun-c1")); err != nil {
+		t.Errorf("a cgroup that is gone: %v", err)
+	}
+}

@@ -47,6 +47,52 @@ func open(pid int, start uint64, pidfd bool) (*Handle, error) {
 	return h, nil
 }
 
+// OpenInit is Open for the init of one of the caller's containers, whose
+// pid and start time were read from state the user may write: beyond the
+// start time, the process must belong to the caller's effective uid (the
+// state root's owner, which root has become) and be pid 1 of a pid
+// namespace below /proc's, as every container's init is. Pid 1 of the
+// host, another user's process or a plain process of the user named in a
+// forged state.json is ErrGone: never reported as the container's init,
+// never signalled.
+func OpenInit(pid int, start uint64) (*Handle, error) {
+	if pid <= 1 {
+		return nil, ErrGone
+	}
+	h, err := Open(pid, start)
+	if err != nil {
+		return nil, err
+	}
+	var b []byte
+	if h.pidfd {
+		b, err = os.ReadFile("/proc/" + strconv.Itoa(h.pid) + "/status")
+	} else {
+		b, err = readAt(h.fd, "status")
+	}
+	nspid, uid, perr := parseStatus(string(b))
+	if err != nil || perr != nil || uid != os.Geteuid() || len(nspid) < 2 || nspid[len(nspid)-1] != 1 {
+		h.Close()
+		return nil, ErrGone
+	}
+	// Read by pid through a pidfd: the process must still be the pinned
+	// one, not a newcomer that took the pid between the two reads.
+	if st, err := h.stat(); err != nil || st.start != start || ended(st.state) {
+		h.Close()
+		return nil, ErrGone
+	}
+	return h, nil
+}
+
+// InitAlive reports whether OpenInit finds the init alive.
+func InitAlive(pid int, start uint64) bool {
+	h, err := OpenInit(pid, start)
+	if err != nil {
+		return false
+	}
+	h.Close()
+	return true
+}
+
 // Parent returns the caller's parent process pinned as a file: a pidfd,
 // or the parent's /proc directory (see Handle). FromFile reads it back,
 // in this process or in one that inherits it.

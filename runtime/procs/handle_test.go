@@ -2,6 +2,7 @@ package procs
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -77,4 +78,39 @@ func TestFromFD(t *testing.T) {
 		h.Close()
 	}
 	cmd.Process.Kill()
+}
+
+// OpenInit takes only a container's init of the caller's: pid 1 of a pid
+// namespace below /proc's, with the start time given. Pid 1 of the host,
+// this process and a process inside the container are refused, whatever
+// their start times.
+func TestOpenInit(t *testing.T) {
+	c := startContainer(t, `"$B/sleep" 100 & echo sleep $!; wait`)
+	c.readPids(1)
+	sleep := c.waitFor("the sleep", func(procs []Proc) bool { return len(procs) == 2 })[1]
+	for _, pid := range []int{1, os.Getpid(), sleep.Pid} {
+		start, err := StartTime(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, err := OpenInit(pid, start); !errors.Is(err, ErrGone) {
+			h.Close()
+			t.Errorf("OpenInit(%d): %v, want ErrGone", pid, err)
+		}
+		if InitAlive(pid, start) {
+			t.Errorf("InitAlive(%d)", pid)
+		}
+	}
+	start, err := StartTime(c.init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := OpenInit(c.init, start)
+	if err != nil {
+		t.Fatalf("the container's init: %v", err)
+	}
+	h.Close()
+	if _, err := OpenInit(c.init, start+1); !errors.Is(err, ErrGone) {
+		t.Errorf("the init under another start time: %v", err)
+	}
 }
