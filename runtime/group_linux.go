@@ -454,6 +454,26 @@ func writeSmall(dir int, name, text string) {
 	unix.Close(fd)
 }
 
+// failedKeep is how long a failed group's directory outlives its members:
+// a task of the same launch that comes late (slow to start, or started
+// after a sleep) hears the group's reason from it at once, instead of
+// finding nothing and waiting join_timeout for tasks that have ended. A
+// new launch with the same name clears it whenever it comes.
+const failedKeep = 10 * time.Minute
+
+// keepFailed reports whether a meeting that failed changed (its outcome
+// was recorded) less than failedKeep before now.
+func keepFailed(dir int, v groupView, now time.Time) bool {
+	if !strings.HasPrefix(v.outcome, "fail ") {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Fstat(dir, &st) != nil {
+		return false
+	}
+	return now.Sub(time.Unix(st.Mtim.Unix())) < failedKeep
+}
+
 // sweepGroups removes the meetings in which no member lives any more.
 func (c *Containers) sweepGroups(names []string) {
 	if c.fd == nil {
@@ -469,10 +489,14 @@ func (c *Containers) sweepGroups(names []string) {
 		if err != nil {
 			continue
 		}
-		// Only one that no one is entering: Enter holds the lock.
-		if unix.Flock(dir, unix.LOCK_EX|unix.LOCK_NB) == nil && !readGroup(dir, id, 0).anyAlive() {
-			clearDir(dir)
-			unix.Unlinkat(root, name, unix.AT_REMOVEDIR)
+		// Only one that no one is entering (Enter holds the lock), in
+		// which no member lives, and which no task of its launch may
+		// still come to (see keepFailed).
+		if unix.Flock(dir, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if v := readGroup(dir, id, 0); !v.anyAlive() && !keepFailed(dir, v, time.Now()) {
+				clearDir(dir)
+				unix.Unlinkat(root, name, unix.AT_REMOVEDIR)
+			}
 		}
 		unix.Close(dir)
 	}

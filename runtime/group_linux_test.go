@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -139,6 +140,9 @@ func TestGroupMeeting(t *testing.T) {
 		errs = append(errs, waitAll(b)...)
 		a.Close()
 		b.Close()
+		// Another hpcrun of the user's sweeps meanwhile: a failed group
+		// stays for its late tasks.
+		c.Sweep()
 		late, err := c.Enter("g", 3, t.Name())
 		if late != nil {
 			late.Close()
@@ -226,6 +230,18 @@ func TestGroupMeeting(t *testing.T) {
 		}
 	})
 	t.Run("swept once no member lives", func(t *testing.T) {
+		// A failed group is kept for failedKeep after its failure.
+		a := enter(t, c, 1)
+		a.Fail("its reason")
+		a.Close()
+		c.Sweep()
+		if ents, _ := os.ReadDir(c.Root); len(ents) != 1 {
+			t.Fatalf("a group failed just now: want it kept, got %v", ents)
+		}
+		old := time.Now().Add(-failedKeep - time.Minute)
+		if err := os.Chtimes(filepath.Join(c.Root, groupPrefix+"g"), old, old); err != nil {
+			t.Fatal(err)
+		}
 		c.Sweep()
 		if ents, _ := os.ReadDir(c.Root); len(ents) != 0 {
 			t.Fatalf("left %v", ents)
