@@ -51,6 +51,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -266,10 +267,16 @@ func RunExecReaper() {
 		os.Stderr.WriteString("hpcrun: " + execError(os.Args[2], err).Error() + "\n")
 		os.Exit(ExitStatus(execError(os.Args[2], err)))
 	}
+	// hungUp: the connection is gone, and the goroutine below kills all
+	// and ends the reaper; the wait loop must not end it first when it
+	// reaps the process, or the process's orphans would outlive the exec.
+	var hungUp atomic.Bool
 	go func() {
 		var b [1]byte
 		for {
 			if _, err := conn.Read(b[:]); err != nil {
+				hungUp.Store(true)
+				unix.Kill(pid, unix.SIGKILL)
 				killBelow()
 				os.Exit(128 + int(unix.SIGKILL))
 			}
@@ -283,6 +290,8 @@ func RunExecReaper() {
 		case err == unix.EINTR:
 		case err != nil:
 			os.Exit(StatusFailed)
+		case got == pid && hungUp.Load():
+			select {} // the hang-up's goroutine ends the reaper
 		case got == pid:
 			os.Exit(WaitStatusCode(syscall.WaitStatus(ws)))
 		}
