@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +79,49 @@ func TestStateTextEscaped(t *testing.T) {
 		if !strings.Contains(r.stdout, `/b\x1b[2J`) {
 			t.Errorf("list does not show the bundle, escaped: %s", r)
 		}
+	}
+}
+
+// A registry whose error text holds ESC [2J (clear the screen) and an OSC
+// title sequence, as a JSON error's message and as a plain-text body:
+// `hpcrun pull` and a cold `--image docker://` run print its one-line
+// error with them escaped.
+func TestRegistryTextEscaped(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	lr := startRegistry(t)
+	const evil = "\x1b[2Jpwned\x1b]0;title\a\u009b6n"
+	for _, c := range []struct {
+		name, ctype, body string
+		status            int
+	}{
+		{"json error", "application/json", `{"errors":[{"code":"DENIED","message":` + string(mustJSON(t, evil)) + `}]}`, http.StatusInternalServerError},
+		{"text body", "text/plain", evil + "\n", http.StatusBadGateway},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			lr.setHook(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+				if r.URL.Path == "/v2/" {
+					next.ServeHTTP(w, r)
+					return
+				}
+				w.Header().Set("Content-Type", c.ctype)
+				w.WriteHeader(c.status)
+				io.WriteString(w, c.body)
+			})
+			ref := lr.host + "/test/evil:v1"
+			for _, args := range [][]string{
+				{"pull", "--cache", filepath.Join(tempDirOwned(t), "cache"), ref},
+				{"--cache", filepath.Join(tempDirOwned(t), "cache"), "--image", "docker://" + ref, "true"},
+			} {
+				r := run(t, opts{}, args...)
+				if r.code != 125 || len(lines(r.stderr)) != 1 {
+					t.Fatalf("%v: want exit 125 and one line: %s", args, r)
+				}
+				noControls(t, args[0]+" from a hostile registry", r.stderr+r.stdout)
+				if !strings.Contains(r.stderr, `\x1b[2Jpwned`) {
+					t.Errorf("%v: the error does not show the registry's text, escaped: %s", args, r)
+				}
+			}
+		})
 	}
 }

@@ -484,3 +484,48 @@ func TestTerminalNothingOutlives(t *testing.T) {
 		})
 	}
 }
+
+// exec -t at a terminal relays as a run does: only the streams that are
+// terminals go through the process's pty, so `2>err` stays a file of its
+// own, and the caller's terminal gets its modes back however hpcrun ends,
+// also when what reads its stdout goes away (`| head -n1`).
+func TestExecTerminalRelay(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	img := pythonImage(t)
+	name := fmt.Sprintf("exec-tty-%d", os.Getpid())
+	mustRun(t, opts{}, "--name", name, "--detach", "--image", img, "sleep", "1000")
+	t.Cleanup(func() { runRaw(opts{}, binPath, "kill", name, "KILL") })
+	dir := tempDirOwned(t)
+	for _, c := range []struct{ name, script string }{
+		{"stderr to a file", fmt.Sprintf(`%s exec -t %s sh -c 'echo "out-$(tty)"; echo err-line >&2' 2>%s/err; echo r''c=$?`, binPath, name, dir)},
+		{"stdout to a closed pipe", fmt.Sprintf(`%s exec -t %s sh -c 'while :; do echo y; done' | head -n1; echo r''c=$?`, binPath, name)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*defaultCmdTimeout)
+			defer cancel()
+			master, slave := openPTY(t)
+			tty := slave.Name()
+			before := termios(t, tty)
+			term := startOnPTY(t, command(ctx, opts{}, "sh", "-c", c.script), master, slave)
+			term.waitFor("rc=")
+			code, err := term.wait()
+			out := term.out.String()
+			if code != 0 {
+				t.Fatalf("exit %d (%v): %q", code, err, out)
+			}
+			if after := termios(t, tty); after != before {
+				t.Errorf("the caller's terminal modes were not restored:\nbefore %+v\nafter  %+v\nterminal %q", before, after, out)
+			}
+			if c.name != "stderr to a file" {
+				return
+			}
+			if !strings.Contains(out, "out-/dev/pts/") || !strings.Contains(out, "rc=0") {
+				t.Errorf("the process's stdout is not its own terminal, relayed: %q", out)
+			}
+			if b, _ := os.ReadFile(dir + "/err"); string(b) != "err-line\n" || strings.Contains(out, "err-line") {
+				t.Errorf("stderr went through the terminal, not to the file: file %q, terminal %q", b, out)
+			}
+		})
+	}
+}

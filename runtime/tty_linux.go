@@ -60,9 +60,10 @@ func NewConsole(path string) (*os.File, error) {
 	return slave, nil
 }
 
-// RelayedTerminal is a pty for `exec -t`: the process gets the slave, and
-// the caller's terminal (put in raw mode) is relayed to the master, window
-// size included.
+// RelayedTerminal is a pty for `exec -t` whose stdin is no terminal: the
+// process gets the slave as its three streams, and what comes on stdin
+// is relayed to the master, its output to out. At a terminal, exec -t
+// relays as a run does (see ExecTerminal).
 type RelayedTerminal struct {
 	master, slave *os.File
 	in            *os.File
@@ -356,4 +357,46 @@ func (r *terminalRelay) close() {
 		unix.Close(r.wake[0])
 	}
 	r.master.Close()
+}
+
+// ExecTerminal is the terminal of a process exec'd with -t from a
+// terminal: a pty of its own, relayed as a run's job's is (see
+// terminalRelay). Only the streams that are terminals go through it, the
+// caller's terminal leaves raw mode however hpcrun ends (writes to a
+// closed pipe included: those are the process's own), and hpcrun in the
+// background neither sets its modes nor reads it until fg.
+type ExecTerminal struct {
+	relay *terminalRelay
+	stdio Stdio
+	cont  chan os.Signal
+}
+
+// NewExecTerminal opens and relays the terminal for a process whose
+// stdio.In is the caller's terminal.
+func NewExecTerminal(stdio Stdio) (*ExecTerminal, error) {
+	relay, job, err := newTerminalRelay(stdio)
+	if err != nil {
+		return nil, err
+	}
+	t := &ExecTerminal{relay: relay, stdio: job, cont: make(chan os.Signal, 1)}
+	// After fg, hpcrun holds the caller's terminal again: relay it.
+	signal.Notify(t.cont, syscall.SIGCONT)
+	go func() {
+		for range t.cont {
+			relay.resume()
+		}
+	}()
+	relay.start()
+	return t, nil
+}
+
+// Stdio is what the process gets: the slave for each stream that is a
+// terminal, the others as they were.
+func (t *ExecTerminal) Stdio() Stdio { return t.stdio }
+
+// Close restores the caller's terminal once the output has been relayed.
+func (t *ExecTerminal) Close() {
+	signal.Stop(t.cont)
+	close(t.cont)
+	t.relay.close()
 }

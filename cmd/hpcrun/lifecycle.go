@@ -405,7 +405,15 @@ func execIn(c *runtime.Containers, id string, p runtime.Process) (int, error) {
 	signal.Notify(sigs, runtime.ForwardedSignals...)
 	defer signal.Stop(sigs)
 	stdio := runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
-	if p.TTY {
+	switch {
+	case p.TTY && isTerminal(os.Stdin):
+		t, err := runtime.NewExecTerminal(stdio)
+		if err != nil {
+			return runtime.StatusFailed, err
+		}
+		defer t.Close()
+		stdio = t.Stdio()
+	case p.TTY:
 		t, err := runtime.NewRelayedTerminal(os.Stdin, os.Stdout)
 		if err != nil {
 			return runtime.StatusFailed, err
