@@ -16,7 +16,9 @@ package runtime
 // is bound into the init's private stage first, and it keeps only a
 // descriptor of that bind, which the pivot detaches with the stage, so
 // that it leads to the state directory's own files and to nothing above
-// them (see buildRootfs).
+// them (see buildRootfs); and the anchor that ends a container with its
+// Slurm task is a pidfd, or on kernels without pidfds the parent's
+// /proc/PID/stat file, not its directory (see procs.Parent).
 //
 // The state roots. Containers bind /tmp, /var/tmp, $HOME, the cwd and
 // /dev from the host, and a state root may well lie below one of them:

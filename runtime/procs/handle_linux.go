@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hpcrun/hpcrun/internal/fallback"
@@ -25,6 +26,9 @@ type Handle struct {
 	fd    int
 	pid   int
 	pidfd bool
+	// statFile: fd is the process's /proc/PID/stat, not its directory
+	// (see Parent); reads of it fail the same way once it is reaped.
+	statFile bool
 }
 
 // Open returns a Handle of the process with host pid pid and start time
@@ -94,29 +98,65 @@ func InitAlive(pid int, start uint64) bool {
 }
 
 // Parent returns the caller's parent process pinned as a file: a pidfd,
-// or the parent's /proc directory (see Handle). FromFile reads it back,
-// in this process or in one that inherits it.
+// or on kernels without pidfds the parent's /proc/PID/stat, a regular
+// file, never its directory: the init of a container holds it while its
+// job runs, and a descriptor of a host directory there is a way out of the
+// container's root (runc's CVE-2024-21626), whereas no path resolves
+// below a file. A read of it fails once the parent is reaped, whoever
+// takes its pid. FromFD reads it back, in this process or in one that
+// inherits it.
 func Parent() (*os.File, error) {
 	ppid := os.Getppid()
-	h, err := pin(ppid, !fallback.Forced(fallback.Pidfd))
-	if err != nil {
+	var f *os.File
+	if h, err := pin(ppid, !fallback.Forced(fallback.Pidfd)); err != nil {
 		return nil, err
+	} else if h.pidfd {
+		f = os.NewFile(uintptr(h.fd), "parent")
+	} else {
+		fd, err := unix.Openat(h.fd, "stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		h.Close()
+		if err != nil {
+			return nil, ErrGone
+		}
+		f = os.NewFile(uintptr(fd), "parent")
 	}
 	// A parent that ended before it was pinned left us to a reaper, and
 	// its pid may name another process by now.
 	if os.Getppid() != ppid {
-		h.Close()
+		f.Close()
 		return nil, ErrGone
 	}
-	return os.NewFile(uintptr(h.fd), "parent"), nil
+	return f, nil
 }
 
 // FromFD makes a Handle of a descriptor that Parent made, perhaps in
 // another process. The Handle owns fd.
 func FromFD(fd int) *Handle {
 	var st unix.Stat_t
-	dir := unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
-	return &Handle{fd: fd, pidfd: !dir}
+	if unix.Fstat(fd, &st) != nil {
+		return &Handle{fd: fd, pidfd: true}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return &Handle{fd: fd}
+	case unix.S_IFREG:
+		h := &Handle{fd: fd, statFile: true}
+		if b, err := preadAll(fd); err == nil {
+			h.pid, _ = strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "(", 2)[0]))
+		}
+		return h
+	}
+	return &Handle{fd: fd, pidfd: true}
+}
+
+// preadAll reads a /proc file anew from its start.
+func preadAll(fd int) ([]byte, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Pread(fd, buf, 0)
+	if err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
 }
 
 // pin opens a pidfd of pid if asked to, or its /proc directory on kernels
@@ -149,9 +189,12 @@ func pin(pid int, pidfd bool) (*Handle, error) {
 func (h *Handle) stat() (stat, error) {
 	var b []byte
 	var err error
-	if h.pidfd {
+	switch {
+	case h.pidfd:
 		b, err = os.ReadFile("/proc/" + strconv.Itoa(h.pid) + "/stat")
-	} else {
+	case h.statFile:
+		b, err = preadAll(h.fd)
+	default:
 		b, err = readAt(h.fd, "stat")
 	}
 	if err != nil {
@@ -168,6 +211,15 @@ func (h *Handle) Signal(sig unix.Signal) error {
 	if h.pidfd {
 		if err := unix.PidfdSendSignal(h.fd, sig, nil, 0); err != nil && err != unix.ESRCH {
 			return &os.SyscallError{Syscall: "pidfd_send_signal", Err: err}
+		}
+		return nil
+	}
+	if h.statFile {
+		if st, err := h.stat(); err != nil || ended(st.state) || h.pid <= 0 {
+			return nil
+		}
+		if err := unix.Kill(h.pid, sig); err != nil && err != unix.ESRCH {
+			return err
 		}
 		return nil
 	}

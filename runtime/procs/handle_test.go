@@ -4,9 +4,11 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hpcrun/hpcrun/internal/fallback"
 	"golang.org/x/sys/unix"
 )
 
@@ -112,5 +114,52 @@ func TestOpenInit(t *testing.T) {
 	h.Close()
 	if _, err := OpenInit(c.init, start+1); !errors.Is(err, ErrGone) {
 		t.Errorf("the init under another start time: %v", err)
+	}
+}
+
+// Parent pins the parent as a pidfd, or without pidfds as its
+// /proc/PID/stat file, never as a directory: a container's init holds it
+// while the job runs, and a host directory's descriptor there would be a
+// way out of the root. The fallback's half runs in a child test process
+// with the fallback forced.
+func TestParentIsNoDirectory(t *testing.T) {
+	f, err := Parent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	mode := st.Mode & unix.S_IFMT
+	if mode == unix.S_IFDIR {
+		t.Fatalf("Parent is a directory (forced fallback: %v)", fallback.Forced(fallback.Pidfd))
+	}
+	if fallback.Forced(fallback.Pidfd) && mode != unix.S_IFREG {
+		t.Fatalf("Parent without pidfds: mode %o, want a regular file", mode)
+	}
+	// It names the parent, which is alive, and reads back in another
+	// Handle as a process that has not ended.
+	dup, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := FromFD(dup)
+	defer h.Close()
+	if h.Wait(0) {
+		t.Fatal("FromFD(Parent): the parent reads as ended")
+	}
+	if h.statFile && h.pid != os.Getppid() {
+		t.Fatalf("FromFD(Parent) names pid %d, want %d", h.pid, os.Getppid())
+	}
+	if fallback.Forced(fallback.Pidfd) {
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.v", "-test.run=^TestParentIsNoDirectory$")
+	cmd.Env = append(os.Environ(), fallback.Env+"="+string(fallback.Pidfd))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestParentIsNoDirectory") {
+		t.Fatalf("with %s=%s: %v\n%s", fallback.Env, fallback.Pidfd, err, out)
 	}
 }
