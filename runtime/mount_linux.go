@@ -10,6 +10,7 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/hpcrun/hpcrun/internal/fallback"
+	"github.com/hpcrun/hpcrun/runtime/procs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -596,33 +597,13 @@ func mountsBelow(mountinfo, path string) []mountInfo {
 			continue
 		}
 		id, err := strconv.Atoi(f[0])
-		point := unescapeMountinfo(f[4])
+		point := procs.UnescapeMountinfo(f[4])
 		if err != nil || (point != path && !strings.HasPrefix(point, strings.TrimSuffix(path, "/")+"/")) {
 			continue
 		}
 		out = append(out, mountInfo{id, point})
 	}
 	return out
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space, \011,
-// \012, \134) of a mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // remountMount remounts mount m, if its mount point still reaches it: a

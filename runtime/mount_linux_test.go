@@ -93,17 +93,6 @@ func TestMountsBelow(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/a/b`: "/a/b", `/my\040dir`: "/my dir", `/t\011ab\012nl`: "/t\tab\nnl", `/back\134slash`: `/back\slash`,
-		`/end\04`: `/end\04`, `/x\09y`: `/x\09y`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestFdinfoMountID(t *testing.T) {
 	id, ok := fdinfoMountID("pos:\t0\nflags:\t012100000\nmnt_id:\t41\nino:\t2\n")
 	if !ok || id != 41 {

@@ -208,14 +208,15 @@ func Cgroup2Mount() (string, error) {
 		}
 		f := strings.Fields(pre)
 		if len(f) >= 5 && f[3] == "/" {
-			return unescapeMount(f[4]), nil
+			return UnescapeMountinfo(f[4]), nil
 		}
 	}
 	return "", fmt.Errorf("%w: no cgroup v2 hierarchy is mounted", ErrNoDelegatedCgroup)
 }
 
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
+// UnescapeMountinfo undoes the octal escapes (\040 for a space, \011,
+// \012, \134) of a path in /proc/PID/mountinfo.
+func UnescapeMountinfo(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

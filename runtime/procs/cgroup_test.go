@@ -132,10 +132,13 @@ func TestFreezeCgroupNotDelegated(t *testing.T) {
 	c.kill()
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{`/sys/fs/cgroup`: "/sys/fs/cgroup", `/a\040b`: "/a b", `/x\134y`: `/x\y`, `/t\04`: `/t\04`} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/a/b`: "/a/b", `/my\040dir`: "/my dir", `/t\011ab\012nl`: "/t\tab\nnl", `/back\134slash`: `/back\slash`,
+		`/end\04`: `/end\04`, `/x\09y`: `/x\09y`, `/sys/fs/cgroup`: "/sys/fs/cgroup",
+	} {
+		if got := UnescapeMountinfo(in); got != want {
+			t.Errorf("UnescapeMountinfo(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
