@@ -230,8 +230,15 @@ func (c *Cache) waitLock(ctx context.Context, path string, how int, ref string, 
 		}
 		if !said {
 			said = true
-			log(fmt.Sprintf("waiting for %s, being unpacked by another process", ref))
+			if pid := lockHolder(f); pid > 0 {
+				log(fmt.Sprintf("waiting for %s, being unpacked by pid %d", ref, pid))
+			} else {
+				log(fmt.Sprintf("waiting for %s, being unpacked by another process", ref))
+			}
 		}
+		// An image that jobs are using is share-locked by them: stop
+		// waiting as soon as there is nothing left to wait for, or they
+		// could starve us.
 		if done() {
 			f.Close()
 			return nil, nil
@@ -254,41 +261,9 @@ const lockPoll = 50 * time.Millisecond
 // ctx can cancel the wait. It returns a nil file, and no error, when
 // isPublished reports the image published meanwhile.
 func (c *Cache) lockToUnpack(ctx context.Context, d store.Digest, ref string, log func(string), isPublished func() bool) (*os.File, error) {
-	p := c.LockPath(d)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", ref, err)
-	}
-	said := false
-	for {
-		err := store.Flock(f, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if err != unix.EWOULDBLOCK {
-			f.Close()
-			return nil, &os.PathError{Op: "flock", Path: p, Err: err}
-		}
-		if !said {
-			said = true
-			if pid := lockHolder(f); pid > 0 {
-				log(fmt.Sprintf("waiting for %s, being unpacked by pid %d", ref, pid))
-			} else {
-				log(fmt.Sprintf("waiting for %s, being unpacked by another process", ref))
-			}
-		}
-		// An image that jobs are using is share-locked by them: stop
-		// waiting as soon as it is published, or they could starve us.
-		if isPublished() {
-			f.Close()
-			return nil, nil
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for %s: %w", ref, ctx.Err())
-		case <-time.After(lockPoll):
-		}
+	f, err := c.waitLock(ctx, c.LockPath(d), unix.LOCK_EX, ref, log, isPublished)
+	if f == nil || err != nil {
+		return nil, err
 	}
 	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
 	if err := f.Truncate(0); err == nil {
