@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 // BatchLineWarning is what hpcrun says when it is a plain line of a Slurm
@@ -45,7 +47,7 @@ func PlainBatchLine(j Job, ppid int, proc ProcReader) bool {
 	if err != nil {
 		return false
 	}
-	grand := statParent(stat)
+	grand, _, _ := procs.StatParent(stat)
 	if grand <= 1 {
 		return false
 	}
@@ -57,25 +59,6 @@ func PlainBatchLine(j Job, ppid int, proc ProcReader) bool {
 	// the NULs of the rest of the old argv.
 	title, _, _ := bytes.Cut(cmdline, []byte{0})
 	return string(title) == "slurmstepd: ["+j.ID+".batch]"
-}
-
-// statParent is the ppid in a /proc/PID/stat line, 0 when unreadable. The
-// command name in parentheses may hold spaces and ')', so the fields are
-// counted after its last ')'.
-func statParent(stat []byte) int {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0
-	}
-	f := bytes.Fields(stat[i+1:]) // state, ppid, ...
-	if len(f) < 2 {
-		return 0
-	}
-	n, err := strconv.Atoi(string(f[1]))
-	if err != nil {
-		return 0
-	}
-	return n
 }
 
 // ProcFS reads /proc (or a tree at Root shaped like it) with opens that

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 // fakeProc writes a /proc tree: files maps "PID/name" to its content, and
@@ -94,8 +96,8 @@ func TestPlainBatchLine(t *testing.T) {
 // its own stat.
 func TestProcFS(t *testing.T) {
 	data, err := ProcFS{}.ReadProc(strconv.Itoa(os.Getpid()) + "/stat")
-	if err != nil || statParent(data) != os.Getppid() {
-		t.Fatalf("ReadProc(self/stat) = %q, %v; parent %d, want %d", data, err, statParent(data), os.Getppid())
+	if ppid, _, _ := procs.StatParent(data); err != nil || ppid != os.Getppid() {
+		t.Fatalf("ReadProc(self/stat) = %q, %v; parent %d, want %d", data, err, ppid, os.Getppid())
 	}
 	if PlainBatchLine(Job{Scheduler: Slurm, ID: "1"}, os.Getppid(), ProcFS{}) {
 		t.Error("go test is taken for a plain line of a batch script")

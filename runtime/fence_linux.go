@@ -46,7 +46,6 @@ package runtime
 // group (setsid, daemons), as the processes reparent to it.
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/signal"
@@ -59,6 +58,7 @@ import (
 	"unsafe"
 
 	"github.com/hpcrun/hpcrun/internal/safedir"
+	"github.com/hpcrun/hpcrun/runtime/procs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -306,7 +306,7 @@ func RunExecReaper() {
 func killBelow() {
 	self := os.Getpid()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		live := descendants(self)
+		live := procs.Descendants(self)
 		for _, p := range live {
 			unix.Kill(p, unix.SIGKILL)
 		}
@@ -324,53 +324,4 @@ func killBelow() {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// descendants lists the live processes below pid, from /proc.
-func descendants(pid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	parent := map[int]int{}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		if pp, state, ok := statParent(b); ok && state != 'Z' {
-			parent[p] = pp
-		}
-	}
-	var out []int
-	for p := range parent {
-		for q, n := parent[p], 0; n < len(parent); q, n = parent[q], n+1 {
-			if q == pid {
-				out = append(out, p)
-				break
-			}
-			if _, ok := parent[q]; !ok {
-				break
-			}
-		}
-	}
-	return out
-}
-
-// statParent reads the state and parent pid of a /proc/PID/stat line.
-func statParent(b []byte) (ppid int, state byte, ok bool) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 || len(f[0]) != 1 {
-		return 0, 0, false
-	}
-	n, err := strconv.Atoi(f[1])
-	return n, f[0][0], err == nil
 }

@@ -41,22 +41,3 @@ func TestHiddenPaths(t *testing.T) {
 		t.Errorf("hiddenPaths = %q, want %q", got, want)
 	}
 }
-
-func TestStatParent(t *testing.T) {
-	for _, tc := range []struct {
-		line  string
-		ppid  int
-		state byte
-		ok    bool
-	}{
-		{"12 (sleep) S 7 12 1 0", 7, 'S', true},
-		{"13 (a) b) (c) Z 1 13", 1, 'Z', true},
-		{"14 (x", 0, 0, false},
-		{"15 (x) S", 0, 0, false},
-	} {
-		ppid, state, ok := statParent([]byte(tc.line))
-		if ppid != tc.ppid || state != tc.state || ok != tc.ok {
-			t.Errorf("statParent(%q) = %d %c %v", tc.line, ppid, state, ok)
-		}
-	}
-}

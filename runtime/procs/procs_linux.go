@@ -358,3 +358,56 @@ func parseCmdline(b []byte) []string {
 	}
 	return strings.Split(string(b), "\x00")
 }
+
+// Descendants lists the live processes below pid (not zombies), from
+// /proc.
+func Descendants(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	parent := map[int]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		if pp, state, ok := StatParent(b); ok && state != 'Z' {
+			parent[p] = pp
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q, n := parent[p], 0; n < len(parent); q, n = parent[q], n+1 {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+			if _, ok := parent[q]; !ok {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// StatParent reads the state and parent pid of a /proc/PID/stat line,
+// which may be cut short after them. The command name, in parentheses,
+// may hold spaces and parentheses: the fields are counted after its last
+// ')'.
+func StatParent(b []byte) (ppid int, state byte, ok bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	n, err := strconv.Atoi(f[1])
+	return n, f[0][0], err == nil
+}

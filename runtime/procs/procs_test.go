@@ -468,3 +468,22 @@ func sum(procs []Proc) (cpu time.Duration) {
 	}
 	return cpu
 }
+
+func TestStatParent(t *testing.T) {
+	for _, tc := range []struct {
+		line  string
+		ppid  int
+		state byte
+		ok    bool
+	}{
+		{"12 (sleep) S 7 12 1 0", 7, 'S', true},
+		{"13 (a) b) (c) Z 1 13", 1, 'Z', true},
+		{"14 (x", 0, 0, false},
+		{"15 (x) S", 0, 0, false},
+	} {
+		ppid, state, ok := StatParent([]byte(tc.line))
+		if ppid != tc.ppid || state != tc.state || ok != tc.ok {
+			t.Errorf("StatParent(%q) = %d %c %v", tc.line, ppid, state, ok)
+		}
+	}
+}
