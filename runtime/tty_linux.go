@@ -81,13 +81,7 @@ func NewRelayedTerminal(in, out *os.File) (*RelayedTerminal, error) {
 	t := &RelayedTerminal{master: master, slave: slave, in: in, out: make(chan struct{}), winch: make(chan os.Signal, 1)}
 	if st, err := unix.IoctlGetTermios(int(in.Fd()), unix.TCGETS); err == nil {
 		t.saved = st
-		raw := *st
-		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		raw.Oflag &^= unix.OPOST
-		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		raw.Cflag &^= unix.CSIZE | unix.PARENB
-		raw.Cflag |= unix.CS8
-		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+		raw := rawMode(st)
 		unix.IoctlSetTermios(int(in.Fd()), unix.TCSETS, &raw)
 		t.resize()
 		signal.Notify(t.winch, syscall.SIGWINCH)
@@ -251,13 +245,7 @@ func (r *terminalRelay) resume() {
 	}
 	r.resize() // it may have changed while hpcrun was stopped
 	if r.saved != nil {
-		raw := *r.saved
-		raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-		raw.Oflag &^= unix.OPOST
-		raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-		raw.Cflag &^= unix.CSIZE | unix.PARENB
-		raw.Cflag |= unix.CS8
-		raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+		raw := rawMode(r.saved)
 		unix.IoctlSetTermios(int(r.in.Fd()), unix.TCSETS, &raw)
 	}
 	r.raw, r.input = true, true
@@ -399,4 +387,17 @@ func (t *ExecTerminal) Close() {
 	signal.Stop(t.cont)
 	close(t.cont)
 	t.relay.close()
+}
+
+// rawMode is st made raw, as cfmakeraw(3) does: no echo, no line editing,
+// no signal keys, no output processing, 8-bit bytes one at a time.
+func rawMode(st *unix.Termios) unix.Termios {
+	raw := *st
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	return raw
 }
