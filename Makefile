@@ -24,7 +24,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     ?= bin/hpcrun
 # The image unpacker, a program of its own that hpcrun embeds (see
 # cmd/hpcrun-unpack for why).
-PAYLOAD := cmd/hpcrun/internal/unpacker/payload/hpcrun-unpack
+PAYLOAD := internal/unpacker/payload/hpcrun-unpack
 # make docs: the man pages and completion scripts, laid out as PREFIX/share
 # is, and the hpcrun built with -tags gendocs that writes them.
 GEN     ?= bin/share

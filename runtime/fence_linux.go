@@ -63,18 +63,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// checkCwd refuses a working directory that names a process's own
-// descriptors or directories in /proc: /proc/self/..., /proc/thread-self/...
-// and /proc/<pid>/... . /proc itself and the rest of it (/proc/sys) are
-// plain directories.
+// checkCwd refuses a working directory in a process's /proc directory
+// (see InProcessDir).
 func checkCwd(cwd, flag string) error {
-	p := filepath.Clean("/" + cwd)
-	rest, ok := strings.CutPrefix(p, "/proc/")
-	if !ok {
-		return nil
-	}
-	first, _, _ := strings.Cut(rest, "/")
-	if first == "self" || first == "thread-self" || strings.Trim(first, "0123456789") == "" {
+	if InProcessDir(cwd) {
 		return fmt.Errorf("working directory %s is in a process's /proc directory, which can lead out of the container; pick another with %s", cwd, flag)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/hpcrun/hpcrun/check"
 	"github.com/hpcrun/hpcrun/gpu"
 	"github.com/hpcrun/hpcrun/jobs"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -73,7 +74,7 @@ Run it where the jobs run: on a compute node, inside a job.
   hpcrun check --json | jq -r '.results[] | select(.fix) | .fix'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCheck(os.Stdout, checkEnv(hostFacts(), o.cacheDir, so.root), o.json)
+			return runCheck(os.Stdout, checkEnv(launch.HostFacts(), o.cacheDir, so.root), o.json)
 		},
 	}
 	o.AddFlags(cmd.Flags())
@@ -83,27 +84,27 @@ Run it where the jobs run: on a compute node, inside a job.
 
 // checkEnv describes this node and caller to check.Run: the settings as a
 // run would resolve them, and the real probes.
-func checkEnv(h host, cacheFlag, stateRoot string) check.Env {
+func checkEnv(h launch.Host, cacheFlag, stateRoot string) check.Env {
 	e := check.Env{
-		Environ:   h.env,
-		UID:       int(h.uid),
+		Environ:   h.Env,
+		UID:       int(h.UID),
 		StateRoot: stateRoot,
 		Dir:       jobs.ProbeDir,
 		UserNS:    runtime.ProbeUserNS,
 		Overlay:   runtime.ProbeOverlay,
-		GPU:       gpu.Host{Env: h.env},
+		GPU:       gpu.Host{Env: h.Env},
 	}
-	st, err := loadSettings(h, cacheFlag, "")
+	st, err := launch.LoadSettings(h, cacheFlag, "")
 	if err != nil {
 		e.ConfigErr = err
 		e.CacheErr = errors.New("not known: the config does not load")
 		return e
 	}
-	e.ConfigRead = st.loaded.Read
-	e.Cache, e.CacheErr = st.cache(h)
-	e.CacheFrom = st.conf.Cache.From
+	e.ConfigRead = st.Loaded.Read
+	e.Cache, e.CacheErr = st.Cache(h)
+	e.CacheFrom = st.Conf.Cache.From
 	if strings.HasPrefix(e.CacheFrom, "default") {
-		e.CacheFrom += ", " + st.conf.Scratch.From
+		e.CacheFrom += ", " + st.Conf.Scratch.From
 	}
 	return e
 }

@@ -3,93 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hpcrun/hpcrun/jobs"
+	"github.com/hpcrun/hpcrun/launch"
 )
-
-// settings are what the config layers, the flags over them and the batch
-// job say about a run.
-type settings struct {
-	job    jobs.Job
-	loaded jobs.Loaded
-	conf   jobs.Config // with the flags applied and the cache resolved
-
-	// probe looks at a directory for the cache's choice: jobs.ProbeDir,
-	// faked by tests.
-	probe func(string) jobs.Dir
-}
-
-// loadSettings reads the config (site, user, HPCRUN_* variables) and puts
-// the --cache and --net flags over it ("" when not given).
-func loadSettings(h host, cacheFlag, netFlag string) (*settings, error) {
-	st := &settings{job: jobs.FromEnv(h.env), probe: jobs.ProbeDir}
-	l, err := jobs.LoadConfig(h.env, int(h.uid))
-	if err != nil {
-		return nil, err
-	}
-	st.loaded, st.conf = l, l.Config
-	if cacheFlag != "" {
-		if !filepath.IsAbs(cacheFlag) {
-			cacheFlag = filepath.Join(h.cwd, cacheFlag)
-		}
-		st.conf.Cache = jobs.Setting[string]{Value: filepath.Clean(cacheFlag), From: "--cache"}
-	}
-	if netFlag != "" {
-		st.conf.Network = jobs.Setting[string]{Value: netFlag, From: "--net"}
-	}
-	return st, nil
-}
-
-// cache is the image cache, settled on first use (a --rootfs run needs
-// none): --cache, HPCRUN_CACHE or the config's cache, refused on a noexec
-// filesystem; else hpcrun-UID in the node-local scratch dir. Nothing in
-// the job's environment (TMPDIR) moves it: see jobs.Candidates.
-func (st *settings) cache(h host) (string, error) {
-	if c := st.conf.Cache; c.Value != "" {
-		if err := jobs.CheckCache(c.Value, c.From, st.probe); err != nil {
-			return "", err
-		}
-		return c.Value, nil
-	}
-	sc, err := jobs.ChooseScratch(st.conf, st.probe)
-	if err != nil {
-		return "", err
-	}
-	from := sc.From
-	if len(sc.Why) > 0 {
-		from += "; passed over " + strings.Join(sc.Why, ", ")
-	}
-	st.conf.Scratch = jobs.Setting[string]{Value: sc.Dir, From: from}
-	st.conf.Cache = jobs.Setting[string]{
-		Value: jobs.CacheIn(sc.Dir, int(h.uid)),
-		From:  "default: hpcrun-UID in the scratch dir " + sc.Dir,
-	}
-	return st.conf.Cache.Value, nil
-}
-
-// logTo writes the job's facts and the config's sources to -v.
-func (st *settings) logTo(log *logger) {
-	if !log.verbose {
-		return
-	}
-	j := st.job
-	sched := string(j.Scheduler)
-	if j.Flavor != "" {
-		sched += " (" + j.Flavor + ")"
-	}
-	log.debugf("scheduler: %s", sched)
-	for _, s := range j.Sources {
-		log.debugf("job %s: %s (from %s)", s.Fact, s.Value, s.From)
-	}
-	if len(st.loaded.Read) > 0 {
-		log.debugf("config files: %s", strings.Join(st.loaded.Read, ", "))
-	}
-	log.debugf("network: %s (%s)", st.conf.Network.Value, st.conf.Network.From)
-}
 
 func newConfigCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -149,20 +69,20 @@ Paths may use $USER, $UID and $HOME. A config error names the file and line.
   HPCRUN_CONFIG=./site.yaml hpcrun config     # check a site file before installing it`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h := hostFacts()
-			st, err := loadSettings(h, "", "")
+			h := launch.HostFacts()
+			st, err := launch.LoadSettings(h, "", "")
 			if err != nil {
 				return err
 			}
 			// An unusable cache or scratch dir is reported after the config,
 			// which is printed anyway: it is what one checks it with.
-			_, cacheErr := st.cache(h)
+			_, cacheErr := st.Cache(h)
 			var b strings.Builder
 			b.WriteString("# hpcrun's effective configuration; after each value, where it came from.\n")
-			site, confd, user := jobs.ConfigPaths(h.env)
+			site, confd, user := jobs.ConfigPaths(h.Env)
 			fmt.Fprintf(&b, "# files: %s, %s/*.yaml, %s\n", site, confd, orNone(user))
-			fmt.Fprintf(&b, "# read: %s\n", orNone(strings.Join(st.loaded.Read, ", ")))
-			j := st.job
+			fmt.Fprintf(&b, "# read: %s\n", orNone(strings.Join(st.Loaded.Read, ", ")))
+			j := st.Job
 			fmt.Fprintf(&b, "# scheduler: %s", j.Scheduler)
 			if j.Flavor != "" {
 				fmt.Fprintf(&b, " (%s)", j.Flavor)
@@ -171,7 +91,7 @@ Paths may use $USER, $UID and $HOME. A config error names the file and line.
 			for _, s := range j.Sources {
 				fmt.Fprintf(&b, "#   %s: %s (from %s)\n", s.Fact, s.Value, s.From)
 			}
-			b.WriteString(st.conf.Render())
+			b.WriteString(st.Conf.Render())
 			if _, err := os.Stdout.WriteString(b.String()); err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/hpcrun/hpcrun/launch"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,22 +28,22 @@ func (o *cacheOptions) AddFlags(cmd *cobra.Command) {
 }
 
 func (o *cacheOptions) open() (*store.Store, error) {
-	return openStore(o.dir, hostFacts())
+	return openStore(o.dir, launch.HostFacts())
 }
 
 // openStore opens --cache, else the cache the config and the node give.
-func openStore(dir string, h host) (*store.Store, error) {
+func openStore(dir string, h launch.Host) (*store.Store, error) {
 	s, _, err := openStoreSettings(dir, h)
 	return s, err
 }
 
 // openStoreSettings is openStore that also returns the settings it read.
-func openStoreSettings(dir string, h host) (*store.Store, *settings, error) {
-	st, err := loadSettings(h, dir, "")
+func openStoreSettings(dir string, h launch.Host) (*store.Store, *launch.Settings, error) {
+	st, err := launch.LoadSettings(h, dir, "")
 	if err != nil {
 		return nil, nil, err
 	}
-	if dir, err = st.cache(h); err != nil {
+	if dir, err = st.Cache(h); err != nil {
 		return nil, nil, err
 	}
 	s, err := store.Open(dir)
@@ -104,7 +105,7 @@ removed. Each removed image's digest is printed.
 		Example: "  hpcrun rmi sha256:d6e51c10\n  hpcrun rmi /scratch/images/py3.tar",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := hostFacts()
+			h := launch.HostFacts()
 			c, err := openStore(o.dir, h)
 			if err != nil {
 				return err
@@ -115,7 +116,7 @@ removed. Each removed image's digest is printed.
 			}
 			var failed []string
 			for _, a := range args {
-				e, err := pick(entries, a, h.cwd)
+				e, err := pick(entries, a, h.Cwd)
 				if err == nil {
 					err = c.Remove(e.Digest)
 				}

@@ -21,8 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/internal/atomicfile"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
-	"github.com/hpcrun/hpcrun/runtime/procs"
 
 	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
@@ -406,7 +406,7 @@ func execIn(c *runtime.Containers, id string, p runtime.Process) (int, error) {
 	defer signal.Stop(sigs)
 	stdio := runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
 	switch {
-	case p.TTY && isTerminal(os.Stdin):
+	case p.TTY && launch.IsTerminal(os.Stdin):
 		t, err := runtime.NewExecTerminal(stdio)
 		if err != nil {
 			return runtime.StatusFailed, err
@@ -440,48 +440,4 @@ func parseSignal(s string) (unix.Signal, error) {
 		return sig, nil
 	}
 	return 0, fmt.Errorf("unknown signal %q", s)
-}
-
-// anchorToParent makes hpcrun's parent the anchor of the container cfg
-// makes (Config.Anchor): the container ends when the parent does. The
-// returned func closes hpcrun's copy of the anchor.
-func anchorToParent(cfg *runtime.Config) func() {
-	f, err := procs.Parent()
-	if err != nil {
-		return func() {}
-	}
-	cfg.Anchor = f
-	return func() { cfg.Anchor.Close() }
-}
-
-// runNamed runs a job detached: a named container (run-PID by default)
-// that lives past hpcrun's exit, its output in a log file. exec, ps and
-// kill find it by name; its state goes when it stops.
-func runNamed(so *stateOptions, o *runOptions, im *chosenImage, cfg *runtime.Config, log *logger) (int, error) {
-	c, err := so.open(true)
-	if err != nil {
-		return 0, err
-	}
-	name := o.name
-	if name == "" {
-		name = "run-" + strconv.Itoa(os.Getpid())
-	}
-	cfg.Foreground = false
-	if im.hold != nil {
-		cfg.Hold = []*os.File{im.hold}
-	}
-	if os.Getenv("SLURM_JOB_ID") != "" {
-		// Under Slurm the service ends with what started it, the job's
-		// script or task, and so with the job.
-		defer anchorToParent(cfg)()
-	}
-	if _, err := c.Create(name, cfg, runtime.CreateOptions{Autoremove: true}); err != nil {
-		return 0, err
-	}
-	if err := c.Start(name); err != nil {
-		c.Delete(name, true)
-		return 0, err
-	}
-	log.infof("container %s runs detached; its output goes to %s (hpcrun ps, exec and kill %s)", name, c.LogPath(name), name)
-	return 0, nil
 }

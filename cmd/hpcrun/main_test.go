@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
-	"github.com/hpcrun/hpcrun/jobs"
 )
 
 func TestIsRunForm(t *testing.T) {
@@ -112,34 +110,6 @@ func TestNotJobsListsEverySubcommand(t *testing.T) {
 	} {
 		if early.MayRunJob(args) {
 			t.Errorf("MayRunJob(%q) = true: a verb after global flags", args)
-		}
-	}
-}
-
-func TestWarningsAndQuiet(t *testing.T) {
-	rootfs := t.TempDir()
-	os.MkdirAll(filepath.Join(rootfs, "usr/share"), 0o755)
-	h := host{env: []string{"PATH=/bin"}, cwd: "/usr/share", uid: 1000, gid: 1000,
-		exists: func(p string) bool { _, err := os.Stat(p); return err == nil }}
-	for _, quiet := range []bool{false, true} {
-		var buf bytes.Buffer
-		log := &logger{quiet: quiet, w: &buf}
-		o := &runOptions{rootfs: rootfs, net: "host"}
-		st := &settings{conf: jobs.Defaults()}
-		im, err := openImage(context.Background(), o, h, st, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := resolve(o, im, []string{"true"}, h, st, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.Spec.Process.Cwd != "/usr/share" {
-			t.Errorf("cwd = %q", cfg.Spec.Process.Cwd)
-		}
-		warned := strings.Count(buf.String(), "hpcrun: warning: ")
-		if quiet && warned != 0 || !quiet && warned != 2 { // no $HOME, and the unbound system directory
-			t.Errorf("quiet=%v: warnings %q", quiet, buf.String())
 		}
 	}
 }

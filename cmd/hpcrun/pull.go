@@ -9,7 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/unpacker"
+	"github.com/hpcrun/hpcrun/internal/unpacker"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/unpack"
 	"github.com/hpcrun/hpcrun/unpack/store"
 )
@@ -44,7 +45,7 @@ podman's auth.json; hpcrun login stores them.
   hpcrun pull ghcr.io/org/app@sha256:0b1c...`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := hostFacts()
+			h := launch.HostFacts()
 			ref := args[0]
 			if !strings.HasPrefix(ref, unpack.RegistryPrefix) {
 				ref = unpack.RegistryPrefix + ref
@@ -60,7 +61,7 @@ podman's auth.json; hpcrun login stores them.
 				}
 			}
 			if output != "" && !filepath.IsAbs(output) {
-				output = filepath.Join(h.cwd, output)
+				output = filepath.Join(h.Cwd, output)
 			}
 			if output != "" {
 				if fi, err := os.Stat(filepath.Dir(output)); err != nil || !fi.IsDir() {
@@ -71,16 +72,9 @@ podman's auth.json; hpcrun login stores them.
 			if err != nil {
 				return err
 			}
-			progress := "lines"
-			switch {
-			case g.quiet:
-				progress = "none"
-			case h.stderrTTY:
-				progress = "bar"
-			}
 			d, err := unpacker.Ensure(cmd.Context(), unpacker.Request{
-				Ref: ref, Cache: s.Dir, Platform: p.String(), Progress: progress, Stderr: os.Stderr,
-				Pull: true, Output: output, MaxSize: st.conf.MaxImageSize.Value,
+				Ref: ref, Cache: s.Dir, Platform: p.String(), Progress: launch.Progress(g.log(), h), Stderr: os.Stderr,
+				Pull: true, Output: output, MaxSize: st.Conf.MaxImageSize.Value,
 			})
 			if err != nil {
 				return err
@@ -121,7 +115,7 @@ Docker Hub is docker.io.
   echo "$TOKEN" | hpcrun login -u alice --password-stdin registry.example.org:5000`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := hostFacts()
+			h := launch.HostFacts()
 			s, err := openStore(o.dir, h)
 			if err != nil {
 				return err

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hpcrun/hpcrun/launch"
 )
 
 func newSpecCommand(g *globalOptions) *cobra.Command {
@@ -35,36 +35,17 @@ are hpcrun's own and are not part of the config.
   runc --root /tmp/runc-$UID run --bundle bundle demo`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.writableTmpfs {
-				return usageError{errors.New("--writable-tmpfs has no OCI config equivalent; drop it for spec")}
-			}
-			h := hostFacts()
-			o.fakeroot = true
-			log := newLogger(g, time.Now())
 			ctx := cmd.Context()
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			st, err := loadSettings(h, o.cacheDir, o.net)
-			if err != nil {
-				return err
-			}
-			st.logTo(log)
-			im, err := openImage(ctx, &o, h, st, log)
-			if err != nil {
-				return err
-			}
-			defer im.release()
-			if len(args) == 0 && len(im.config.Entrypoint)+len(im.config.Cmd) == 0 {
-				args = []string{"sh"}
-			}
-			cfg, err := resolve(&o, im, args, h, st, log)
+			spec, err := launch.Spec(ctx, o.request(cmd.Flags(), args), g.log())
 			if err != nil {
 				return err
 			}
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "\t")
-			return enc.Encode(cfg.Spec)
+			return enc.Encode(spec)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)

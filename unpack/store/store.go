@@ -237,7 +237,7 @@ func TmpPrefix(d Digest) string { return d.name() + "." + strconv.Itoa(os.Getpid
 // CopyPrefix starts the name of a copy of hpcrun's unpacker in TmpDir,
 // which hpcruns before issue 16's fix ran from there where the kernel
 // forbids executing a memfd. hpcrun now runs an unnamed copy (see
-// cmd/hpcrun/internal/unpacker) and only sweeps the old ones.
+// internal/unpacker) and only sweeps the old ones.
 const CopyPrefix = "hpcrun-unpack."
 
 // SweepCopies removes the copies of the unpacker that a killed hpcrun left

@@ -1,4 +1,4 @@
-package main
+package launch
 
 import (
 	"os"
@@ -38,13 +38,13 @@ func TestCacheSameForEveryProcess(t *testing.T) {
 		{"/var/tmp noexec", map[string]jobs.Dir{"/var/tmp": {Exists: true, Writable: true, Local: true, NoExec: true}, "/tmp": tmpfs, "/scratch/u": local}, "/tmp/hpcrun-1000"},
 	} {
 		for name, env := range envs {
-			h := host{env: append(append([]string{}, base...), env...), uid: 1000, cwd: "/"}
-			st, err := loadSettings(h, "", "")
+			h := Host{Env: append(append([]string{}, base...), env...), UID: 1000, Cwd: "/"}
+			st, err := LoadSettings(h, "", "")
 			if err != nil {
 				t.Fatal(err)
 			}
-			st.probe = func(p string) jobs.Dir { return probes.dirs[p] }
-			got, err := st.cache(h)
+			st.Probe = func(p string) jobs.Dir { return probes.dirs[p] }
+			got, err := st.Cache(h)
 			if err != nil || got != probes.want {
 				t.Errorf("%s, %s: cache = %q, %v; want %s", probes.name, name, got, err, probes.want)
 			}
@@ -73,13 +73,13 @@ func TestCacheNoexec(t *testing.T) {
 		{"default", "", []string{"TMPDIR=/tmp"}, "no node-local dir for the image cache: /var/tmp is mounted noexec, /tmp is mounted noexec; "},
 	}
 	for _, tc := range tests {
-		h := host{env: append(append([]string{}, base...), tc.env...), uid: 1000, cwd: "/"}
-		st, err := loadSettings(h, tc.flag, "")
+		h := Host{Env: append(append([]string{}, base...), tc.env...), UID: 1000, Cwd: "/"}
+		st, err := LoadSettings(h, tc.flag, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		st.probe = probe
-		if got, err := st.cache(h); err == nil || !strings.Contains(err.Error(), tc.err) {
+		st.Probe = probe
+		if got, err := st.Cache(h); err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: cache = %q, %v; want %q", tc.name, got, err, tc.err)
 		}
 	}
