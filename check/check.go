@@ -1,6 +1,7 @@
 package check
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -192,4 +193,23 @@ func config(e Env) Result {
 		r.Detail = "read " + strings.Join(e.ConfigRead, ", ")
 	}
 	return r
+}
+
+// Report prints the results: as Write does with the summary after them,
+// or with asJSON as one JSON document, for scripts.
+func Report(w io.Writer, rs []Result, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Failed  bool     `json:"failed"`
+			Summary string   `json:"summary"`
+			Results []Result `json:"results"`
+		}{Failed(rs), Summary(rs), rs})
+	}
+	if err := Write(w, rs); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, Summary(rs))
+	return err
 }

@@ -19,13 +19,22 @@ import (
 type Log struct {
 	Verbose, Quiet bool
 	Start          time.Time
-	W              io.Writer
+	W              io.Writer // standard error
+	Out            io.Writer // standard output
 }
 
 // Infof says something worth a line that is no warning.
 func (l *Log) Infof(format string, args ...any) {
 	if !l.Quiet {
 		fmt.Fprintf(l.W, "hpcrun: %s\n", termsafe.Escape(fmt.Sprintf(format, args...)))
+	}
+}
+
+// Printf is a result the user asked for, on standard output: what -q
+// silences.
+func (l *Log) Printf(format string, args ...any) {
+	if !l.Quiet {
+		fmt.Fprintf(l.Out, "%s\n", termsafe.Escape(fmt.Sprintf(format, args...)))
 	}
 }
 

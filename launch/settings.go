@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 
@@ -85,4 +86,33 @@ func (st *Settings) LogTo(log *Log) {
 		log.Debugf("config files: %s", strings.Join(st.Loaded.Read, ", "))
 	}
 	log.Debugf("network: %s (%s)", st.Conf.Network.Value, st.Conf.Network.From)
+}
+
+// Render is the effective configuration as hpcrun config prints it: YAML,
+// each value followed by where it came from, after comments that name the
+// config files and the job's facts.
+func (st *Settings) Render(h Host) string {
+	var b strings.Builder
+	b.WriteString("# hpcrun's effective configuration; after each value, where it came from.\n")
+	site, confd, user := jobs.ConfigPaths(h.Env)
+	fmt.Fprintf(&b, "# files: %s, %s/*.yaml, %s\n", site, confd, orNone(user))
+	fmt.Fprintf(&b, "# read: %s\n", orNone(strings.Join(st.Loaded.Read, ", ")))
+	j := st.Job
+	fmt.Fprintf(&b, "# scheduler: %s", j.Scheduler)
+	if j.Flavor != "" {
+		fmt.Fprintf(&b, " (%s)", j.Flavor)
+	}
+	b.WriteString("\n")
+	for _, s := range j.Sources {
+		fmt.Fprintf(&b, "#   %s: %s (from %s)\n", s.Fact, s.Value, s.From)
+	}
+	b.WriteString(st.Conf.Render())
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

@@ -1,21 +1,15 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/hpcrun/hpcrun/check"
-	"github.com/hpcrun/hpcrun/gpu"
-	"github.com/hpcrun/hpcrun/jobs"
+	"github.com/hpcrun/hpcrun/internal/helptext"
 	"github.com/hpcrun/hpcrun/launch"
-	"github.com/hpcrun/hpcrun/runtime"
 )
 
 // checkOptions are the flags of hpcrun check.
@@ -65,16 +59,16 @@ A status is ok; warn (containers run, but a feature will not work, or works
 badly); fail (no container can run here until it is fixed); or info (a fact).
 Run it where the jobs run: on a compute node, inside a job.
 
-` + exitStatus(statusDone("containers can run on this node; there may be warnings"),
-			status{"1", "a check failed: user namespaces, the image cache or the config"},
-			statusFailed("a bad flag")),
+` + helptext.ExitStatus(helptext.Done("containers can run on this node; there may be warnings"),
+			helptext.Status("1", "a check failed: user namespaces, the image cache or the config"),
+			helptext.Failed("a bad flag")),
 		Example: `  hpcrun check
   srun -N1 hpcrun check                              # on a compute node, in a job
   hpcrun check --cache /scratch/$USER/hpcrun
   hpcrun check --json | jq -r '.results[] | select(.fix) | .fix'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCheck(os.Stdout, checkEnv(launch.HostFacts(), o.cacheDir, so.root), o.json)
+			return runCheck(os.Stdout, launch.CheckEnv(launch.HostFacts(), o.cacheDir, so.root), o.json)
 		},
 	}
 	o.AddFlags(cmd.Flags())
@@ -82,54 +76,11 @@ Run it where the jobs run: on a compute node, inside a job.
 	return cmd
 }
 
-// checkEnv describes this node and caller to check.Run: the settings as a
-// run would resolve them, and the real probes.
-func checkEnv(h launch.Host, cacheFlag, stateRoot string) check.Env {
-	e := check.Env{
-		Environ:   h.Env,
-		UID:       int(h.UID),
-		StateRoot: stateRoot,
-		Dir:       jobs.ProbeDir,
-		UserNS:    runtime.ProbeUserNS,
-		Overlay:   runtime.ProbeOverlay,
-		GPU:       gpu.Host{Env: h.Env},
-	}
-	st, err := launch.LoadSettings(h, cacheFlag, "")
-	if err != nil {
-		e.ConfigErr = err
-		e.CacheErr = errors.New("not known: the config does not load")
-		return e
-	}
-	e.ConfigRead = st.Loaded.Read
-	e.Cache, e.CacheErr = st.Cache(h)
-	e.CacheFrom = st.Conf.Cache.From
-	if strings.HasPrefix(e.CacheFrom, "default") {
-		e.CacheFrom += ", " + st.Conf.Scratch.From
-	}
-	return e
-}
-
 // runCheck prints the diagnosis; a failed check ends hpcrun with status 1.
 func runCheck(w io.Writer, e check.Env, asJSON bool) error {
 	rs := check.Run(e)
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		err := enc.Encode(struct {
-			Failed  bool           `json:"failed"`
-			Summary string         `json:"summary"`
-			Results []check.Result `json:"results"`
-		}{check.Failed(rs), check.Summary(rs), rs})
-		if err != nil {
-			return err
-		}
-	} else {
-		if err := check.Write(w, rs); err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintln(w, check.Summary(rs)); err != nil {
-			return err
-		}
+	if err := check.Report(w, rs, asJSON); err != nil {
+		return err
 	}
 	if check.Failed(rs) {
 		return exitError{1}

@@ -1,12 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hpcrun/hpcrun/internal/helptext"
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/launch"
 )
@@ -62,8 +61,8 @@ Keys:
 
 Paths may use $USER, $UID and $HOME. A config error names the file and line.
 
-` + exitStatus(statusDone("the configuration was printed"),
-			statusFailed("a config file that cannot be read or parsed, or a bad value in it (with its file:line); "+
+` + helptext.ExitStatus(helptext.Done("the configuration was printed"),
+			helptext.Failed("a config file that cannot be read or parsed, or a bad value in it (with its file:line); "+
 				"a cache or scratch dir on a noexec filesystem, or no usable one, after the configuration was printed")),
 		Example: `  hpcrun config
   HPCRUN_CONFIG=./site.yaml hpcrun config     # check a site file before installing it`,
@@ -77,22 +76,7 @@ Paths may use $USER, $UID and $HOME. A config error names the file and line.
 			// An unusable cache or scratch dir is reported after the config,
 			// which is printed anyway: it is what one checks it with.
 			_, cacheErr := st.Cache(h)
-			var b strings.Builder
-			b.WriteString("# hpcrun's effective configuration; after each value, where it came from.\n")
-			site, confd, user := jobs.ConfigPaths(h.Env)
-			fmt.Fprintf(&b, "# files: %s, %s/*.yaml, %s\n", site, confd, orNone(user))
-			fmt.Fprintf(&b, "# read: %s\n", orNone(strings.Join(st.Loaded.Read, ", ")))
-			j := st.Job
-			fmt.Fprintf(&b, "# scheduler: %s", j.Scheduler)
-			if j.Flavor != "" {
-				fmt.Fprintf(&b, " (%s)", j.Flavor)
-			}
-			b.WriteString("\n")
-			for _, s := range j.Sources {
-				fmt.Fprintf(&b, "#   %s: %s (from %s)\n", s.Fact, s.Value, s.From)
-			}
-			b.WriteString(st.Conf.Render())
-			if _, err := os.Stdout.WriteString(b.String()); err != nil {
+			if _, err := os.Stdout.WriteString(st.Render(h)); err != nil {
 				return err
 			}
 			return cacheErr
@@ -100,11 +84,4 @@ Paths may use $USER, $UID and $HOME. A config error names the file and line.
 	}
 	cmd.SetFlagErrorFunc(flagError)
 	return cmd
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }

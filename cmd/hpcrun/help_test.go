@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hpcrun/hpcrun/internal/helptext"
 )
 
 // Every command that --help lists, help and completion included, has
@@ -50,7 +52,7 @@ func TestHelpTexts(t *testing.T) {
 }
 
 func TestExitStatusWraps(t *testing.T) {
-	got := exitStatus(status{"0", "done"}, status{"125", strings.Repeat("word ", 30)})
+	got := helptext.ExitStatus(helptext.Status("0", "done"), helptext.Status("125", strings.Repeat("word ", 30)))
 	for _, l := range strings.Split(got, "\n") {
 		if len(l) > 79 {
 			t.Errorf("line longer than 79: %q", l)

@@ -3,18 +3,17 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/hpcrun/hpcrun/launch"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/hpcrun/hpcrun/unpack/store"
-
+	"github.com/hpcrun/hpcrun/internal/helptext"
 	"github.com/hpcrun/hpcrun/internal/termsafe"
+	"github.com/hpcrun/hpcrun/launch"
+	"github.com/hpcrun/hpcrun/unpack/store"
 )
 
 // cacheOptions are the flags of the commands that manage the image cache.
@@ -28,26 +27,8 @@ func (o *cacheOptions) AddFlags(cmd *cobra.Command) {
 }
 
 func (o *cacheOptions) open() (*store.Store, error) {
-	return openStore(o.dir, launch.HostFacts())
-}
-
-// openStore opens --cache, else the cache the config and the node give.
-func openStore(dir string, h launch.Host) (*store.Store, error) {
-	s, _, err := openStoreSettings(dir, h)
+	s, _, err := launch.OpenStore(launch.HostFacts(), o.dir)
 	return s, err
-}
-
-// openStoreSettings is openStore that also returns the settings it read.
-func openStoreSettings(dir string, h launch.Host) (*store.Store, *launch.Settings, error) {
-	st, err := launch.LoadSettings(h, dir, "")
-	if err != nil {
-		return nil, nil, err
-	}
-	if dir, err = st.Cache(h); err != nil {
-		return nil, nil, err
-	}
-	s, err := store.Open(dir)
-	return s, st, err
 }
 
 func newImagesCommand() *cobra.Command {
@@ -59,8 +40,8 @@ func newImagesCommand() *cobra.Command {
 reference they were first unpacked from, or that a temp cleaner damaged the
 image (its next use unpacks it again).
 
-` + exitStatus(statusDone("the list was printed (an empty cache lists nothing)"),
-			statusFailed("a bad flag, a bad config file, a cache that cannot be made or read, or that another "+
+` + helptext.ExitStatus(helptext.Done("the list was printed (an empty cache lists nothing)"),
+			helptext.Failed("a bad flag, a bad config file, a cache that cannot be made or read, or that another "+
 				"user could change")),
 		Example: "  hpcrun images\n  HPCRUN_CACHE=/scratch/$USER/hpcrun hpcrun images",
 		Args:    cobra.NoArgs,
@@ -80,7 +61,7 @@ image (its next use unpacks it again).
 				if e.Damaged {
 					ref = "(damaged: a temp cleaner removed files from it; unpacked again at its next use)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", short(e.Digest.String()), store.Bytes(e.Size),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Digest.Abbrev(), store.Bytes(e.Size),
 					e.LastUse.Local().Format(time.DateTime), termsafe.Line(ref))
 			}
 			return tw.Flush()
@@ -99,14 +80,14 @@ func newRmiCommand() *cobra.Command {
 reference they were unpacked from. An image that a job is using is not
 removed. Each removed image's digest is printed.
 
-` + exitStatus(statusDone("every image named was removed"),
-			statusFailed("an image that is not cached, a digest prefix that names several, an image that a "+
+` + helptext.ExitStatus(helptext.Done("every image named was removed"),
+			helptext.Failed("an image that is not cached, a digest prefix that names several, an image that a "+
 				"job is using, a cache that cannot be opened; the other images named are still removed")),
 		Example: "  hpcrun rmi sha256:d6e51c10\n  hpcrun rmi /scratch/images/py3.tar",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h := launch.HostFacts()
-			c, err := openStore(o.dir, h)
+			c, _, err := launch.OpenStore(h, o.dir)
 			if err != nil {
 				return err
 			}
@@ -116,7 +97,7 @@ removed. Each removed image's digest is printed.
 			}
 			var failed []string
 			for _, a := range args {
-				e, err := pick(entries, a, h.Cwd)
+				e, err := store.Pick(entries, a, h.Cwd)
 				if err == nil {
 					err = c.Remove(e.Digest)
 				}
@@ -147,8 +128,8 @@ except those that jobs are using, which are skipped; the blobs of pulled images
 not used for AGE; and what killed unpacks left behind. Each removed image's
 digest is printed.
 
-` + exitStatus(statusDone("the images were removed, or there were none to remove"),
-			statusFailed("a bad flag, a cache that cannot be opened, an image that could not be removed")),
+` + helptext.ExitStatus(helptext.Done("the images were removed, or there were none to remove"),
+			helptext.Failed("a bad flag, a cache that cannot be opened, an image that could not be removed")),
 		Example: "  hpcrun prune --older-than 168h      # not used for a week\n  hpcrun prune                         # every image no job is using",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -166,40 +147,4 @@ digest is printed.
 	o.AddFlags(cmd)
 	cmd.Flags().DurationVar(&age, "older-than", 0, "remove only images last used longer than `AGE` ago (e.g. 168h)")
 	return cmd
-}
-
-// pick finds the one entry that name names: its digest, at least 6 hex
-// digits of it (with or without "sha256:"), or the ref it was unpacked
-// from, relative to cwd or absolute.
-func pick(entries []store.Entry, name, cwd string) (store.Entry, error) {
-	ref := name
-	if !filepath.IsAbs(ref) {
-		ref = filepath.Join(cwd, ref)
-	}
-	alg, hex, ok := strings.Cut(name, ":")
-	if !ok {
-		alg, hex = "", name
-	}
-	byHex := len(hex) >= 6 && strings.Trim(hex, "0123456789abcdef") == ""
-	var hits []store.Entry
-	for _, e := range entries {
-		if e.Ref == ref || e.Ref == name || (byHex && (alg == "" || alg == e.Digest.Algorithm()) && strings.HasPrefix(e.Digest.Encoded(), hex)) {
-			hits = append(hits, e)
-		}
-	}
-	switch len(hits) {
-	case 1:
-		return hits[0], nil
-	case 0:
-		return store.Entry{}, fmt.Errorf("no cached image %q: give its digest (6 hex digits or more) or the ref it was unpacked from (see hpcrun images)", name)
-	}
-	return store.Entry{}, fmt.Errorf("%s names %d cached images; give more of the digest", name, len(hits))
-}
-
-// short abbreviates a digest for tables.
-func short(d string) string {
-	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
-		return d[:i+13]
-	}
-	return d
 }

@@ -13,6 +13,7 @@ import (
 
 	// Imported first for its init function: see the package.
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
 
 	"github.com/hpcrun/hpcrun/internal/termsafe"
@@ -42,7 +43,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // usageError is a bad command line.
 type usageError struct{ err error }
 
-func (e usageError) Error() string { return e.err.Error() + " (see hpcrun --help)" }
+func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 // execute runs one command line and returns hpcrun's exit status. pre is
@@ -62,16 +63,30 @@ func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 		root.ResetCommands()
 	}
 	root.SetArgs(args)
-	err := root.Execute()
+	code, msg := exitStatusOf(root.Execute())
+	if msg != "" {
+		fmt.Fprintf(stderr, "hpcrun: %s\n", termsafe.Line(msg))
+	}
+	return code
+}
+
+// exitStatusOf is hpcrun's exit status for how a command ended, and the
+// line to print for it, if any: the job's own status passes through;
+// hpcrun's failures are 125 (126 and 127 for a command that cannot run),
+// and a bad command line says where to look.
+func exitStatusOf(err error) (int, string) {
 	var ee exitError
+	var ue usageError
+	var le launch.UsageError
 	switch {
 	case err == nil:
-		return 0
+		return 0, ""
 	case errors.As(err, &ee):
-		return ee.code
+		return ee.code, ""
+	case errors.As(err, &ue), errors.As(err, &le):
+		return runtime.StatusFailed, err.Error() + " (see hpcrun --help)"
 	}
-	fmt.Fprintf(stderr, "hpcrun: %s\n", termsafe.Line(err.Error()))
-	return runtime.ExitStatus(err)
+	return runtime.ExitStatus(err), err.Error()
 }
 
 // isRunForm reports whether args run a job rather than a subcommand: the

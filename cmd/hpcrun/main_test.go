@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
+	"github.com/hpcrun/hpcrun/runtime"
 )
 
 func TestIsRunForm(t *testing.T) {
@@ -137,14 +138,14 @@ func TestLeanDependencies(t *testing.T) {
 
 func TestParseSignal(t *testing.T) {
 	for in, want := range map[string]unix.Signal{"TERM": unix.SIGTERM, "SIGTERM": unix.SIGTERM, "usr1": unix.SIGUSR1, "9": unix.SIGKILL} {
-		got, err := parseSignal(in)
+		got, err := runtime.ParseSignal(in)
 		if err != nil || got != want {
-			t.Errorf("parseSignal(%q) = %v, %v; want %v", in, got, err, want)
+			t.Errorf("runtime.ParseSignal(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, bad := range []string{"", "0", "65", "NOPE", "SIG"} {
-		if _, err := parseSignal(bad); err == nil {
-			t.Errorf("parseSignal(%q) succeeded", bad)
+		if _, err := runtime.ParseSignal(bad); err == nil {
+			t.Errorf("runtime.ParseSignal(%q) succeeded", bad)
 		}
 	}
 }

@@ -6,17 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/user"
-	"strconv"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hpcrun/hpcrun/internal/helptext"
 	"github.com/hpcrun/hpcrun/runtime"
-
-	"github.com/hpcrun/hpcrun/internal/termsafe"
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 func newProcessCommands(so *stateOptions) []*cobra.Command {
@@ -26,8 +22,8 @@ func newProcessCommands(so *stateOptions) []*cobra.Command {
 user, the CPU time and the command. They are found by their pid namespace in
 /proc; no cgroup is needed.
 
-`+exitStatus(statusDone("the processes were listed"),
-			statusFailed("no such container, a bad flag or --format")),
+`+helptext.ExitStatus(helptext.Done("the processes were listed"),
+			helptext.Failed("no such container, a bad flag or --format")),
 		`  hpcrun ps db
   hpcrun ps --format json slurm-1234.0`,
 		exactID, func(c *runtime.Containers, args []string) error {
@@ -46,17 +42,7 @@ user, the CPU time and the command. They are found by their pid namespace in
 			default:
 				return usageError{fmt.Errorf("--format %q: want table or json", psFormat)}
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "PID\tPID INSIDE\tUSER\tSTAT\tTIME\tRSS\tCOMMAND")
-			for _, p := range ps {
-				cmd := strings.Join(p.Cmdline, " ")
-				if cmd == "" {
-					cmd = "[" + p.Comm + "]"
-				}
-				fmt.Fprintf(tw, "%d\t%d\t%s\t%c\t%s\t%s\t%s\n", p.Pid, p.NSPid, userName(p.UID), p.State,
-					cpuTime(p.CPU), kib(p.RSS), termsafe.Line(cmd)) // the job writes its command line
-			}
-			return tw.Flush()
+			return procs.WriteTable(os.Stdout, ps)
 		})
 	psCmd.Flags().StringVarP(&psFormat, "format", "f", "table", "`table` or json (the host pids, as runc prints them)")
 
@@ -68,8 +54,8 @@ Elsewhere it stops them with SIGSTOP, sweeping /proc until none is left
 running, so that one forked meanwhile is stopped too. Either way the init
 keeps serving, and SIGKILL still ends a paused container.
 
-`+exitStatus(statusDone("the processes were stopped"),
-			statusFailed("no such container, one that is paused already or not running, a process that could not be stopped")),
+`+helptext.ExitStatus(helptext.Done("the processes were stopped"),
+			helptext.Failed("no such container, one that is paused already or not running, a process that could not be stopped")),
 		`  hpcrun pause db
   hpcrun resume db`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Pause(args[0]) })
@@ -77,8 +63,8 @@ keeps serving, and SIGKILL still ends a paused container.
 		`resume thaws the child cgroup of container ID and moves its processes
 back, or sends SIGCONT to every process of it, as pause stopped them.
 
-`+exitStatus(statusDone("the processes were continued"),
-			statusFailed("no such container, one that is not paused")),
+`+helptext.ExitStatus(helptext.Done("the processes were continued"),
+			helptext.Failed("no such container, one that is not paused")),
 		`  hpcrun pause db
   hpcrun resume db`,
 		exactID, func(c *runtime.Containers, args []string) error { return c.Resume(args[0]) })
@@ -93,95 +79,18 @@ of processes of container ID, in the shape of runc's events, read from /proc;
 then, when the container stops, an exit event (an oom event instead when the
 kernel's OOM killer killed its process). --stats prints one line and exits.
 
-`+exitStatus(statusDone("the container stopped and its exit (or oom) event was printed; with --stats, "+
+`+helptext.ExitStatus(helptext.Done("the container stopped and its exit (or oom) event was printed; with --stats, "+
 			"the one line was printed"),
-			statusFailed("no such container, a stopped one with --stats, a bad flag or --interval")),
+			helptext.Failed("no such container, a stopped one with --stats, a bad flag or --interval")),
 		`  hpcrun events --stats db
   hpcrun events --interval 1s db | jq -c .data.memory`,
 		exactID, func(c *runtime.Containers, args []string) error {
-			return events(c, args[0], ev.stats, ev.interval)
+			if ev.interval <= 0 {
+				return usageError{fmt.Errorf("--interval %v: want a positive duration", ev.interval)}
+			}
+			return c.Events(args[0], ev.stats, ev.interval, os.Stdout)
 		})
 	eventsCmd.Flags().BoolVar(&ev.stats, "stats", false, "print the figures once and exit")
 	eventsCmd.Flags().DurationVar(&ev.interval, "interval", 5*time.Second, "how often to print the figures")
 	return []*cobra.Command{psCmd, pauseCmd, resumeCmd, eventsCmd}
 }
-
-// event is one line of `hpcrun events`, as runc prints them.
-type event struct {
-	Type string `json:"type"`
-	ID   string `json:"id"`
-	Data any    `json:"data,omitempty"`
-}
-
-type statsData struct {
-	CPU struct {
-		Usage struct {
-			Total uint64 `json:"total"` // ns
-		} `json:"usage"`
-	} `json:"cpu"`
-	Memory struct {
-		Usage struct {
-			Usage uint64 `json:"usage"` // bytes
-		} `json:"usage"`
-	} `json:"memory"`
-	Pids struct {
-		Current uint64 `json:"current"`
-	} `json:"pids"`
-}
-
-func events(c *runtime.Containers, id string, once bool, interval time.Duration) error {
-	if interval <= 0 {
-		return usageError{fmt.Errorf("--interval %v: want a positive duration", interval)}
-	}
-	enc := json.NewEncoder(os.Stdout)
-	oomBefore := oomKills()
-	for {
-		st, err := c.Stats(id)
-		if err != nil {
-			s, lerr := c.Load(id)
-			if lerr != nil || s.Status != runtime.StatusStopped || once {
-				return err
-			}
-			// Stopped: say how, and end.
-			typ := "exit"
-			if s.ExitCode == 128+9 && oomKills() > oomBefore {
-				typ = "oom"
-			}
-			return enc.Encode(event{Type: typ, ID: id, Data: map[string]int{"status": s.ExitCode}})
-		}
-		var d statsData
-		d.CPU.Usage.Total = uint64(st.CPU.Nanoseconds())
-		d.Memory.Usage.Usage = uint64(st.RSS)
-		d.Pids.Current = uint64(st.Procs)
-		if err := enc.Encode(event{Type: "stats", ID: id, Data: d}); err != nil || once {
-			return err
-		}
-		time.Sleep(interval)
-	}
-}
-
-// oomKills is the kernel's count of OOM kills (/proc/vmstat oom_kill).
-func oomKills() int {
-	b, _ := os.ReadFile("/proc/vmstat")
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	return 0
-}
-
-func userName(uid int) string {
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		return u.Username
-	}
-	return strconv.Itoa(uid)
-}
-
-func cpuTime(d time.Duration) string {
-	s := int(d.Seconds())
-	return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
-}
-
-func kib(n int64) string { return strconv.FormatInt(n>>10, 10) + "K" }

@@ -4,15 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/hpcrun/hpcrun/internal/helptext"
 	"github.com/hpcrun/hpcrun/internal/unpacker"
 	"github.com/hpcrun/hpcrun/launch"
-	"github.com/hpcrun/hpcrun/unpack"
-	"github.com/hpcrun/hpcrun/unpack/store"
 )
 
 func newPullCommand(g *globalOptions) *cobra.Command {
@@ -37,56 +34,16 @@ directory; an interrupted pull resumes where it stopped. Credentials come
 from $REGISTRY_AUTH_FILE, ~/.docker/config.json (or $DOCKER_CONFIG) and
 podman's auth.json; hpcrun login stores them.
 
-` + exitStatus(statusDone("the image was pulled and unpacked, or written to FILE"),
-			statusFailed("a bad reference, the registry refused or failed (404, a login needed, a digest mismatch), no network, a full disk; run the pull again to resume")),
+` + helptext.ExitStatus(helptext.Done("the image was pulled and unpacked, or written to FILE"),
+			helptext.Failed("a bad reference, the registry refused or failed (404, a login needed, a digest mismatch), no network, a full disk; run the pull again to resume")),
 		Example: `  hpcrun pull python:3.12
   hpcrun --image docker://python:3.12 python3 -c 'print(1)'
   hpcrun pull -o py312.tar --platform linux/arm64 docker.io/library/python:3.12
   hpcrun pull ghcr.io/org/app@sha256:0b1c...`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := launch.HostFacts()
-			ref := args[0]
-			if !strings.HasPrefix(ref, unpack.RegistryPrefix) {
-				ref = unpack.RegistryPrefix + ref
-			}
-			if _, err := unpack.Locate(ref); err != nil {
-				return usageError{err}
-			}
-			p := unpack.HostPlatform()
-			if platform != "" {
-				var err error
-				if p, err = unpack.ParsePlatform(platform); err != nil {
-					return usageError{err}
-				}
-			}
-			if output != "" && !filepath.IsAbs(output) {
-				output = filepath.Join(h.Cwd, output)
-			}
-			if output != "" {
-				if fi, err := os.Stat(filepath.Dir(output)); err != nil || !fi.IsDir() {
-					return usageError{fmt.Errorf("-o %s: its directory does not exist", output)}
-				}
-			}
-			s, st, err := openStoreSettings(o.dir, h)
-			if err != nil {
-				return err
-			}
-			d, err := unpacker.Ensure(cmd.Context(), unpacker.Request{
-				Ref: ref, Cache: s.Dir, Platform: p.String(), Progress: launch.Progress(g.log(), h), Stderr: os.Stderr,
-				Pull: true, Output: output, MaxSize: st.Conf.MaxImageSize.Value,
-			})
-			if err != nil {
-				return err
-			}
-			switch {
-			case g.quiet:
-			case output != "":
-				fmt.Printf("pulled %s (%s) to %s\n", strings.TrimPrefix(ref, unpack.RegistryPrefix), store.Digest(d).Short(), output)
-			default:
-				fmt.Printf("pulled %s (%s) into %s\n", strings.TrimPrefix(ref, unpack.RegistryPrefix), store.Digest(d).Short(), s.Dir)
-			}
-			return nil
+			return launch.Pull(cmd.Context(), launch.PullRequest{Ref: args[0], Cache: o.dir, Platform: platform, Output: output},
+				launch.HostFacts(), g.log())
 		},
 	}
 	o.AddFlags(cmd)
@@ -109,14 +66,14 @@ it is set, else in ~/.docker/config.json ($DOCKER_CONFIG/config.json), mode
 what is not given; in a script, pipe the password with --password-stdin.
 Docker Hub is docker.io.
 
-` + exitStatus(statusDone("the registry took the credentials, and they were stored"),
-			statusFailed("the registry refused them, could not be reached, or no terminal to ask on without --password-stdin")),
+` + helptext.ExitStatus(helptext.Done("the registry took the credentials, and they were stored"),
+			helptext.Failed("the registry refused them, could not be reached, or no terminal to ask on without --password-stdin")),
 		Example: `  hpcrun login ghcr.io
   echo "$TOKEN" | hpcrun login -u alice --password-stdin registry.example.org:5000`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h := launch.HostFacts()
-			s, err := openStore(o.dir, h)
+			s, _, err := launch.OpenStore(h, o.dir)
 			if err != nil {
 				return err
 			}

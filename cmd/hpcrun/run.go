@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hpcrun/hpcrun/internal/helptext"
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
@@ -109,11 +110,11 @@ job; if hpcrun is killed, the job dies with it.
 
 ` + jobs.EnvRule + `
 
-` + jobStatus("CMD", "CMD", "a bad flag, no --image or --rootfs, a missing, broken or "+
+` + helptext.JobStatus("CMD", "CMD", "a bad flag, no --image or --rootfs, a missing, broken or "+
 			"hostile image, a full cache, a missing bind source, a bad config file (with its file:line), a bind "+
 			"the site forbids, an unusable scratch dir, --gpu on a node without the driver, user namespaces "+
 			"disabled (the message names the sysctl and the fix)",
-			status{"0", "with --detach: the container was started in the background"}),
+			helptext.Status("0", "with --detach: the container was started in the background")),
 		Example: `  hpcrun --image py3.tar python3 script.py --arg 1
   hpcrun --image /scratch/images/py3.tar --bind /scratch/$USER:/data:ro python3 train.py
   srun hpcrun --image py3.tar --cleanenv python3 -c 'import os; print(os.environ["SLURM_PROCID"])'
@@ -187,5 +188,5 @@ func (g *globalOptions) log() *launch.Log {
 	if start.IsZero() {
 		start = time.Now()
 	}
-	return &launch.Log{Verbose: g.verbose, Quiet: g.quiet, Start: start, W: os.Stderr}
+	return &launch.Log{Verbose: g.verbose, Quiet: g.quiet, Start: start, W: os.Stderr, Out: os.Stdout}
 }

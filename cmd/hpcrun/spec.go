@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hpcrun/hpcrun/internal/helptext"
 	"github.com/hpcrun/hpcrun/launch"
 )
 
@@ -27,8 +28,8 @@ config maps you to root inside, as --fakeroot does; hpcrun itself keeps your
 uid unless you ask for --fakeroot. The generated /etc/passwd and /etc/group
 are hpcrun's own and are not part of the config.
 
-` + exitStatus(statusDone("the config was printed"),
-			statusFailed("a bad flag, --writable-tmpfs, no --image or --rootfs, an image that cannot be "+
+` + helptext.ExitStatus(helptext.Done("the config was printed"),
+			helptext.Failed("a bad flag, --writable-tmpfs, no --image or --rootfs, an image that cannot be "+
 				"opened or unpacked, a missing bind source, a bad config file")),
 		Example: `  mkdir -p bundle && cp -a ./rootfs bundle/rootfs
   hpcrun spec --rootfs bundle/rootfs -- sh -c 'echo hello' > bundle/config.json

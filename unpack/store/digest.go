@@ -38,8 +38,16 @@ func (d Digest) String() string { return string(d) }
 
 // Short is "sha256:0123456789ab…", for messages.
 func (d Digest) Short() string {
+	if a := d.Abbrev(); a != string(d) {
+		return a + "…"
+	}
+	return string(d)
+}
+
+// Abbrev is "sha256:0123456789ab", for tables: hpcrun rmi takes it back.
+func (d Digest) Abbrev() string {
 	if enc := d.Encoded(); len(enc) > 12 {
-		return d.Algorithm() + ":" + enc[:12] + "…"
+		return d.Algorithm() + ":" + enc[:12]
 	}
 	return string(d)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -114,4 +115,32 @@ func decodeMeta(b []byte) (Meta, error) {
 		}
 	}
 	return m, nil
+}
+
+// Pick finds the one entry that name names: its digest, at least 6 hex
+// digits of it (with or without "sha256:"), or the ref it was unpacked
+// from, relative to cwd or absolute.
+func Pick(entries []Entry, name, cwd string) (Entry, error) {
+	ref := name
+	if !filepath.IsAbs(ref) {
+		ref = filepath.Join(cwd, ref)
+	}
+	alg, hex, ok := strings.Cut(name, ":")
+	if !ok {
+		alg, hex = "", name
+	}
+	byHex := len(hex) >= 6 && strings.Trim(hex, "0123456789abcdef") == ""
+	var hits []Entry
+	for _, e := range entries {
+		if e.Ref == ref || e.Ref == name || (byHex && (alg == "" || alg == e.Digest.Algorithm()) && strings.HasPrefix(e.Digest.Encoded(), hex)) {
+			hits = append(hits, e)
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], nil
+	case 0:
+		return Entry{}, fmt.Errorf("no cached image %q: give its digest (6 hex digits or more) or the ref it was unpacked from (see hpcrun images)", name)
+	}
+	return Entry{}, fmt.Errorf("%s names %d cached images; give more of the digest", name, len(hits))
 }

@@ -1,19 +1,17 @@
-package main
+package store
 
 import (
 	"strings"
 	"testing"
-
-	"github.com/hpcrun/hpcrun/unpack/store"
 )
 
 func TestPick(t *testing.T) {
-	a := store.Entry{Digest: store.Digest("sha256:abcdef0123" + strings.Repeat("0", 54)), Ref: "/scratch/py3.tar"}
-	b := store.Entry{Digest: store.Digest("sha256:abcdef4567" + strings.Repeat("1", 54)), Ref: "/scratch/other.tar:v1"}
-	entries := []store.Entry{a, b}
+	a := Entry{Digest: Digest("sha256:abcdef0123" + strings.Repeat("0", 54)), Ref: "/scratch/py3.tar"}
+	b := Entry{Digest: Digest("sha256:abcdef4567" + strings.Repeat("1", 54)), Ref: "/scratch/other.tar:v1"}
+	entries := []Entry{a, b}
 	for _, tc := range []struct {
 		name string
-		want *store.Entry
+		want *Entry
 		err  string
 	}{
 		{"/scratch/py3.tar", &a, ""},
@@ -29,12 +27,12 @@ func TestPick(t *testing.T) {
 		{"sha256", nil, "no cached image"},
 		{"sha512:abcdef0123", nil, "no cached image"},
 	} {
-		got, err := pick(entries, tc.name, "/scratch")
+		got, err := Pick(entries, tc.name, "/scratch")
 		switch {
 		case tc.want != nil && (err != nil || got != *tc.want):
-			t.Errorf("pick(%q) = %v, %v; want %v", tc.name, got.Digest, err, tc.want.Digest)
+			t.Errorf("Pick(%q) = %v, %v; want %v", tc.name, got.Digest, err, tc.want.Digest)
 		case tc.want == nil && (err == nil || !strings.Contains(err.Error(), tc.err)):
-			t.Errorf("pick(%q) = %v, %v; want an error with %q", tc.name, got.Digest, err, tc.err)
+			t.Errorf("Pick(%q) = %v, %v; want an error with %q", tc.name, got.Digest, err, tc.err)
 		}
 	}
 }

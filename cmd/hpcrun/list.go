@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hpcrun/hpcrun/internal/helptext"
+	"github.com/hpcrun/hpcrun/internal/termsafe"
+	"github.com/hpcrun/hpcrun/runtime"
+)
+
+// newListCommand lists the containers under the state root.
+func newListCommand(so *stateOptions) *cobra.Command {
+	var list struct {
+		quiet  bool
+		format string
+	}
+	listCmd := verb(so, "list [-q] [--format table|json]", "List your containers on this node",
+		`list shows the containers under --root: named runs (--name, and every run
+under Slurm or PBS), detached ones and those of the OCI verbs (create, run).
+The state of a container that has stopped is swept by the next hpcrun.
+
+`+helptext.ExitStatus(helptext.Done("the list was printed (no containers lists none)"),
+			helptext.Failed("a bad flag or --format, a state root that cannot be read")),
+		`  hpcrun list
+  hpcrun list -q
+  hpcrun list --format json`,
+		cobra.NoArgs, func(c *runtime.Containers, _ []string) error {
+			all, err := c.List()
+			if err != nil {
+				return err
+			}
+			switch {
+			case list.format == "json":
+				return runtime.WriteStatesJSON(os.Stdout, all)
+			case list.format != "table" && list.format != "":
+				return usageError{fmt.Errorf("--format %q: want table or json", list.format)}
+			case list.quiet:
+				for _, s := range all {
+					fmt.Println(termsafe.Escape(s.ID))
+				}
+				return nil
+			}
+			return runtime.WriteStates(os.Stdout, all)
+		})
+	listCmd.Flags().BoolVarP(&list.quiet, "quiet", "q", false, "print only the IDs")
+	listCmd.Flags().StringVarP(&list.format, "format", "f", "table", "`table` or json")
+	return listCmd
+}
