@@ -187,10 +187,9 @@ func workdir(f workdirFacts) (cwd, warning string, err error) {
 		warning = fmt.Sprintf("the current directory %s is a system directory, not bound: the job starts in the image's %s", f.phys, f.phys)
 	}
 	if runtime.InProcessDir(cwd) {
-		if f.pwd != "" {
-			return "", "", usage("--pwd %s is in a process's /proc directory, which can lead out of the container; give another", cwd)
-		}
-		return "", "", fmt.Errorf("the current directory %s is in a process's /proc directory, which can lead out of the container; cd elsewhere or give --pwd", cwd)
+		// Worded as the init words it (which checks again), wherever the
+		// directory came from: --pwd, the caller's or the image's.
+		return "", "", fmt.Errorf("working directory %s is in a process's /proc directory, which can lead out of the container; pick another with --pwd", cwd)
 	}
 	return cwd, warning, nil
 }
