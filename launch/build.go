@@ -46,8 +46,13 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	if err != nil {
 		return nil, err
 	}
+	realHome := home
+	if home != "" && h.Real != nil {
+		realHome = h.Real(home)
+	}
+	inHome := home != "" && (within(phys, home) || within(phys, realHome))
 	mo := runtime.MountOptions{Cwd: phys, Home: home, NoHome: r.NoHome, HostFiles: netns.HostFiles(h.Exists)}
-	if r.NoHome && home != "" && within(phys, home) {
+	if r.NoHome && inHome {
 		// The empty home stays empty: the real one must not come back
 		// through the working directory's bind.
 		mo.Cwd = ""
@@ -71,7 +76,8 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	mo.Binds = binds
 	mounts := runtime.Mounts(mo)
 	cwd, warning, err := workdir(workdirFacts{
-		pwd: r.Pwd, cwd: h.Cwd, phys: phys, mounts: mounts, noHome: r.NoHome, home: home,
+		pwd: r.Pwd, cwd: h.Cwd, phys: phys, mounts: mounts, noHome: r.NoHome, home: home, inHome: inHome,
+		atHome:   phys == home || phys == realHome,
 		imageDir: im.Config.WorkingDir, imageHas: im.Exists,
 	})
 	if err != nil {
@@ -148,6 +154,8 @@ type workdirFacts struct {
 	mounts    []specs.Mount
 	noHome    bool
 	home      string
+	inHome    bool   // the physical cwd is $HOME, or below it, by its logical or its real path
+	atHome    bool   // it is $HOME
 	imageDir  string // the image's WorkingDir
 	imageHas  func(string) bool
 }
@@ -166,8 +174,8 @@ func workdir(f workdirFacts) (cwd, warning string, err error) {
 			return "", "", usage("bad --pwd %q: give an absolute path inside the container", f.pwd)
 		}
 		cwd = f.pwd
-	case f.noHome && f.home != "" && within(f.phys, f.home):
-		if f.phys != f.home {
+	case f.noHome && f.inHome:
+		if !f.atHome {
 			return "", "", fmt.Errorf("--no-home gives the job an empty $HOME, and the current directory %s is in the real one; cd elsewhere or give --pwd", f.phys)
 		}
 		cwd = f.home // the empty one

@@ -379,6 +379,7 @@ func TestHome(t *testing.T) {
 		cwd    string // logical and physical
 		exist  []string
 		absent bool // /home/alice is not on this node
+		real   string // where the link /home/alice leads; "" for no link
 		want   []string
 		cwdIn  string
 		warn   string
@@ -412,6 +413,11 @@ func TestHome(t *testing.T) {
 			want: []string{"/home/alice/proj <- /home/alice/proj (rbind)"}, cwdIn: "/home/alice/proj"},
 		{name: "--no-home, a cwd that starts like $HOME", noHome: true, cwd: "/home/alice2", exist: []string{"/home/alice2"},
 			want: []string{tmpfsHome, "/home/alice2 <- /home/alice2 (rbind)"}, cwdIn: "/home/alice2"},
+		{name: "--no-home, $HOME a link, the cwd at its real path", noHome: true, real: "/gpfs/home/alice",
+			cwd: "/gpfs/home/alice", exist: []string{"/gpfs/home/alice"}, want: []string{tmpfsHome}, cwdIn: "/home/alice"},
+		{name: "--no-home, $HOME a link, the cwd below its real path", noHome: true, real: "/gpfs/home/alice",
+			cwd: "/gpfs/home/alice/proj", exist: []string{"/gpfs/home/alice/proj"},
+			err: "--no-home gives the job an empty $HOME, and the current directory /gpfs/home/alice/proj is in the real one; cd elsewhere or give --pwd"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -425,6 +431,14 @@ func TestHome(t *testing.T) {
 				j.h.Env = []string{"HOME=" + tc.home, "USER=alice"}
 			}
 			j.h.Cwd, j.h.PhysCwd = tc.cwd, tc.cwd
+			if tc.real != "" {
+				j.h.Real = func(p string) string {
+					if p == "/home/alice" {
+						return tc.real
+					}
+					return p
+				}
+			}
 			j.exist(tc.exist...)
 			if tc.absent {
 				delete(j.paths, "/home/alice")

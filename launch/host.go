@@ -16,8 +16,9 @@ type Host struct {
 	PhysCwd   string // with symlinks resolved
 	UID, GID  uint32
 	Exists    func(string) bool
-	TTY       bool // stdin is a terminal
-	StderrTTY bool // progress can be drawn
+	Real      func(string) string // a path with its symlinks resolved; nil: as it is
+	TTY       bool                // stdin is a terminal
+	StderrTTY bool                // progress can be drawn
 }
 
 // HostFacts reads the Host of this process.
@@ -31,12 +32,18 @@ func HostFacts() Host {
 		phys = cwd
 	}
 	return Host{
-		Env:       os.Environ(),
-		Cwd:       cwd,
-		PhysCwd:   phys,
-		UID:       uint32(os.Getuid()),
-		GID:       uint32(os.Getgid()),
-		Exists:    func(p string) bool { _, err := os.Stat(p); return err == nil },
+		Env:     os.Environ(),
+		Cwd:     cwd,
+		PhysCwd: phys,
+		UID:     uint32(os.Getuid()),
+		GID:     uint32(os.Getgid()),
+		Exists:  func(p string) bool { _, err := os.Stat(p); return err == nil },
+		Real: func(p string) string {
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				return r
+			}
+			return p
+		},
 		TTY:       IsTerminal(os.Stdin),
 		StderrTTY: IsTerminal(os.Stderr),
 	}
