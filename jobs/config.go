@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcrun/hpcrun/runtime"
 	"gopkg.in/yaml.v3"
 )
 
@@ -27,11 +28,10 @@ type Setting[T any] struct {
 
 func (s Setting[T]) set() bool { return s.From != "" }
 
-// Bind is a bind from the config: Spec is hpcrun's --bind syntax
-// (SRC[:DST[:ro]]). A missing Source is skipped unless Required.
+// Bind is a bind from the config, parsed by runtime's rules. A missing
+// Source is skipped unless Required.
 type Bind struct {
-	Spec     string
-	Source   string
+	runtime.Bind
 	Required bool
 	User     bool // from the user's file or HPCRUN_BINDS, not the site's
 	From     string
@@ -382,24 +382,24 @@ func (p parser) binds(n *yaml.Node) ([]Bind, error) {
 	out := []Bind{}
 	for _, it := range items {
 		b := Bind{From: p.at(it), User: p.layer == UserLayer}
-		var src, dst string
-		ro := false
 		switch it.Kind {
 		case yaml.ScalarNode:
 			s, err := p.scalar("binds", it, "SRC[:DST[:ro]]")
 			if err != nil {
 				return nil, err
 			}
-			parts := strings.Split(s, ":")
-			if len(parts) > 3 || len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw" {
-				return nil, p.errf(it, "binds: want SRC[:DST[:ro]], got %q", s)
+			if s, err = p.vars.expand(s); err != nil {
+				return nil, p.errf(it, "binds: %v", err)
 			}
-			src = parts[0]
-			if len(parts) > 1 {
-				dst = parts[1]
+			if src, _, _ := strings.Cut(s, ":"); !filepath.IsAbs(src) {
+				return nil, p.errf(it, "binds: want absolute paths, got %q", s)
 			}
-			ro = len(parts) == 3 && parts[2] == "ro"
+			if b.Bind, err = runtime.ParseBind(s, "/"); err != nil {
+				return nil, p.errf(it, "binds: %v", err)
+			}
 		case yaml.MappingNode:
+			var src, dst string
+			ro := false
 			for i := 0; i+1 < len(it.Content); i += 2 {
 				k, v := it.Content[i], it.Content[i+1]
 				var err error
@@ -422,29 +422,21 @@ func (p parser) binds(n *yaml.Node) ([]Bind, error) {
 			if src == "" {
 				return nil, p.errf(it, "binds: src is missing")
 			}
+			var err error
+			if src, err = p.vars.expand(src); err == nil {
+				dst, err = p.vars.expand(dst)
+			}
+			if err != nil {
+				return nil, p.errf(it, "binds: %v", err)
+			}
+			if !filepath.IsAbs(src) {
+				return nil, p.errf(it, "binds: want absolute paths, got %q", src)
+			}
+			if b.Bind, err = runtime.NewBind(src, dst, ro, "/"); err != nil {
+				return nil, p.errf(it, "binds: %v", err)
+			}
 		default:
 			return nil, p.errf(it, "binds: want SRC[:DST[:ro]] or {src: SRC, dst: DST, ro: true, required: true}, got %s", kindName(it))
-		}
-		var err error
-		if src, err = p.vars.expand(src); err == nil {
-			dst, err = p.vars.expand(dst)
-		}
-		if err != nil {
-			return nil, p.errf(it, "binds: %v", err)
-		}
-		if !filepath.IsAbs(src) || dst != "" && !filepath.IsAbs(dst) {
-			return nil, p.errf(it, "binds: want absolute paths, got %q", src+":"+dst)
-		}
-		b.Source = filepath.Clean(src)
-		b.Spec = b.Source
-		if dst != "" || ro {
-			if dst == "" {
-				dst = b.Source
-			}
-			b.Spec += ":" + filepath.Clean(dst)
-		}
-		if ro {
-			b.Spec += ":ro"
 		}
 		out = append(out, b)
 	}
@@ -602,11 +594,14 @@ func FromVariables(environ []string) (Config, error) {
 				if s = strings.TrimSpace(s); s == "" {
 					continue
 				}
-				src, _, _ := strings.Cut(s, ":")
-				if !filepath.IsAbs(src) {
+				if src, _, _ := strings.Cut(s, ":"); !filepath.IsAbs(src) {
 					return c, bad(": " + src + " is not absolute")
 				}
-				c.Binds.Value = append(c.Binds.Value, Bind{Spec: s, Source: filepath.Clean(src), User: true, From: v.Name})
+				rb, perr := runtime.ParseBind(s, "/")
+				if perr != nil {
+					return c, bad(": " + perr.Error())
+				}
+				c.Binds.Value = append(c.Binds.Value, Bind{Bind: rb, User: true, From: v.Name})
 			}
 		case "HPCRUN_ENV_PASS", "HPCRUN_ENV_DENY":
 			names := []string{}

@@ -94,47 +94,70 @@ type Bind struct {
 	ReadOnly bool
 }
 
-// ParseBind parses the --bind syntax SRC[:DST[:ro|rw]]. A relative SRC is
-// taken relative to cwd; DST defaults to SRC.
+// ParseBind parses the bind syntax SRC[:DST[:ro|rw]], the one of --bind,
+// HPCRUN_BINDS and a config file's binds. A relative SRC is taken relative
+// to cwd; DST defaults to SRC.
 func ParseBind(s, cwd string) (Bind, error) {
-	bad := func(why string) (Bind, error) {
-		return Bind{}, fmt.Errorf("bad --bind %q: %s; the form is SRC[:DST[:ro]]", s, why)
-	}
 	parts := strings.Split(s, ":")
 	if len(parts) > 3 {
-		return bad("too many ':'")
+		return Bind{}, bindError(s, "too many ':'")
 	}
-	b := Bind{Source: parts[0]}
-	if b.Source == "" {
-		return bad("empty source")
-	}
-	if !filepath.IsAbs(b.Source) {
-		b.Source = filepath.Join(cwd, b.Source)
-	}
-	b.Source = filepath.Clean(b.Source)
-	b.Dest = b.Source
-	if len(parts) > 1 {
-		if parts[1] == "" {
-			return bad("empty destination")
+	var dst string
+	if len(parts) > 1 && parts[0] != "" { // an empty source is named first
+		if dst = parts[1]; dst == "" {
+			return Bind{}, bindError(s, "empty destination")
 		}
-		if !filepath.IsAbs(parts[1]) {
-			return bad("the destination must be an absolute path")
-		}
-		b.Dest = filepath.Clean(parts[1])
 	}
+	ro := false
 	if len(parts) > 2 {
 		switch parts[2] {
 		case "ro":
-			b.ReadOnly = true
+			ro = true
 		case "rw":
 		default:
-			return bad(fmt.Sprintf("unknown option %q (ro or rw)", parts[2]))
+			return Bind{}, bindError(s, fmt.Sprintf("unknown option %q (ro or rw)", parts[2]))
 		}
 	}
+	return makeBind(s, parts[0], dst, ro, cwd)
+}
+
+// NewBind is ParseBind for a bind given in parts, as a config file's
+// {src, dst, ro} gives it: a path may hold a ':', and an empty dst is src.
+func NewBind(src, dst string, readOnly bool, cwd string) (Bind, error) {
+	s := src
+	if dst != "" {
+		s += ":" + dst
+	}
+	if readOnly {
+		s += ":ro"
+	}
+	return makeBind(s, src, dst, readOnly, cwd)
+}
+
+// makeBind checks and cleans the parts of the bind s.
+func makeBind(s, src, dst string, readOnly bool, cwd string) (Bind, error) {
+	if src == "" {
+		return Bind{}, bindError(s, "empty source")
+	}
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(cwd, src)
+	}
+	b := Bind{Source: filepath.Clean(src), ReadOnly: readOnly}
+	b.Dest = b.Source
+	if dst != "" {
+		if !filepath.IsAbs(dst) {
+			return Bind{}, bindError(s, "the destination must be an absolute path")
+		}
+		b.Dest = filepath.Clean(dst)
+	}
 	if b.Dest == "/" {
-		return bad("cannot bind over the container's /")
+		return Bind{}, bindError(s, "cannot bind over the container's /")
 	}
 	return b, nil
+}
+
+func bindError(s, why string) error {
+	return fmt.Errorf("bad bind %q: %s; the form is SRC[:DST[:ro]]", s, why)
 }
 
 // MountOptions are the host paths a job sees, before they become spec mounts.

@@ -62,7 +62,7 @@ func TestBadInput(t *testing.T) {
 		{"missing rootfs", []string{"--rootfs", dir + "/nope", "true"}, "does not exist"},
 		{"rootfs is a file", []string{"--rootfs", file, "true"}, "not a directory"},
 		{"missing bind source", []string{"--rootfs", rootfs, "--bind", dir + "/nope:/x", "true"}, "bind source"},
-		{"bad bind", []string{"--rootfs", rootfs, "--bind", "/a:/b:c:d", "true"}, "bad --bind"},
+		{"bad bind", []string{"--rootfs", rootfs, "--bind", "/a:/b:c:d", "true"}, `bad bind "/a:/b:c:d": too many`},
 		{"relative bind dest", []string{"--rootfs", rootfs, "--bind", "/tmp:rel", "true"}, "absolute"},
 		{"bad net", []string{"--rootfs", rootfs, "--net", "bridge", "true"}, "bad --net"},
 		{"relative pwd", []string{"--rootfs", rootfs, "--pwd", "x", "true"}, "bad --pwd"},

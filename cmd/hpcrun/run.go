@@ -447,11 +447,7 @@ func siteBinds(st *settings, h host, base []specs.Mount, log *logger) ([]runtime
 			log.debugf("bind %s (%s) is not on this node: skipped", b.Source, b.From)
 			continue
 		}
-		rb, err := runtime.ParseBind(b.Spec, "/")
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.From, err)
-		}
-		out = append(out, rb)
+		out = append(out, b.Bind)
 	}
 	return out, nil
 }
