@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcrun/hpcrun/netns"
 	"github.com/hpcrun/hpcrun/runtime"
 	"gopkg.in/yaml.v3"
 )
@@ -215,8 +216,7 @@ func ParseConfig(name string, data []byte, layer Layer, vars Vars) (Config, erro
 		case "network":
 			c.Network.Value, err = p.scalar(k.Value, v, "host or none")
 			if err == nil {
-				err = checkNetwork(c.Network.Value)
-				if err != nil {
+				if _, err = netns.ParseMode(c.Network.Value); err != nil {
 					err = p.errf(v, "network: %v", err)
 				}
 			}
@@ -529,13 +529,6 @@ func FormatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-func checkNetwork(s string) error {
-	if s != "host" && s != "none" {
-		return fmt.Errorf("want host or none, got %q", s)
-	}
-	return nil
-}
-
 // EnvVars are the HPCRUN_* variables that set config keys.
 var EnvVars = []struct{ Name, Key, Help string }{
 	{"HPCRUN_CACHE", "cache", "an absolute path"},
@@ -620,7 +613,7 @@ func FromVariables(environ []string) (Config, error) {
 				c.EnvDeny = Setting[[]string]{names, v.Name}
 			}
 		case "HPCRUN_NETWORK":
-			if checkNetwork(val) != nil {
+			if _, perr := netns.ParseMode(val); perr != nil {
 				return c, bad("")
 			}
 			c.Network = Setting[string]{val, v.Name}

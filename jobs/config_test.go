@@ -114,7 +114,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"cache: 5\n", SiteLayer, "f.yaml:1: cache: want an absolute path, got a number"},
 		{"cache: /x/$SLURM_JOB_ID\n", SiteLayer, "f.yaml:1: cache: unknown variable $SLURM_JOB_ID (only $USER, $UID and $HOME expand)"},
 		{"cache: /x\ncache: /y\n", SiteLayer, "f.yaml:2: cache is set twice"},
-		{"network: bridge\n", SiteLayer, `f.yaml:1: network: want host or none, got "bridge"`},
+		{"network: bridge\n", SiteLayer, `f.yaml:1: network: unknown network mode "bridge": want host or none`},
 		{"network: [host]\n", SiteLayer, "f.yaml:1: network: want host or none, got a list"},
 		{"allow_system_binds: yes please\n", SiteLayer, `f.yaml:1: allow_system_binds: want true or false, got "yes please"`},
 		{"allow_system_binds: true\n", UserLayer, "f.yaml:1: allow_system_binds is the site's to set"},

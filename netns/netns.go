@@ -17,13 +17,13 @@ const (
 	None Mode = "none"
 )
 
-// ParseMode checks a --net value.
+// ParseMode reads a network mode: --net's value, or the config's network.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
 	case Host, None:
 		return m, nil
 	}
-	return "", fmt.Errorf("bad --net %q: use host or none", s)
+	return "", fmt.Errorf("unknown network mode %q: want host or none", s)
 }
 
 // hostFiles are bound read-only from the host when they exist there, so

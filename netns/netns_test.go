@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,8 +15,8 @@ func TestParseMode(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "bridge", "HOST"} {
-		if _, err := ParseMode(bad); err == nil {
-			t.Errorf("%q accepted", bad)
+		if _, err := ParseMode(bad); err == nil || !strings.Contains(err.Error(), strconv.Quote(bad)+": want host or none") {
+			t.Errorf("%q: err = %v, want one naming it and the modes", bad, err)
 		}
 	}
 }

@@ -64,7 +64,7 @@ func TestBadInput(t *testing.T) {
 		{"missing bind source", []string{"--rootfs", rootfs, "--bind", dir + "/nope:/x", "true"}, "bind source"},
 		{"bad bind", []string{"--rootfs", rootfs, "--bind", "/a:/b:c:d", "true"}, `bad bind "/a:/b:c:d": too many`},
 		{"relative bind dest", []string{"--rootfs", rootfs, "--bind", "/tmp:rel", "true"}, "absolute"},
-		{"bad net", []string{"--rootfs", rootfs, "--net", "bridge", "true"}, "bad --net"},
+		{"bad net", []string{"--rootfs", rootfs, "--net", "bridge", "true"}, `unknown network mode "bridge"`},
 		{"relative pwd", []string{"--rootfs", rootfs, "--pwd", "x", "true"}, "bad --pwd"},
 		{"bad env", []string{"--rootfs", rootfs, "--env", "=x", "true"}, "bad --env"},
 		{"missing env file", []string{"--rootfs", rootfs, "--env-file", dir + "/nope", "true"}, "--env-file"},
