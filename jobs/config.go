@@ -637,36 +637,13 @@ func FromVariables(environ []string) (Config, error) {
 	return c, nil
 }
 
-// SystemDirs are the host's system dirs, which the site may keep users
-// from binding (allow_system_binds: false): these and everything below
-// them, but for /var/tmp.
-var SystemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr", "/var"}
-
-// SystemDir is the system dir that holds path, or "" when none does.
-// The root itself counts as one.
-func SystemDir(path string) string {
-	path = filepath.Clean(path)
-	if path == "/" {
-		return "/"
-	}
-	if path == "/var/tmp" || strings.HasPrefix(path, "/var/tmp/") {
-		return ""
-	}
-	for _, d := range SystemDirs {
-		if path == d || strings.HasPrefix(path, d+"/") {
-			return d
-		}
-	}
-	return ""
-}
-
 // CheckUserBind refuses a user's bind of a host system dir when the site
 // forbids it.
 func (c *Config) CheckUserBind(source string) error {
 	if c.AllowSystemBinds.Value {
 		return nil
 	}
-	if d := SystemDir(source); d != "" {
+	if d := runtime.SystemDir(source); d != "" {
 		return fmt.Errorf("bind of %s refused: the site config (%s) forbids binding the host's system dirs (%s); bind from elsewhere, or ask your admins", source, c.AllowSystemBinds.From, d)
 	}
 	return nil

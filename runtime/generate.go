@@ -169,19 +169,6 @@ type MountOptions struct {
 	Binds     []Bind        // --bind, in command-line order; last, so they win
 }
 
-// systemDirs are host directories whose contents belong to the image: the
-// working directory is not bound when it lies in one of them, or the host's
-// /usr would hide the image's. Other places under /var and /run (node-local
-// scratch such as /var/scratch) are bound like any other directory.
-var systemDirs = []string{
-	"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr",
-	"/var/cache", "/var/lib", "/var/log", "/var/run", "/var/spool", "/var/mail",
-}
-
-// topDirs are bound only below themselves: a working directory of exactly
-// /var or /run stays the image's.
-var topDirs = []string{"/", "/var", "/run", "/home", "/opt", "/srv", "/mnt", "/media"}
-
 // Mounts returns the default mount list followed by the user's binds, in
 // the order the init applies them. Later mounts may land inside earlier ones
 // (a --bind under $HOME), never the reverse.
@@ -229,17 +216,7 @@ func bindsCwd(cwd string, earlier []specs.Mount) bool {
 	if cwd == "" || HostPathVisible(cwd, earlier) {
 		return false
 	}
-	for _, d := range topDirs {
-		if cwd == d {
-			return false
-		}
-	}
-	for _, d := range systemDirs {
-		if within(cwd, d) {
-			return false
-		}
-	}
-	return true
+	return !hostDirRule(cwd, func(d hostDir) reach { return d.noCwdBind })
 }
 
 // HostPathVisible reports whether a host path is visible at the same path
