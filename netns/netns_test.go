@@ -37,26 +37,3 @@ func TestApply(t *testing.T) {
 		}
 	}
 }
-
-func TestHostFiles(t *testing.T) {
-	tests := []struct {
-		existing map[string]bool
-		want     []string
-	}{
-		{map[string]bool{"/etc/hosts": true, "/etc/resolv.conf": true}, []string{"/etc/hosts", "/etc/resolv.conf"}},
-		{map[string]bool{"/etc/hosts": true}, []string{"/etc/hosts"}},
-		{map[string]bool{}, nil},
-	}
-	for _, tc := range tests {
-		var got []string
-		for _, m := range HostFiles(func(p string) bool { return tc.existing[p] }) {
-			got = append(got, m.Destination)
-			if m.Source != m.Destination || m.Options[1] != "ro" {
-				t.Errorf("mount %+v is not a read-only host file", m)
-			}
-		}
-		if strings.Join(got, ",") != strings.Join(tc.want, ",") {
-			t.Errorf("got %v, want %v", got, tc.want)
-		}
-	}
-}

@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -83,39 +84,64 @@ func bindError(s, why string) error {
 
 // MountOptions are the host paths a job sees, before they become spec mounts.
 type MountOptions struct {
-	Home      string        // the caller's $HOME; "" or "/" binds none
-	NoHome    bool          // give the job an empty private $HOME instead of the real one
-	Cwd       string        // the caller's working directory on the host, symlinks resolved
-	HostFiles []specs.Mount // host files for the network mode (/etc/hosts), before the binds
-	Binds     []Bind        // --bind, in command-line order; last, so they win
+	Home   string              // the caller's $HOME; "" or "/" binds none
+	NoHome bool                // give the job an empty private $HOME instead of the real one
+	Cwd    string              // the caller's working directory on the host, symlinks resolved
+	Exists func(p string) bool // whether a host path exists, for the optional default mounts; nil: none does
+	Binds  []Bind              // --bind, in command-line order; last, so they win
+}
+
+// need is what a default mount does when its host path is missing.
+type need uint8
+
+const (
+	// required: the mount is always listed, and the init fails to open a
+	// missing source: the job does not start without it.
+	required need = iota
+	// optional: left out when MountOptions.Exists does not find it.
+	optional
+)
+
+// defaultMounts are the mounts every job gets, in the order the init
+// applies them, before the binds. A row with a job function stands for
+// a path of the job's own, which that function places (or not).
+var defaultMounts = []struct {
+	mount specs.Mount
+	need  need
+	job   func(o MountOptions, earlier []specs.Mount) (specs.Mount, bool)
+}{
+	{mount: specs.Mount{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}}},
+	{mount: bindMount("/sys", "/sys", "nosuid", "noexec", "nodev", "ro")},
+	// The host's /dev with its submounts: GPUs, InfiniBand, /dev/shm
+	// and /dev/pts work as they do outside.
+	{mount: bindMount("/dev", "/dev")},
+	{mount: bindMount("/tmp", "/tmp")},
+	{mount: bindMount("/var/tmp", "/var/tmp")},
+	{job: homeMount},
+	{job: cwdMount},
+	// Name resolution inside matches the node's, in either network mode.
+	{mount: hostFile("/etc/hosts"), need: optional},
+	{mount: hostFile("/etc/resolv.conf"), need: optional},
 }
 
 // Mounts returns the default mount list followed by the user's binds, in
 // the order the init applies them. Later mounts may land inside earlier ones
 // (a --bind under $HOME), never the reverse.
 func Mounts(o MountOptions) []specs.Mount {
-	ms := []specs.Mount{
-		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-		bindMount("/sys", "/sys", "nosuid", "noexec", "nodev", "ro"),
-		// The host's /dev with its submounts: GPUs, InfiniBand, /dev/shm
-		// and /dev/pts work as they do outside.
-		bindMount("/dev", "/dev"),
-		bindMount("/tmp", "/tmp"),
-		bindMount("/var/tmp", "/var/tmp"),
-	}
-	if o.Home != "" && o.Home != "/" {
-		if o.NoHome {
-			ms = append(ms, specs.Mount{Destination: o.Home, Type: "tmpfs", Source: "tmpfs",
-				Options: []string{"nosuid", "nodev", "mode=700"}})
-		} else if !HostPathVisible(o.Home, ms) {
-			// A $HOME under /tmp or /var/tmp is there already.
-			ms = append(ms, bindMount(o.Home, o.Home))
+	var ms []specs.Mount
+	for _, d := range defaultMounts {
+		m, ok := d.mount, true
+		switch {
+		case d.job != nil:
+			m, ok = d.job(o, ms)
+		case d.need == optional:
+			ok = o.Exists != nil && o.Exists(m.Source)
+		}
+		if ok {
+			m.Options = slices.Clone(m.Options) // the table's own stay as they are
+			ms = append(ms, m)
 		}
 	}
-	if bindsCwd(o.Cwd, ms) {
-		ms = append(ms, bindMount(o.Cwd, o.Cwd))
-	}
-	ms = append(ms, o.HostFiles...)
 	for _, b := range o.Binds {
 		if b.ReadOnly {
 			ms = append(ms, bindMount(b.Source, b.Dest, "ro"))
@@ -124,6 +150,29 @@ func Mounts(o MountOptions) []specs.Mount {
 		}
 	}
 	return ms
+}
+
+// homeMount is the caller's $HOME, or with NoHome an empty private one.
+func homeMount(o MountOptions, earlier []specs.Mount) (specs.Mount, bool) {
+	switch {
+	case o.Home == "" || o.Home == "/":
+		return specs.Mount{}, false
+	case o.NoHome:
+		return specs.Mount{Destination: o.Home, Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"nosuid", "nodev", "mode=700"}}, true
+	}
+	// A $HOME under /tmp or /var/tmp is there already.
+	return bindMount(o.Home, o.Home), !HostPathVisible(o.Home, earlier)
+}
+
+// cwdMount is the caller's working directory, where bindsCwd says so.
+func cwdMount(o MountOptions, earlier []specs.Mount) (specs.Mount, bool) {
+	return bindMount(o.Cwd, o.Cwd), bindsCwd(o.Cwd, earlier)
+}
+
+// hostFile is a read-only bind of one of the host's files.
+func hostFile(path string) specs.Mount {
+	return specs.Mount{Destination: path, Type: "bind", Source: path, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}}
 }
 
 func bindMount(src, dst string, opts ...string) specs.Mount {

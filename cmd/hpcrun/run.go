@@ -309,7 +309,7 @@ func resolve(o *runOptions, im *chosenImage, args []string, h host, st *settings
 	if phys == "" {
 		phys = h.cwd
 	}
-	mo := runtime.MountOptions{Cwd: phys, NoHome: o.noHome, HostFiles: netns.HostFiles(h.exists)}
+	mo := runtime.MountOptions{Cwd: phys, NoHome: o.noHome, Exists: h.exists}
 	switch home := envValue(h.env, "HOME"); {
 	case home != "" && home != "/" && filepath.IsAbs(home):
 		if !o.noHome && !h.exists(home) {
