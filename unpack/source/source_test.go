@@ -25,7 +25,7 @@ import (
 	"github.com/hpcrun/hpcrun/unpack"
 )
 
-// checkErr fails unless err wraps sentinel (when given), is one line and
+// checkSourceErr fails unless err wraps sentinel (when given), is one line and
 // says each of want.
 func checkSourceErr(t testing.TB, err, sentinel error, want ...string) {
 	t.Helper()
