@@ -215,15 +215,15 @@ func TestDefaultDirsRefuseOthers(t *testing.T) {
 		link   bool // a symlink to a 0777 dir of otherUID's, rather than a dir
 		env    []string
 		args   []string
-		advice string // what the message says to do
+		advice string // what the message says to do; the state root's leave its flag, --root, to cmd
 	}{
 		{"cache: another user's dir", cacheDir, otherUID, 0o777, false, nil, imageRun, "--cache"},
 		{"cache: root's dir", cacheDir, 0, 0o755, false, nil, imageRun, "--cache"},
 		{"cache: another user's symlink", cacheDir, otherUID, 0, true, nil, imageRun, "--cache"},
 		{"cache: root's symlink to another user's dir", cacheDir, 0, 0, true, nil, imageRun, "--cache"},
-		{"state: another user's dir", tmpDir, otherUID, 0o777, false, nil, namedRun, "--root"},
-		{"state: another user's symlink", tmpDir, otherUID, 0, true, nil, namedRun, "--root"},
-		{"state: root's symlink to another user's dir", tmpDir, 0, 0, true, nil, namedRun, "--root"},
+		{"state: another user's dir", tmpDir, otherUID, 0o777, false, nil, namedRun, "use a state root"},
+		{"state: another user's symlink", tmpDir, otherUID, 0, true, nil, namedRun, "use a state root"},
+		{"state: root's symlink to another user's dir", tmpDir, 0, 0, true, nil, namedRun, "use a state root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			theirs, err := os.MkdirTemp(attackers, "d-")

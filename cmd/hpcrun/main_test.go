@@ -66,7 +66,7 @@ func TestBadInput(t *testing.T) {
 		{"relative bind dest", []string{"--rootfs", rootfs, "--bind", "/tmp:rel", "true"}, "absolute"},
 		{"bad net", []string{"--rootfs", rootfs, "--net", "bridge", "true"}, `unknown network mode "bridge"`},
 		{"relative pwd", []string{"--rootfs", rootfs, "--pwd", "x", "true"}, "bad --pwd"},
-		{"bad env", []string{"--rootfs", rootfs, "--env", "=x", "true"}, "bad --env"},
+		{"bad env", []string{"--rootfs", rootfs, "--env", "=x", "true"}, `bad variable "=x": want NAME=VALUE`},
 		{"missing env file", []string{"--rootfs", rootfs, "--env-file", dir + "/nope", "true"}, "--env-file"},
 		{"-q and -v", []string{"-q", "-v", "--rootfs", rootfs, "true"}, "-v and -q cannot be used together"},
 		{"-q and -v for spec", []string{"spec", "-q", "-v", "--rootfs", rootfs}, "-v and -q cannot be used together"},
