@@ -221,9 +221,9 @@ func TestDefaultDirsRefuseOthers(t *testing.T) {
 		{"cache: root's dir", cacheDir, 0, 0o755, false, nil, imageRun, "--cache"},
 		{"cache: another user's symlink", cacheDir, otherUID, 0, true, nil, imageRun, "--cache"},
 		{"cache: root's symlink to another user's dir", cacheDir, 0, 0, true, nil, imageRun, "--cache"},
-		{"state: another user's dir", tmpDir, otherUID, 0o777, false, nil, namedRun, "--root"},
-		{"state: another user's symlink", tmpDir, otherUID, 0, true, nil, namedRun, "--root"},
-		{"state: root's symlink to another user's dir", tmpDir, 0, 0, true, nil, namedRun, "--root"},
+		{"state: another user's dir", tmpDir, otherUID, 0o777, false, nil, namedRun, "--root gives another"},
+		{"state: another user's symlink", tmpDir, otherUID, 0, true, nil, namedRun, "--root gives another"},
+		{"state: root's symlink to another user's dir", tmpDir, 0, 0, true, nil, namedRun, "--root gives another"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			theirs, err := os.MkdirTemp(attackers, "d-")

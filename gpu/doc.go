@@ -15,8 +15,10 @@
 // root directory, the cache's path, the environment), so its tests run on
 // a fake driver tree.
 //
-// The command line uses it so, before the job's environment and mounts are
-// built (errors.Is(err, ErrNoDriver) picks the exit code):
+// hpcrun uses it so, before the job's environment and mounts are built. A
+// node without the driver fails the job as any other error does (exit
+// 125); ErrNoDriver tells that case apart from a host that could not be
+// read, as the tests that skip on a node without a GPU do:
 //
 //	d, err := gpu.Find(gpu.NVIDIA, gpu.Host{Env: os.Environ()})
 //	if err != nil {

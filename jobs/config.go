@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcrun/hpcrun/netns"
+	"github.com/hpcrun/hpcrun/runtime"
 	"gopkg.in/yaml.v3"
 )
 
@@ -27,11 +29,10 @@ type Setting[T any] struct {
 
 func (s Setting[T]) set() bool { return s.From != "" }
 
-// Bind is a bind from the config: Spec is hpcrun's --bind syntax
-// (SRC[:DST[:ro]]). A missing Source is skipped unless Required.
+// Bind is a bind from the config, parsed by runtime's rules. A missing
+// Source is skipped unless Required.
 type Bind struct {
-	Spec     string
-	Source   string
+	runtime.Bind
 	Required bool
 	User     bool // from the user's file or HPCRUN_BINDS, not the site's
 	From     string
@@ -215,8 +216,7 @@ func ParseConfig(name string, data []byte, layer Layer, vars Vars) (Config, erro
 		case "network":
 			c.Network.Value, err = p.scalar(k.Value, v, "host or none")
 			if err == nil {
-				err = checkNetwork(c.Network.Value)
-				if err != nil {
+				if _, err = netns.ParseMode(c.Network.Value); err != nil {
 					err = p.errf(v, "network: %v", err)
 				}
 			}
@@ -382,24 +382,24 @@ func (p parser) binds(n *yaml.Node) ([]Bind, error) {
 	out := []Bind{}
 	for _, it := range items {
 		b := Bind{From: p.at(it), User: p.layer == UserLayer}
-		var src, dst string
-		ro := false
 		switch it.Kind {
 		case yaml.ScalarNode:
 			s, err := p.scalar("binds", it, "SRC[:DST[:ro]]")
 			if err != nil {
 				return nil, err
 			}
-			parts := strings.Split(s, ":")
-			if len(parts) > 3 || len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw" {
-				return nil, p.errf(it, "binds: want SRC[:DST[:ro]], got %q", s)
+			if s, err = p.vars.expand(s); err != nil {
+				return nil, p.errf(it, "binds: %v", err)
 			}
-			src = parts[0]
-			if len(parts) > 1 {
-				dst = parts[1]
+			if src, _, _ := strings.Cut(s, ":"); !filepath.IsAbs(src) {
+				return nil, p.errf(it, "binds: want absolute paths, got %q", s)
 			}
-			ro = len(parts) == 3 && parts[2] == "ro"
+			if b.Bind, err = runtime.ParseBind(s, "/"); err != nil {
+				return nil, p.errf(it, "binds: %v", err)
+			}
 		case yaml.MappingNode:
+			var src, dst string
+			ro := false
 			for i := 0; i+1 < len(it.Content); i += 2 {
 				k, v := it.Content[i], it.Content[i+1]
 				var err error
@@ -422,29 +422,21 @@ func (p parser) binds(n *yaml.Node) ([]Bind, error) {
 			if src == "" {
 				return nil, p.errf(it, "binds: src is missing")
 			}
+			var err error
+			if src, err = p.vars.expand(src); err == nil {
+				dst, err = p.vars.expand(dst)
+			}
+			if err != nil {
+				return nil, p.errf(it, "binds: %v", err)
+			}
+			if !filepath.IsAbs(src) {
+				return nil, p.errf(it, "binds: want absolute paths, got %q", src)
+			}
+			if b.Bind, err = runtime.NewBind(src, dst, ro, "/"); err != nil {
+				return nil, p.errf(it, "binds: %v", err)
+			}
 		default:
 			return nil, p.errf(it, "binds: want SRC[:DST[:ro]] or {src: SRC, dst: DST, ro: true, required: true}, got %s", kindName(it))
-		}
-		var err error
-		if src, err = p.vars.expand(src); err == nil {
-			dst, err = p.vars.expand(dst)
-		}
-		if err != nil {
-			return nil, p.errf(it, "binds: %v", err)
-		}
-		if !filepath.IsAbs(src) || dst != "" && !filepath.IsAbs(dst) {
-			return nil, p.errf(it, "binds: want absolute paths, got %q", src+":"+dst)
-		}
-		b.Source = filepath.Clean(src)
-		b.Spec = b.Source
-		if dst != "" || ro {
-			if dst == "" {
-				dst = b.Source
-			}
-			b.Spec += ":" + filepath.Clean(dst)
-		}
-		if ro {
-			b.Spec += ":ro"
 		}
 		out = append(out, b)
 	}
@@ -537,13 +529,6 @@ func FormatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
-func checkNetwork(s string) error {
-	if s != "host" && s != "none" {
-		return fmt.Errorf("want host or none, got %q", s)
-	}
-	return nil
-}
-
 // EnvVars are the HPCRUN_* variables that set config keys.
 var EnvVars = []struct{ Name, Key, Help string }{
 	{"HPCRUN_CACHE", "cache", "an absolute path"},
@@ -602,11 +587,14 @@ func FromVariables(environ []string) (Config, error) {
 				if s = strings.TrimSpace(s); s == "" {
 					continue
 				}
-				src, _, _ := strings.Cut(s, ":")
-				if !filepath.IsAbs(src) {
+				if src, _, _ := strings.Cut(s, ":"); !filepath.IsAbs(src) {
 					return c, bad(": " + src + " is not absolute")
 				}
-				c.Binds.Value = append(c.Binds.Value, Bind{Spec: s, Source: filepath.Clean(src), User: true, From: v.Name})
+				rb, perr := runtime.ParseBind(s, "/")
+				if perr != nil {
+					return c, bad(": " + perr.Error())
+				}
+				c.Binds.Value = append(c.Binds.Value, Bind{Bind: rb, User: true, From: v.Name})
 			}
 		case "HPCRUN_ENV_PASS", "HPCRUN_ENV_DENY":
 			names := []string{}
@@ -625,7 +613,7 @@ func FromVariables(environ []string) (Config, error) {
 				c.EnvDeny = Setting[[]string]{names, v.Name}
 			}
 		case "HPCRUN_NETWORK":
-			if checkNetwork(val) != nil {
+			if _, perr := netns.ParseMode(val); perr != nil {
 				return c, bad("")
 			}
 			c.Network = Setting[string]{val, v.Name}
@@ -649,36 +637,13 @@ func FromVariables(environ []string) (Config, error) {
 	return c, nil
 }
 
-// SystemDirs are the host's system dirs, which the site may keep users
-// from binding (allow_system_binds: false): these and everything below
-// them, but for /var/tmp.
-var SystemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr", "/var"}
-
-// SystemDir is the system dir that holds path, or "" when none does.
-// The root itself counts as one.
-func SystemDir(path string) string {
-	path = filepath.Clean(path)
-	if path == "/" {
-		return "/"
-	}
-	if path == "/var/tmp" || strings.HasPrefix(path, "/var/tmp/") {
-		return ""
-	}
-	for _, d := range SystemDirs {
-		if path == d || strings.HasPrefix(path, d+"/") {
-			return d
-		}
-	}
-	return ""
-}
-
 // CheckUserBind refuses a user's bind of a host system dir when the site
 // forbids it.
 func (c *Config) CheckUserBind(source string) error {
 	if c.AllowSystemBinds.Value {
 		return nil
 	}
-	if d := SystemDir(source); d != "" {
+	if d := runtime.SystemDir(source); d != "" {
 		return fmt.Errorf("bind of %s refused: the site config (%s) forbids binding the host's system dirs (%s); bind from elsewhere, or ask your admins", source, c.AllowSystemBinds.From, d)
 	}
 	return nil

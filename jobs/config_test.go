@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hpcrun/hpcrun/runtime"
 )
 
 var testVars = Vars{"USER": "alice", "UID": "1000", "HOME": "/home/alice"}
@@ -40,9 +42,9 @@ new_keyring: true
 		Scratch:     Setting[string]{"/local", "site.yaml:3"},
 		ScratchDirs: Setting[[]string]{[]string{"/scratch", "/lustre/alice"}, "site.yaml:4"},
 		Binds: Setting[[]Bind]{[]Bind{
-			{Spec: "/etc/slurm:/etc/slurm:ro", Source: "/etc/slurm", From: "site.yaml:6"},
-			{Spec: "/opt/site", Source: "/opt/site", Required: true, From: "site.yaml:7"},
-			{Spec: "/home/alice/data:/data", Source: "/home/alice/data", From: "site.yaml:8"},
+			{Bind: runtime.Bind{Source: "/etc/slurm", Dest: "/etc/slurm", ReadOnly: true}, From: "site.yaml:6"},
+			{Bind: runtime.Bind{Source: "/opt/site", Dest: "/opt/site"}, Required: true, From: "site.yaml:7"},
+			{Bind: runtime.Bind{Source: "/home/alice/data", Dest: "/data"}, From: "site.yaml:8"},
 		}, "site.yaml:5"},
 		EnvPass:          Setting[[]string]{[]string{"MY_SITE_*", "LICENSE_SERVER"}, "site.yaml:11"},
 		EnvDeny:          Setting[[]string]{[]string{"AWS_SECRET_ACCESS_KEY"}, "site.yaml:12"},
@@ -112,14 +114,14 @@ func TestParseConfigErrors(t *testing.T) {
 		{"cache: 5\n", SiteLayer, "f.yaml:1: cache: want an absolute path, got a number"},
 		{"cache: /x/$SLURM_JOB_ID\n", SiteLayer, "f.yaml:1: cache: unknown variable $SLURM_JOB_ID (only $USER, $UID and $HOME expand)"},
 		{"cache: /x\ncache: /y\n", SiteLayer, "f.yaml:2: cache is set twice"},
-		{"network: bridge\n", SiteLayer, `f.yaml:1: network: want host or none, got "bridge"`},
+		{"network: bridge\n", SiteLayer, `f.yaml:1: network: unknown network mode "bridge": want host or none`},
 		{"network: [host]\n", SiteLayer, "f.yaml:1: network: want host or none, got a list"},
 		{"allow_system_binds: yes please\n", SiteLayer, `f.yaml:1: allow_system_binds: want true or false, got "yes please"`},
 		{"allow_system_binds: true\n", UserLayer, "f.yaml:1: allow_system_binds is the site's to set"},
 		{"batch_line_warning: off\n", SiteLayer, `f.yaml:1: batch_line_warning: want true or false, got "off"`},
 		{"new_keyring: yes please\n", UserLayer, `f.yaml:1: new_keyring: want true or false, got "yes please"`},
 		{"scratch_dirs: /scratch\n", SiteLayer, "f.yaml:1: scratch_dirs: want a list of absolute paths, got \"/scratch\""},
-		{"binds:\n  - /a:/b:rx\n", SiteLayer, `f.yaml:2: binds: want SRC[:DST[:ro]], got "/a:/b:rx"`},
+		{"binds:\n  - /a:/b:rx\n", SiteLayer, `f.yaml:2: binds: bad bind "/a:/b:rx": unknown option "rx" (ro or rw); the form is SRC[:DST[:ro]]`},
 		{"binds:\n  - {dst: /b}\n", SiteLayer, "f.yaml:2: binds: src is missing"},
 		{"binds:\n  - {src: /a, mode: ro}\n", SiteLayer, `f.yaml:2: binds: unknown key "mode"`},
 		{"binds:\n  - {src: /a, required: maybe}\n", SiteLayer, "f.yaml:2: binds: required: want true or false"},
@@ -148,6 +150,54 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 }
 
+// A config file's binds, in either form, are read by runtime's bind rules;
+// an error names the file:line and the key.
+func TestParseConfigBinds(t *testing.T) {
+	tests := []struct {
+		item    string
+		layer   Layer
+		want    Bind
+		wantErr string
+	}{
+		{item: "/data", want: Bind{Bind: runtime.Bind{Source: "/data", Dest: "/data"}}},
+		{item: "/data/:/mnt/", want: Bind{Bind: runtime.Bind{Source: "/data", Dest: "/mnt"}}},
+		{item: "/data:/mnt:ro", want: Bind{Bind: runtime.Bind{Source: "/data", Dest: "/mnt", ReadOnly: true}}},
+		{item: "/data:/mnt:rw", want: Bind{Bind: runtime.Bind{Source: "/data", Dest: "/mnt"}}},
+		{item: "$HOME/d:/d", layer: UserLayer, want: Bind{Bind: runtime.Bind{Source: "/home/alice/d", Dest: "/d"}, User: true}},
+		{item: "{src: /a}", want: Bind{Bind: runtime.Bind{Source: "/a", Dest: "/a"}}},
+		{item: "{src: /a, dst: '', ro: true}", want: Bind{Bind: runtime.Bind{Source: "/a", Dest: "/a", ReadOnly: true}}},
+		{item: "{src: '/x:y', dst: /z, required: true}", want: Bind{Bind: runtime.Bind{Source: "/x:y", Dest: "/z"}, Required: true}},
+		{item: "{src: /u/$USER/, dst: /u}", want: Bind{Bind: runtime.Bind{Source: "/u/alice", Dest: "/u"}}},
+		{item: "relative", wantErr: `f.yaml:2: binds: want absolute paths, got "relative"`},
+		{item: "/a:relative", wantErr: `f.yaml:2: binds: bad bind "/a:relative": the destination must be an absolute path`},
+		{item: "'/a:'", wantErr: `f.yaml:2: binds: bad bind "/a:": empty destination`},
+		{item: "/a:/", wantErr: `f.yaml:2: binds: bad bind "/a:/": cannot bind over the container's /`},
+		{item: "/a:/b:ro:x", wantErr: `f.yaml:2: binds: bad bind "/a:/b:ro:x": too many ':'`},
+		{item: "/$NOPE", wantErr: `f.yaml:2: binds: unknown variable $NOPE`},
+		{item: "{src: a}", wantErr: `f.yaml:2: binds: want absolute paths, got "a"`},
+		{item: "{src: /a, dst: b}", wantErr: `f.yaml:2: binds: bad bind "/a:b": the destination must be an absolute path`},
+		{item: "{src: /a, dst: /}", wantErr: `f.yaml:2: binds: bad bind "/a:/": cannot bind over the container's /`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.item, func(t *testing.T) {
+			c, err := ParseConfig("f.yaml", []byte("binds:\n  - "+tc.item+"\n"), tc.layer, testVars)
+			if tc.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to start with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.want.From = "f.yaml:2"
+			if got := c.Binds.Value; len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestFromVariables(t *testing.T) {
 	c, err := FromVariables([]string{
 		"HPCRUN_CACHE=/c/", "HPCRUN_SCRATCH=/s", "HPCRUN_SCRATCH_DIRS=/a::/b", "HPCRUN_BINDS=/x, /y:/z:ro",
@@ -162,8 +212,8 @@ func TestFromVariables(t *testing.T) {
 		Scratch:     Setting[string]{"/s", "HPCRUN_SCRATCH"},
 		ScratchDirs: Setting[[]string]{[]string{"/a", "/b"}, "HPCRUN_SCRATCH_DIRS"},
 		Binds: Setting[[]Bind]{[]Bind{
-			{Spec: "/x", Source: "/x", User: true, From: "HPCRUN_BINDS"},
-			{Spec: "/y:/z:ro", Source: "/y", User: true, From: "HPCRUN_BINDS"},
+			{Bind: runtime.Bind{Source: "/x", Dest: "/x"}, User: true, From: "HPCRUN_BINDS"},
+			{Bind: runtime.Bind{Source: "/y", Dest: "/z", ReadOnly: true}, User: true, From: "HPCRUN_BINDS"},
 		}, "HPCRUN_BINDS"},
 		EnvPass:     Setting[[]string]{[]string{"A", "B_*"}, "HPCRUN_ENV_PASS"},
 		Network:     Setting[string]{"none", "HPCRUN_NETWORK"},
@@ -172,7 +222,7 @@ func TestFromVariables(t *testing.T) {
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("FromVariables:\n got %+v\nwant %+v", c, want)
 	}
-	for _, bad := range []string{"HPCRUN_CACHE=rel", "HPCRUN_NETWORK=bridge", "HPCRUN_SCRATCH_DIRS=/a:b", "HPCRUN_BINDS=x:/y", "HPCRUN_ENV_PASS=A-B", "HPCRUN_JOIN_TIMEOUT=1ms"} {
+	for _, bad := range []string{"HPCRUN_CACHE=rel", "HPCRUN_NETWORK=bridge", "HPCRUN_SCRATCH_DIRS=/a:b", "HPCRUN_BINDS=x:/y", "HPCRUN_BINDS=/x:y", "HPCRUN_BINDS=/x:/", "HPCRUN_ENV_PASS=A-B", "HPCRUN_JOIN_TIMEOUT=1ms"} {
 		_, err := FromVariables([]string{bad})
 		name, _, _ := strings.Cut(bad, "=")
 		if err == nil || !strings.HasPrefix(err.Error(), bad+": want") {
@@ -241,15 +291,8 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+// The system dirs themselves are runtime's table (runtime.SystemDir).
 func TestSystemBinds(t *testing.T) {
-	for p, want := range map[string]string{
-		"/": "/", "/usr": "/usr", "/usr/lib64/openmpi": "/usr", "/etc/slurm": "/etc", "/var/tmp": "",
-		"/var/tmp/x": "", "/var/spool/slurmd": "/var", "/usrlocal": "", "/home/u": "", "/scratch": "", "/run/munge": "/run",
-	} {
-		if got := SystemDir(p); got != want {
-			t.Errorf("SystemDir(%q) = %q, want %q", p, got, want)
-		}
-	}
 	c := Defaults()
 	if err := c.CheckUserBind("/usr/lib"); err != nil {
 		t.Errorf("allowed by default: %v", err)

@@ -136,13 +136,11 @@ func (c Config) Render() string {
 		line("binds:", c.Binds.From)
 		for _, bd := range c.Binds.Value {
 			fmt.Fprintf(&b, "  - {src: %s", quote(bd.Source))
-			if dst, ro := bindTail(bd.Spec); dst != "" || ro {
-				if dst != "" {
-					fmt.Fprintf(&b, ", dst: %s", quote(dst))
-				}
-				if ro {
-					b.WriteString(", ro: true")
-				}
+			if bd.Dest != bd.Source {
+				fmt.Fprintf(&b, ", dst: %s", quote(bd.Dest))
+			}
+			if bd.ReadOnly {
+				b.WriteString(", ro: true")
 			}
 			fmt.Fprintf(&b, ", required: %v}\n", bd.Required)
 		}
@@ -163,15 +161,6 @@ func (c Config) Render() string {
 	}
 	line("new_keyring: "+strconv.FormatBool(c.NewKeyring.Value), c.NewKeyring.From)
 	return b.String()
-}
-
-// bindTail is the DST and ro of SRC[:DST[:ro]].
-func bindTail(spec string) (dst string, ro bool) {
-	parts := strings.Split(spec, ":")
-	if len(parts) > 1 {
-		dst = parts[1]
-	}
-	return dst, len(parts) > 2 && parts[2] == "ro"
 }
 
 // quote leaves a plain path or name bare and quotes anything YAML could

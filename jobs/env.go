@@ -126,7 +126,7 @@ func lookup(env []string, key string) (string, bool) {
 func CheckEnvEntry(kv string) error {
 	k, _, _ := strings.Cut(kv, "=")
 	if !validName(k) {
-		return fmt.Errorf("bad --env %q: want NAME=VALUE", kv)
+		return fmt.Errorf("bad variable %q: want NAME=VALUE", kv)
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ func (e env) first(keys ...string) (value, key string) {
 
 // FromEnv works out the batch job from the environment of hpcrun:
 // Slurm when SLURM_JOB_ID (or the older SLURM_JOBID) is set, PBS when
-// PBS_JOBID is, else none. See SchedulerVariables for what is read.
+// PBS_JOBID is, else none. Job.Sources names each variable it read.
 func FromEnv(environ []string) Job {
 	e := newEnv(environ)
 	j := Job{Scheduler: None, LocalRank: -1}

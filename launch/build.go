@@ -34,7 +34,7 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	}
 	mode, err := netns.ParseMode(st.Conf.Network.Value)
 	if err != nil {
-		return nil, UsageError{err}
+		return nil, usage("%s: %w", st.Conf.Network.From, err)
 	}
 	// The working directory is bound by its physical path: a logical one
 	// ($PWD through ~/scratch -> /lustre/...) would show only the link.
@@ -51,7 +51,7 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 		realHome = h.Real(home)
 	}
 	inHome := home != "" && (within(phys, home) || within(phys, realHome))
-	mo := runtime.MountOptions{Cwd: phys, Home: home, NoHome: r.NoHome, HostFiles: netns.HostFiles(h.Exists)}
+	mo := runtime.MountOptions{Cwd: phys, Home: home, NoHome: r.NoHome, Exists: h.Exists}
 	if r.NoHome && inHome {
 		// The empty home stays empty: the real one must not come back
 		// through the working directory's bind.
@@ -134,7 +134,7 @@ func userBinds(specs []string, h Host, st *Settings) ([]runtime.Bind, error) {
 	for _, s := range specs {
 		b, err := runtime.ParseBind(s, h.Cwd)
 		if err != nil {
-			return nil, UsageError{err}
+			return nil, usage("--bind: %w", err)
 		}
 		if err := st.Conf.CheckUserBind(b.Source); err != nil {
 			return nil, err
@@ -250,11 +250,7 @@ func siteBinds(st *Settings, h Host, base []specs.Mount, log *Log) ([]runtime.Bi
 			log.Debugf("bind %s (%s) is not on this node: skipped", b.Source, b.From)
 			continue
 		}
-		rb, err := runtime.ParseBind(b.Spec, "/")
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.From, err)
-		}
-		out = append(out, rb)
+		out = append(out, b.Bind)
 	}
 	return out, nil
 }
@@ -320,7 +316,7 @@ func envSettings(r *Request) ([]string, error) {
 	}
 	for _, kv := range r.Env {
 		if err := jobs.CheckEnvEntry(kv); err != nil {
-			return nil, UsageError{err}
+			return nil, usage("--env: %w", err)
 		}
 		set = append(set, kv)
 	}

@@ -180,17 +180,17 @@ func TestBinds(t *testing.T) {
 		{name: "missing relative source", binds: []string{"nope:/x"},
 			err: "bind source /home/alice/proj/nope does not exist; create it or drop --bind nope:/x"},
 		{name: "too many colons", binds: []string{"/a:/b:ro:x"}, exist: []string{"/a"},
-			err: `bad --bind "/a:/b:ro:x": too many ':'; the form is SRC[:DST[:ro]]`, usage: true},
+			err: `--bind: bad bind "/a:/b:ro:x": too many ':'; the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "relative DST", binds: []string{"/a:b"}, exist: []string{"/a"},
-			err: `bad --bind "/a:b": the destination must be an absolute path; the form is SRC[:DST[:ro]]`, usage: true},
+			err: `--bind: bad bind "/a:b": the destination must be an absolute path; the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "empty source", binds: []string{":/b"},
-			err: `bad --bind ":/b": empty source; the form is SRC[:DST[:ro]]`, usage: true},
+			err: `--bind: bad bind ":/b": empty source; the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "empty destination", binds: []string{"/a:"}, exist: []string{"/a"},
-			err: `bad --bind "/a:": empty destination; the form is SRC[:DST[:ro]]`, usage: true},
+			err: `--bind: bad bind "/a:": empty destination; the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "unknown option", binds: []string{"/a:/b:rx"}, exist: []string{"/a"},
-			err: `bad --bind "/a:/b:rx": unknown option "rx" (ro or rw); the form is SRC[:DST[:ro]]`, usage: true},
+			err: `--bind: bad bind "/a:/b:rx": unknown option "rx" (ro or rw); the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "over /", binds: []string{"/a:/"}, exist: []string{"/a"},
-			err: `bad --bind "/a:/": cannot bind over the container's /; the form is SRC[:DST[:ro]]`, usage: true},
+			err: `--bind: bad bind "/a:/": cannot bind over the container's /; the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "system dir allowed", binds: []string{"/usr/lib/x"}, exist: []string{"/usr/lib/x"},
 			want: []string{homeBind, "/usr/lib/x <- /usr/lib/x (rbind)"}},
 		{name: "system dir forbidden", binds: []string{"/usr/lib/x"}, exist: []string{"/usr/lib/x"}, tweak: forbid,
@@ -202,26 +202,26 @@ func TestBinds(t *testing.T) {
 		{name: "forbidden, checked before existence", binds: []string{"/etc/nope"}, tweak: forbid,
 			err: "bind of /etc/nope refused: the site config (/etc/hpcrun/config.yaml:2) forbids binding the host's system dirs (/etc); bind from elsewhere, or ask your admins"},
 		{name: "config bind, required, missing",
-			tweak: confBinds(jobs.Bind{Spec: "/apps", Source: "/apps", Required: true, From: "/etc/hpcrun/config.yaml:5"}),
+			tweak: confBinds(jobs.Bind{Bind: runtime.Bind{Source: "/apps", Dest: "/apps"}, Required: true, From: "/etc/hpcrun/config.yaml:5"}),
 			err:   "the bind /apps required by /etc/hpcrun/config.yaml:5 does not exist on this node; ask your admins, or create it"},
 		{name: "config bind, optional, missing",
-			tweak: confBinds(jobs.Bind{Spec: "/apps", Source: "/apps", From: "/etc/hpcrun/config.yaml:5"}),
+			tweak: confBinds(jobs.Bind{Bind: runtime.Bind{Source: "/apps", Dest: "/apps"}, From: "/etc/hpcrun/config.yaml:5"}),
 			want:  []string{homeBind}},
 		{name: "config binds before --bind", binds: []string{"/data"}, exist: []string{"/apps", "/data", "/etc/ssl"},
 			tweak: confBinds(
-				jobs.Bind{Spec: "/apps:/opt/apps:ro", Source: "/apps", Required: true, From: "/etc/hpcrun/config.yaml:5"},
-				jobs.Bind{Spec: "/etc/ssl", Source: "/etc/ssl", From: "/etc/hpcrun/config.yaml:6"}),
+				jobs.Bind{Bind: runtime.Bind{Source: "/apps", Dest: "/opt/apps", ReadOnly: true}, Required: true, From: "/etc/hpcrun/config.yaml:5"},
+				jobs.Bind{Bind: runtime.Bind{Source: "/etc/ssl", Dest: "/etc/ssl"}, From: "/etc/hpcrun/config.yaml:6"}),
 			want: []string{homeBind, "/opt/apps <- /apps (rbind,ro)", "/etc/ssl <- /etc/ssl (rbind)", "/data <- /data (rbind)"}},
 		{name: "the site's bind of a system dir, forbidden to users", exist: []string{"/etc/ssl"},
 			tweak: func(j *job) {
 				forbid(j)
-				confBinds(jobs.Bind{Spec: "/etc/ssl", Source: "/etc/ssl", From: "/etc/hpcrun/config.yaml:6"})(j)
+				confBinds(jobs.Bind{Bind: runtime.Bind{Source: "/etc/ssl", Dest: "/etc/ssl"}, From: "/etc/hpcrun/config.yaml:6"})(j)
 			},
 			want: []string{homeBind, "/etc/ssl <- /etc/ssl (rbind)"}},
 		{name: "the user's config bind of a system dir, forbidden", exist: []string{"/etc/ssl"},
 			tweak: func(j *job) {
 				forbid(j)
-				confBinds(jobs.Bind{Spec: "/etc/ssl", Source: "/etc/ssl", User: true, From: "HPCRUN_BINDS"})(j)
+				confBinds(jobs.Bind{Bind: runtime.Bind{Source: "/etc/ssl", Dest: "/etc/ssl"}, User: true, From: "HPCRUN_BINDS"})(j)
 			},
 			err: "HPCRUN_BINDS: bind of /etc/ssl refused: the site config (/etc/hpcrun/config.yaml:2) forbids binding the host's system dirs (/etc); bind from elsewhere, or ask your admins"},
 		{name: "scratch dirs, where present", exist: []string{"/scratch"},
@@ -248,7 +248,7 @@ func TestBinds(t *testing.T) {
 			env:   []string{"PBS_JOBID=7.srv", "TMPDIR=/local/7", "PBS_NODEFILE=/var/spool/pbs/nodes", "PMIX_SERVER_TMPDIR=/var/spool/pmix"},
 			tweak: func(j *job) {
 				j.st.Conf.ScratchDirs = jobs.Setting[[]string]{Value: []string{"/scratch"}, From: "test"}
-				confBinds(jobs.Bind{Spec: "/apps", Source: "/apps", From: "test"})(j)
+				confBinds(jobs.Bind{Bind: runtime.Bind{Source: "/apps", Dest: "/apps"}, From: "test"})(j)
 			},
 			want: []string{homeBind, "/scratch <- /scratch (rbind)", "/local/7 <- /local/7 (rbind)",
 				"/var/spool/pbs/nodes <- /var/spool/pbs/nodes (rbind,ro)", "/var/spool/pmix <- /var/spool/pmix (rbind)",
@@ -378,7 +378,7 @@ func TestHome(t *testing.T) {
 		home   string // $HOME; /home/alice unless given
 		cwd    string // logical and physical
 		exist  []string
-		absent bool // /home/alice is not on this node
+		absent bool   // /home/alice is not on this node
 		real   string // where the link /home/alice leads; "" for no link
 		want   []string
 		cwdIn  string

@@ -91,9 +91,9 @@ func TestEnv(t *testing.T) {
 		{name: "--env-file with a bad line", files: []string{bad},
 			err: "--env-file " + bad + `:2: want NAME=VALUE, got "oops"`},
 		{name: "a bad --env", env: []string{"1A=x"},
-			err: `bad --env "1A=x": want NAME=VALUE`, usage: true},
+			err: `--env: bad variable "1A=x": want NAME=VALUE`, usage: true},
 		{name: "an empty --env", env: []string{"=x"},
-			err: `bad --env "=x": want NAME=VALUE`, usage: true},
+			err: `--env: bad variable "=x": want NAME=VALUE`, usage: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

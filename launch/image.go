@@ -3,6 +3,7 @@ package launch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,10 +40,10 @@ func OpenImage(ctx context.Context, r *Request, h Host, st *Settings, log *Log) 
 	if err := r.check(); err != nil {
 		return nil, err
 	}
-	plain := func(dir string) (*Image, error) {
+	plain := func(flag, dir string) (*Image, error) {
 		im, err := unpack.OpenRootfs(dir, h.Cwd)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", flag, err)
 		}
 		return &Image{Image: im}, nil
 	}
@@ -54,7 +55,7 @@ func OpenImage(ctx context.Context, r *Request, h Host, st *Settings, log *Log) 
 		}
 	}
 	if r.Rootfs != "" {
-		return plain(r.Rootfs)
+		return plain("--rootfs", r.Rootfs)
 	}
 	ref := r.Image
 	if !filepath.IsAbs(ref) && !strings.HasPrefix(ref, unpack.RegistryPrefix) {
@@ -65,7 +66,7 @@ func OpenImage(ctx context.Context, r *Request, h Host, st *Settings, log *Log) 
 		return nil, err
 	}
 	if loc.Kind == unpack.Rootfs {
-		return plain(loc.Path)
+		return plain("--image", loc.Path)
 	}
 	dir, err := st.Cache(h)
 	if err != nil {

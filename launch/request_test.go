@@ -45,11 +45,11 @@ func TestOpenImagePlain(t *testing.T) {
 		{name: "a bad --platform", r: Request{Rootfs: rootfs, Platform: "linux/"},
 			err: `platform "linux/": want OS/ARCH[/VARIANT], such as linux/arm64`, usage: true},
 		{name: "--rootfs missing", r: Request{Rootfs: "none"},
-			err: "rootfs " + filepath.Join(dir, "none") + " does not exist; give --rootfs the directory of an unpacked image"},
+			err: "--rootfs: rootfs " + filepath.Join(dir, "none") + " does not exist; give the directory of an unpacked image"},
 		{name: "--rootfs of a file", r: Request{Rootfs: "file"},
-			err: "rootfs " + filepath.Join(dir, "file") + " is not a directory; give --rootfs the directory of an unpacked image"},
+			err: "--rootfs: rootfs " + filepath.Join(dir, "file") + " is not a directory; give the directory of an unpacked image"},
 		{name: "--rootfs /", r: Request{Rootfs: "/"},
-			err: "the host's / cannot be a rootfs; give --rootfs the directory of an unpacked image"},
+			err: "--rootfs: the host's / cannot be a rootfs; give the directory of an unpacked image"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,8 +115,8 @@ func TestBuildFlags(t *testing.T) {
 	}{
 		{name: "defaults"},
 		{name: "--net none", tweak: func(j *job) { j.st.Conf.Network.Value = "none" }, netns: true},
-		{name: "a bad --net", tweak: func(j *job) { j.st.Conf.Network.Value = "bridge" },
-			err: `bad --net "bridge": use host or none`, usage: true},
+		{name: "a bad --net", tweak: func(j *job) { j.st.Conf.Network = jobs.Setting[string]{Value: "bridge", From: "--net"} },
+			err: `--net: unknown network mode "bridge": want host or none`, usage: true},
 		{name: "a fresh keyring from the config", tweak: func(j *job) { j.st.Conf.NewKeyring.Value = true }, keyring: true},
 		{name: "--new-keyring=false over the config", tweak: func(j *job) {
 			j.st.Conf.NewKeyring.Value = true

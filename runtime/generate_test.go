@@ -131,6 +131,36 @@ func TestParseBind(t *testing.T) {
 	}
 }
 
+// NewBind follows ParseBind's rules for a bind given in parts.
+func TestNewBind(t *testing.T) {
+	tests := []struct {
+		src, dst string
+		ro       bool
+		want     Bind
+		wantErr  string
+	}{
+		{src: "/data", want: Bind{Source: "/data", Dest: "/data"}},
+		{src: "/data/", dst: "/mnt/", ro: true, want: Bind{Source: "/data", Dest: "/mnt", ReadOnly: true}},
+		{src: "/a:b", dst: "/c", want: Bind{Source: "/a:b", Dest: "/c"}},
+		{src: "rel", want: Bind{Source: "/work/rel", Dest: "/work/rel"}},
+		{src: "", dst: "/mnt", wantErr: `bad bind ":/mnt": empty source`},
+		{src: "/data", dst: "mnt", wantErr: `bad bind "/data:mnt": the destination must be an absolute path`},
+		{src: "/data", dst: "/", ro: true, wantErr: `bad bind "/data:/:ro": cannot bind over the container's /`},
+	}
+	for _, tc := range tests {
+		got, err := NewBind(tc.src, tc.dst, tc.ro, "/work")
+		if tc.wantErr != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) {
+				t.Errorf("NewBind(%q, %q, %v): err = %v, want %q", tc.src, tc.dst, tc.ro, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("NewBind(%q, %q, %v) = %+v, %v; want %+v", tc.src, tc.dst, tc.ro, got, err, tc.want)
+		}
+	}
+}
+
 func TestMounts(t *testing.T) {
 	dests := func(ms []specs.Mount) []string {
 		var out []string

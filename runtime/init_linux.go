@@ -16,31 +16,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Hooks are steps of the init stage that live in other packages (the
-// import direction is cmd → netns → runtime, so runtime cannot call them
-// itself).
-type Hooks struct {
-	// LoopbackUp brings up lo in a new network namespace.
-	LoopbackUp func() error
-}
-
-// RunInit is the container's init stage: PID 1 of the new pid namespace. cmd/hpcrun
-// calls it when os.Args[0] is InitArg0. It never returns.
+// RunInit is the container's init stage: PID 1 of the new pid namespace.
+// cmd/hpcrun's package early calls it when os.Args[0] is InitArg0. It
+// never returns.
 //
 // It reads like a script: read the config; build the root filesystem;
 // pivot into it; drop privileges; start the job; forward signals and reap
 // until the job ends; report the job's status.
-func RunInit(hooks Hooks) {
+func RunInit() {
 	// no_new_privs, capabilities and the parent-death signal are per
 	// thread: keep every step on this one.
 	goruntime.LockOSThread()
 	// Run as /proc/self/exe, it would show as "exe" in ps and pgrep.
 	name := []byte("hpcrun-init\x00")
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
-	os.Exit(initMain(hooks, time.Now()))
+	os.Exit(initMain(time.Now()))
 }
 
-func initMain(hooks Hooks, entered time.Time) int {
+func initMain(entered time.Time) int {
 	status := os.NewFile(4, "status")
 	// Neither pipe may leak into the job.
 	unix.CloseOnExec(3)
@@ -84,8 +77,8 @@ func initMain(hooks Hooks, entered time.Time) int {
 			return report(status, fmt.Errorf("set hostname: %w", err))
 		}
 	}
-	if cfg.Unshare&unix.CLONE_NEWNET != 0 && hooks.LoopbackUp != nil {
-		if err := hooks.LoopbackUp(); err != nil {
+	if cfg.Unshare&unix.CLONE_NEWNET != 0 {
+		if err := loopbackUp(); err != nil {
 			return report(status, fmt.Errorf("bring up lo: %w", err))
 		}
 		logf("new network namespace, lo is up")

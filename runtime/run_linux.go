@@ -64,9 +64,9 @@ type Config struct {
 	Anchor *os.File
 	// Members makes Create a group container: one for the tasks of an
 	// MPI step on a node, so that they share its namespaces. It starts no
-	// job of its own: each task runs its process in it with ExecMember,
-	// and it ends once Members of them have joined and all have ended, or
-	// when Anchor ends. Args are not used.
+	// job of its own: each task runs its process in it with Exec, as a
+	// Process with Member set, and it ends once Members of them have
+	// joined and all have ended, or when Anchor ends. Args are not used.
 	Members int
 }
 

@@ -117,7 +117,7 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 		// /tmp/hpcrun-UID that they made first, or a symlink of theirs):
 		// a root refused below must leave nothing in their directory.
 		if err := safedir.MkdirAll(abs, uid); err != nil {
-			return nil, rootParentError(abs, err, "; give another with --root")
+			return nil, rootParentError(abs, err, "; use another state root")
 		}
 	}
 	// One walk from / decides, each directory opened with O_NOFOLLOW
@@ -130,7 +130,7 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 	case errors.Is(err, fs.ErrNotExist) && !create:
 		return &Containers{Root: abs}, nil // nothing there: no containers
 	case errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR):
-		return nil, fmt.Errorf("state root %s is not a directory; give another with --root", abs)
+		return nil, fmt.Errorf("state root %s is not a directory; use another", abs)
 	case errors.As(err, &pe):
 		return nil, rootParentError(abs, err, "")
 	case err != nil:
@@ -166,9 +166,9 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 func checkOwned(path string, st *unix.Stat_t, uid int) error {
 	switch {
 	case int(st.Uid) != uid:
-		return fmt.Errorf("state root %s belongs to uid %d, not to you; give another with --root", path, st.Uid)
+		return fmt.Errorf("state root %s belongs to uid %d, not to you; use another", path, st.Uid)
 	case st.Mode&0o022 != 0:
-		return fmt.Errorf("state root %s can be written by others (mode %04o); chmod go-w it or give another with --root", path, st.Mode&0o7777)
+		return fmt.Errorf("state root %s can be written by others (mode %04o); chmod go-w it or use another", path, st.Mode&0o7777)
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func checkOwned(path string, st *unix.Stat_t, uid int) error {
 func rootParentError(root string, err error, hint string) error {
 	var pe *safedir.ParentError
 	if errors.As(err, &pe) {
-		return fmt.Errorf("state root %s: its parent %v, who could swap the state of your containers; give --root a directory whose parents only root and you can change", root, err)
+		return fmt.Errorf("state root %s: its parent %v, who could swap the state of your containers; use a state root whose parents only root and you can change", root, err)
 	}
 	return fmt.Errorf("state root: %w%s", err, hint)
 }

@@ -17,7 +17,9 @@ const (
 	StatusNotFound      = 127 // the command is not in the container
 )
 
-// Sentinel errors that main maps to exit statuses and hints.
+// Sentinel errors, for errors.Is. ExitStatus maps ErrCommandNotFound and
+// ErrNotExecutable to their statuses, and the others, like any error, to
+// StatusFailed; their messages carry the hint, so callers need not add one.
 var (
 	ErrUserNSDisabled   = errors.New("user namespaces are not available")
 	ErrCommandNotFound  = errors.New("command not found")
@@ -35,7 +37,8 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.msg }
 
-// ExitStatus maps an error from Run to hpcrun's exit status.
+// ExitStatus maps an error to hpcrun's exit status; cmd/hpcrun's main ends
+// with it for every error it reports.
 func ExitStatus(err error) int {
 	var se *statusError
 	switch {

@@ -21,7 +21,7 @@ type Image struct {
 // Image. Relative paths are taken from cwd.
 func OpenRootfs(dir, cwd string) (*Image, error) {
 	if dir == "" {
-		return nil, errors.New("no root filesystem: give --rootfs DIR")
+		return nil, errors.New("no root filesystem given")
 	}
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(cwd, dir)
@@ -30,13 +30,13 @@ func OpenRootfs(dir, cwd string) (*Image, error) {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("rootfs %s does not exist; give --rootfs the directory of an unpacked image", dir)
+		return nil, fmt.Errorf("rootfs %s does not exist; give the directory of an unpacked image", dir)
 	case err != nil:
 		return nil, fmt.Errorf("rootfs %s: %w", dir, err)
 	case !fi.IsDir():
-		return nil, fmt.Errorf("rootfs %s is not a directory; give --rootfs the directory of an unpacked image", dir)
+		return nil, fmt.Errorf("rootfs %s is not a directory; give the directory of an unpacked image", dir)
 	case dir == "/":
-		return nil, errors.New("the host's / cannot be a rootfs; give --rootfs the directory of an unpacked image")
+		return nil, errors.New("the host's / cannot be a rootfs; give the directory of an unpacked image")
 	}
 	return &Image{Rootfs: dir}, nil
 }

@@ -15,13 +15,14 @@ func TestOpenRootfs(t *testing.T) {
 	for _, tc := range []struct {
 		dir, want string
 	}{
-		{"", "give --rootfs DIR"},
+		{"", "no root filesystem given"},
 		{filepath.Join(dir, "nope"), "does not exist"},
 		{file, "not a directory"},
 		{"/", "host's /"},
 	} {
-		if _, err := OpenRootfs(tc.dir, "/"); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("OpenRootfs(%q) = %v, want %q", tc.dir, err, tc.want)
+		// The flag, --rootfs or --image, is the caller's to name.
+		if _, err := OpenRootfs(tc.dir, "/"); err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "--") {
+			t.Errorf("OpenRootfs(%q) = %v, want %q and no flag", tc.dir, err, tc.want)
 		}
 	}
 	im, err := OpenRootfs(filepath.Base(dir), filepath.Dir(dir))

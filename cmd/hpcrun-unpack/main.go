@@ -108,10 +108,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() != 1 || *dir == "" {
 		return fail(errors.New("usage: hpcrun-unpack --cache DIR [--platform P] [--progress bar|lines|none] REF"))
 	}
-	p := source.HostPlatform()
+	p := unpack.HostPlatform()
 	if *platform != "" {
 		var err error
-		if p, err = source.ParsePlatform(*platform); err != nil {
+		if p, err = unpack.ParsePlatform(*platform); err != nil {
 			return fail(err)
 		}
 	}

@@ -48,7 +48,11 @@ func (o *stateOptions) open(create bool) (*runtime.Containers, error) {
 	if root == "" {
 		root = runtime.DefaultRoot(os.Environ(), os.Getuid())
 	}
-	return runtime.OpenContainers(root, create)
+	c, err := runtime.OpenContainers(root, create)
+	if err != nil {
+		return nil, fmt.Errorf("%w (--root gives another)", err)
+	}
+	return c, nil
 }
 
 // logError appends a failed verb's error to --log, as runc does, so that

@@ -11,6 +11,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hpcrun/hpcrun/unpack"
 )
 
 // fuzzSeeds are archives of every kind the tests build: OCI, docker
@@ -18,8 +20,8 @@ import (
 func fuzzSeeds(f *testing.F) [][]byte {
 	b := newBuilder(f)
 	layer := layerTar(f, "etc/os-release", "ID=fuzz\n", "bin/sh", "#!")
-	img := b.image(HostPlatform(), gzipped(f, layer))
-	other, _ := ParsePlatform("linux/arm64")
+	img := b.image(unpack.HostPlatform(), gzipped(f, layer))
+	other, _ := unpack.ParsePlatform("linux/arm64")
 	idx := b.index(img, b.image(other, layer))
 	oci := tarBytes(f, b.layout(tagged(idx, "v1")), tarOptions{})
 	classic := tarBytes(f, b.dockerClassic(dockerImage{manifest: img, tags: []string{"fuzz/img:1"}}), tarOptions{prefix: "./", dirs: true})
@@ -46,7 +48,7 @@ func FuzzOpenArchive(f *testing.F) {
 			return
 		}
 		defer src.Close()
-		res, err := src.Resolve(HostPlatform())
+		res, err := src.Resolve(unpack.HostPlatform())
 		if err != nil {
 			return
 		}
@@ -67,7 +69,7 @@ func FuzzOpenArchive(f *testing.F) {
 // CONFIG_DIGEST and CONFIG_SIZE become the real values, so that the
 // fuzzer gets past the digest checks to the parsers.
 func FuzzResolve(f *testing.F) {
-	cfg := mustJSON(f, testConfig(HostPlatform()))
+	cfg := mustJSON(f, testConfig(unpack.HostPlatform()))
 	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"MANIFEST_DIGEST","size":MANIFEST_SIZE,"platform":{"os":"linux","architecture":"amd64"}}]}`),
 		[]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"CONFIG_DIGEST","size":CONFIG_SIZE},"layers":[]}`),
 		cfg, true)
@@ -102,6 +104,6 @@ func FuzzResolve(f *testing.F) {
 			return
 		}
 		defer src.Close()
-		src.Resolve(HostPlatform())
+		src.Resolve(unpack.HostPlatform())
 	})
 }

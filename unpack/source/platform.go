@@ -19,12 +19,6 @@ import (
 // Platform is an OS, an architecture and an optional variant.
 type Platform = unpack.Platform
 
-// HostPlatform is the platform hpcrun was built for (see unpack.HostPlatform).
-func HostPlatform() Platform { return unpack.HostPlatform() }
-
-// ParsePlatform parses "os/arch[/variant]" (see unpack.ParsePlatform).
-func ParsePlatform(s string) (Platform, error) { return unpack.ParsePlatform(s) }
-
 // normalize returns os, arch and variant in the form they are compared in.
 func normalize(os, arch, variant string) (string, string, string) {
 	n := Platform{OS: os, Architecture: arch, Variant: variant}.Normalized()

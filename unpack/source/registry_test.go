@@ -95,7 +95,7 @@ func TestRegistryPull(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := readAllLayers(t, src, HostPlatform())
+		res, err := readAllLayers(t, src, unpack.HostPlatform())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +129,7 @@ func TestRegistryPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readAllLayers(t, src, HostPlatform()); err != nil {
+	if _, err := readAllLayers(t, src, unpack.HostPlatform()); err != nil {
 		t.Fatal(err)
 	}
 	if n := blobGets.Load(); n != 0 {
@@ -156,7 +156,7 @@ func TestRegistryPlatform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _ := ParsePlatform("linux/arm64")
+	p, _ := unpack.ParsePlatform("linux/arm64")
 	res, err := readAllLayers(t, src, p)
 	if err != nil {
 		t.Fatal(err)
@@ -228,7 +228,7 @@ func TestRegistryErrors(t *testing.T) {
 		defer tr.setHook(nil)
 		src, err := OpenRegistry(ctx, tr.host+"/test/img:v1", blobs, RegistryOptions{Keychain: anonymous})
 		if err == nil {
-			_, err = readAllLayers(t, src, HostPlatform())
+			_, err = readAllLayers(t, src, unpack.HostPlatform())
 		}
 		if !errors.Is(err, ErrDigest) {
 			t.Fatalf("err = %v, want a digest mismatch", err)
@@ -239,7 +239,7 @@ func TestRegistryErrors(t *testing.T) {
 		tr.setHook(nil)
 		src, err = OpenRegistry(ctx, tr.host+"/test/img:v1", blobs, RegistryOptions{Keychain: anonymous})
 		if err == nil {
-			_, err = readAllLayers(t, src, HostPlatform())
+			_, err = readAllLayers(t, src, unpack.HostPlatform())
 		}
 		if err != nil {
 			t.Errorf("the pull after a bad one: %v", err)
@@ -281,7 +281,7 @@ func TestRegistryErrors(t *testing.T) {
 		defer tr.setHook(nil)
 		src, err := OpenRegistry(ctx, tr.host+"/test/img:v1", blobs, RegistryOptions{Keychain: anonymous})
 		if err == nil {
-			_, err = readAllLayers(t, src, HostPlatform())
+			_, err = readAllLayers(t, src, unpack.HostPlatform())
 		}
 		if err == nil || !errors.Is(err, ErrRegistry) {
 			t.Fatalf("the cut pull: err = %v", err)
@@ -294,7 +294,7 @@ func TestRegistryErrors(t *testing.T) {
 		var lines []string
 		src, err = OpenRegistry(ctx, tr.host+"/test/img:v1", blobs, RegistryOptions{Keychain: anonymous, Log: func(s string) { lines = append(lines, s) }})
 		if err == nil {
-			_, err = readAllLayers(t, src, HostPlatform())
+			_, err = readAllLayers(t, src, unpack.HostPlatform())
 		}
 		if err != nil {
 			t.Fatalf("the resumed pull: %v", err)
@@ -348,7 +348,7 @@ func TestRegistryAuth(t *testing.T) {
 	t.Setenv("HOME", dir) // no ~/.docker/config.json
 	src, err := OpenRegistry(ctx, tr.host+"/test/img:v1", t.TempDir(), RegistryOptions{})
 	if err == nil {
-		_, err = readAllLayers(t, src, HostPlatform())
+		_, err = readAllLayers(t, src, unpack.HostPlatform())
 	}
 	if err != nil {
 		t.Errorf("with REGISTRY_AUTH_FILE: %v", err)

@@ -34,12 +34,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strings"
 	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 	"github.com/hpcrun/hpcrun/unpack"
 )
 
@@ -308,8 +308,6 @@ func newError(sentinel error, format string, args ...any) error {
 }
 
 // Error returns the message on one line whatever the image put in it.
-func (e *imageError) Error() string {
-	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(e.err.Error())
-}
+func (e *imageError) Error() string { return termsafe.Line(e.err.Error()) }
 
 func (e *imageError) Unwrap() []error { return []error{e.sentinel, e.err} }

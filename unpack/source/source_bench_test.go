@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"testing"
+
+	"github.com/hpcrun/hpcrun/unpack"
 )
 
 // benchArchive writes an archive in format f whose one layer is size
@@ -11,7 +13,7 @@ import (
 func benchArchive(b *testing.B, f sourceFormat, size int) string {
 	b.Helper()
 	ib := newBuilder(b)
-	m := ib.image(HostPlatform(), make([]byte, size))
+	m := ib.image(unpack.HostPlatform(), make([]byte, size))
 	return f.make(b, ib, taggedImage{m, ""})
 }
 
@@ -33,7 +35,7 @@ func benchmarkOpenSource(b *testing.B, f sourceFormat) {
 	for _, size := range []int{1 << 10, 64 << 20} {
 		b.Run(fmt.Sprintf("layer=%dKiB", size>>10), func(b *testing.B) {
 			ref := benchArchive(b, f, size)
-			host := HostPlatform()
+			host := unpack.HostPlatform()
 			b.ReportAllocs()
 			for b.Loop() {
 				src, err := Open(ref)
@@ -59,7 +61,7 @@ func BenchmarkReadLayer(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	res, err := src.Resolve(HostPlatform())
+	res, err := src.Resolve(unpack.HostPlatform())
 	if err != nil {
 		b.Fatal(err)
 	}

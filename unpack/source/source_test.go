@@ -21,9 +21,11 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/hpcrun/hpcrun/unpack"
 )
 
-// checkErr fails unless err wraps sentinel (when given), is one line and
+// checkSourceErr fails unless err wraps sentinel (when given), is one line and
 // says each of want.
 func checkSourceErr(t testing.TB, err, sentinel error, want ...string) {
 	t.Helper()
@@ -97,7 +99,7 @@ func mustResolve(t testing.TB, ref string, p Platform) *Resolved {
 func imageEnv(res *Resolved) string { return strings.Join(res.Config.Config.Env, " ") }
 
 func TestRoundTrip(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	l1 := layerTar(t, "etc/hello", "hello")
 	l2 := gzipped(t, layerTar(t, "bin/sh", "#!"))
 	for _, f := range sourceFormats {
@@ -139,7 +141,7 @@ func TestRoundTrip(t *testing.T) {
 // TestDockerClassic covers what only the classic docker form has: the
 // synthesised manifest, symlinked duplicate layers and RepoTags.
 func TestDockerClassic(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	l1 := layerTar(t, "a", "1")
 	l2 := gzipped(t, layerTar(t, "b", "2"))
 
@@ -224,7 +226,7 @@ func TestDockerClassic(t *testing.T) {
 }
 
 func TestTags(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	for _, f := range sourceFormats {
 		t.Run(f.name, func(t *testing.T) {
 			b := newBuilder(t)
@@ -333,7 +335,7 @@ func TestPlatforms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.ask, func(t *testing.T) {
-			p, err := ParsePlatform(tt.ask)
+			p, err := unpack.ParsePlatform(tt.ask)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,7 +353,7 @@ func TestPlatforms(t *testing.T) {
 		})
 	}
 	t.Run("host", func(t *testing.T) {
-		host := HostPlatform()
+		host := unpack.HostPlatform()
 		others := []Platform{{OS: "linux", Architecture: "s390x", Variant: ""}, {OS: "linux", Architecture: "riscv64", Variant: ""}}
 		if host.Architecture == "s390x" {
 			others[0].Architecture = "mips64le"
@@ -438,7 +440,7 @@ func TestPlatformAbsent(t *testing.T) {
 }
 
 func TestNestedIndex(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	for _, n := range []int{1, 2, maxIndexDepth - 1, maxIndexDepth, maxIndexDepth + 1, 100} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			b := newBuilder(t)
@@ -470,7 +472,7 @@ func TestNestedIndex(t *testing.T) {
 }
 
 func TestDigestMismatch(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	layer := layerTar(t, "etc/data", strings.Repeat("0123456789", 300))
 	for _, f := range sourceFormats {
 		t.Run(f.name, func(t *testing.T) {
@@ -555,7 +557,7 @@ func TestDigestMismatch(t *testing.T) {
 // TestResolveReadsNoLayerData overwrites a layer inside the archive file:
 // opening and resolving must not notice, reading the layer must.
 func TestResolveReadsNoLayerData(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	layer := layerTar(t, "big", strings.Repeat("layer data! ", 1000))
 	for _, f := range sourceFormats {
 		if f.name == "oci-dir" {
@@ -592,7 +594,7 @@ func TestResolveReadsNoLayerData(t *testing.T) {
 }
 
 func TestMissingBlob(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	which := []struct {
 		name string
 		pick func(b *imageBuilder, m ispec.Descriptor) digest.Digest
@@ -638,7 +640,7 @@ func replaceFile(files []testFile, name string, data []byte) []testFile {
 }
 
 func TestInvalidJSON(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	layer := layerTar(t, "x", "x")
 	tests := []struct {
 		name string
@@ -687,7 +689,7 @@ func TestInvalidJSON(t *testing.T) {
 }
 
 func TestUnsupported(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	layer := layerTar(t, "x", "x")
 	manifestWith := func(b *imageBuilder, mutate func(*ispec.Manifest)) ispec.Descriptor {
 		m := b.manifestOf(b.image(host, layer))
@@ -789,7 +791,7 @@ func TestUnsupported(t *testing.T) {
 }
 
 func TestTruncatedArchive(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	b := newBuilder(t)
 	m := b.image(host, layerTar(t, "a", strings.Repeat("a", 3000)), gzipped(t, layerTar(t, "b", "b")))
 	archives := map[string][]byte{
@@ -914,7 +916,7 @@ func TestNotImage(t *testing.T) {
 }
 
 func TestHostileArchive(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	b := newBuilder(t)
 	m := b.image(host, layerTar(t, "x", "x"))
 	good := b.layout(m)
@@ -966,7 +968,7 @@ func TestHostileArchive(t *testing.T) {
 func path0(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
 
 func TestFIFOBlob(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	b := newBuilder(t)
 	m := b.image(host, layerTar(t, "x", "x"))
 	ld := b.manifestOf(m).Layers[0]
@@ -999,7 +1001,7 @@ func TestFIFOBlob(t *testing.T) {
 }
 
 func TestKey(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	b := newBuilder(t)
 	m := b.image(host, layerTar(t, "x", "x"))
 	dir := t.TempDir()
@@ -1059,7 +1061,7 @@ func TestKey(t *testing.T) {
 // TestConcurrentReads reads every blob of an archive from several
 // goroutines at once through one Source.
 func TestConcurrentReads(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	b := newBuilder(t)
 	var layers [][]byte
 	for i := range 6 {
@@ -1123,37 +1125,6 @@ func (h iotestHalfReader) Read(p []byte) (int, error) {
 	return h.r.Read(p[:min(len(p), 4)])
 }
 
-func TestParsePlatform(t *testing.T) {
-	tests := []struct {
-		in   string
-		want Platform
-		bad  bool
-	}{
-		{in: "linux/amd64", want: Platform{OS: "linux", Architecture: "amd64", Variant: ""}},
-		{in: "linux/arm64/v8", want: Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
-		{in: "amd64", want: Platform{OS: "linux", Architecture: "amd64", Variant: ""}},
-		{in: "Linux/X86_64", want: Platform{OS: "linux", Architecture: "amd64", Variant: ""}},
-		{in: "linux/arm/v7", want: Platform{OS: "linux", Architecture: "arm", Variant: "v7"}},
-		{in: "", bad: true},
-		{in: "linux/", bad: true},
-		{in: "/amd64", bad: true},
-		{in: "linux/arm/v7/extra", bad: true},
-		{in: "linux/am d64", bad: true},
-	}
-	for _, tt := range tests {
-		got, err := ParsePlatform(tt.in)
-		switch {
-		case tt.bad && err == nil:
-			t.Errorf("ParsePlatform(%q) = %v, want an error", tt.in, got)
-		case !tt.bad && (err != nil || got != tt.want):
-			t.Errorf("ParsePlatform(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
-		}
-	}
-	if h := HostPlatform(); h.OS == "" || h.Architecture == "" || (h.Architecture == "arm") != (h.Variant != "") {
-		t.Errorf("HostPlatform() = %+v", h)
-	}
-}
-
 func TestPlatformScore(t *testing.T) {
 	tests := []struct {
 		ask, image string
@@ -1172,11 +1143,11 @@ func TestPlatformScore(t *testing.T) {
 		{"linux/x86_64", "linux/amd64", true},
 	}
 	for _, tt := range tests {
-		p, err := ParsePlatform(tt.ask)
+		p, err := unpack.ParsePlatform(tt.ask)
 		if err != nil {
 			t.Fatal(err)
 		}
-		q, _ := ParsePlatform(tt.image)
+		q, _ := unpack.ParsePlatform(tt.image)
 		if got := score(p, &ispec.Platform{OS: q.OS, Architecture: q.Architecture, Variant: q.Variant}) > 0; got != tt.fits {
 			t.Errorf("%s on %s: fits %v, want %v", tt.image, tt.ask, got, tt.fits)
 		}
@@ -1185,7 +1156,7 @@ func TestPlatformScore(t *testing.T) {
 
 // TestOddIndexes covers index.json and tag corner cases.
 func TestOddIndexes(t *testing.T) {
-	host := HostPlatform()
+	host := unpack.HostPlatform()
 	layer := layerTar(t, "x", "x")
 	t.Run("one tag in two repositories", func(t *testing.T) {
 		b := newBuilder(t)

@@ -3,8 +3,8 @@
 // one, and, for a command line that runs a job, the clone of that init.
 //
 // Go initializes packages in dependency order and, among those ready, in
-// the order of their import paths. This package depends only on runtime and
-// netns, and its path sorts before cobra, pflag and the image libraries, so
+// the order of their import paths. This package depends only on runtime,
+// and its path sorts before cobra, pflag and the image libraries, so
 // its init function runs before theirs: the init stage skips their
 // initialization altogether, and the parent's overlaps the init's start.
 package early
@@ -13,7 +13,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/hpcrun/hpcrun/netns"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -65,7 +64,7 @@ func init() {
 		return
 	}
 	if os.Args[0] == runtime.InitArg0 {
-		runtime.RunInit(runtime.Hooks{LoopbackUp: netns.LoopbackUp})
+		runtime.RunInit()
 	}
 	if os.Args[0] == runtime.ExecReaperArg0 {
 		runtime.RunExecReaper()

@@ -1,4 +1,4 @@
-package netns
+package runtime
 
 import (
 	"fmt"
@@ -6,11 +6,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LoopbackUp sets IFF_UP on lo in the calling process's network namespace.
+// loopbackUp sets IFF_UP on lo in the calling process's network namespace.
 // A new namespace starts with lo down, so even 127.0.0.1 would not answer.
 // It needs CAP_NET_ADMIN in the namespace's owning user namespace, which
 // the init holds while it builds the container.
-func LoopbackUp() error {
+func loopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
