@@ -93,9 +93,9 @@ and interconnects work as outside. The rootfs is read-only.
 (REF:TAG picks a tag) or a rootfs directory. The first start on a node unpacks
 the image into the cache, once however many jobs start together; later
 starts pay no unpack. The cache is --cache, else $HPCRUN_CACHE, else the
-config's, else hpcrun-$UID in the node's scratch dir: $SLURM_TMPDIR or
-$TMPDIR when node-local, else /var/tmp. Without CMD the image's Entrypoint
-and Cmd run.
+config's, else hpcrun-$UID in the first of /var/tmp and /tmp that is
+node-local, writable and not mounted noexec; never $TMPDIR, which differs
+between the tasks of a job. Without CMD the image's Entrypoint and Cmd run.
 
 Under Slurm or PBS the scheduler's variables always pass into the container,
 and -v logs the job facts found and which variable gave each. The site's and
