@@ -396,6 +396,21 @@ func TestNamedRuns(t *testing.T) {
 		t.Errorf("a named run left state: %v", ents)
 	}
 
+	// A process exec'd into a named run is in the run's namespaces, those
+	// the init unshares (network, uts, ipc) included.
+	go func() {
+		done <- run(nil, "--rootfs", rootfsDir, "--name", "netfg", "--net", "none", "sh", "-c", "readlink /proc/self/ns/net; sleep 2")
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(lc(t, root, "state", "netfg").stdout, `"running"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the named run never showed as running")
+		}
+	}
+	inExec := strings.TrimSpace(mustLC(t, root, "exec", "netfg", "readlink", "/proc/self/ns/net").stdout)
+	if r := <-done; r.code != 0 || strings.TrimSpace(r.stdout) != inExec || inExec == hostNetNS {
+		t.Errorf("exec into a --net none run: network namespace %q, want the job's: %s", inExec, r)
+	}
+
 	// Detached: returns at once, output in the log, listed until killed,
 	// then swept.
 	r := run(nil, "--rootfs", rootfsDir, "--name", "svc", "--detach", "sh", "-c", "echo svc-up; sleep 1000")

@@ -1,11 +1,11 @@
 package runtime
 
-// Detached containers: the init of `hpcrun create` outlives the command
-// that made it. It builds the container as for a run, then serves a
-// control socket in the container's state directory instead of starting
-// the job at once:
+// The control socket of a container's init, the file "ctl" in its state
+// directory: the wire form of its requests, and the caller's side. The
+// init's side is ctl_linux.go.
 //
-//	start      starts the job, with the stdio that create had
+//	start      starts the job of a created container, with the stdio
+//	           that create had
 //	kill SIG   signals the job (or, with all, every process but the init)
 //	exec       starts another process inside, with the caller's stdio
 //	           passed over by SCM_RIGHTS; its exit status comes back on the
@@ -13,34 +13,21 @@ package runtime
 //	           the caller hangs up first, the process is killed with all
 //	           it started (it runs under a reaper, see fence_linux.go)
 //
-// A group container (Config.Members) has no job: its members, the tasks of
-// a step, each exec their process, with an environment of their own, and
-// it ends when all of them have come and gone.
-//
-// Every process is forked by the init's main thread, which alone has
-// dropped its privileges: capabilities are per thread, and the Go
-// runtime's other threads keep the init's. No setns is needed: a process
-// forked by the init is in every namespace of the container.
-//
 // When the job ends, the init kills what is left, writes the job's status
 // to the file "exit" in the state directory (through a descriptor opened
 // before pivot_root) and exits; the container is then stopped until it is
 // deleted.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/hpcrun/hpcrun/runtime/procs"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,7 +45,7 @@ const (
 	opExec  = 'e'
 )
 
-// request is one operation, from a connection to the init's main thread.
+// request is one operation, as a connection carries it.
 type request struct {
 	op  byte
 	sig int
@@ -72,7 +59,6 @@ type request struct {
 	cwd    string
 	fds    []int // the exec'd process's stdin, stdout and stderr
 	conn   *net.UnixConn
-	reply  chan response
 }
 
 // response answers a request; for exec a second one follows with the
@@ -131,342 +117,6 @@ func stateDirFD(dir string) (int, error) {
 		return -1, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	return fd, nil
-}
-
-// containerInit is what the init of a detached container keeps from
-// before pivot_root: its state directory and its listening socket.
-type containerInit struct {
-	dir int
-	ln  *net.UnixListener
-}
-
-func openContainer(stateDir string) (*containerInit, error) {
-	dir, err := stateDirFD(stateDir)
-	if err != nil {
-		return nil, fmt.Errorf("container state: %w", err)
-	}
-	// The socket file takes its mode from the socket's inode, less the
-	// umask: made 0600 before bind, it is never more open than the other
-	// state files, whatever the user's umask (0777 with umask 0).
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		if cerr := c.Control(func(fd uintptr) { err = unix.Fchmod(int(fd), 0o600) }); cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	l, err := lc.Listen(context.Background(), "unix", fdPath(dir)+"/"+ctlSocket)
-	if err != nil {
-		unix.Close(dir)
-		return nil, fmt.Errorf("container control socket: %w", err)
-	}
-	ln := l.(*net.UnixListener)
-	// The socket file stays when the init exits: delete removes the dir.
-	ln.SetUnlinkOnClose(false)
-	return &containerInit{dir: dir, ln: ln}, nil
-}
-
-// paused reports whether hpcrun pause stopped the container.
-func (c *containerInit) paused() bool {
-	return unix.Faccessat(c.dir, pausedFile, unix.F_OK, unix.AT_SYMLINK_NOFOLLOW) == nil
-}
-
-// writeState writes a small file into the state directory.
-func (c *containerInit) writeState(name, content string) {
-	fd, err := unix.Openat(c.dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return
-	}
-	unix.Write(fd, []byte(content))
-	unix.Close(fd)
-}
-
-// serve runs a detached container until its job ends, and returns the
-// job's status. It runs on the init's main thread, which has dropped its
-// privileges; attr is the job's process attributes without Files.
-func (c *containerInit) serve(cfg *initConfig, path string, status *os.File, control *os.File, logf func(string, ...any)) int {
-	// Signals sent to the init (Slurm signals every process of a step)
-	// are not for it: the job gets its own copy, or what `hpcrun kill`
-	// sends. Caught and dropped rather than ignored: an ignored signal
-	// would stay ignored in every process the init starts.
-	dropped := make(chan os.Signal, 8)
-	signal.Notify(dropped, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP, syscall.SIGPIPE)
-	go func() {
-		for range dropped {
-		}
-	}()
-	chld := make(chan os.Signal, 1)
-	signal.Notify(chld, syscall.SIGCHLD)
-	reqs := make(chan request)
-	go c.accept(reqs)
-	if cfg.AnchorFD > 0 {
-		go watchAnchor(cfg.AnchorFD, reqs)
-	}
-
-	// Set up: create may return.
-	status.Write(message{Ready: true}.encode())
-	status.Close()
-	control.Close()
-	logf("serving %s", ctlSocket)
-
-	job := 0
-	execs := map[int]request{}
-	joined, active := 0, 0 // a group container's members
-	if cfg.Members > 0 {
-		c.writeState(startedFile, "0")
-	}
-	for {
-		select {
-		case r := <-reqs:
-			// Replies are written here, before anything the request
-			// causes: the init may exit right after (kill of a created
-			// container), and an exec'd process may end at once.
-			reply := func(resp response) {
-				if r.conn != nil {
-					r.conn.Write(resp.encode())
-				}
-				r.reply <- resp
-			}
-			switch r.op {
-			case opStart:
-				if job != 0 || cfg.Members > 0 {
-					reply(response{err: "the container's job was started already"})
-					break
-				}
-				// In the init's own working directory, checked as the job's.
-				attr := jobAttr(cfg, cfg.Env, "", []uintptr{0, 1, 2})
-				if cfg.Terminal {
-					attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
-				}
-				pid, err := forkExec(cfg.Rlimits, path, cfg.Args, attr)
-				if err != nil {
-					// 126 or 127, as for a run: start ends with it.
-					err = execError(cfg.Args[0], err)
-					reply(response{err: err.Error(), status: ExitStatus(err)})
-					break
-				}
-				job = pid
-				c.writeState(startedFile, strconv.Itoa(pid))
-				logf("job started as pid %d: %s", job, strings.Join(cfg.Args, " "))
-				reply(response{pid: pid})
-			case opKill:
-				switch {
-				case cfg.Members > 0 && !r.all:
-					// A group container's job is its members.
-					for pid, e := range execs {
-						if e.member {
-							unix.Kill(pid, syscall.Signal(r.sig))
-						}
-					}
-				case job == 0:
-					// A created container has no job yet: a signal ends it.
-					reply(response{})
-					return c.end(128+r.sig, execs)
-				case r.all:
-					unix.Kill(-1, syscall.Signal(r.sig))
-				default:
-					unix.Kill(job, syscall.Signal(r.sig))
-				}
-				reply(response{})
-			case opExec:
-				if r.member && cfg.Members == 0 {
-					r.conn.Write(response{err: "exec: the container is not a group container, which tasks join", status: StatusFailed}.encode())
-					r.reply <- response{err: "not a member"}
-					closeAll(r.fds)
-					break
-				}
-				started := c.exec(r, cfg, execs)
-				if r.member {
-					// A task whose process could not start came and went.
-					joined++
-					if started {
-						active++
-					}
-					logf("member %d of %d joined (started: %v)", joined, cfg.Members, started)
-					if joined >= cfg.Members && active == 0 {
-						return c.end(0, execs)
-					}
-				}
-			}
-		case <-chld:
-			for {
-				var ws unix.WaitStatus
-				pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-				if err == unix.EINTR {
-					continue
-				}
-				if err != nil || pid <= 0 {
-					break
-				}
-				code := WaitStatusCode(syscall.WaitStatus(ws))
-				if r, ok := execs[pid]; ok {
-					r.conn.Write(response{pid: pid, status: code}.encode())
-					r.conn.Close()
-					delete(execs, pid)
-					if r.member {
-						active--
-					}
-				}
-				if pid == job {
-					logf("job ended with status %d", code)
-					return c.end(code, execs)
-				}
-				if cfg.Members > 0 && joined >= cfg.Members && active == 0 {
-					logf("all %d members have ended", joined)
-					return c.end(0, execs)
-				}
-			}
-		}
-	}
-}
-
-// reapRest reaps every child until none is left, telling reaped of each.
-func reapRest(reaped func(pid, status int)) {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return
-		}
-		reaped(pid, WaitStatusCode(syscall.WaitStatus(ws)))
-	}
-}
-
-// watchAnchor ends the container when the anchor process ends (see
-// Config.Anchor).
-func watchAnchor(fd int, reqs chan<- request) {
-	procs.FromFD(fd).Wait(-1)
-	reqs <- request{op: opKill, sig: int(unix.SIGKILL), all: true, reply: make(chan response, 1)}
-}
-
-// end kills what is left in the container, reports the exec'd processes,
-// records the job's status and returns it.
-func (c *containerInit) end(code int, execs map[int]request) int {
-	unix.Kill(-1, unix.SIGKILL)
-	reapRest(func(pid, status int) {
-		if r, ok := execs[pid]; ok {
-			r.conn.Write(response{pid: pid, status: status}.encode())
-			r.conn.Close()
-		}
-	})
-	c.writeState(exitFile, strconv.Itoa(code))
-	return code
-}
-
-// exec starts a process for an exec request, and reports whether it did.
-// It writes the reply itself, before the loop that reaps the process can
-// write its status.
-func (c *containerInit) exec(r request, cfg *initConfig, execs map[int]request) bool {
-	defer closeAll(r.fds)
-	path, attr, done, err := execAttr(r, cfg)
-	if err == nil {
-		var pid int
-		pid, err = forkExecd(cfg.Rlimits, path, r.args, attr, r.conn)
-		done()
-		if err == nil {
-			r.conn.Write(response{pid: pid}.encode())
-			execs[pid] = r
-			r.reply <- response{pid: pid}
-			return true
-		}
-		err = execError(r.args[0], err)
-	}
-	r.conn.Write(response{err: err.Error(), status: ExitStatus(err)}.encode())
-	r.reply <- response{err: err.Error()}
-	return false
-}
-
-// execAttr checks an exec request and says how to start its process;
-// done, to be called once it is started, closes what attr holds.
-func execAttr(r request, cfg *initConfig) (path string, attr *syscall.ProcAttr, done func(), err error) {
-	if len(r.args) == 0 || len(r.fds) != 3 {
-		return "", nil, nil, errors.New("exec: no command, or not three stdio descriptors")
-	}
-	env := mergeEnv(cfg.Env, r.env)
-	if r.member {
-		env = r.env // a task's own, rank variables and all
-	}
-	if path, err = lookPath(r.args[0], envValue(env, "PATH")); err != nil {
-		return "", nil, nil, err
-	}
-	// Without --cwd, the init's own working directory: the job's, checked
-	// as it started. With it, the directory opened and checked here; the
-	// process changes into it through the init's descriptor, which it
-	// holds until its execve (see fence_linux.go).
-	dir, done := "", func() {}
-	if r.cwd != "" {
-		fd, err := openCwd(r.cwd, "--cwd")
-		if err != nil {
-			return "", nil, nil, fmt.Errorf("exec: %w", err)
-		}
-		dir, done = fdPath(fd), func() { unix.Close(fd) }
-	}
-	attr = jobAttr(cfg, env, dir, []uintptr{uintptr(r.fds[0]), uintptr(r.fds[1]), uintptr(r.fds[2])})
-	if r.tty {
-		// A session of its own, with the terminal as its controlling one.
-		attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
-	}
-	return path, attr, done, nil
-}
-
-// jobAttr is how the init starts a process of the container: the job's
-// user, environment, directory ("": the init's) and stdio.
-func jobAttr(cfg *initConfig, env []string, cwd string, files []uintptr) *syscall.ProcAttr {
-	attr := &syscall.ProcAttr{Env: env, Dir: cwd, Files: files, Sys: &syscall.SysProcAttr{}}
-	if int(cfg.UID) != os.Getuid() || int(cfg.GID) != os.Getgid() {
-		attr.Sys.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
-	}
-	return attr
-}
-
-// mergeEnv is base with each K=V of over replacing K.
-func mergeEnv(base, over []string) []string {
-	out := append([]string(nil), base...)
-	for _, kv := range over {
-		k, _, _ := strings.Cut(kv, "=")
-		replaced := false
-		for i, old := range out {
-			if ok, _, _ := strings.Cut(old, "="); ok == k {
-				out[i], replaced = kv, true
-			}
-		}
-		if !replaced {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// accept serves the control socket: a request per connection.
-func (c *containerInit) accept(reqs chan<- request) {
-	for {
-		conn, err := c.ln.AcceptUnix()
-		if err != nil {
-			return
-		}
-		go handle(conn, reqs)
-	}
-}
-
-func handle(conn *net.UnixConn, reqs chan<- request) {
-	r, err := readRequest(conn)
-	if err != nil {
-		conn.Write(response{err: err.Error()}.encode())
-		conn.Close()
-		return
-	}
-	r.conn, r.reply = conn, make(chan response, 1)
-	reqs <- r
-	resp := <-r.reply // written to conn by the main loop
-	if r.op != opExec || resp.err != "" {
-		conn.Close()
-	}
-	// An exec'd process's reaper reads the signal bytes and the hang-up;
-	// the main loop sends its status and closes the connection.
 }
 
 // readRequest reads a request frame and the descriptors sent with it.

@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	goruntime "runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -83,19 +81,13 @@ func initMain(entered time.Time) int {
 		}
 		logf("new network namespace, lo is up")
 	}
-	// A detached container's state directory, and its control socket,
-	// are opened while the host's tree is still in view.
-	var ctr *containerInit
-	if cfg.StateDir != "" {
-		if ctr, err = openContainer(cfg.StateDir); err != nil {
-			return report(status, err)
-		}
+	// A container's state directory, and its control socket, are opened
+	// while the host's tree is still in view.
+	c, err := newCtl(cfg, status)
+	if err != nil {
+		return report(status, err)
 	}
-	var stateDir *int
-	if ctr != nil {
-		stateDir = &ctr.dir
-	}
-	if err := buildRootfs(cfg, stateDir, logf); err != nil {
+	if err := buildRootfs(cfg, c.stateDir(), logf); err != nil {
 		return report(status, err)
 	}
 	// Started there, as are processes exec'd without a --cwd.
@@ -119,14 +111,9 @@ func initMain(entered time.Time) int {
 	if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps, cfg.UID == 0); err != nil {
 		return report(status, err)
 	}
-	if ctr != nil && cfg.Detached {
-		return ctr.serve(cfg, path, status, control, logf)
-	}
-	// A named run serves exec and kill beside the job (see
-	// runServer); processes it starts are reaped here.
-	var srv *runServer
-	if ctr != nil {
-		srv = newRunServer(ctr, cfg)
+	c.path = path
+	if cfg.Detached {
+		return c.created(control)
 	}
 	// The init leads a session of its own, apart from the caller's (see
 	// Start). With a terminal that hpcrun relays (a new pty, never the
@@ -151,48 +138,11 @@ func initMain(entered time.Time) int {
 		return report(status, execError(cfg.Args[0], err))
 	}
 	// Signals sent to hpcrun reach the job through the control pipe, not
-	// through PID 1's signal handlers: os/signal would cost a thread and
-	// a third of a millisecond. Signals sent to the init itself (Slurm
-	// signals every process of a step) are ignored: the job gets its own
-	// copy. Ignored only now, as ignored signals would stay ignored in the
-	// job across execve; until then a signal ends the init, and the
-	// container with it.
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGTSTP)
-	logf("job started as pid %d: %s", job, strings.Join(cfg.Args, " "))
+	// through PID 1's signal handlers. Until now a signal sent to the init
+	// ends it, and the container with it.
+	shieldSignals(false)
 	go forwardSignals(control, job, cfg.Foreground)
-	var reaped func(pid, code int)
-	if srv != nil {
-		ctr.writeState(startedFile, strconv.Itoa(job))
-		go srv.serve(job)
-		reaped = srv.reaped
-	}
-
-	// At a terminal, a job stopped by Ctrl-Z stops hpcrun too, so the
-	// shell gets the terminal back; fg continues both.
-	var stopped func(unix.Signal)
-	if cfg.Foreground {
-		stopped = func(sig unix.Signal) {
-			if ctr != nil && ctr.paused() {
-				return // hpcrun pause, not Ctrl-Z: hpcrun keeps the terminal
-			}
-			logf("job stopped by %s", unix.SignalName(sig))
-			status.Write(message{Stopped: true, Status: int(sig)}.encode())
-		}
-	}
-	code := reapUntil(job, stopped, reaped)
-	// Whatever the job left behind dies with it, as under Slurm.
-	unix.Kill(-1, unix.SIGKILL)
-	if srv != nil {
-		// exec'd processes end with the job: say so to their callers.
-		srv.reapAll()
-	}
-	logf("job ended with status %d", code)
-	if ctr != nil {
-		ctr.writeState(exitFile, strconv.Itoa(code))
-	}
-	status.Write(message{Status: code}.encode())
-	return code
+	return c.running(job)
 }
 
 // forwardSignals reads signal numbers from the control pipe, one byte
@@ -210,33 +160,6 @@ func forwardSignals(control *os.File, job int, group bool) {
 			unix.Kill(-job, sig)
 		default:
 			unix.Kill(job, sig)
-		}
-	}
-}
-
-// reapUntil waits for every child that the kernel hands to PID 1, orphans
-// included, until the job itself ends, and returns the job's status as a
-// shell would report it. It blocks in wait4 on this thread: no SIGCHLD
-// round trip through the Go runtime. With stopped set, it also reports
-// when the job stops.
-func reapUntil(job int, stopped func(unix.Signal), reaped func(pid, code int)) int {
-	opts := 0
-	if stopped != nil {
-		opts = unix.WUNTRACED
-	}
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, opts, nil)
-		switch {
-		case err == unix.EINTR:
-		case err != nil:
-			return StatusFailed
-		case pid == job && ws.Stopped():
-			stopped(ws.StopSignal())
-		case pid == job:
-			return WaitStatusCode(syscall.WaitStatus(ws))
-		case reaped != nil && !ws.Stopped():
-			reaped(pid, WaitStatusCode(syscall.WaitStatus(ws)))
 		}
 	}
 }

@@ -16,8 +16,8 @@ import (
 // the job then sees none of the caller's keys.
 //
 // A session keyring is part of a thread's credentials, not the process's:
-// every thread that forks container processes (the init's main thread
-// and a named run's forker) joins it, by the name the parent picked.
+// the init's main thread, which forks every process of the container (see
+// ctl_linux.go), joins it, by the name the parent picked.
 
 // keyringName is a fresh keyring's name, unguessable, so that no other
 // process of the user joins it by name by chance.
@@ -30,10 +30,8 @@ func keyringName() (string, error) {
 }
 
 // keyringPerm is the fresh keyring's permission mask: everything for its
-// possessors, and view, read, link and search for its owner. Why search:
-// the kernel joins a keyring by name only when the joiner may search it,
-// and the forker thread does not possess it.
-const keyringPerm = 0x3f000000 | 0x00010000 | 0x00020000 | 0x00080000 | 0x00100000
+// possessors, and view, read and link for its owner.
+const keyringPerm = 0x3f000000 | 0x00010000 | 0x00020000 | 0x00100000
 
 // joinKeyring makes this thread's session keyring the one named name,
 // creating it on the first call. Call it on a locked OS thread.

@@ -36,9 +36,8 @@ type initConfig struct {
 	Foreground bool
 	Verbose    bool
 	Start      time.Time
-	// StateDir, when set, makes a detached container (see
-	// container_linux.go): the init serves its control socket there and
-	// starts the job only when asked.
+	// StateDir, when set, makes the init serve its control socket there
+	// (see ctl_linux.go); with Detached it starts the job only when asked.
 	StateDir string
 	Detached bool // with StateDir: a created container; without: a named run
 	Terminal bool
