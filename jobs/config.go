@@ -391,6 +391,10 @@ func (p parser) binds(n *yaml.Node) ([]Bind, error) {
 			if s, err = p.vars.expand(s); err != nil {
 				return nil, p.errf(it, "binds: %v", err)
 			}
+			// "SRC:" has always meant SRC at the same path in config files.
+			if strings.Count(s, ":") == 1 {
+				s = strings.TrimSuffix(s, ":")
+			}
 			if src, _, _ := strings.Cut(s, ":"); !filepath.IsAbs(src) {
 				return nil, p.errf(it, "binds: want absolute paths, got %q", s)
 			}

@@ -170,7 +170,7 @@ func TestParseConfigBinds(t *testing.T) {
 		{item: "{src: /u/$USER/, dst: /u}", want: Bind{Bind: runtime.Bind{Source: "/u/alice", Dest: "/u"}}},
 		{item: "relative", wantErr: `f.yaml:2: binds: want absolute paths, got "relative"`},
 		{item: "/a:relative", wantErr: `f.yaml:2: binds: bad bind "/a:relative": the destination must be an absolute path`},
-		{item: "'/a:'", wantErr: `f.yaml:2: binds: bad bind "/a:": empty destination`},
+		{item: "'/a:'", want: Bind{Bind: runtime.Bind{Source: "/a", Dest: "/a"}}}, // as config files always took it
 		{item: "/a:/", wantErr: `f.yaml:2: binds: bad bind "/a:/": cannot bind over the container's /`},
 		{item: "/a:/b:ro:x", wantErr: `f.yaml:2: binds: bad bind "/a:/b:ro:x": too many ':'`},
 		{item: "/$NOPE", wantErr: `f.yaml:2: binds: unknown variable $NOPE`},

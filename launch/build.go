@@ -50,11 +50,12 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	if home != "" && h.Real != nil {
 		realHome = h.Real(home)
 	}
-	inHome := home != "" && (within(phys, home) || within(phys, realHome))
+	atHome := home != "" && (phys == home || phys == realHome)
 	mo := runtime.MountOptions{Cwd: phys, Home: home, NoHome: r.NoHome, Exists: h.Exists}
-	if r.NoHome && inHome {
-		// The empty home stays empty: the real one must not come back
-		// through the working directory's bind.
+	if r.NoHome && atHome {
+		// The empty home stays empty: the real one must not come back as
+		// the working directory's bind. A directory below it is bound
+		// over the empty one, and only it.
 		mo.Cwd = ""
 	}
 	binds, err := siteBinds(st, h, runtime.Mounts(mo), log)
@@ -76,8 +77,7 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	mo.Binds = binds
 	mounts := runtime.Mounts(mo)
 	cwd, warning, err := workdir(workdirFacts{
-		pwd: r.Pwd, cwd: h.Cwd, phys: phys, mounts: mounts, noHome: r.NoHome, home: home, inHome: inHome,
-		atHome:   phys == home || phys == realHome,
+		pwd: r.Pwd, cwd: h.Cwd, phys: phys, mounts: mounts, noHome: r.NoHome, home: home, atHome: atHome,
 		imageDir: im.Config.WorkingDir, imageHas: im.Exists,
 	})
 	if err != nil {
@@ -163,8 +163,8 @@ type workdirFacts struct {
 // workdir is where the job starts: --pwd; else the caller's directory
 // when it is visible inside (the logical path if its links are visible
 // too); else the image's WorkingDir; else the caller's path in the image,
-// with a warning, when the image has it. With --no-home, the empty $HOME
-// when the caller is at $HOME, and an error below it. A process's /proc
+// with a warning, when the image has it. With --no-home and the caller at
+// $HOME, the empty $HOME. A process's /proc
 // directory is refused wherever it comes from: it leads out of the
 // container.
 func workdir(f workdirFacts) (cwd, warning string, err error) {
@@ -174,10 +174,7 @@ func workdir(f workdirFacts) (cwd, warning string, err error) {
 			return "", "", usage("bad --pwd %q: give an absolute path inside the container", f.pwd)
 		}
 		cwd = f.pwd
-	case f.noHome && f.inHome:
-		if !f.atHome {
-			return "", "", fmt.Errorf("--no-home gives the job an empty $HOME, and the current directory %s is in the real one; cd elsewhere or give --pwd", f.phys)
-		}
+	case f.noHome && f.atHome:
 		cwd = f.home // the empty one
 	case runtime.HostPathVisible(f.phys, f.mounts):
 		cwd = f.cwd

@@ -401,10 +401,10 @@ func TestHome(t *testing.T) {
 			warn:  "hpcrun: warning: $HOME is \"/\", not an absolute path: no home directory is bound\n"},
 		{name: "--no-home, the cwd at $HOME", noHome: true, cwd: "/home/alice",
 			want: []string{tmpfsHome}, cwdIn: "/home/alice"},
-		{name: "--no-home, the cwd below $HOME", noHome: true, cwd: "/home/alice/proj",
-			err: "--no-home gives the job an empty $HOME, and the current directory /home/alice/proj is in the real one; cd elsewhere or give --pwd"},
+		{name: "--no-home, the cwd below $HOME: only it over the empty home", noHome: true, cwd: "/home/alice/proj",
+			want: []string{tmpfsHome, "/home/alice/proj <- /home/alice/proj (rbind)"}, cwdIn: "/home/alice/proj"},
 		{name: "--no-home, the cwd below $HOME, --pwd", noHome: true, cwd: "/home/alice/proj", pwd: "/work",
-			want: []string{tmpfsHome}, cwdIn: "/work"},
+			want: []string{tmpfsHome, "/home/alice/proj <- /home/alice/proj (rbind)"}, cwdIn: "/work"},
 		{name: "--no-home, the cwd elsewhere", noHome: true, cwd: "/lustre/a", exist: []string{"/lustre/a"},
 			want: []string{tmpfsHome, "/lustre/a <- /lustre/a (rbind)"}, cwdIn: "/lustre/a"},
 		{name: "--no-home, $HOME not on this node", noHome: true, cwd: "/lustre/a", exist: []string{"/lustre/a"}, absent: true,
@@ -417,7 +417,7 @@ func TestHome(t *testing.T) {
 			cwd: "/gpfs/home/alice", exist: []string{"/gpfs/home/alice"}, want: []string{tmpfsHome}, cwdIn: "/home/alice"},
 		{name: "--no-home, $HOME a link, the cwd below its real path", noHome: true, real: "/gpfs/home/alice",
 			cwd: "/gpfs/home/alice/proj", exist: []string{"/gpfs/home/alice/proj"},
-			err: "--no-home gives the job an empty $HOME, and the current directory /gpfs/home/alice/proj is in the real one; cd elsewhere or give --pwd"},
+			want: []string{tmpfsHome, "/gpfs/home/alice/proj <- /gpfs/home/alice/proj (rbind)"}, cwdIn: "/gpfs/home/alice/proj"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -107,7 +107,7 @@ func (mt *meeting) fail(err error) error {
 	if mt.job.Rank != "" {
 		who = "task " + mt.job.Rank
 	}
-	return mt.m.Fail(fmt.Sprintf("%s of group %s could not start: %v", who, mt.g.Name, err))
+	return mt.m.Fail(fmt.Sprintf("%s of group %s could not start: %s", who, mt.g.Name, Message(err)))
 }
 
 // meet says that this task has its image and waits for the others: it

@@ -42,6 +42,15 @@ type UsageError struct{ Err error }
 func (e UsageError) Error() string { return e.Err.Error() }
 func (e UsageError) Unwrap() error { return e.Err }
 
+// Message is err's line as hpcrun prints it: a usage error points to the
+// help.
+func Message(err error) string {
+	if errors.As(err, new(UsageError)) {
+		return err.Error() + " (see hpcrun --help)"
+	}
+	return err.Error()
+}
+
 func usage(format string, args ...any) error {
 	return UsageError{fmt.Errorf(format, args...)}
 }

@@ -344,6 +344,11 @@ func (c *ctl) handle(conn *net.UnixConn) {
 		return
 	}
 	r.conn = conn
+	if r.op != opExec {
+		// Descriptors are for exec only: none sent with another
+		// operation stays open in the init.
+		closeAll(r.fds)
+	}
 	reply := func(resp response) { conn.Write(resp.encode()) }
 	keep := false
 	switch r.op {
@@ -430,30 +435,34 @@ func (c *ctl) exec(r request, reply func(response)) bool {
 		reply(response{err: err.Error(), status: StatusFailed})
 		return false
 	}
-	path, attr, cwdDone, err := execAttr(r, c.cfg)
 	started := false
-	if err == nil {
-		err = errEnded
-		c.onMain(func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if c.st.ended {
-				return
-			}
-			var pid int
-			if pid, err = forkExecd(c.cfg.Rlimits, path, r.args, attr, r.conn); err != nil {
-				err = execError(r.args[0], err)
-				return
-			}
-			c.st.forked(pid, &execd{conn: r.conn, member: r.member})
-			reply(response{pid: pid})
-			started = true
-			c.poke()
-		})
-		cwdDone()
-		if err == errEnded {
-			return false
+	err = errEnded
+	c.onMain(func() {
+		// The checks too, on the thread that dropped its privileges: the
+		// --cwd open must not pass where the process could not.
+		path, attr, cwdDone, aerr := execAttr(r, c.cfg)
+		if aerr != nil {
+			err = aerr
+			return
 		}
+		defer cwdDone()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.st.ended {
+			return
+		}
+		var pid int
+		if pid, err = forkExecd(c.cfg.Rlimits, path, r.args, attr, r.conn); err != nil {
+			err = execError(r.args[0], err)
+			return
+		}
+		c.st.forked(pid, &execd{conn: r.conn, member: r.member})
+		reply(response{pid: pid})
+		started = true
+		c.poke()
+	})
+	if err == errEnded {
+		return false
 	}
 	if err != nil {
 		reply(response{err: err.Error(), status: ExitStatus(err)})

@@ -40,8 +40,8 @@ type BundleOptions struct {
 // CreateBundle creates container id from a bundle, with o.Stdio or, when
 // the spec asks for a terminal, a new pty whose master goes to
 // o.ConsoleSocket. ignored lists what the bundle asks for that hpcrun
-// does not apply, for the caller to say: tools may count on it for
-// confinement.
+// does not apply, for the caller to say, whether or not the container
+// could be made: tools may count on it for confinement.
 func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored []string, err error) {
 	bundle, err := filepath.Abs(o.Bundle)
 	if err != nil {
@@ -63,25 +63,25 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 	stdio := o.Stdio
 	if spec.Process.Terminal {
 		if o.ConsoleSocket == "" {
-			return nil, nil, ErrNoConsoleSocket
+			return nil, ignored, ErrNoConsoleSocket
 		}
 		pty, err := NewConsole(o.ConsoleSocket)
 		if err != nil {
-			return nil, nil, err
+			return nil, ignored, err
 		}
 		defer pty.Close()
 		stdio = Stdio{In: pty, Out: pty, Err: pty}
 	}
 	s, err = c.Create(id, &Config{Spec: spec, Terminal: spec.Process.Terminal}, CreateOptions{Bundle: bundle, Stdio: &stdio})
 	if err != nil {
-		return nil, nil, err
+		return nil, ignored, err
 	}
 	if o.PidFile != "" {
 		// The bare pid, no newline, as runc writes it: into a new file of
 		// its own (never through a planted link), renamed into place.
 		if err := atomicfile.Write(o.PidFile, []byte(strconv.Itoa(s.Pid)), 0o644); err != nil {
 			c.Delete(id, true)
-			return nil, nil, fmt.Errorf("pid file: %w", err)
+			return nil, ignored, fmt.Errorf("pid file: %w", err)
 		}
 	}
 	return s, ignored, nil

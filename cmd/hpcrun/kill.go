@@ -5,6 +5,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/internal/helptext"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -26,7 +27,7 @@ container, whose process has not started, ends.
 			if len(args) == 2 {
 				var err error
 				if sig, err = runtime.ParseSignal(args[1]); err != nil {
-					return usageError{err}
+					return launch.UsageError{Err: err}
 				}
 			}
 			return c.Kill(args[0], sig, killAll)

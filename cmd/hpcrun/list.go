@@ -8,6 +8,7 @@ import (
 
 	"github.com/hpcrun/hpcrun/internal/helptext"
 	"github.com/hpcrun/hpcrun/internal/termsafe"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -36,7 +37,7 @@ The state of a container that has stopped is swept by the next hpcrun.
 			case list.format == "json":
 				return runtime.WriteStatesJSON(os.Stdout, all)
 			case list.format != "table" && list.format != "":
-				return usageError{fmt.Errorf("--format %q: want table or json", list.format)}
+				return launch.UsageError{Err: fmt.Errorf("--format %q: want table or json", list.format)}
 			case list.quiet:
 				for _, s := range all {
 					fmt.Println(termsafe.Escape(s.ID))

@@ -40,12 +40,6 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-// usageError is a bad command line.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
 // execute runs one command line and returns hpcrun's exit status. pre is
 // the container init that package early cloned for it, or nil.
 func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
@@ -76,17 +70,13 @@ func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 // and a bad command line says where to look.
 func exitStatusOf(err error) (int, string) {
 	var ee exitError
-	var ue usageError
-	var le launch.UsageError
 	switch {
 	case err == nil:
 		return 0, ""
 	case errors.As(err, &ee):
 		return ee.code, ""
-	case errors.As(err, &ue), errors.As(err, &le):
-		return runtime.StatusFailed, err.Error() + " (see hpcrun --help)"
 	}
-	return runtime.ExitStatus(err), err.Error()
+	return runtime.ExitStatus(err), launch.Message(err)
 }
 
 // isRunForm reports whether args run a job rather than a subcommand: the
@@ -144,4 +134,4 @@ func parseProbe(args []string) (sub bool, fs *pflag.FlagSet, ok bool) {
 	return fs.NArg() > 0 && isSub(fs.Arg(0)), fs, true
 }
 
-func flagError(_ *cobra.Command, err error) error { return usageError{err} }
+func flagError(_ *cobra.Command, err error) error { return launch.UsageError{Err: err} }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpcrun/hpcrun/internal/helptext"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
 	"github.com/hpcrun/hpcrun/runtime/procs"
 )
@@ -40,7 +41,7 @@ user, the CPU time and the command. They are found by their pid namespace in
 				return json.NewEncoder(os.Stdout).Encode(pids) // runc's form: the host pids
 			case "table", "":
 			default:
-				return usageError{fmt.Errorf("--format %q: want table or json", psFormat)}
+				return launch.UsageError{Err: fmt.Errorf("--format %q: want table or json", psFormat)}
 			}
 			return procs.WriteTable(os.Stdout, ps)
 		})
@@ -86,7 +87,7 @@ kernel's OOM killer killed its process). --stats prints one line and exits.
   hpcrun events --interval 1s db | jq -c .data.memory`,
 		exactID, func(c *runtime.Containers, args []string) error {
 			if ev.interval <= 0 {
-				return usageError{fmt.Errorf("--interval %v: want a positive duration", ev.interval)}
+				return launch.UsageError{Err: fmt.Errorf("--interval %v: want a positive duration", ev.interval)}
 			}
 			return c.Events(args[0], ev.stats, ev.interval, os.Stdout)
 		})

@@ -140,7 +140,7 @@ job; if hpcrun is killed, the job dies with it.
 	o.AddFlags(cmd.Flags())
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if g.verbose && g.quiet {
-			return usageError{errors.New("-v and -q cannot be used together")}
+			return launch.UsageError{Err: errors.New("-v and -q cannot be used together")}
 		}
 		return nil
 	}

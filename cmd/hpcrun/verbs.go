@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hpcrun/hpcrun/internal/termsafe"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -62,7 +63,7 @@ func (o *stateOptions) logError(err error) error {
 		return err
 	}
 	if f, ferr := os.OpenFile(o.log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); ferr == nil {
-		fmt.Fprintf(f, "time=%q level=error msg=%q\n", time.Now().Format(time.RFC3339), termsafe.Line(err.Error()))
+		fmt.Fprintf(f, "time=%q level=error msg=%q\n", time.Now().Format(time.RFC3339), termsafe.Line(launch.Message(err)))
 		f.Close()
 	}
 	return err
@@ -114,11 +115,11 @@ func (o *bundleOptions) create(c *runtime.Containers, id string) error {
 		Bundle: o.bundle, PidFile: o.pidFile, ConsoleSocket: o.consoleSocket,
 		Stdio: runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr},
 	})
-	if errors.Is(err, runtime.ErrNoConsoleSocket) {
-		return usageError{errors.New("config.json asks for a terminal: give --console-socket, or set process.terminal to false")}
-	}
 	if len(ignored) > 0 {
 		fmt.Fprintf(os.Stderr, "hpcrun: warning: config.json asks for %s, which hpcrun does not apply\n", strings.Join(ignored, ", "))
+	}
+	if errors.Is(err, runtime.ErrNoConsoleSocket) {
+		return launch.UsageError{Err: errors.New("config.json asks for a terminal: give --console-socket, or set process.terminal to false")}
 	}
 	return err
 }
