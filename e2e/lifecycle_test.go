@@ -193,6 +193,33 @@ func TestLifecycleExecStatuses(t *testing.T) {
 	}
 }
 
+// exec --cwd of a directory the container lacks fails as a run's --pwd
+// does: one line that names it, exit 125, whatever the command; a missing
+// command in a good directory is still 127.
+func TestExecCwdMissing(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	root := filepath.Join(tempDirOwned(t), "state")
+	img := busyboxImage(t)
+	mustRun(t, opts{}, "--root", root, "--image", img, "--name", "svc", "--detach", "sleep", "1000")
+	t.Cleanup(func() { lc(t, root, "delete", "--force", "svc") })
+	waitStatus(t, root, "svc", "running")
+	for _, cwd := range []string{"/missing", "/etc/passwd"} {
+		for _, cmd := range []string{"true", "/no/such/command", "no-such-command"} {
+			r := lc(t, root, "exec", "--cwd", cwd, "svc", cmd)
+			if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "working directory "+cwd) {
+				t.Errorf("exec --cwd %s svc %s: want exit 125 and one line that names the directory: %s", cwd, cmd, r)
+			}
+		}
+	}
+	if r := lc(t, root, "exec", "--cwd", "/bin", "svc", "/no/such/command"); r.code != 127 {
+		t.Errorf("exec --cwd /bin of a missing command: want 127: %s", r)
+	}
+	if r := lc(t, root, "exec", "--cwd", "/bin", "svc", "pwd"); r.code != 0 || r.stdout != "/bin\n" {
+		t.Errorf("exec --cwd /bin: %s", r)
+	}
+}
+
 // exec -t gives the process a terminal of its own, relayed to the
 // caller's; a bundle that asks for a terminal gets one whose master goes
 // to --console-socket.
