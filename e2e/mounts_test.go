@@ -78,6 +78,13 @@ func TestBindIntoStagedHostDirectory(t *testing.T) {
 	if strings.TrimSpace(r.stdout) != "from-b" {
 		t.Errorf("want /data/sub to show the second bind: %s", r)
 	}
+	// A bind over a directory of the image that was staged for an
+	// earlier one keeps its own flags: the staging is made read-only,
+	// not what covers it.
+	r = run(t, env, "--image", img, "--bind", data+":/usr/local/new", "--bind", b+":/usr/local", "touch", "/usr/local/written")
+	if _, err := os.Stat(filepath.Join(b, "written")); r.code != 0 || err != nil {
+		t.Errorf("a writable bind over a staged directory is not writable: %s", r)
+	}
 }
 
 // A working directory reached through a symlink ($PWD is the logical path,
