@@ -88,9 +88,10 @@ func runName(r *Request, j jobs.Job) string {
 }
 
 // runForeground runs the job in an init of its own, cloned ahead or now,
-// under name if it has one. A name that was not asked for (the batch
-// system's) is dropped when taken: a second run in the same task goes
-// unnamed.
+// under name if it has one. A name that was asked for (--name) stays,
+// stopped, once the job ends, until delete. A name that was not (the
+// batch system's) goes with the run, and is dropped when taken: a second
+// run in the same task goes unnamed.
 func runForeground(ctx context.Context, name string, asked bool, o Options, cfg *runtime.Config, log *Log) (int, error) {
 	p := o.Early
 	if p == nil {

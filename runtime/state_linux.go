@@ -563,7 +563,8 @@ func (c *Containers) started(id string) bool {
 func (c *Containers) Unregister(id string) { c.remove(id) }
 
 // Sweep removes the state of stopped containers that asked for it
-// (Autoremove), such as named runs whose hpcrun was killed.
+// (Autoremove), such as runs under a batch system's name whose hpcrun was
+// killed.
 func (c *Containers) Sweep() {
 	var groups []string
 	for _, name := range c.names() {
