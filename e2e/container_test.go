@@ -247,6 +247,33 @@ func TestNoHome(t *testing.T) {
 	}
 }
 
+// --no-home from $HOME, the usual place to start: the job starts in the
+// empty home, and neither the real home nor the working directory (the
+// same) is bound, so ~/.local does not leak in. From below $HOME it is
+// refused in one line, for the directory could not be shown without it.
+func TestNoHomeAtHome(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	img := pythonImage(t)
+	home := tempDirOwnedIn(t, outerDir)
+	sub := filepath.Join(home, "project")
+	for _, d := range []string{filepath.Join(home, ".local"), sub} {
+		if err := mkdirOwned(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, opts{}, "--image", img, "true") // unpacked: its lines are not the refusal's
+	env := []string{"HOME=" + home}
+	r := mustRun(t, opts{dir: home, env: append(env, "PWD="+home)}, "--no-home", "--image", img, "sh", "-c", `ls -A "$HOME"; echo "in $(pwd)"`)
+	if r.stdout != "in "+home+"\n" {
+		t.Errorf("--no-home at $HOME: want the job in an empty %s: %s", home, r)
+	}
+	r = run(t, opts{dir: sub, env: append(env, "PWD="+sub)}, "--no-home", "--image", img, "true")
+	if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "--no-home") {
+		t.Errorf("--no-home below $HOME: want exit 125 and one line: %s", r)
+	}
+}
+
 func TestWorkingDir(t *testing.T) {
 	t.Parallel()
 	needUserns(t)

@@ -60,7 +60,7 @@ func TestKernelFallbacks(t *testing.T) {
 			t.Fatalf("the job script: want the service running while it runs: %s", r)
 		}
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if r := lc(root, "list", "-q"); strings.TrimSpace(r.stdout) == "" && r.code == 0 {
+			if r := lc(root, "state", "job-svc"); strings.Contains(r.stdout, `"stopped"`) && r.code == 0 {
 				break
 			}
 			if time.Now().After(deadline) {

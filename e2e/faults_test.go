@@ -453,10 +453,9 @@ func killInit(t *testing.T, root, id string) {
 	}
 }
 
-// The state of containers whose init or hpcrun died by SIGKILL: a named
-// run's (detached or not) is swept by the next hpcrun that lists or names
-// containers, and the name is free again; an OCI container's shows as
-// stopped and stays, as runc's does, until delete, which needs no --force.
+// The state of containers whose init or hpcrun died by SIGKILL shows as
+// stopped and stays, as runc's does, until delete, which needs no
+// --force: a named run's (detached or not), and an OCI container's.
 func TestStaleContainerState(t *testing.T) {
 	t.Parallel()
 	needUserns(t)
@@ -475,21 +474,22 @@ func TestStaleContainerState(t *testing.T) {
 	}
 	waitStatus(t, root, "svc", "running")
 	killInit(t, root, "svc")
-	if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) != "" {
+	if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) != "svc" {
 		t.Errorf("list after the init of svc was killed: %q", r.stdout)
 	}
+	mustLC(t, root, "delete", "svc")
 	gone("svc")
 	mustRun(t, opts{}, "--root", root, "--rootfs", rootfsDir, "--name", "svc", "true")
+	mustLC(t, root, "delete", "svc")
 
 	// A named run in the foreground whose hpcrun is killed: its init dies
-	// with it, and the next named run sweeps its state.
+	// with it, and its state stays, stopped, until delete.
 	proc, _, wait := startJob(t, "--root", root, "--rootfs", rootfsDir, "--name", "fg", "sh", "-c", "echo ready; exec sleep 1000")
 	proc.Kill()
 	wait()
-	if _, err := os.Lstat(filepath.Join(root, "fg")); err != nil {
-		t.Fatalf("no state left by a killed named run, nothing to sweep: %v", err)
-	}
 	mustRun(t, opts{}, "--root", root, "--rootfs", rootfsDir, "--name", "other", "true")
+	waitStatus(t, root, "fg", "stopped")
+	mustLC(t, root, "delete", "fg")
 	gone("fg")
 	mustRun(t, opts{}, "--root", root, "--rootfs", rootfsDir, "--name", "fg", "true")
 
@@ -856,6 +856,12 @@ func TestNoLeaks(t *testing.T) {
 		}
 		if r := runRaw(o, binPath, append(args, "true")...); r.code != 0 || r.err != nil || r.stderr != "" {
 			t.Fatalf("run %d: %s", i, r)
+		}
+		// A named run stays, stopped, until delete: its whole cycle.
+		if i%4 == 2 {
+			if r := runRaw(o, binPath, "delete", "leak-"+strconv.Itoa(i)); r.code != 0 || r.err != nil || r.stderr != "" {
+				t.Fatalf("delete after run %d: %s", i, r)
+			}
 		}
 	}
 	took := time.Since(start)

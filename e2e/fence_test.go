@@ -35,6 +35,12 @@ func refused(t *testing.T, what string, r result, want string) {
 // fenceName is a container name of this test run's own.
 func fenceName(tag string) string { return fmt.Sprintf("fence-%s-%d", tag, os.Getpid()) }
 
+// deleteAfter deletes the named run name (in the default root, or in
+// --root root) after t: once stopped, it stays until delete.
+func deleteAfter(t *testing.T, name string, root ...string) {
+	t.Cleanup(func() { runRaw(opts{}, binPath, append(root, "delete", "--force", name)...) })
+}
+
 // A job's working directory stays inside its root: the pattern of runc's
 // CVE-2024-21626, where the init held a host directory (a named run's
 // state directory, fd 7) when it changed into the job's directory.
@@ -62,6 +68,7 @@ func TestWorkdirStaysInRoot(t *testing.T) {
 
 	// exec --cwd into a named run.
 	name := fenceName("exec")
+	deleteAfter(t, name)
 	_, _, wait := startJob(t, "--name", name, "--image", img, "--pwd", "/", "sh", "-c", "echo ready; exec /bin/busybox sleep 1000")
 	for _, cwd := range []string{"/proc/self/fd/7", "/proc/self/fd/8", "/escape5", "/escape6", "/escape7", "/escape8", "/escape9"} {
 		r := run(t, opts{}, "exec", "--cwd", cwd, name, "sh", "-c", "pwd; ls ../../..")
@@ -90,6 +97,8 @@ func TestStateRootsHiddenFromJobs(t *testing.T) {
 	// A named run in the default root, /tmp/hpcrun-UID/run without
 	// XDG_RUNTIME_DIR (as the tests run).
 	name := fenceName("ctl")
+	deleteAfter(t, name)
+	deleteAfter(t, fenceName("peer"))
 	_, _, wait := startJob(t, "--name", name, "--image", img, "sh", "-c", "echo ready; exec /bin/busybox sleep 1000")
 	root := "/tmp/hpcrun-" + strconv.Itoa(testUID) + "/run"
 	if _, err := os.Stat(filepath.Join(root, name, "ctl")); err != nil {
@@ -115,6 +124,7 @@ func TestStateRootsHiddenFromJobs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(oci, id, "ctl")); err != nil {
 		t.Fatalf("the created container has no socket where the test looks: %v", err)
 	}
+	deleteAfter(t, fenceName("ocipeer"), "--root", oci)
 	for _, args := range [][]string{nil, {"--root", oci, "--name", fenceName("ocipeer")}} {
 		r := listFromJob(t, img, oci, args...)
 		if strings.Contains(r.stdout, "ctl") || strings.Contains(r.stdout, id) {
@@ -140,6 +150,7 @@ func TestExecHangupKillsAll(t *testing.T) {
 	needUserns(t)
 	img := fenceImage(t, "")
 	name := fenceName("hup")
+	deleteAfter(t, name)
 	_, _, wait := startJob(t, "--name", name, "--image", img, "sh", "-c", "echo ready; exec /bin/busybox sleep 1000")
 	defer func() {
 		mustRun(t, opts{}, "kill", name, "KILL")

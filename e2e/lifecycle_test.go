@@ -193,6 +193,33 @@ func TestLifecycleExecStatuses(t *testing.T) {
 	}
 }
 
+// exec --cwd of a directory the container lacks fails as a run's --pwd
+// does: one line that names it, exit 125, whatever the command; a missing
+// command in a good directory is still 127.
+func TestExecCwdMissing(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	root := filepath.Join(tempDirOwned(t), "state")
+	img := busyboxImage(t)
+	mustRun(t, opts{}, "--root", root, "--image", img, "--name", "svc", "--detach", "sleep", "1000")
+	t.Cleanup(func() { lc(t, root, "delete", "--force", "svc") })
+	waitStatus(t, root, "svc", "running")
+	for _, cwd := range []string{"/missing", "/etc/passwd"} {
+		for _, cmd := range []string{"true", "/no/such/command", "no-such-command"} {
+			r := lc(t, root, "exec", "--cwd", cwd, "svc", cmd)
+			if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "working directory "+cwd) {
+				t.Errorf("exec --cwd %s svc %s: want exit 125 and one line that names the directory: %s", cwd, cmd, r)
+			}
+		}
+	}
+	if r := lc(t, root, "exec", "--cwd", "/bin", "svc", "/no/such/command"); r.code != 127 {
+		t.Errorf("exec --cwd /bin of a missing command: want 127: %s", r)
+	}
+	if r := lc(t, root, "exec", "--cwd", "/bin", "svc", "pwd"); r.code != 0 || r.stdout != "/bin\n" {
+		t.Errorf("exec --cwd /bin: %s", r)
+	}
+}
+
 // exec -t gives the process a terminal of its own, relayed to the
 // caller's; a bundle that asks for a terminal gets one whose master goes
 // to --console-socket.
@@ -392,8 +419,27 @@ func TestNamedRuns(t *testing.T) {
 	if r := <-done; r.code != 4 || r.stdout != "fg-up\nfg-done\n" {
 		t.Errorf("named run: want its output and exit 4: %s", r)
 	}
+	// Once it ends, it stays, stopped with its exit status, until delete.
+	if st := stateOf(t, root, "fg"); st.Status != "stopped" || st.ExitStatus == nil || *st.ExitStatus != 4 {
+		t.Errorf("a named run that ended: want it stopped with exit status 4: %+v", st)
+	}
+	if r := run(nil, "--rootfs", rootfsDir, "--name", "fg", "true"); r.code != 125 || strings.Count(r.stderr, "\n") != 1 ||
+		!strings.Contains(r.stderr, "stopped") || !strings.Contains(r.stderr, "hpcrun delete fg") {
+		t.Errorf("a run named as a stopped one: want one line that says to delete it, exit 125: %s", r)
+	}
+	mustLC(t, root, "delete", "fg")
 	if ents, _ := os.ReadDir(root); len(ents) != 0 {
-		t.Errorf("a named run left state: %v", ents)
+		t.Errorf("delete left state: %v", ents)
+	}
+	// A named run whose job never started leaves nothing: its error says all.
+	if r := run(nil, "--rootfs", rootfsDir, "--name", "nocmd", "/no/such/cmd"); r.code != 127 {
+		t.Errorf("a named run of a missing command: %s", r)
+	}
+	if r := run(nil, "--rootfs", rootfsDir, "--name", "nocwd", "--pwd", "/no/such/dir", "true"); r.code != 125 {
+		t.Errorf("a named run in a missing directory: %s", r)
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Errorf("named runs that never started left state: %v", ents)
 	}
 
 	// A process exec'd into a named run is in the run's namespaces, those
@@ -410,11 +456,12 @@ func TestNamedRuns(t *testing.T) {
 	if r := <-done; r.code != 0 || strings.TrimSpace(r.stdout) != inExec || inExec == hostNetNS {
 		t.Errorf("exec into a --net none run: network namespace %q, want the job's: %s", inExec, r)
 	}
+	mustLC(t, root, "delete", "netfg")
 
-	// Detached: returns at once, output in the log, listed until killed,
-	// then swept.
+	// Detached: returns at once, output in the log, which the message
+	// names; once it stops, listed with its status and log until delete.
 	r := run(nil, "--rootfs", rootfsDir, "--name", "svc", "--detach", "sh", "-c", "echo svc-up; sleep 1000")
-	if r.code != 0 || !strings.Contains(r.stderr, "runs detached") {
+	if r.code != 0 || !strings.Contains(r.stderr, "runs detached") || !strings.Contains(r.stderr, filepath.Join(root, "svc", "log")) {
 		t.Fatalf("--detach: %s", r)
 	}
 	waitStatus(t, root, "svc", "running")
@@ -427,8 +474,34 @@ func TestNamedRuns(t *testing.T) {
 	}
 	mustLC(t, root, "kill", "svc", "KILL")
 	waitStatus(t, root, "svc", "stopped")
-	if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) != "" {
-		t.Errorf("a stopped detached run was not swept: %q", r.stdout)
+	if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) != "svc" {
+		t.Errorf("a stopped detached run is not listed: %q", r.stdout)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "svc", "log")); string(b) != "svc-up\n" {
+		t.Errorf("the log of the stopped svc holds %q", b)
+	}
+	mustLC(t, root, "delete", "svc")
+
+	// The job of a detached run that ends by itself: the next list keeps
+	// its log and exit status, which state shows.
+	r = run(nil, "--rootfs", rootfsDir, "--name", "crash", "--detach", "sh", "-c", "echo important; exit 3")
+	if r.code != 0 {
+		t.Fatalf("--detach: %s", r)
+	}
+	waitStatus(t, root, "crash", "stopped")
+	if r := mustLC(t, root, "list"); !strings.Contains(r.stdout, "crash") {
+		t.Errorf("list: want the stopped crash: %s", r)
+	}
+	log := filepath.Join(root, "crash", "log")
+	if st := stateOf(t, root, "crash"); st.ExitStatus == nil || *st.ExitStatus != 3 || st.Log != log {
+		t.Errorf("state crash: want exit status 3 and the log %s: %+v", log, st)
+	}
+	if b, _ := os.ReadFile(log); string(b) != "important\n" {
+		t.Errorf("the log of crash holds %q", b)
+	}
+	mustLC(t, root, "delete", "crash")
+	if _, err := os.Lstat(filepath.Join(root, "crash")); err == nil {
+		t.Error("delete left crash's state")
 	}
 
 	// Under Slurm: a detached service ends when the script that started
@@ -439,14 +512,26 @@ func TestNamedRuns(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, `"running"`) {
 		t.Fatalf("the job script: want the service running while it runs: %s", r)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if r := mustLC(t, root, "list", "-q"); strings.TrimSpace(r.stdout) == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the detached service outlived its Slurm job's script")
-		}
+	waitStatus(t, root, "job-svc", "stopped")
+	mustLC(t, root, "delete", "job-svc")
+}
+
+// ociState is what hpcrun state prints.
+type ociState struct {
+	Status     string `json:"status"`
+	Pid        int    `json:"pid"`
+	ExitStatus *int   `json:"exitStatus"`
+	Log        string `json:"log"`
+}
+
+func stateOf(t *testing.T, root, id string) ociState {
+	t.Helper()
+	var s ociState
+	r := mustLC(t, root, "state", id)
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		t.Fatalf("state: %v: %s", err, r)
 	}
+	return s
 }
 
 // Under Slurm a plain run is named after its job, step and task, so that

@@ -37,6 +37,56 @@ func TestBindIntoHostDirectory(t *testing.T) {
 	}
 }
 
+// A host directory bound over a mount point that hpcrun staged (a $HOME
+// the image lacks, a --bind to a new /data) is the host's: a mount point
+// missing in it is an error as in TestBindIntoHostDirectory, and nothing
+// is made in it. The image's own tree still gets its mount points staged.
+func TestBindIntoStagedHostDirectory(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	img := busyboxImage(t)
+	home, data, a, b := tempDirOwnedIn(t, outerDir), tempDirOwnedIn(t, outerDir), tempDirOwnedIn(t, outerDir), tempDirOwnedIn(t, outerDir)
+	env := opts{env: []string{"HOME=" + home}}
+	mustRun(t, opts{}, "--image", img, "true") // unpacked: its lines are not the error's
+	for _, binds := range [][]string{
+		{data + ":" + home + "/newdir"},
+		{a + ":/data", b + ":/data/sub"},
+		{a + ":/data", b + ":/data/sub/deeper"},
+	} {
+		args := []string{"--image", img}
+		for _, bind := range binds {
+			args = append(args, "--bind", bind)
+		}
+		r := run(t, env, append(args, "true")...)
+		if r.code != 125 || !strings.Contains(r.stderr, "does not exist in") || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("--bind %v: want exit 125 and one line naming the host directory, got %s", binds, r)
+		}
+	}
+	for _, dir := range []string{home, a} {
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("hpcrun made %v in the host directory %s", ents, dir)
+		}
+	}
+	// Once the mount point exists on the host, the same binds work.
+	if err := os.Mkdir(filepath.Join(a, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b, "from-b"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := mustRun(t, env, "--image", img, "--bind", a+":/data", "--bind", b+":/data/sub", "--bind", data+":/opt/new/x", "ls", "/data/sub")
+	if strings.TrimSpace(r.stdout) != "from-b" {
+		t.Errorf("want /data/sub to show the second bind: %s", r)
+	}
+	// A bind over a directory of the image that was staged for an
+	// earlier one keeps its own flags: the staging is made read-only,
+	// not what covers it.
+	r = run(t, env, "--image", img, "--bind", data+":/usr/local/new", "--bind", b+":/usr/local", "touch", "/usr/local/written")
+	if _, err := os.Stat(filepath.Join(b, "written")); r.code != 0 || err != nil {
+		t.Errorf("a writable bind over a staged directory is not writable: %s", r)
+	}
+}
+
 // A working directory reached through a symlink ($PWD is the logical path,
 // as shells keep it) works: its physical directory is bound.
 func TestWorkingDirThroughSymlink(t *testing.T) {

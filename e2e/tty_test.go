@@ -495,7 +495,7 @@ func TestExecTerminalRelay(t *testing.T) {
 	img := pythonImage(t)
 	name := fmt.Sprintf("exec-tty-%d", os.Getpid())
 	mustRun(t, opts{}, "--name", name, "--detach", "--image", img, "sleep", "1000")
-	t.Cleanup(func() { runRaw(opts{}, binPath, "kill", name, "KILL") })
+	t.Cleanup(func() { runRaw(opts{}, binPath, "delete", "--force", name) })
 	dir := tempDirOwned(t)
 	for _, c := range []struct{ name, script string }{
 		{"stderr to a file", fmt.Sprintf(`%s exec -t %s sh -c 'echo "out-$(tty)"; echo err-line >&2' 2>%s/err; echo r''c=$?`, binPath, name, dir)},

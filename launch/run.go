@@ -88,9 +88,10 @@ func runName(r *Request, j jobs.Job) string {
 }
 
 // runForeground runs the job in an init of its own, cloned ahead or now,
-// under name if it has one. A name that was not asked for (the batch
-// system's) is dropped when taken: a second run in the same task goes
-// unnamed.
+// under name if it has one. A name that was asked for (--name) stays,
+// stopped, once the job ends, until delete. A name that was not (the
+// batch system's) goes with the run, and is dropped when taken: a second
+// run in the same task goes unnamed.
 func runForeground(ctx context.Context, name string, asked bool, o Options, cfg *runtime.Config, log *Log) (int, error) {
 	p := o.Early
 	if p == nil {
@@ -101,7 +102,7 @@ func runForeground(ctx context.Context, name string, asked bool, o Options, cfg 
 		if err == nil {
 			log.Debugf("container name: %s", name)
 			var code int
-			code, err = c.RunNamed(ctx, p, name, cfg)
+			code, err = c.RunNamed(ctx, p, name, cfg, asked)
 			if !errors.Is(err, runtime.ErrNotNamed) {
 				log.Phase(fmt.Sprintf("job ended with status %d", code))
 				return code, err
@@ -146,8 +147,9 @@ func runMember(mt *meeting, o Options, im *Image, cfg *runtime.Config, timeout t
 
 // runDetached starts the job in a named container (run-PID by default)
 // that lives past hpcrun's exit, its output in a log file. exec, ps and
-// kill find it by name; its state goes when it stops. Under Slurm it
-// ends with what started it, the job's script or task.
+// kill find it by name; once stopped it stays, with its log and exit
+// status, until delete. Under Slurm it ends with what started it, the
+// job's script or task.
 func runDetached(name string, o Options, im *Image, cfg *runtime.Config, j jobs.Job, log *Log) error {
 	c, err := o.State(true)
 	if err != nil {
@@ -159,7 +161,7 @@ func runDetached(name string, o Options, im *Image, cfg *runtime.Config, j jobs.
 	if err := c.RunDetached(name, cfg, im.Hold(), j.Scheduler == jobs.Slurm); err != nil {
 		return err
 	}
-	log.Infof("container %s runs detached; its output goes to %s (hpcrun ps, exec and kill %s)", name, c.LogPath(name), name)
+	log.Infof("container %s runs detached; its output goes to %s, kept until hpcrun delete %s (hpcrun ps, exec and kill %s)", name, c.LogPath(name), name, name)
 	return nil
 }
 

@@ -490,13 +490,12 @@ func execAttr(r request, cfg *initConfig) (path string, attr *syscall.ProcAttr, 
 	if r.member {
 		env = r.env // a task's own, rank variables and all
 	}
-	if path, err = lookPath(r.args[0], envValue(env, "PATH")); err != nil {
-		return "", nil, nil, err
-	}
 	// Without --cwd, the init's own working directory: the job's, checked
 	// as it started. With it, the directory opened and checked here; the
 	// process changes into it through the init's descriptor, which it
-	// holds until its execve (see fence_linux.go).
+	// holds until its execve (see fence_linux.go). The directory comes
+	// first, as in a run: a missing one is the error to report, and the
+	// command is looked up from there.
 	dir, done := "", func() {}
 	if r.cwd != "" {
 		fd, err := openCwd(r.cwd, "--cwd")
@@ -504,6 +503,10 @@ func execAttr(r request, cfg *initConfig) (path string, attr *syscall.ProcAttr, 
 			return "", nil, nil, fmt.Errorf("exec: %w", err)
 		}
 		dir, done = fdPath(fd), func() { unix.Close(fd) }
+	}
+	if path, err = lookPath(r.args[0], envValue(env, "PATH"), r.cwd); err != nil {
+		done()
+		return "", nil, nil, err
 	}
 	attr = jobAttr(cfg, env, dir, []uintptr{uintptr(r.fds[0]), uintptr(r.fds[1]), uintptr(r.fds[2])})
 	if r.tty {

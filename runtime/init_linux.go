@@ -94,7 +94,7 @@ func initMain(entered time.Time) int {
 	if err := chdirJob(cfg.Cwd); err != nil {
 		return report(status, err)
 	}
-	path, err := lookPath(cfg.Args[0], envValue(cfg.Env, "PATH"))
+	path, err := lookPath(cfg.Args[0], envValue(cfg.Env, "PATH"), "")
 	if err != nil {
 		return report(status, err)
 	}

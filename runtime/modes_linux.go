@@ -26,22 +26,29 @@ func (e notNamed) Error() string   { return e.err.Error() }
 func (e notNamed) Unwrap() []error { return []error{ErrNotNamed, e.err} }
 
 // RunNamed runs cfg's job in p, the init cloned for it, as container
-// name: exec, ps and kill find it until it ends. When the name cannot be
-// registered (taken, bad), it returns an error wrapping ErrNotNamed and
-// leaves p as it was, to run unnamed or to abort.
-func (c *Containers) RunNamed(ctx context.Context, p *Init, name string, cfg *Config) (int, error) {
-	dir, err := c.Register(name, p.Pid(), cfg.Spec.Root.Path)
+// name: exec, ps and kill find it while it runs. With keep (a name the
+// user chose), a job that started leaves the container stopped, with its
+// exit status, until delete; a run whose job never started leaves
+// nothing, for its error said all. Without keep (a batch system's name)
+// the state goes when the run ends. When the name cannot be registered
+// (taken, bad), it returns an error wrapping ErrNotNamed and leaves p as
+// it was, to run unnamed or to abort.
+func (c *Containers) RunNamed(ctx context.Context, p *Init, name string, cfg *Config, keep bool) (int, error) {
+	dir, err := c.Register(name, p.Pid(), cfg.Spec.Root.Path, !keep)
 	if err != nil {
 		return 0, notNamed{err}
 	}
-	defer c.Unregister(name)
 	cfg.StateDir = dir
-	return p.Run(ctx, cfg)
+	code, err := p.Run(ctx, cfg)
+	if !keep || !c.started(name) {
+		c.Unregister(name)
+	}
+	return code, err
 }
 
 // RunDetached creates and starts container name from cfg, which lives
-// past this process's exit with its output in a log file (LogPath) and
-// its state removed once it stops. hold, if not nil, is kept open by its
+// past this process's exit with its output in a log file (LogPath); once
+// it stops, its state, log and exit status stay until delete. hold, if not nil, is kept open by its
 // init for as long as it lives (the cached image's use lock). With
 // anchored, it ends when this process's parent does: under a batch
 // system, the job's script or task, and so with the job.
@@ -53,7 +60,7 @@ func (c *Containers) RunDetached(name string, cfg *Config, hold *os.File, anchor
 	if anchored {
 		defer anchorToParent(cfg)()
 	}
-	if _, err := c.Create(name, cfg, CreateOptions{Autoremove: true}); err != nil {
+	if _, err := c.Create(name, cfg, CreateOptions{}); err != nil {
 		return err
 	}
 	if err := c.Start(name); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -352,6 +353,16 @@ func (b *builder) apply(m specs.Mount, srcFD int) error {
 	if err != nil {
 		return fmt.Errorf("mount point %s: %w", m.Destination, err)
 	}
+	// What was staged at or below target is covered now: a mount point
+	// made there later would land in whatever this mount brings, and
+	// making an underlay read-only at the end, by its path, would make
+	// this mount read-only instead.
+	for d := range b.ours {
+		if within(d, target) {
+			delete(b.ours, d)
+		}
+	}
+	b.underlay = slices.DeleteFunc(b.underlay, func(d string) bool { return within(d, target) })
 	if srcFD >= 0 {
 		if err := unix.Mount(fdPath(srcFD), target, "", unix.MS_BIND|flags&unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind %s to %s: %w", m.Source, m.Destination, err)

@@ -76,13 +76,26 @@ type State struct {
 
 	Status   string `json:"-"` // computed by Load
 	ExitCode int    `json:"-"` // the job's, once stopped; -1 if unknown
+	Log      string `json:"-"` // the path of a detached job's output, if it has one (see Load)
 }
 
-// OCI is the state in the runtime spec's form, for `hpcrun state`.
-func (s *State) OCI() specs.State {
-	st := specs.State{Version: SpecVersion, ID: s.ID, Status: specs.ContainerState(s.Status), Bundle: s.Bundle, Annotations: s.Annotations}
+// OCIState is the state in the runtime spec's form, for `hpcrun state`,
+// with what a stopped container leaves for its user added, as runc adds
+// fields of its own.
+type OCIState struct {
+	specs.State
+	ExitStatus *int   `json:"exitStatus,omitempty"` // the job's, once stopped, where known
+	Log        string `json:"log,omitempty"`        // where a detached job's output went
+}
+
+// OCI is the state in the runtime spec's form.
+func (s *State) OCI() OCIState {
+	st := OCIState{State: specs.State{Version: SpecVersion, ID: s.ID, Status: specs.ContainerState(s.Status), Bundle: s.Bundle, Annotations: s.Annotations}, Log: s.Log}
 	if s.Status != StatusStopped {
 		st.Pid = s.Pid
+	} else if s.ExitCode >= 0 {
+		code := s.ExitCode
+		st.ExitStatus = &code
 	}
 	return st
 }
@@ -256,8 +269,10 @@ type CreateOptions struct {
 	// state directory, with /dev/null as its input.
 	Stdio *Stdio
 	// Autoremove: once stopped, the container's state is swept away by
-	// the next hpcrun that lists or creates containers (named runs);
-	// otherwise it stays until delete (OCI containers).
+	// the next hpcrun that lists or creates containers (group containers,
+	// runs under a batch system's name); otherwise it stays, with its
+	// log and exit status, until delete (OCI containers, --name and
+	// --detach runs), as runc's and Docker's do.
 	Autoremove bool
 	// Image names what the rootfs holds: a manifest digest, or "" for a
 	// plain directory. Tasks that join a group compare it, for two
@@ -265,8 +280,25 @@ type CreateOptions struct {
 	Image string
 }
 
-// LogPath is where a detached run's output goes.
-func (c *Containers) LogPath(id string) string { return filepath.Join(c.Dir(id), "log") }
+// LogPath is where a detached run's output goes: in its state directory,
+// so it stays as long as the container does, until delete.
+func (c *Containers) LogPath(id string) string { return filepath.Join(c.Dir(id), logFile) }
+
+// logFile is a detached container's output, in its state directory.
+const logFile = "log"
+
+// taken is the error for a name that is in use: by a stopped container,
+// whose name is free once it is deleted, or by one that runs.
+func (c *Containers) taken(id string) error {
+	if s, err := c.Load(id); err == nil && s.Status == StatusStopped {
+		exit := ""
+		if s.ExitCode >= 0 {
+			exit = fmt.Sprintf(" (exit status %d)", s.ExitCode)
+		}
+		return fmt.Errorf("%w: %s, stopped%s and kept for its log and status; delete it first (hpcrun delete %s) or choose another name", ErrExists, id, exit, id)
+	}
+	return fmt.Errorf("%w: %s; delete it first (hpcrun delete %s) or choose another name", ErrExists, id, id)
+}
 
 // Create makes container id from cfg, whose job waits for Start. It
 // returns once the container is built, and the init outlives the caller.
@@ -277,7 +309,7 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	c.Sweep()
 	dir := c.Dir(id)
 	if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("%w: %s; delete it first (hpcrun delete %s)", ErrExists, id, id)
+		return nil, c.taken(id)
 	} else if err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
@@ -384,6 +416,10 @@ func loadAt(dir int, path, id string) (*State, error) {
 	}
 	s.ID = id
 	s.Status, s.ExitCode = status(dir, s)
+	var st unix.Stat_t
+	if unix.Fstatat(dir, logFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		s.Log = filepath.Join(path, logFile)
+	}
 	return s, nil
 }
 
@@ -434,19 +470,20 @@ func (s *State) alive() bool { return procs.InitAlive(s.Pid, s.Start) }
 
 // Register makes the state of a named run, whose init (pid) the caller
 // is about to hand a config with StateDir set to the returned directory;
-// Unregister removes it when the run ends.
-func (c *Containers) Register(id string, pid int, rootfs string) (string, error) {
+// Unregister removes it. With autoremove, a stopped run's state is swept
+// (see CreateOptions.Autoremove).
+func (c *Containers) Register(id string, pid int, rootfs string, autoremove bool) (string, error) {
 	if err := CheckID(id); err != nil {
 		return "", err
 	}
 	c.Sweep()
 	dir := c.Dir(id)
 	if err := os.Mkdir(dir, 0o700); errors.Is(err, fs.ErrExist) {
-		return "", fmt.Errorf("%w: %s", ErrExists, id)
+		return "", c.taken(id)
 	} else if err != nil {
 		return "", fmt.Errorf("container %s: %w", id, err)
 	}
-	s := &State{ID: id, Pid: pid, Rootfs: rootfs, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: true, Ready: true}
+	s := &State{ID: id, Pid: pid, Rootfs: rootfs, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: autoremove, Ready: true}
 	s.Start, _ = procs.StartTime(pid)
 	if err := s.write(dir); err != nil {
 		os.RemoveAll(dir)
@@ -510,11 +547,24 @@ func imageOf(digest, rootfs string) string {
 	return rootfs
 }
 
+// started reports whether container id's job was started: its init
+// recorded it in the state directory.
+func (c *Containers) started(id string) bool {
+	dir, err := c.openDir(id)
+	if err != nil {
+		return false
+	}
+	defer dir.Close()
+	var st unix.Stat_t
+	return unix.Fstatat(int(dir.Fd()), startedFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
 // Unregister removes a named run's state.
 func (c *Containers) Unregister(id string) { c.remove(id) }
 
 // Sweep removes the state of stopped containers that asked for it
-// (Autoremove), such as named runs whose hpcrun was killed.
+// (Autoremove), such as runs under a batch system's name whose hpcrun was
+// killed.
 func (c *Containers) Sweep() {
 	var groups []string
 	for _, name := range c.names() {

@@ -83,7 +83,9 @@ func execError(cmd string, err error) error {
 
 // lookPath finds a command the way a shell would, in the PATH of the job's
 // environment, inside the container. A name with a slash is used as is.
-func lookPath(file, path string) (string, error) {
+// A relative entry of PATH ("", ".") is taken in wd, the directory the
+// command will start in; "" is this process's.
+func lookPath(file, path, wd string) (string, error) {
 	if strings.Contains(file, "/") {
 		return file, nil
 	}
@@ -91,6 +93,9 @@ func lookPath(file, path string) (string, error) {
 	for _, dir := range filepath.SplitList(path) {
 		if dir == "" {
 			dir = "."
+		}
+		if wd != "" && !filepath.IsAbs(dir) {
+			dir = filepath.Join(wd, dir)
 		}
 		p := filepath.Join(dir, file)
 		fi, err := os.Stat(p)

@@ -78,10 +78,20 @@ func TestLookPath(t *testing.T) {
 		{"data", noexec, "", ErrNotExecutable},
 	}
 	for _, tc := range tests {
-		got, err := lookPath(tc.file, tc.path)
+		got, err := lookPath(tc.file, tc.path, "")
 		if !errors.Is(err, tc.wantErr) || got != tc.want {
 			t.Errorf("lookPath(%q, %q) = %q, %v; want %q, %v", tc.file, tc.path, got, err, tc.want, tc.wantErr)
 		}
+	}
+	// Relative entries are taken in the directory the command starts in
+	// (exec --cwd), not in the caller's.
+	for _, path := range []string{"bin", "./bin", "/nonexistent:bin"} {
+		if got, err := lookPath("tool", path, dir); err != nil || got != filepath.Join(bin, "tool") {
+			t.Errorf("lookPath(tool, %q) in %s = %q, %v; want %s", path, dir, got, err, filepath.Join(bin, "tool"))
+		}
+	}
+	if got, err := lookPath("tool", ":.", bin); err != nil || got != filepath.Join(bin, "tool") {
+		t.Errorf("lookPath(tool, \":.\") in %s = %q, %v", bin, got, err)
 	}
 }
 

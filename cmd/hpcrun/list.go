@@ -21,7 +21,9 @@ func newListCommand(so *stateOptions) *cobra.Command {
 	listCmd := verb(so, "list [-q] [--format table|json]", "List your containers on this node",
 		`list shows the containers under --root: named runs (--name, and every run
 under Slurm or PBS), detached ones and those of the OCI verbs (create, run).
-The state of a container that has stopped is swept by the next hpcrun.
+A stopped one of --name or --detach stays, with its log and exit status
+(hpcrun state ID), until hpcrun delete ID, as an OCI container does; the
+next hpcrun sweeps a stopped run that only the batch system named.
 
 `+helptext.ExitStatus(helptext.Done("the list was printed (no containers lists none)"),
 			helptext.Failed("a bad flag or --format, a state root that cannot be read")),

@@ -64,7 +64,7 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.env, "env", nil, "set `K=V` in the container (repeatable); K alone copies it from the host")
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "read K=V lines from `FILE` (repeatable)")
 	f.StringVar(&o.name, "name", "", "name the container `N`, so that hpcrun exec, ps and kill find it (see hpcrun list)")
-	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background, past hpcrun's exit, with the output in a log file; under Slurm it ends with the job")
+	f.BoolVarP(&o.detach, "detach", "d", false, "run in the background, past hpcrun's exit, with the output in a log file kept until hpcrun delete; under Slurm it ends with the job")
 	f.StringVar(&o.joinTag, "join-tag", "", "run in one container with the other tasks that give this `TAG` (default under srun: the job and step); they start together, and if one cannot start, all end with its reason, exit 125")
 	f.IntVar(&o.joinCount, "join-count", 0, "how many tasks join the container (default: the tasks of the step on this node); the group fails if they have not all come within join_timeout (60s; see hpcrun config)")
 	f.BoolVar(&o.noJoin, "no-join", false, "give this task a container of its own, even as one of several tasks of a step on this node")

@@ -14,7 +14,9 @@ import (
 func newStateCommand(so *stateOptions) *cobra.Command {
 	stateCmd := verb(so, "state ID", "Print a container's state as OCI runtime-spec JSON",
 		`state prints the state of container ID: its status (creating, created,
-running, paused or stopped), the pid of its init and its bundle.
+running, paused or stopped), the pid of its init and its bundle; once it has
+stopped, the job's exit status (exitStatus), and for a detached run the
+path of its log (log).
 
 `+helptext.ExitStatus(helptext.Done("the state was printed, whatever the status"), helptext.Failed("no such container")),
 		`  hpcrun state job1
