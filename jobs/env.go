@@ -55,15 +55,14 @@ type EnvOptions struct {
 // EnvRule is the rule ContainerEnv applies, for --help.
 const EnvRule = `Environment: host variables pass into the container, except LD_LIBRARY_PATH,
 LD_PRELOAD, LD_AUDIT and the config's env deny list. The image's variables win
-over the host's, PATH included, but for the scheduler's. --cleanenv keeps only HOME, USER, TERM,
-TMPDIR, the config's env pass list and the scheduler's variables from the
-host. The
-scheduler's variables (SLURM_*, SLURMD_*, PBS_*, PMI_*, PMIX_*, OMPI_*) always
-pass, and win over the image's. hpcrun sets HPCRUN_CONTAINER (the --name, else
-1) and HPCRUN_IMAGE (--image or --rootfs as given). A host variable HPCRUNENV_K=V sets K=V inside,
-over the image's, even with --cleanenv (Apptainer's APPTAINERENV_K). --env-file,
-then --env K=V, win over everything; --env K copies K from the host even with
---cleanenv.`
+over the host's, PATH included, but for the scheduler's. --cleanenv keeps only
+HOME, USER, TERM, TMPDIR, the config's env pass list and the scheduler's
+variables from the host. The scheduler's variables (SLURM_*, SLURMD_*, PBS_*,
+PMI_*, PMIX_*, OMPI_*) always pass, and win over the image's. hpcrun sets
+HPCRUN_CONTAINER (the --name, else 1) and HPCRUN_IMAGE (--image or --rootfs as
+given). A host variable HPCRUNENV_K=V sets K=V inside, over the image's, even
+with --cleanenv (Apptainer's APPTAINERENV_K). --env-file, then --env K=V, win
+over everything; --env K copies K from the host even with --cleanenv.`
 
 // ContainerEnv computes the job's environment from the rule in EnvRule.
 func ContainerEnv(o EnvOptions) []string {

@@ -36,6 +36,9 @@ else /bin/sh. bash starts with --norc, so that the prompt says where it runs:
 		},
 	}
 	o.AddFlags(cmd.Flags())
+	for _, name := range []string{"run", "entrypoint"} {
+		cmd.Flags().MarkHidden(name) // the shell is the command
+	}
 	cmd.SetFlagErrorFunc(flagError)
 	return cmd
 }
