@@ -66,7 +66,7 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	inHome := home != "" && (within(phys, home) || within(phys, realHome))
 	mo := runtime.MountOptions{Cwd: phys, Home: home, NoHome: noHome, Exists: h.Exists, Contain: contain, PrivateIPC: r.ContainAll}
 	if r.Home != "" {
-		if mo.HomeSource, mo.Home, err = homeBind(r.Home, home, h, st); err != nil {
+		if mo.HomeSource, mo.Home, err = homeSpec(r.Home, home, h, st); err != nil {
 			return nil, err
 		}
 		id.Home = mo.Home
@@ -173,10 +173,10 @@ func homeFlag(r *Request, contain bool) string {
 	return ""
 }
 
-// homeBind parses --home SRC[:DST]: the host directory SRC, relative to
+// homeSpec parses --home SRC[:DST]: the host directory SRC, relative to
 // the current one, is the job's home at DST, by default at the caller's
 // $HOME.
-func homeBind(spec, home string, h Host, st *Settings) (src, dst string, err error) {
+func homeSpec(spec, home string, h Host, st *Settings) (src, dst string, err error) {
 	src, dst, _ = strings.Cut(spec, ":")
 	if dst == "" {
 		dst = home

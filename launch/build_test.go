@@ -142,7 +142,7 @@ func checkErr(t *testing.T, err error, want string, usage bool) bool {
 	return false
 }
 
-const homeBindLine = "/home/alice <- /home/alice (rbind)"
+const homeBind = "/home/alice <- /home/alice (rbind)"
 
 func TestBinds(t *testing.T) {
 	forbid := func(j *job) {
@@ -161,20 +161,20 @@ func TestBinds(t *testing.T) {
 		err   string
 		usage bool
 	}{
-		{name: "none", want: []string{homeBindLine}},
+		{name: "none", want: []string{homeBind}},
 		{name: "SRC", binds: []string{"/data"}, exist: []string{"/data"},
-			want: []string{homeBindLine, "/data <- /data (rbind)"}},
+			want: []string{homeBind, "/data <- /data (rbind)"}},
 		{name: "SRC:DST", binds: []string{"/data:/mnt/d"}, exist: []string{"/data"},
-			want: []string{homeBindLine, "/mnt/d <- /data (rbind)"}},
+			want: []string{homeBind, "/mnt/d <- /data (rbind)"}},
 		{name: "SRC:DST:ro", binds: []string{"/data:/mnt/d:ro"}, exist: []string{"/data"},
-			want: []string{homeBindLine, "/mnt/d <- /data (rbind,ro)"}},
+			want: []string{homeBind, "/mnt/d <- /data (rbind,ro)"}},
 		{name: "SRC:DST:rw", binds: []string{"/data/:/mnt/d/:rw"}, exist: []string{"/data"},
-			want: []string{homeBindLine, "/mnt/d <- /data (rbind)"}},
+			want: []string{homeBind, "/mnt/d <- /data (rbind)"}},
 		{name: "relative SRC", binds: []string{"data:/data", "./x/../in"}, exist: []string{"/home/alice/proj/data", "/home/alice/proj/in"},
-			want: []string{homeBindLine, "/data <- /home/alice/proj/data (rbind)", "/home/alice/proj/in <- /home/alice/proj/in (rbind)"}},
+			want: []string{homeBind, "/data <- /home/alice/proj/data (rbind)", "/home/alice/proj/in <- /home/alice/proj/in (rbind)"}},
 		{name: "relative SRC from the logical cwd", binds: []string{"in:/in"}, exist: []string{"/home/alice/s/in", "/lustre/alice"},
 			tweak: func(j *job) { j.h.Cwd, j.h.PhysCwd = "/home/alice/s", "/lustre/alice" },
-			want:  []string{homeBindLine, "/lustre/alice <- /lustre/alice (rbind)", "/in <- /home/alice/s/in (rbind)"}},
+			want:  []string{homeBind, "/lustre/alice <- /lustre/alice (rbind)", "/in <- /home/alice/s/in (rbind)"}},
 		{name: "missing source", binds: []string{"/nope"},
 			err: "bind source /nope does not exist; create it or drop --bind /nope"},
 		{name: "missing relative source", binds: []string{"nope:/x"},
@@ -192,13 +192,13 @@ func TestBinds(t *testing.T) {
 		{name: "over /", binds: []string{"/a:/"}, exist: []string{"/a"},
 			err: `--bind: bad bind "/a:/": cannot bind over the container's /; the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "system dir allowed", binds: []string{"/usr/lib/x"}, exist: []string{"/usr/lib/x"},
-			want: []string{homeBindLine, "/usr/lib/x <- /usr/lib/x (rbind)"}},
+			want: []string{homeBind, "/usr/lib/x <- /usr/lib/x (rbind)"}},
 		{name: "system dir forbidden", binds: []string{"/usr/lib/x"}, exist: []string{"/usr/lib/x"}, tweak: forbid,
 			err: "bind of /usr/lib/x refused: the site config (/etc/hpcrun/config.yaml:2) forbids binding the host's system dirs (/usr); bind from elsewhere, or ask your admins"},
 		{name: "/ forbidden", binds: []string{"/:/host"}, exist: []string{"/"}, tweak: forbid,
 			err: "bind of / refused: the site config (/etc/hpcrun/config.yaml:2) forbids binding the host's system dirs (/); bind from elsewhere, or ask your admins"},
 		{name: "/var/tmp is no system dir", binds: []string{"/var/tmp/x:/x"}, exist: []string{"/var/tmp/x"}, tweak: forbid,
-			want: []string{homeBindLine, "/x <- /var/tmp/x (rbind)"}},
+			want: []string{homeBind, "/x <- /var/tmp/x (rbind)"}},
 		{name: "forbidden, checked before existence", binds: []string{"/etc/nope"}, tweak: forbid,
 			err: "bind of /etc/nope refused: the site config (/etc/hpcrun/config.yaml:2) forbids binding the host's system dirs (/etc); bind from elsewhere, or ask your admins"},
 		{name: "config bind, required, missing",
@@ -206,18 +206,18 @@ func TestBinds(t *testing.T) {
 			err:   "the bind /apps required by /etc/hpcrun/config.yaml:5 does not exist on this node; ask your admins, or create it"},
 		{name: "config bind, optional, missing",
 			tweak: confBinds(jobs.Bind{Bind: runtime.Bind{Source: "/apps", Dest: "/apps"}, From: "/etc/hpcrun/config.yaml:5"}),
-			want:  []string{homeBindLine}},
+			want:  []string{homeBind}},
 		{name: "config binds before --bind", binds: []string{"/data"}, exist: []string{"/apps", "/data", "/etc/ssl"},
 			tweak: confBinds(
 				jobs.Bind{Bind: runtime.Bind{Source: "/apps", Dest: "/opt/apps", ReadOnly: true}, Required: true, From: "/etc/hpcrun/config.yaml:5"},
 				jobs.Bind{Bind: runtime.Bind{Source: "/etc/ssl", Dest: "/etc/ssl"}, From: "/etc/hpcrun/config.yaml:6"}),
-			want: []string{homeBindLine, "/opt/apps <- /apps (rbind,ro)", "/etc/ssl <- /etc/ssl (rbind)", "/data <- /data (rbind)"}},
+			want: []string{homeBind, "/opt/apps <- /apps (rbind,ro)", "/etc/ssl <- /etc/ssl (rbind)", "/data <- /data (rbind)"}},
 		{name: "the site's bind of a system dir, forbidden to users", exist: []string{"/etc/ssl"},
 			tweak: func(j *job) {
 				forbid(j)
 				confBinds(jobs.Bind{Bind: runtime.Bind{Source: "/etc/ssl", Dest: "/etc/ssl"}, From: "/etc/hpcrun/config.yaml:6"})(j)
 			},
-			want: []string{homeBindLine, "/etc/ssl <- /etc/ssl (rbind)"}},
+			want: []string{homeBind, "/etc/ssl <- /etc/ssl (rbind)"}},
 		{name: "the user's config bind of a system dir, forbidden", exist: []string{"/etc/ssl"},
 			tweak: func(j *job) {
 				forbid(j)
@@ -228,21 +228,21 @@ func TestBinds(t *testing.T) {
 			tweak: func(j *job) {
 				j.st.Conf.ScratchDirs = jobs.Setting[[]string]{Value: []string{"/gpfs/scratch", "/scratch"}, From: "test"}
 			},
-			want: []string{homeBindLine, "/scratch <- /scratch (rbind)"}},
+			want: []string{homeBind, "/scratch <- /scratch (rbind)"}},
 		{name: "the job's tmp dir", env: []string{"SLURM_JOB_ID=7", "SLURM_TMPDIR=/local/slurm/7/"}, exist: []string{"/local/slurm/7"},
-			want: []string{homeBindLine, "/local/slurm/7 <- /local/slurm/7 (rbind)"}},
+			want: []string{homeBind, "/local/slurm/7 <- /local/slurm/7 (rbind)"}},
 		{name: "the job's tmp dir, visible already", env: []string{"SLURM_JOB_ID=7", "TMPDIR=/tmp/job.7"}, exist: []string{"/tmp/job.7"},
-			want: []string{homeBindLine}},
+			want: []string{homeBind}},
 		{name: "the job's tmp dir, not on this node", env: []string{"TMPDIR=/local/tmp"},
-			want: []string{homeBindLine}},
+			want: []string{homeBind}},
 		{name: "PBS files", exist: []string{"/var/spool/pbs/aux/12.srv", "/home/alice/gpus", "/var/tmp/pbs.12.srv"},
 			env:  []string{"PBS_JOBID=12.srv", "PBS_NODEFILE=/var/spool/pbs/aux/12.srv", "PBS_GPUFILE=/home/alice/gpus", "TMPDIR=/var/tmp/pbs.12.srv"},
-			want: []string{homeBindLine, "/var/spool/pbs/aux/12.srv <- /var/spool/pbs/aux/12.srv (rbind,ro)"}},
+			want: []string{homeBind, "/var/spool/pbs/aux/12.srv <- /var/spool/pbs/aux/12.srv (rbind,ro)"}},
 		{name: "PMIx and munge dirs", exist: []string{"/var/spool/slurmd/pmix.7.0", "/run/munge", "/tmp/pmix"},
 			env:  []string{"SLURM_JOB_ID=7", "PMIX_SERVER_TMPDIR=/var/spool/slurmd/pmix.7.0", "PMIX_SYSTEM_TMPDIR=/tmp/pmix"},
-			want: []string{homeBindLine, "/var/spool/slurmd/pmix.7.0 <- /var/spool/slurmd/pmix.7.0 (rbind)", "/run/munge <- /run/munge (rbind)"}},
+			want: []string{homeBind, "/var/spool/slurmd/pmix.7.0 <- /var/spool/slurmd/pmix.7.0 (rbind)", "/run/munge <- /run/munge (rbind)"}},
 		{name: "munge's dir, not on this node", env: []string{"SLURM_JOB_ID=7"},
-			want: []string{homeBindLine}},
+			want: []string{homeBind}},
 		{name: "the order: scratch, job, config, --bind", binds: []string{"/data"},
 			exist: []string{"/scratch", "/local/7", "/var/spool/pbs/nodes", "/var/spool/pmix", "/apps", "/data"},
 			env:   []string{"PBS_JOBID=7.srv", "TMPDIR=/local/7", "PBS_NODEFILE=/var/spool/pbs/nodes", "PMIX_SERVER_TMPDIR=/var/spool/pmix"},
@@ -250,23 +250,23 @@ func TestBinds(t *testing.T) {
 				j.st.Conf.ScratchDirs = jobs.Setting[[]string]{Value: []string{"/scratch"}, From: "test"}
 				confBinds(jobs.Bind{Bind: runtime.Bind{Source: "/apps", Dest: "/apps"}, From: "test"})(j)
 			},
-			want: []string{homeBindLine, "/scratch <- /scratch (rbind)", "/local/7 <- /local/7 (rbind)",
+			want: []string{homeBind, "/scratch <- /scratch (rbind)", "/local/7 <- /local/7 (rbind)",
 				"/var/spool/pbs/nodes <- /var/spool/pbs/nodes (rbind,ro)", "/var/spool/pmix <- /var/spool/pmix (rbind)",
 				"/apps <- /apps (rbind)", "/data <- /data (rbind)"}},
 		{name: "the host's name files, before the binds", binds: []string{"/data"}, exist: []string{"/etc/hosts", "/data"},
-			want: []string{homeBindLine, "/etc/hosts <- /etc/hosts (bind,ro,nosuid,nodev,noexec)", "/data <- /data (rbind)"}},
+			want: []string{homeBind, "/etc/hosts <- /etc/hosts (bind,ro,nosuid,nodev,noexec)", "/data <- /data (rbind)"}},
 		{name: "nested, the parent first", binds: []string{"/a:/data", "/b:/data/sub"}, exist: []string{"/a", "/b"},
-			want: []string{homeBindLine, "/data <- /a (rbind)", "/data/sub <- /b (rbind)"}},
+			want: []string{homeBind, "/data <- /a (rbind)", "/data/sub <- /b (rbind)"}},
 		{name: "nested, in command-line order", binds: []string{"/b:/data/sub", "/a:/data"}, exist: []string{"/a", "/b"},
-			want: []string{homeBindLine, "/data/sub <- /b (rbind)", "/data <- /a (rbind)"}},
+			want: []string{homeBind, "/data/sub <- /b (rbind)", "/data <- /a (rbind)"}},
 		{name: "under $HOME, after $HOME", binds: []string{"/data:/home/alice/data"}, exist: []string{"/data"},
-			want: []string{homeBindLine, "/home/alice/data <- /data (rbind)"}},
+			want: []string{homeBind, "/home/alice/data <- /data (rbind)"}},
 		{name: "a comma list, as Apptainer's -B", binds: []string{"/a,/b:/mnt/b:ro", " /c ,"}, exist: []string{"/a", "/b", "/c"},
-			want: []string{homeBindLine, "/a <- /a (rbind)", "/mnt/b <- /b (rbind,ro)", "/c <- /c (rbind)"}},
+			want: []string{homeBind, "/a <- /a (rbind)", "/mnt/b <- /b (rbind,ro)", "/c <- /c (rbind)"}},
 		{name: "a comma list, one entry bad", binds: []string{"/a,/b:c"}, exist: []string{"/a", "/b"},
 			err: `--bind: bad bind "/b:c": the destination must be an absolute path; the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "the same path twice", binds: []string{"/data", "/data:/data:ro"}, exist: []string{"/data"},
-			want: []string{homeBindLine, "/data <- /data (rbind)", "/data <- /data (rbind,ro)"}},
+			want: []string{homeBind, "/data <- /data (rbind)", "/data <- /data (rbind,ro)"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -389,10 +389,10 @@ func TestHome(t *testing.T) {
 		warn   string
 		err    string
 	}{
-		{name: "bound", cwd: "/home/alice/proj", want: []string{homeBindLine}, cwdIn: "/home/alice/proj"},
+		{name: "bound", cwd: "/home/alice/proj", want: []string{homeBind}, cwdIn: "/home/alice/proj"},
 		{name: "missing on this node", cwd: "/lustre/a", absent: true,
 			err: "your $HOME (/home/alice) does not exist on this node; create it, or run with --no-home"},
-		{name: "cleaned", home: "/home/alice/", cwd: "/home/alice/proj", want: []string{homeBindLine}, cwdIn: "/home/alice/proj"},
+		{name: "cleaned", home: "/home/alice/", cwd: "/home/alice/proj", want: []string{homeBind}, cwdIn: "/home/alice/proj"},
 		{name: "under /tmp, visible already", home: "/tmp/alice", cwd: "/tmp/alice", exist: []string{"/tmp/alice"},
 			want: nil, cwdIn: "/tmp/alice"},
 		{name: "relative", home: "alice", cwd: "/home/alice/proj",

@@ -67,7 +67,7 @@ func TestContain(t *testing.T) {
 		{name: "--home, the cwd below $HOME", r: Request{Home: "/lustre/h"}, exist: []string{"/lustre/h"},
 			err: "--home gives the job another $HOME, and the current directory /home/alice/proj is in the real one; cd elsewhere or give --pwd"},
 		{name: "--home $HOME itself", r: Request{Home: "/home/alice"},
-			want: []string{tmpBind, vtmpBind, homeBindLine}, cwdIn: "/home/alice/proj"},
+			want: []string{tmpBind, vtmpBind, homeBind}, cwdIn: "/home/alice/proj"},
 		{name: "--home with --contain, below $HOME", r: Request{Home: "/lustre/h", Contain: true}, exist: []string{"/lustre/h"},
 			want: []string{tmp, varTmp, "/home/alice <- /lustre/h (rbind)"}, cwdIn: "/home/alice",
 			warn: strings.Replace(warnProj, "--contain", "--home", 1)},
