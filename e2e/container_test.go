@@ -540,7 +540,8 @@ func TestEnv(t *testing.T) {
 		{"--cleanenv", []string{"--cleanenv"}, map[string]string{
 			"FOO": "", "OTHER": "", "LD_PRELOAD": "", "LD_LIBRARY_PATH": "",
 			"SLURM_JOB_ID": "4242", "PMI_RANK": "3", "PMIX_NAMESPACE": "ns", "OMPI_COMM_WORLD_SIZE": "2",
-			"PBS_JOBID": "7.pbs", "TERM": "xterm-e2e", "HOME": homeDir, "USER": testUser, "PATH": standardPath}, true},
+			"PBS_JOBID": "7.pbs", "TERM": "xterm-e2e", "HOME": homeDir, "USER": testUser, "PATH": standardPath,
+			"HPCRUN_CONTAINER": "1", "HPCRUN_IMAGE": rootfsDir}, true},
 		{"--cleanenv --env", []string{"--cleanenv", "--env", "FOO=baz"}, map[string]string{"FOO": "baz", "OTHER": ""}, false},
 	}
 	for _, tc := range cases {
@@ -561,7 +562,7 @@ func TestEnv(t *testing.T) {
 			if tc.strict {
 				for k := range got {
 					if _, listed := tc.want[k]; !listed {
-						t.Errorf("--cleanenv kept %s=%q, want only HOME, USER, TERM, PATH and scheduler vars", k, got[k])
+						t.Errorf("--cleanenv kept %s=%q, want only HOME, USER, TERM, PATH, scheduler vars and hpcrun's marks", k, got[k])
 					}
 				}
 			}

@@ -25,6 +25,11 @@ var neverPassed = map[string]bool{"LD_LIBRARY_PATH": true, "LD_PRELOAD": true, "
 // job), which hpcrun binds.
 var cleanEnvKept = map[string]bool{"HOME": true, "USER": true, "TERM": true, "TMPDIR": true}
 
+// SetPrefix marks a host variable that sets a variable inside:
+// HPCRUNENV_FOO=1 gives the job FOO=1, as Apptainer's APPTAINERENV_ does.
+// Not HPCRUN_ENV_: HPCRUN_ENV_PASS and HPCRUN_ENV_DENY are config keys.
+const SetPrefix = "HPCRUNENV_"
+
 // IsSchedulerVar reports whether a variable belongs to the batch system.
 func IsSchedulerVar(name string) bool {
 	for _, p := range schedulerPrefixes {
@@ -43,25 +48,28 @@ type EnvOptions struct {
 	CleanEnv    bool     // keep only HOME, USER, TERM, TMPDIR, the scheduler's variables and Pass from Host
 	Pass        []string // host variables (NAME or PREFIX*) that pass even with CleanEnv
 	Deny        []string // host variables that never pass, but for the scheduler's
+	Marks       []string // hpcrun's own K=V (HPCRUN_CONTAINER, HPCRUN_IMAGE, a shell's PS1), over the image's
 	Set         []string // --env-file entries then --env entries, in order; "K" alone copies K from Host
 }
 
 // EnvRule is the rule ContainerEnv applies, for --help.
 const EnvRule = `Environment: host variables pass into the container, except LD_LIBRARY_PATH,
 LD_PRELOAD, LD_AUDIT and the config's env deny list. The image's variables win
-over the host's, PATH included, but for the scheduler's. --cleanenv keeps only HOME, USER, TERM,
-TMPDIR, the config's env pass list and the scheduler's variables from the
-host. The
-scheduler's variables (SLURM_*, SLURMD_*, PBS_*, PMI_*, PMIX_*, OMPI_*) always
-pass, and win over the image's. --env-file, then --env K=V, win over everything; --env K copies K from
-the host even with --cleanenv.`
+over the host's, PATH included, but for the scheduler's. --cleanenv keeps only
+HOME, USER, TERM, TMPDIR, the config's env pass list and the scheduler's
+variables from the host. The scheduler's variables (SLURM_*, SLURMD_*, PBS_*,
+PMI_*, PMIX_*, OMPI_*) always pass, and win over the image's. hpcrun sets
+HPCRUN_CONTAINER (the --name, else 1) and HPCRUN_IMAGE (--image or --rootfs as
+given). A host variable HPCRUNENV_K=V sets K=V inside, over the image's, even
+with --cleanenv (Apptainer's APPTAINERENV_K). --env-file, then --env K=V, win
+over everything; --env K copies K from the host even with --cleanenv.`
 
 // ContainerEnv computes the job's environment from the rule in EnvRule.
 func ContainerEnv(o EnvOptions) []string {
 	var e orderedEnv
 	for _, kv := range o.Host {
 		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || neverPassed[k] {
+		if !ok || k == "" || neverPassed[k] || strings.HasPrefix(k, SetPrefix) {
 			continue
 		}
 		if sched := IsSchedulerVar(k); !sched && MatchName(o.Deny, k) ||
@@ -80,6 +88,14 @@ func ContainerEnv(o EnvOptions) []string {
 			continue
 		}
 		e.set(kv)
+	}
+	for _, kv := range o.Marks {
+		e.set(kv)
+	}
+	for _, kv := range o.Host {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, SetPrefix) && validName(k[len(SetPrefix):]) {
+			e.set(k[len(SetPrefix):] + "=" + v)
+		}
 	}
 	for _, kv := range o.Set {
 		if !strings.Contains(kv, "=") {

@@ -48,6 +48,18 @@ func TestContainerEnv(t *testing.T) {
 		{"--env still wins over the scheduler's", EnvOptions{
 			Host: []string{"SLURM_JOB_ID=42"}, Image: []string{"SLURM_JOB_ID=7"}, DefaultPath: "/d", Set: []string{"SLURM_JOB_ID=5"}},
 			[]string{"SLURM_JOB_ID=5", "PATH=/d"}},
+		{"HPCRUNENV_K sets K over the image's, even with --cleanenv; --env wins", EnvOptions{
+			Host:  []string{"HPCRUNENV_FOO=1", "HPCRUNENV_LANG=fr", "HPCRUNENV_LD_PRELOAD=/x.so", "HPCRUNENV_1BAD=x", "HPCRUNENV_=y", "HPCRUNENV_B=h"},
+			Image: []string{"LANG=C", "FOO=img"}, DefaultPath: "/d", CleanEnv: true, Deny: []string{"FOO", "HPCRUNENV_*"},
+			Set: []string{"B=set"}},
+			[]string{"PATH=/d", "LANG=fr", "FOO=1", "LD_PRELOAD=/x.so", "B=set"}},
+		{"HPCRUNENV_K passes not as itself", EnvOptions{Host: []string{"HPCRUNENV_A=1", "X=2"}, DefaultPath: "/d"},
+			[]string{"X=2", "PATH=/d", "A=1"}},
+		{"hpcrun's marks over the image's and the host's; HPCRUNENV_ and --env over them", EnvOptions{
+			Host:  []string{"HPCRUN_CONTAINER=outer", "PS1=$ ", "HPCRUNENV_PS1=> "},
+			Image: []string{"HPCRUN_IMAGE=img"}, DefaultPath: "/d",
+			Marks: []string{"HPCRUN_CONTAINER=1", "HPCRUN_IMAGE=py3.tar", "PS1=(hpcrun) $ "}, Set: []string{"HPCRUN_IMAGE=mine"}},
+			[]string{"HPCRUN_CONTAINER=1", "PS1=> ", "PATH=/d", "HPCRUN_IMAGE=mine"}},
 		{"image may set LD_LIBRARY_PATH", EnvOptions{Host: host[:7], Image: []string{"LD_LIBRARY_PATH=/usr/local/cuda/lib64"}, DefaultPath: "/d", CleanEnv: true},
 			[]string{"HOME=/home/a", "USER=a", "TERM=xterm", "PATH=/d", "LD_LIBRARY_PATH=/usr/local/cuda/lib64"}},
 	}

@@ -1,11 +1,13 @@
 package launch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -28,7 +30,14 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	if h.Cwd == "" {
 		return nil, errors.New("the current directory no longer exists; cd somewhere that does and try again")
 	}
-	args, err := Command(r.Args, im.Config)
+	if err := r.conflicts(); err != nil {
+		return nil, err
+	}
+	id := identity(h, r.Fakeroot)
+	args, err := Command(r, im.Config)
+	if r.Shell {
+		args, err = shellCommand(runtime.LookupIdentity(h.UID, h.GID, h.Env).Shell, im.Image), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +51,11 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	if phys == "" {
 		phys = h.Cwd
 	}
-	home, err := homeDir(h, r.NoHome, log)
+	contain := r.Contain || r.ContainAll
+	// The real home stays out with --no-home, with --contain unless
+	// --home gives one, and with --home, which gives another.
+	noHome := r.NoHome || contain && r.Home == ""
+	home, err := homeDir(h, noHome || r.Home != "", log)
 	if err != nil {
 		return nil, err
 	}
@@ -50,12 +63,20 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	if home != "" && h.Real != nil {
 		realHome = h.Real(home)
 	}
+	inHome := home != "" && (within(phys, home) || within(phys, realHome))
 	atHome := home != "" && (phys == home || phys == realHome)
-	mo := runtime.MountOptions{Cwd: phys, Home: home, NoHome: r.NoHome, Exists: h.Exists}
-	if r.NoHome && atHome {
-		// The empty home stays empty: the real one must not come back as
-		// the working directory's bind. A directory below it is bound
-		// over the empty one, and only it.
+	mo := runtime.MountOptions{Cwd: phys, Home: home, NoHome: noHome, Exists: h.Exists, Contain: contain, PrivateIPC: r.ContainAll}
+	if r.Home != "" {
+		if mo.HomeSource, mo.Home, err = homeSpec(r.Home, home, h, st); err != nil {
+			return nil, err
+		}
+		id.Home = mo.Home
+	}
+	if inHome && (contain || r.Home != "") || atHome && noHome {
+		// The real home must not come back through the working
+		// directory's bind: with --contain or --home not at all, with
+		// --no-home not as the whole home (a directory below it is bound
+		// over the empty one, and only it).
 		mo.Cwd = ""
 	}
 	binds, err := siteBinds(st, h, runtime.Mounts(mo), log)
@@ -77,7 +98,9 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	mo.Binds = binds
 	mounts := runtime.Mounts(mo)
 	cwd, warning, err := workdir(workdirFacts{
-		pwd: r.Pwd, cwd: h.Cwd, phys: phys, mounts: mounts, noHome: r.NoHome, home: home, atHome: atHome,
+		pwd: r.Pwd, cwd: h.Cwd, phys: phys, mounts: mounts, home: mo.Home, inHome: inHome,
+		homeFlag: homeFlag(r, contain), contain: contain,
+		atHome:   phys == home || phys == realHome,
 		imageDir: im.Config.WorkingDir, imageHas: im.Exists,
 	})
 	if err != nil {
@@ -86,7 +109,14 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	if warning != "" {
 		log.Warnf("%s", warning)
 	}
-	env, err := containerEnv(r, h, im, st, drv)
+	marks := []string{"HPCRUN_CONTAINER=" + cmp.Or(r.Name, "1"), "HPCRUN_IMAGE=" + cmp.Or(r.Image, r.Rootfs)}
+	if r.Home != "" {
+		marks = append(marks, "HOME="+mo.Home)
+	}
+	if r.Shell {
+		marks = append(marks, "PS1="+shellPrompt(args[0], cmp.Or(r.Image, r.Rootfs)))
+	}
+	env, err := containerEnv(r, h, im, st, drv, marks)
 	if err != nil {
 		return nil, err
 	}
@@ -98,10 +128,14 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 		return nil, err
 	}
 	netns.Apply(spec, mode)
-	files, err := identityFiles(im.Image, h, r.Fakeroot)
+	if r.ContainAll {
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	}
+	files, err := identityFiles(im.Image, id, r.Fakeroot)
 	if err != nil {
 		return nil, err
 	}
+	files = append(files, containerEnvFile(r, im))
 	keyring := st.Conf.NewKeyring
 	if r.NewKeyring != nil {
 		keyring = jobs.Setting[bool]{Value: *r.NewKeyring, From: "--new-keyring"}
@@ -127,11 +161,64 @@ func homeDir(h Host, noHome bool, log *Log) (string, error) {
 	return "", nil
 }
 
-// userBinds are the --bind entries, each parsed, allowed by the site and
-// present on the host.
+// homeFlag names the flag that keeps the real $HOME out; "" for none.
+func homeFlag(r *Request, contain bool) string {
+	switch {
+	case r.NoHome:
+		return "--no-home"
+	case r.Home != "":
+		return "--home"
+	case r.ContainAll:
+		return "--containall"
+	case contain:
+		return "--contain"
+	}
+	return ""
+}
+
+// homeSpec parses --home SRC[:DST]: the host directory SRC, relative to
+// the current one, is the job's home at DST, by default at the caller's
+// $HOME.
+func homeSpec(spec, home string, h Host, st *Settings) (src, dst string, err error) {
+	src, dst, _ = strings.Cut(spec, ":")
+	if dst == "" {
+		dst = home
+	}
+	switch {
+	case src == "":
+		return "", "", usage("--home %q: give SRC[:DST], the host directory to use as $HOME and where it goes", spec)
+	case dst == "":
+		return "", "", usage("--home %q: your $HOME is not an absolute path; give --home SRC:DST", spec)
+	case !filepath.IsAbs(dst) || filepath.Clean(dst) == "/":
+		return "", "", usage("--home %q: DST must be an absolute path other than /", spec)
+	}
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(h.Cwd, src)
+	}
+	src, dst = filepath.Clean(src), filepath.Clean(dst)
+	if err := st.Conf.CheckUserBind(src); err != nil {
+		return "", "", err
+	}
+	if !h.Exists(src) {
+		return "", "", fmt.Errorf("--home: %s does not exist; create it first", src)
+	}
+	return src, dst, nil
+}
+
+// userBinds are the --bind entries, each a bind or a comma list of them
+// (as Apptainer's -B a,b:c), parsed, allowed by the site and present on
+// the host.
 func userBinds(specs []string, h Host, st *Settings) ([]runtime.Bind, error) {
 	var out []runtime.Bind
+	var list []string
 	for _, s := range specs {
+		for _, e := range strings.Split(s, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				list = append(list, e)
+			}
+		}
+	}
+	for _, s := range list {
 		b, err := runtime.ParseBind(s, h.Cwd)
 		if err != nil {
 			return nil, usage("--bind: %w", err)
@@ -152,9 +239,10 @@ type workdirFacts struct {
 	pwd       string // --pwd
 	cwd, phys string // the caller's, logical and physical
 	mounts    []specs.Mount
-	noHome    bool
-	home      string
-	inHome    bool   // the physical cwd is $HOME, or below it, by its logical or its real path
+	homeFlag  string // the flag that keeps the real $HOME out, "" when it is bound
+	contain   bool   // --contain or --containall
+	home      string // the job's $HOME
+	inHome    bool   // the physical cwd is the caller's $HOME, or below it, by its logical or its real path
 	atHome    bool   // it is $HOME
 	imageDir  string // the image's WorkingDir
 	imageHas  func(string) bool
@@ -163,8 +251,11 @@ type workdirFacts struct {
 // workdir is where the job starts: --pwd; else the caller's directory
 // when it is visible inside (the logical path if its links are visible
 // too); else the image's WorkingDir; else the caller's path in the image,
-// with a warning, when the image has it. With --no-home and the caller at
-// $HOME, the empty $HOME. A process's /proc
+// with a warning, when the image has it. When the real $HOME is kept out
+// (--no-home, --home, --contain), the job's $HOME when the caller is at
+// $HOME; below it (--no-home binds the directory itself), unless a --bind
+// shows it, an error, or with --contain the job's $HOME and a warning. A
+// process's /proc
 // directory is refused wherever it comes from: it leads out of the
 // container.
 func workdir(f workdirFacts) (cwd, warning string, err error) {
@@ -174,8 +265,17 @@ func workdir(f workdirFacts) (cwd, warning string, err error) {
 			return "", "", usage("bad --pwd %q: give an absolute path inside the container", f.pwd)
 		}
 		cwd = f.pwd
-	case f.noHome && f.atHome:
-		cwd = f.home // the empty one
+	case f.homeFlag != "" && f.inHome && !runtime.HostPathVisible(f.phys, f.mounts):
+		cwd = f.home // the empty or other one
+		switch {
+		case f.atHome:
+		case f.contain:
+			warning = fmt.Sprintf("the current directory %s is in $HOME, which %s leaves out: the job starts in %s (give --pwd, or --bind the directory)", f.phys, f.homeFlag, f.home)
+		case f.homeFlag == "--no-home":
+			return "", "", fmt.Errorf("--no-home gives the job an empty $HOME, and the current directory %s is in the real one; cd elsewhere or give --pwd", f.phys)
+		default:
+			return "", "", fmt.Errorf("%s gives the job another $HOME, and the current directory %s is in the real one; cd elsewhere or give --pwd", f.homeFlag, f.phys)
+		}
 	case runtime.HostPathVisible(f.phys, f.mounts):
 		cwd = f.cwd
 		if !runtime.HostPathVisible(f.cwd, f.mounts) {
@@ -279,7 +379,7 @@ func gpuDriver(r *Request, h Host, log *Log) (*gpu.Driver, error) {
 // and the image's, with --env-file and --env, and the GPU driver's
 // selection, which survives --cleanenv and wins over the image's (--env
 // still wins over it).
-func containerEnv(r *Request, h Host, im *Image, st *Settings, drv *gpu.Driver) ([]string, error) {
+func containerEnv(r *Request, h Host, im *Image, st *Settings, drv *gpu.Driver, marks []string) ([]string, error) {
 	set, err := envSettings(r)
 	if err != nil {
 		return nil, err
@@ -288,7 +388,7 @@ func containerEnv(r *Request, h Host, im *Image, st *Settings, drv *gpu.Driver) 
 		set = append(slices.Clone(drv.Binding), set...)
 	}
 	env := jobs.ContainerEnv(jobs.EnvOptions{
-		Host: h.Env, Image: im.Env, DefaultPath: runtime.DefaultPath, CleanEnv: r.CleanEnv, Set: set,
+		Host: h.Env, Image: im.Env, DefaultPath: runtime.DefaultPath, CleanEnv: r.CleanEnv || r.ContainAll, Marks: marks, Set: set,
 		Pass: st.Conf.EnvPass.Value, Deny: st.Conf.EnvDeny.Value,
 	})
 	if drv != nil {
@@ -320,9 +420,18 @@ func envSettings(r *Request) ([]string, error) {
 	return set, nil
 }
 
-// identityFiles are the image's /etc/passwd and /etc/group with the
-// caller's user and group added, so whoami, id -gn and getpass work.
-func identityFiles(im *unpack.Image, h Host, fakeroot bool) ([]runtime.File, error) {
+// identity is who the job runs as: the caller, or root with --fakeroot.
+func identity(h Host, fakeroot bool) runtime.Identity {
+	if fakeroot {
+		return runtime.Identity{User: "root", Group: "root", Home: "/root", Shell: "/bin/sh"}
+	}
+	return runtime.LookupIdentity(h.UID, h.GID, h.Env)
+}
+
+// identityFiles are the image's /etc/passwd and /etc/group with id's
+// user and group added, so whoami, id -gn and getpass work. Under
+// --fakeroot an image's own root stays.
+func identityFiles(im *unpack.Image, id runtime.Identity, fakeroot bool) ([]runtime.File, error) {
 	passwd, err := im.ReadFile("/etc/passwd")
 	if err != nil {
 		return nil, fmt.Errorf("read the image's /etc/passwd: %w", err)
@@ -331,20 +440,57 @@ func identityFiles(im *unpack.Image, h Host, fakeroot bool) ([]runtime.File, err
 	if err != nil {
 		return nil, fmt.Errorf("read the image's /etc/group: %w", err)
 	}
-	var id runtime.Identity
-	if fakeroot {
-		if runtime.HasID(passwd, 0) && runtime.HasID(group, 0) {
-			return nil, nil
-		}
-		id = runtime.Identity{User: "root", Group: "root", Home: "/root", Shell: "/bin/sh"}
-	} else {
-		id = runtime.LookupIdentity(h.UID, h.GID, h.Env)
-		if !im.Exists(id.Shell) {
-			id.Shell = "/bin/sh"
-		}
+	if fakeroot && runtime.HasID(passwd, 0) && runtime.HasID(group, 0) {
+		return nil, nil
+	}
+	if !im.Exists(id.Shell) {
+		id.Shell = "/bin/sh"
 	}
 	return []runtime.File{
 		{Path: "/etc/passwd", Data: runtime.PasswdWith(passwd, id), Mode: 0o644},
 		{Path: "/etc/group", Data: runtime.GroupWith(group, id), Mode: 0o644},
 	}, nil
+}
+
+// ContainerEnvFile is where a job reads that it runs in hpcrun, and in
+// which image: podman's name and format, which tools already look for.
+const ContainerEnvFile = "/run/.containerenv"
+
+// containerEnvFile is the job's ContainerEnvFile.
+func containerEnvFile(r *Request, im *Image) runtime.File {
+	data := fmt.Sprintf("engine=\"hpcrun\"\nname=%s\nimage=%s\nimageid=%s\nrootless=1\n",
+		strconv.Quote(cmp.Or(r.Name, "1")), strconv.Quote(cmp.Or(r.Image, r.Rootfs)), strconv.Quote(im.Digest))
+	return runtime.File{Path: ContainerEnvFile, Data: []byte(data), Mode: 0o444}
+}
+
+// shellCommand is hpcrun shell's command: the caller's login shell if the
+// image has it and it is one (not nologin or false, as service accounts
+// have), else bash, else sh. bash reads no rc file, as
+// Apptainer's shell does: a distribution's /etc/bash.bashrc would set
+// its own prompt.
+func shellCommand(login string, im *unpack.Image) []string {
+	shell := "/bin/sh"
+	if b := filepath.Base(login); b == "nologin" || b == "false" {
+		login = ""
+	}
+	for _, s := range []string{login, "/bin/bash"} {
+		if s != "" && im.Exists(s) {
+			shell = s
+			break
+		}
+	}
+	if filepath.Base(shell) == "bash" {
+		return []string{shell, "--norc"}
+	}
+	return []string{shell}
+}
+
+// shellPrompt is hpcrun shell's PS1: it says the shell is in a container
+// and which image; bash gets the usual user, host and directory too.
+func shellPrompt(shell, image string) string {
+	tag := "(hpcrun " + filepath.Base(image) + ") "
+	if filepath.Base(shell) == "bash" {
+		return tag + `\u@\h:\w\$ `
+	}
+	return tag + "$ "
 }

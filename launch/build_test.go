@@ -261,6 +261,10 @@ func TestBinds(t *testing.T) {
 			want: []string{homeBind, "/data/sub <- /b (rbind)", "/data <- /a (rbind)"}},
 		{name: "under $HOME, after $HOME", binds: []string{"/data:/home/alice/data"}, exist: []string{"/data"},
 			want: []string{homeBind, "/home/alice/data <- /data (rbind)"}},
+		{name: "a comma list, as Apptainer's -B", binds: []string{"/a,/b:/mnt/b:ro", " /c ,"}, exist: []string{"/a", "/b", "/c"},
+			want: []string{homeBind, "/a <- /a (rbind)", "/mnt/b <- /b (rbind,ro)", "/c <- /c (rbind)"}},
+		{name: "a comma list, one entry bad", binds: []string{"/a,/b:c"}, exist: []string{"/a", "/b"},
+			err: `--bind: bad bind "/b:c": the destination must be an absolute path; the form is SRC[:DST[:ro]]`, usage: true},
 		{name: "the same path twice", binds: []string{"/data", "/data:/data:ro"}, exist: []string{"/data"},
 			want: []string{homeBind, "/data <- /data (rbind)", "/data <- /data (rbind,ro)"}},
 	}

@@ -2,6 +2,7 @@ package launch
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/hpcrun/hpcrun/runtime"
@@ -65,7 +66,8 @@ func TestIdentityFiles(t *testing.T) {
 			if !tc.none {
 				want = []runtime.File{{Path: "/etc/passwd", Data: []byte(tc.passwd), Mode: 0o644}, {Path: "/etc/group", Data: []byte(tc.grp), Mode: 0o644}}
 			}
-			if got, want := filesText(cfg.Files), filesText(want); got != want {
+			files := slices.DeleteFunc(cfg.Files, func(f runtime.File) bool { return f.Path == ContainerEnvFile })
+			if got, want := filesText(files), filesText(want); got != want {
 				t.Errorf("files:\n%s\nwant\n%s", got, want)
 			}
 			uid := uint32(testUID)
@@ -100,7 +102,7 @@ func TestIdentityShell(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			im := newImage(t, tc.files, nil, store.ImageConfig{})
 			h := Host{UID: 0, GID: 0}
-			files, err := identityFiles(im.Image, h, false)
+			files, err := identityFiles(im.Image, identity(h, false), false)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hpcrun/hpcrun/internal/unpacker"
@@ -130,14 +131,29 @@ func Progress(log *Log, h Host) string {
 	return "lines"
 }
 
-// Command is what the job runs: the command line's, or else the image's
-// Entrypoint and Cmd, as Docker runs them. An explicit command replaces
-// both, as `apptainer exec` does.
-func Command(args []string, cfg store.ImageConfig) ([]string, error) {
-	if len(args) > 0 {
-		return args, nil
+// Command is what the job runs, by the first rule that applies:
+//   - --entrypoint E: E with the ARGS; the image's Cmd is dropped, as
+//     Docker drops it;
+//   - --run: the image's Entrypoint with the ARGS, or with its Cmd when
+//     there are none (docker run IMG ARGS, apptainer run IMG ARGS); with
+//     no Entrypoint, the ARGS replace the Cmd;
+//   - CMD ARGS: the command line's, replacing Entrypoint and Cmd, as
+//     `apptainer exec` does;
+//   - none: the image's Entrypoint and Cmd.
+//
+// An image format with a default command of its own chooses it here.
+func Command(r *Request, cfg store.ImageConfig) ([]string, error) {
+	var cmd []string
+	switch {
+	case r.Entrypoint != nil:
+		cmd = append([]string{*r.Entrypoint}, r.Args...)
+	case r.Run && len(r.Args) > 0:
+		cmd = append(slices.Clone(cfg.Entrypoint), r.Args...)
+	case len(r.Args) > 0:
+		return r.Args, nil
+	default:
+		cmd = append(slices.Clone(cfg.Entrypoint), cfg.Cmd...)
 	}
-	cmd := append(append([]string(nil), cfg.Entrypoint...), cfg.Cmd...)
 	if len(cmd) == 0 {
 		return nil, usage("no command given, and the image names none; usage: hpcrun --image REF CMD [ARGS...]")
 	}

@@ -8,14 +8,22 @@ import (
 // Request is what the command line asks of a job: hpcrun's run flags,
 // and the command. The field comments name the flags.
 type Request struct {
-	Image    string // --image REF
-	Rootfs   string // --rootfs DIR
-	Platform string // --platform OS/ARCH[/VARIANT]
-	Cache    string // --cache DIR
-	Args     []string
+	Image    string   // --image REF
+	Rootfs   string   // --rootfs DIR
+	Platform string   // --platform OS/ARCH[/VARIANT]
+	Cache    string   // --cache DIR
+	Args     []string // CMD ARGS; with Run or Entrypoint, the ARGS of the image's command
+	// Entrypoint is --entrypoint CMD, in place of the image's Entrypoint;
+	// nil when not given.
+	Entrypoint *string
+	Run        bool // --run: Args go to the image's Entrypoint
+	Shell      bool // hpcrun shell: the user's shell, at a prompt that says where it is
 
-	Binds         []string // --bind SRC[:DST[:ro]], in order
+	Binds         []string // --bind SRC[:DST[:ro]] or comma lists of them, in order
 	NoHome        bool     // --no-home
+	Home          string   // --home SRC[:DST]
+	Contain       bool     // --contain
+	ContainAll    bool     // --containall
 	Pwd           string   // --pwd DIR
 	WritableTmpfs bool     // --writable-tmpfs
 	Net           string   // --net MODE; "" for the config's
@@ -62,8 +70,21 @@ func (r *Request) check() error {
 		return UsageError{errors.New("--image and --rootfs cannot be used together")}
 	case r.Image == "" && r.Rootfs == "":
 		return UsageError{errors.New("no image: give --image REF or --rootfs DIR")}
+	}
+	return r.conflicts()
+}
+
+// conflicts refuses flags that contradict each other.
+func (r *Request) conflicts() error {
+	switch {
 	case r.GPU && r.ROCm:
 		return UsageError{errors.New("--gpu and --rocm cannot be used together")}
+	case r.Entrypoint != nil && *r.Entrypoint == "":
+		return UsageError{errors.New("--entrypoint needs a command; to run without the image's Entrypoint, give CMD after the flags")}
+	case r.NoHome && r.Home != "":
+		return UsageError{errors.New("--no-home and --home cannot be used together")}
+	case r.Shell && (r.Run || r.Entrypoint != nil):
+		return UsageError{errors.New("hpcrun shell runs your shell: drop --run and --entrypoint")}
 	}
 	return nil
 }

@@ -72,23 +72,35 @@ func TestOpenImagePlain(t *testing.T) {
 }
 
 // TestCommand: the command line's command, else the image's Entrypoint
-// and Cmd.
+// and Cmd; --run gives the ARGS to the Entrypoint, --entrypoint replaces
+// it.
 func TestCommand(t *testing.T) {
+	e := func(s string) *string { return &s }
+	both := store.ImageConfig{Entrypoint: []string{"/e", "-v"}, Cmd: []string{"c"}}
+	cmdOnly := store.ImageConfig{Cmd: []string{"bash"}}
+	const none = "no command given, and the image names none; usage: hpcrun --image REF CMD [ARGS...]"
 	tests := []struct {
 		name string
-		args []string
+		r    Request
 		cfg  store.ImageConfig
 		want []string
 		err  string
 	}{
-		{"given", []string{"sh", "-c", "x"}, store.ImageConfig{Entrypoint: []string{"/e"}, Cmd: []string{"c"}}, []string{"sh", "-c", "x"}, ""},
-		{"the image's Entrypoint and Cmd", nil, store.ImageConfig{Entrypoint: []string{"/e", "-v"}, Cmd: []string{"c"}}, []string{"/e", "-v", "c"}, ""},
-		{"the image's Cmd", nil, store.ImageConfig{Cmd: []string{"bash"}}, []string{"bash"}, ""},
-		{"none", nil, store.ImageConfig{}, nil, "no command given, and the image names none; usage: hpcrun --image REF CMD [ARGS...]"},
+		{"given", Request{Args: []string{"sh", "-c", "x"}}, both, []string{"sh", "-c", "x"}, ""},
+		{"the image's Entrypoint and Cmd", Request{}, both, []string{"/e", "-v", "c"}, ""},
+		{"the image's Cmd", Request{}, cmdOnly, []string{"bash"}, ""},
+		{"none", Request{}, store.ImageConfig{}, nil, none},
+		{"--run: ARGS to the Entrypoint", Request{Run: true, Args: []string{"a", "b"}}, both, []string{"/e", "-v", "a", "b"}, ""},
+		{"--run without ARGS: Entrypoint and Cmd", Request{Run: true}, both, []string{"/e", "-v", "c"}, ""},
+		{"--run, no Entrypoint: ARGS replace Cmd", Request{Run: true, Args: []string{"python3", "-V"}}, cmdOnly, []string{"python3", "-V"}, ""},
+		{"--run, nothing at all", Request{Run: true}, store.ImageConfig{}, nil, none},
+		{"--entrypoint alone drops Cmd", Request{Entrypoint: e("/x")}, both, []string{"/x"}, ""},
+		{"--entrypoint with ARGS", Request{Entrypoint: e("/x"), Args: []string{"a"}}, both, []string{"/x", "a"}, ""},
+		{"--entrypoint and --run", Request{Entrypoint: e("/x"), Run: true, Args: []string{"a"}}, both, []string{"/x", "a"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Command(tc.args, tc.cfg)
+			got, err := Command(&tc.r, tc.cfg)
 			if !checkErr(t, err, tc.err, true) {
 				return
 			}

@@ -185,7 +185,7 @@ func Spec(ctx context.Context, r *Request, log *Log) (*specs.Spec, error) {
 		return nil, err
 	}
 	defer im.Release()
-	if len(rr.Args) == 0 && len(im.Config.Entrypoint)+len(im.Config.Cmd) == 0 {
+	if len(rr.Args) == 0 && rr.Entrypoint == nil && !rr.Shell && len(im.Config.Entrypoint)+len(im.Config.Cmd) == 0 {
 		rr.Args = []string{"sh"}
 	}
 	cfg, err := Build(&rr, im, h, st, log)

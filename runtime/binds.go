@@ -84,11 +84,20 @@ func bindError(s, why string) error {
 
 // MountOptions are the host paths a job sees, before they become spec mounts.
 type MountOptions struct {
-	Home   string              // the caller's $HOME; "" or "/" binds none
-	NoHome bool                // give the job an empty private $HOME instead of the real one
-	Cwd    string              // the caller's working directory on the host, symlinks resolved
-	Exists func(p string) bool // whether a host path exists, for the optional default mounts; nil: none does
-	Binds  []Bind              // --bind, in command-line order; last, so they win
+	Home   string // the job's $HOME; "" or "/" binds none
+	NoHome bool   // give the job an empty private $HOME instead of the real one
+	// HomeSource is the host directory bound as the home (--home SRC);
+	// "" for Home itself.
+	HomeSource string
+	// Contain gives the job a private /tmp and /var/tmp, each an empty
+	// tmpfs, in place of the host's (--contain).
+	Contain bool
+	// PrivateIPC gives the job a /dev/shm of its own, as its private IPC
+	// namespace (--containall) has its own System V objects.
+	PrivateIPC bool
+	Cwd        string              // the caller's working directory on the host, symlinks resolved
+	Exists     func(p string) bool // whether a host path exists, for the optional default mounts; nil: none does
+	Binds      []Bind              // --bind, in command-line order; last, so they win
 }
 
 // need is what a default mount does when its host path is missing.
@@ -115,8 +124,9 @@ var defaultMounts = []struct {
 	// The host's /dev with its submounts: GPUs, InfiniBand, /dev/shm
 	// and /dev/pts work as they do outside.
 	{mount: bindMount("/dev", "/dev")},
-	{mount: bindMount("/tmp", "/tmp")},
-	{mount: bindMount("/var/tmp", "/var/tmp")},
+	{job: shmMount},
+	{job: tmpMount("/tmp")},
+	{job: tmpMount("/var/tmp")},
 	{job: homeMount},
 	{job: cwdMount},
 	// Name resolution inside matches the node's, in either network mode.
@@ -152,7 +162,26 @@ func Mounts(o MountOptions) []specs.Mount {
 	return ms
 }
 
-// homeMount is the caller's $HOME, or with NoHome an empty private one.
+// tmpMount is the host's dir bound, or with Contain an empty tmpfs that
+// anyone may write to, as the host's.
+func tmpMount(dir string) func(MountOptions, []specs.Mount) (specs.Mount, bool) {
+	return func(o MountOptions, _ []specs.Mount) (specs.Mount, bool) {
+		if o.Contain {
+			return specs.Mount{Destination: dir, Type: "tmpfs", Source: "tmpfs",
+				Options: []string{"nosuid", "nodev", "mode=1777"}}, true
+		}
+		return bindMount(dir, dir), true
+	}
+}
+
+// shmMount is a private /dev/shm, with PrivateIPC.
+func shmMount(o MountOptions, _ []specs.Mount) (specs.Mount, bool) {
+	return specs.Mount{Destination: "/dev/shm", Type: "tmpfs", Source: "shm",
+		Options: []string{"nosuid", "nodev", "noexec", "mode=1777"}}, o.PrivateIPC
+}
+
+// homeMount is the caller's $HOME, or with NoHome an empty private one,
+// or HomeSource bound at Home.
 func homeMount(o MountOptions, earlier []specs.Mount) (specs.Mount, bool) {
 	switch {
 	case o.Home == "" || o.Home == "/":
@@ -160,6 +189,8 @@ func homeMount(o MountOptions, earlier []specs.Mount) (specs.Mount, bool) {
 	case o.NoHome:
 		return specs.Mount{Destination: o.Home, Type: "tmpfs", Source: "tmpfs",
 			Options: []string{"nosuid", "nodev", "mode=700"}}, true
+	case o.HomeSource != "" && o.HomeSource != o.Home:
+		return bindMount(o.HomeSource, o.Home), true
 	}
 	// A $HOME under /tmp or /var/tmp is there already.
 	return bindMount(o.Home, o.Home), !HostPathVisible(o.Home, earlier)

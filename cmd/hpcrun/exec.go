@@ -28,6 +28,9 @@ with your stdio, and exits with CMD's status. Signals to exec go to CMD.
   hpcrun exec --env OMP_NUM_THREADS=4 --cwd /data job1 ./post.sh
   srun --overlap --jobid=1234 hpcrun exec slurm-1234.0.0 nvidia-smi`,
 		cobra.MinimumNArgs(2), func(c *runtime.Containers, args []string) error {
+			if _, err := c.Load(args[0]); err != nil && launch.IsImageFile(args[0]) {
+				return launch.ExecHint(args[0], args[1:]) // apptainer exec IMG CMD
+			}
 			code, err := c.ExecIn(args[0], runtime.Process{Args: args[1:], Env: ex.env, Cwd: ex.cwd, TTY: ex.tty},
 				runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, launch.IsTerminal(os.Stdin))
 			if err != nil {

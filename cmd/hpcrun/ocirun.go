@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hpcrun/hpcrun/internal/helptext"
+	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -28,7 +29,12 @@ process's status; with -d it returns at once.
 		`  hpcrun run --bundle bundle job1
   hpcrun run -d --bundle bundle --pid-file job1.pid job1
   hpcrun --root /tmp/hpcrun-oci-$UID run --keep --bundle bundle job1   # as examples/slurm/oci.conf does`,
-		exactID, func(c *runtime.Containers, args []string) error {
+		func(cmd *cobra.Command, args []string) error {
+			if err := launch.RunHint(run.bundle, args); err != nil && !cmd.Flags().Changed("bundle") {
+				return err
+			}
+			return exactID(cmd, args)
+		}, func(c *runtime.Containers, args []string) error {
 			id := args[0]
 			// Caught from the start: a signal before the process runs is
 			// passed on once it does, not the end of hpcrun.

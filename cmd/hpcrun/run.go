@@ -33,6 +33,11 @@ type runOptions struct {
 	rootfs        string
 	binds         []string
 	noHome        bool
+	home          string
+	contain       bool
+	containAll    bool
+	entrypoint    string
+	runImage      bool
 	pwd           string
 	writableTmpfs bool
 	net           string
@@ -54,13 +59,18 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR`, not on a noexec filesystem (default: the config's cache, else hpcrun-$UID in the first usable of /var/tmp, /tmp, whatever $TMPDIR says; see hpcrun config)")
 	f.StringVar(&o.platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
 	f.StringVar(&o.rootfs, "rootfs", "", "run in this root filesystem `DIR` (an unpacked image), used in place")
-	f.StringArrayVar(&o.binds, "bind", nil, "bind a host path into the container as `SRC[:DST[:ro]]`; DST defaults to SRC (repeatable; adds to the config's binds)")
+	f.StringArrayVarP(&o.binds, "bind", "B", nil, "bind a host path into the container as `SRC[:DST[:ro]]`; DST defaults to SRC (repeatable, or a comma list; adds to the config's binds)")
 	f.BoolVar(&o.noHome, "no-home", false, "give the job an empty private $HOME instead of the real one")
+	f.StringVar(&o.home, "home", "", "bind the host's `SRC[:DST]` as the job's $HOME, at DST (default: at your $HOME's path); the real one is not bound")
+	f.BoolVar(&o.contain, "contain", false, "a private empty /tmp and /var/tmp, an empty $HOME (unless --home), and the current directory only if it is outside $HOME")
+	f.BoolVar(&o.containAll, "containall", false, "--contain, --cleanenv and a private IPC namespace and /dev/shm")
+	f.StringVar(&o.entrypoint, "entrypoint", "", "run `CMD` in place of the image's Entrypoint, with ARGS as its arguments (the image's Cmd is dropped)")
+	f.BoolVar(&o.runImage, "run", false, "run the image's Entrypoint with ARGS as its arguments (apptainer run IMG ARGS, docker run IMG ARGS); without --run, CMD ARGS replace Entrypoint and Cmd")
 	f.StringVar(&o.pwd, "pwd", "", "start the job in `DIR` inside the container (default: the current directory)")
 	f.BoolVar(&o.writableTmpfs, "writable-tmpfs", false, "let the job write anywhere; writes go to a tmpfs and are discarded at exit")
 	f.StringVar(&o.net, "net", "", "network `MODE`: host (share the node's) or none (a new one with only lo); default: the config's network, else host")
 	f.BoolVar(&o.fakeroot, "fakeroot", false, "run as uid 0 inside (still your own uid outside)")
-	f.BoolVar(&o.cleanEnv, "cleanenv", false, "pass only HOME, USER, TERM and the scheduler's variables from the host")
+	f.BoolVarP(&o.cleanEnv, "cleanenv", "e", false, "pass only HOME, USER, TERM and the scheduler's variables from the host")
 	f.StringArrayVar(&o.env, "env", nil, "set `K=V` in the container (repeatable); K alone copies it from the host")
 	f.StringArrayVar(&o.envFiles, "env-file", nil, "read K=V lines from `FILE` (repeatable)")
 	f.StringVar(&o.name, "name", "", "name the container `N`, so that hpcrun exec, ps and kill find it (see hpcrun list)")
@@ -81,7 +91,7 @@ func newRootCommand(early *runtime.Init) *cobra.Command {
 	var so stateOptions
 	var o runOptions
 	cmd := &cobra.Command{
-		Use:   "hpcrun [flags] (--image REF | --rootfs DIR) [CMD [ARGS...]]",
+		Use:   "hpcrun [flags] (--image REF | --rootfs DIR) [CMD [ARGS...] | --run [ARGS...]]",
 		Short: "Run HPC jobs in containers, without root",
 		Long: `hpcrun runs CMD in a container made from an image, as you, without root,
 setuid helpers, daemons or subuid ranges. It only needs unprivileged user
@@ -95,13 +105,19 @@ the image into the cache, once however many jobs start together; later
 starts pay no unpack. The cache is --cache, else $HPCRUN_CACHE, else the
 config's, else hpcrun-$UID in the first of /var/tmp and /tmp that is
 node-local, writable and not mounted noexec; never $TMPDIR, which differs
-between the tasks of a job. Without CMD the image's Entrypoint and Cmd run.
+between the tasks of a job. Without CMD the image's Entrypoint and Cmd run;
+CMD ARGS replace both, as apptainer exec does; --run ARGS gives ARGS to the
+Entrypoint, as apptainer run and docker run do.
 
 Under Slurm or PBS the scheduler's variables always pass into the container,
 and -v logs the job facts found and which variable gave each. The site's and
 your config files set defaults; hpcrun config shows them.
 
-Flag parsing stops at CMD: everything after it goes to CMD.
+Flag parsing stops at CMD: everything after it goes to CMD. When CMD fails
+and a word after it is one of hpcrun's flags, a warning says so.
+
+Every job finds HPCRUN_CONTAINER (the --name, else 1) and HPCRUN_IMAGE in its
+environment, and both in /run/.containerenv, as podman writes it.
 
 Signals TERM, INT, HUP, QUIT, USR1, USR2 and CONT sent to hpcrun reach the
 job; if hpcrun is killed, the job dies with it.
@@ -119,6 +135,8 @@ job; if hpcrun is killed, the job dies with it.
   hpcrun --image /scratch/images/py3.tar --bind /scratch/$USER:/data:ro python3 train.py
   srun hpcrun --image py3.tar --cleanenv python3 -c 'import os; print(os.environ["SLURM_PROCID"])'
   hpcrun --rootfs ./rootfs sh
+  hpcrun --image lolcow.tar --run moo          # the Entrypoint with the argument moo
+  hpcrun --image py3.tar --containall -B /scratch/$USER/in:/in python3 /in/job.py
   hpcrun --image pg.tar --name db --detach postgres; hpcrun exec db psql -l
   hpcrun spec --image py3.tar -- python3 script.py > bundle/config.json`,
 		Version:       version,
@@ -146,7 +164,7 @@ job; if hpcrun is killed, the job dies with it.
 	}
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand(), newCheckCommand(&so))
-	cmd.AddCommand(newPullCommand(&g), newLoginCommand())
+	cmd.AddCommand(newPullCommand(&g), newLoginCommand(), newShellCommand(&g, &so))
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)
 	for _, add := range buildTagCommands {
@@ -165,16 +183,24 @@ func runJob(cmd *cobra.Command, g *globalOptions, o *runOptions, so *stateOption
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return launch.Run(ctx, o.request(cmd.Flags(), args), launch.Options{Log: log, State: so.open, Early: early})
+	r := o.request(cmd.Flags(), args)
+	code, err := launch.Run(ctx, r, launch.Options{Log: log, State: so.open, Early: early})
+	if w := launch.FlagAfterCmd(r, code, func(n string) bool { return cmd.LocalNonPersistentFlags().Lookup(n) != nil }); err == nil && w != "" {
+		log.Warnf("%s", w)
+	}
+	return code, err
 }
 
 // request is what the run flags ask for.
 func (o *runOptions) request(f *pflag.FlagSet, args []string) *launch.Request {
 	r := &launch.Request{
 		Image: o.image, Rootfs: o.rootfs, Platform: o.platform, Cache: o.cacheDir, Args: args,
-		Binds: o.binds, NoHome: o.noHome, Pwd: o.pwd, WritableTmpfs: o.writableTmpfs, Net: o.net,
+		Binds: o.binds, NoHome: o.noHome, Home: o.home, Contain: o.contain, ContainAll: o.containAll, Run: o.runImage, Pwd: o.pwd, WritableTmpfs: o.writableTmpfs, Net: o.net,
 		Fakeroot: o.fakeroot, CleanEnv: o.cleanEnv, Env: o.env, EnvFiles: o.envFiles, GPU: o.gpu, ROCm: o.rocm,
 		Name: o.name, Detach: o.detach, JoinTag: o.joinTag, JoinCount: o.joinCount, NoJoin: o.noJoin,
+	}
+	if f.Changed("entrypoint") {
+		r.Entrypoint = &o.entrypoint
 	}
 	if f.Changed("new-keyring") {
 		r.NewKeyring = &o.newKeyring
