@@ -261,6 +261,11 @@ func TestBadImages(t *testing.T) {
 	c := append([]byte(nil), b...)
 	c[len(c)/2] ^= 0xff // inside the layer blob
 	os.WriteFile(corrupt, c, 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	junk := filepath.Join(dir, "junk")
+	os.Mkdir(junk, 0o755)
+	os.WriteFile(filepath.Join(junk, "notes.txt"), []byte("hello\n"), 0o644)
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -271,6 +276,8 @@ func TestBadImages(t *testing.T) {
 		{"truncated archive", []string{"--image", truncated}, "truncated.tar"},
 		{"digest mismatch", []string{"--image", corrupt}, "sha256:"},
 		{"no matching platform", []string{"--image", good, "--platform", "linux/s390x"}, "s390x"},
+		{"empty dir", []string{"--image", empty}, "no index.json"},
+		{"junk dir", []string{"--image", junk}, "no /bin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := filepath.Join(tempDirOwned(t), "cache")
