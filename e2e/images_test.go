@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -115,5 +116,53 @@ func TestImagesPulled(t *testing.T) {
 	mustRun(t, o, "-q", "pull", one)
 	if r := mustRun(t, o, "prune", "--all"); len(lines(r.stdout)) != 1 || len(list()) != 0 {
 		t.Errorf("prune --all: %s", r)
+	}
+}
+
+// hpcrun list names the image a container runs in, says when it was made
+// as people do, and its owner by name; --format json adds the image to the
+// raw fields. As the test user, with the default cache and state dirs.
+func TestImagesInList(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := busyboxImage(t)
+	name := "list-image-" + strconv.Itoa(os.Getpid())
+	mustRun(t, opts{}, "-q", "--name", name, "--detach", "--image", image, "sleep", "1000")
+	t.Cleanup(func() {
+		runRaw(opts{}, binPath, "kill", name, "KILL")
+		runRaw(opts{}, binPath, "delete", "--force", name)
+	})
+	owner := strconv.Itoa(testUID)
+	if u, err := user.LookupId(owner); err == nil {
+		owner = u.Username
+	}
+	r := mustRun(t, opts{}, "list")
+	var row []string
+	for _, l := range lines(r.stdout) {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
+			row = f
+		}
+	}
+	if head := strings.Fields(lines(r.stdout)[0]); strings.Join(head, " ") != "ID PID STATUS IMAGE CREATED OWNER" ||
+		len(row) < 6 || row[3] != image || !strings.HasSuffix(strings.Join(row[4:len(row)-1], " "), "ago") &&
+		strings.Join(row[4:len(row)-1], " ") != "just now" || row[len(row)-1] != owner {
+		t.Errorf("list: want %s with image %s, a human time and owner %s:\n%s", name, image, owner, r.stdout)
+	}
+	r = mustRun(t, opts{}, "list", "--format", "json")
+	var states []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &states); err != nil {
+		t.Fatalf("list --format json: %v\n%s", err, r)
+	}
+	found := false
+	for _, s := range states {
+		if s["id"] == name {
+			found = true
+			if s["image"] != image || s["owner"] != strconv.Itoa(testUID) || s["created"] == nil {
+				t.Errorf("list --format json: %v", s)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("list --format json has no %s: %s", name, r.stdout)
 	}
 }

@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -98,6 +99,13 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 		return nil, err
 	}
 	netns.Apply(spec, mode)
+	// What the job runs in, for hpcrun list (kept in the container's state).
+	if ref := cmp.Or(r.Image, r.Rootfs); ref != "" {
+		if spec.Annotations == nil {
+			spec.Annotations = map[string]string{}
+		}
+		spec.Annotations[runtime.ImageAnnotation] = ref
+	}
 	files, err := identityFiles(im.Image, h, r.Fakeroot)
 	if err != nil {
 		return nil, err

@@ -19,7 +19,9 @@ func newListCommand(so *stateOptions) *cobra.Command {
 	}
 	listCmd := verb(so, "list [-q] [--format table|json]", "List your containers on this node",
 		`list shows the containers under --root: named runs (--name, and every run
-under Slurm or PBS), detached ones and those of the OCI verbs (create, run).
+under Slurm or PBS), detached ones and those of the OCI verbs (create, run),
+with the image each runs in, how long ago it was made, and its owner. JSON
+gives the raw fields (created as a time, owner as a uid) and the image.
 The state of a container that has stopped is swept by the next hpcrun.
 
 `+helptext.ExitStatus(helptext.Done("the list was printed (no containers lists none)"),
