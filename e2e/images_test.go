@@ -35,10 +35,7 @@ func TestImagesPulled(t *testing.T) {
 	one, two := lr.host+"/test/one:v1", lr.host+"/test/two:v1"
 	uid := freeUID(t)
 	cache := "/var/tmp/hpcrun-" + strconv.Itoa(uid) // the default cache
-	t.Cleanup(func() {
-		os.RemoveAll(cache)
-		os.RemoveAll("/tmp/hpcrun-" + strconv.Itoa(uid))
-	})
+	removeUserDirs(t, uid)
 	o := opts{uid: uid, env: []string{"HOME=/nonexistent"}, dir: "/"}
 	list := func() map[string]cachedImage {
 		t.Helper()

@@ -226,10 +226,7 @@ func TestRegistryTLS(t *testing.T) {
 	}
 	uid := freeUID(t)
 	cache := "/var/tmp/hpcrun-" + strconv.Itoa(uid) // the default cache
-	t.Cleanup(func() {
-		os.RemoveAll(cache)
-		os.RemoveAll("/tmp/hpcrun-" + strconv.Itoa(uid))
-	})
+	removeUserDirs(t, uid)
 	o := opts{uid: uid, env: []string{"HOME=/nonexistent"}, dir: "/"}
 
 	r := run(t, o, "pull", ref)

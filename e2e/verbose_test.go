@@ -14,10 +14,7 @@ func TestVerboseHidesSecrets(t *testing.T) {
 	needUserns(t)
 	image := visibleCopy(t, busyboxImage(t))
 	uid := freeUID(t)
-	t.Cleanup(func() {
-		os.RemoveAll("/var/tmp/hpcrun-" + strconv.Itoa(uid))
-		os.RemoveAll("/tmp/hpcrun-" + strconv.Itoa(uid))
-	})
+	removeUserDirs(t, uid)
 	secrets := []string{"HF_TOKEN=hf-sekrit-1", "DB_PASSWORD=sekrit-2", "AWS_SECRET_ACCESS_KEY=sekrit-3", "MY_API_KEY=sekrit-4"}
 	o := opts{uid: uid, env: append([]string{"HOME=/nonexistent", "VISIBLE_VAR=plain-value"}, secrets...), dir: "/"}
 	r := mustRun(t, o, "-v", "--no-home", "--image", image, "sh", "-c", "echo $HF_TOKEN $DB_PASSWORD $AWS_SECRET_ACCESS_KEY $MY_API_KEY")
@@ -33,4 +30,14 @@ func TestVerboseHidesSecrets(t *testing.T) {
 			t.Errorf("-v does not list %s as hidden:\n%s", name, r.stderr)
 		}
 	}
+}
+
+// removeUserDirs removes, when the test ends, what hpcrun runs as uid make
+// in /tmp and /var/tmp: its default cache, state root and OCI root.
+func removeUserDirs(t *testing.T, uid int) {
+	t.Cleanup(func() {
+		for _, d := range []string{"/var/tmp/hpcrun-", "/tmp/hpcrun-", "/tmp/hpcrun-oci-"} {
+			os.RemoveAll(d + strconv.Itoa(uid))
+		}
+	})
 }
