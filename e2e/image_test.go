@@ -261,6 +261,11 @@ func TestBadImages(t *testing.T) {
 	c := append([]byte(nil), b...)
 	c[len(c)/2] ^= 0xff // inside the layer blob
 	os.WriteFile(corrupt, c, 0o644)
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	junk := filepath.Join(dir, "junk")
+	os.Mkdir(junk, 0o755)
+	os.WriteFile(filepath.Join(junk, "notes.txt"), []byte("hello\n"), 0o644)
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -271,6 +276,8 @@ func TestBadImages(t *testing.T) {
 		{"truncated archive", []string{"--image", truncated}, "truncated.tar"},
 		{"digest mismatch", []string{"--image", corrupt}, "sha256:"},
 		{"no matching platform", []string{"--image", good, "--platform", "linux/s390x"}, "s390x"},
+		{"empty dir", []string{"--image", empty}, "no index.json"},
+		{"junk dir", []string{"--image", junk}, "no /bin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cache := filepath.Join(tempDirOwned(t), "cache")
@@ -349,13 +356,62 @@ func TestUnpackerKilled(t *testing.T) {
 	}
 }
 
+// SIGINT mid-unpack ends hpcrun at once, as the signal's default action
+// does, and the unpacker removes its partial unpack; also when hpcrun was
+// started with SIGINT ignored (a background job of a script), where it
+// used to run the unpack to its end and then fail to map the ids of the
+// init it had killed.
+func TestImageUnpackInterrupted(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := pythonImage(t)
+	for _, tc := range []struct{ name, trap string }{
+		{"default", ""},
+		{"ignored", `trap "" INT; `},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := filepath.Join(tempDirOwned(t), "cache")
+			cmd, stderr := startUnpackingAs(t, cache, "sh", "-c", tc.trap+`exec "$@"`, "sh",
+				binPath, "-q", "--image", image, "--cache", cache, "true")
+			sent := time.Now()
+			cmd.Process.Signal(syscall.SIGINT)
+			cmd.Wait()
+			took := time.Since(sent)
+			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if !ws.Signaled() || ws.Signal() != syscall.SIGINT || stderr.Len() != 0 || took > 5*time.Second {
+				t.Errorf("want hpcrun killed by SIGINT at once and silent; got %v after %v, stderr %q",
+					cmd.ProcessState, took, stderr.String())
+			}
+			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				images, tmp := cacheEntries(t, cache)
+				if len(images) != 0 {
+					t.Fatalf("an interrupted unpack published %v", images)
+				}
+				if len(tmp) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the unpacker left %v after hpcrun was interrupted", tmp)
+				}
+			}
+		})
+	}
+}
+
 // startUnpacking starts `hpcrun -q --image image true` on a cold cache and
-// returns once the unpack has begun writing.
+// returns once the unpack has begun.
 func startUnpacking(t *testing.T, image, cache string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	return startUnpackingAs(t, cache, binPath, "-q", "--image", image, "--cache", cache, "true")
+}
+
+// startUnpackingAs starts a command line that runs hpcrun on a cold cache
+// and returns once the unpack has begun.
+func startUnpackingAs(t *testing.T, cache, name string, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	cmd := command(ctx, opts{}, binPath, "-q", "--image", image, "--cache", cache, "true")
+	cmd := command(ctx, opts{}, name, args...)
 	stderr := &bytes.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

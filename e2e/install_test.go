@@ -264,7 +264,7 @@ func TestDist(t *testing.T) {
 	}
 
 	for _, tree := range []string{"share/lmod/modulefiles", "share/modulefiles"} {
-		checkModuleLoad(t, filepath.Join(top, tree), top, version)
+		checkModuleLoad(t, filepath.Join(top, tree), top, version, "set")
 	}
 	// A site's module tree that links to the tarball's modulefiles: the
 	// Lua one linked as a file, the Tcl one's dir linked, relatively.
@@ -279,7 +279,7 @@ func TestDist(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tree := range []string{"lmod", "tcl"} {
-		checkModuleLoad(t, filepath.Join(site, tree), top, version)
+		checkModuleLoad(t, filepath.Join(site, tree), top, version, "set")
 	}
 	// Moved whole, it still works from where it is now.
 	moved := filepath.Join(scratch, "moved")
@@ -287,6 +287,6 @@ func TestDist(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tree := range []string{"share/lmod/modulefiles", "share/modulefiles"} {
-		checkModuleLoad(t, filepath.Join(moved, tree), moved, version)
+		checkModuleLoad(t, filepath.Join(moved, tree), moved, version, "set")
 	}
 }

@@ -17,9 +17,11 @@ import (
 const lmodProfile = "/etc/profile.d/lmod.sh"
 
 // moduleScript runs in bash as the test user: $1 is a MODULEPATH dir, $2
-// the rootfs. It prints KEY=VALUE lines for the test to check.
+// the rootfs, $3 "unset" to load with MANPATH unset (Debian's profile sets
+// it). It prints KEY=VALUE lines for the test to check.
 const moduleScript = `
 . ` + lmodProfile + `
+[ "$3" = unset ] && unset MANPATH
 echo "before=$(command -v hpcrun || echo none)"
 module use "$1" || exit 101
 module load hpcrun || exit 102
@@ -27,6 +29,7 @@ echo "path=$(command -v hpcrun)"
 echo "version=$(hpcrun --version)"
 echo "manpath=$MANPATH"
 echo "manpage=$(man -w hpcrun-images 2>&1)"
+echo "manls=$(man -w ls 2>&1)"
 echo "loaded=$(module -t list 2>&1 | tr '\n' ' ')"
 echo "whatis=$(module whatis hpcrun 2>&1 | tr '\n' ' ')"
 echo "help=$(module help hpcrun 2>&1 | tr '\n' ' ')"
@@ -34,7 +37,7 @@ hpcrun --rootfs "$2" true
 echo "container=$?"
 module unload hpcrun || exit 103
 echo "after=$(command -v hpcrun || echo none)"
-echo "manpath_after=$MANPATH"
+echo "manpath_after=${MANPATH-UNSET}"
 `
 
 // make install-files puts the built binary, the man pages, the completion
@@ -80,9 +83,11 @@ func TestModuleLoad(t *testing.T) {
 	}
 
 	for _, tree := range []string{"share/lmod/modulefiles", "share/modulefiles"} {
-		t.Run(strings.ReplaceAll(tree, "/", "_"), func(t *testing.T) {
-			checkModuleLoad(t, filepath.Join(prefix, tree), prefix, version)
-		})
+		for _, manpath := range []string{"set", "unset"} {
+			t.Run(strings.ReplaceAll(tree, "/", "_")+"/MANPATH_"+manpath, func(t *testing.T) {
+				checkModuleLoad(t, filepath.Join(prefix, tree), prefix, version, manpath)
+			})
+		}
 	}
 
 	makeRun(t, "uninstall", "PREFIX="+prefix, "VERSION="+version)
@@ -118,11 +123,13 @@ func TestModuleLoad(t *testing.T) {
 
 // checkModuleLoad has the test user load hpcrun from the modulefile tree
 // modulepath with Lmod, and checks that it puts prefix's hpcrun on PATH and
-// its man pages on MANPATH, runs a container, and takes both away again.
-func checkModuleLoad(t *testing.T, modulepath, prefix, version string) {
+// its man pages on MANPATH, keeping the system's ("set": MANPATH as Debian's
+// profile sets it; "unset": no MANPATH), runs a container, and takes both
+// away again.
+func checkModuleLoad(t *testing.T, modulepath, prefix, version, manpath string) {
 	t.Helper()
 	o := opts{dir: tempDirOwned(t), env: []string{"HOME=" + tempDirOwned(t)}, timeout: time.Minute}
-	r := runRaw(o, "bash", "--noprofile", "--norc", "-c", moduleScript, "bash", modulepath, rootfsDir)
+	r := runRaw(o, "bash", "--noprofile", "--norc", "-c", moduleScript, "bash", modulepath, rootfsDir, manpath)
 	if r.err != nil || r.code != 0 {
 		t.Fatalf("module load hpcrun from %s: %s", modulepath, r)
 	}
@@ -145,6 +152,11 @@ func checkModuleLoad(t *testing.T, modulepath, prefix, version string) {
 		"PREFIX/share/man first")
 	check("manpage", kv["manpage"] == filepath.Join(prefix, "share/man/man1/hpcrun-images.1"),
 		"man finds the installed hpcrun-images(1)")
+	check("manls", strings.HasPrefix(kv["manls"], "/usr/share/man/"), "man still finds the system's ls(1)")
+	if manpath == "unset" {
+		check("manpath", kv["manpath"] == filepath.Join(prefix, "share/man")+":",
+			"PREFIX/share/man: (a trailing colon for the system's path)")
+	}
 	check("loaded", strings.Contains(kv["loaded"], "hpcrun/"+version), "hpcrun/"+version+" loaded")
 	check("whatis", strings.Contains(kv["whatis"], "Usage: ") &&
 		strings.Contains(kv["whatis"], "/etc/hpcrun/config.yaml"), "a usage line and the site config")
@@ -154,6 +166,9 @@ func checkModuleLoad(t *testing.T, modulepath, prefix, version string) {
 	check("container", kv["container"] == "0", "0 from hpcrun --rootfs R true")
 	check("after", kv["after"] == "none", "no hpcrun on PATH after the unload")
 	check("manpath_after", !strings.Contains(kv["manpath_after"], prefix), "PREFIX gone from MANPATH")
+	if manpath == "unset" {
+		check("manpath_after", kv["manpath_after"] == "UNSET", "MANPATH unset again")
+	}
 }
 
 // makeRun runs make in the repository with our own credentials.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -80,7 +81,11 @@ func (lr *localRegistry) pushArchive(t *testing.T, archive, repoTag string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(ref, img); err != nil {
+	var ropts []remote.Option
+	if lr.Client != nil {
+		ropts = append(ropts, remote.WithTransport(lr.Client.Transport))
+	}
+	if err := remote.Write(ref, img, ropts...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -175,6 +180,87 @@ func TestPullLogin(t *testing.T) {
 	r = mustRun(t, opts{env: env}, "--cache", cache, "--image", "docker://"+ref, "sh", "-c", "echo private")
 	if r.stdout != "private\n" {
 		t.Errorf("run after login: %s", r)
+	}
+
+	// logout takes away what login stored, and only that.
+	other := `{"auths":{"other.example.org":{"auth":"eDp5"}},"credsStore":""}`
+	b, _ := os.ReadFile(filepath.Join(conf, "config.json"))
+	var kept map[string]any
+	json.Unmarshal(b, &kept)
+	kept["auths"].(map[string]any)["other.example.org"] = map[string]any{"auth": "eDp5"}
+	kept["credsStore"] = ""
+	b, _ = json.Marshal(kept)
+	os.WriteFile(filepath.Join(conf, "config.json"), b, 0o600)
+	r = mustRun(t, opts{env: env}, "logout", lr.host)
+	if !strings.Contains(r.stdout, lr.host) {
+		t.Errorf("logout: %s", r)
+	}
+	b, _ = os.ReadFile(filepath.Join(conf, "config.json"))
+	if strings.Contains(string(b), lr.host) || !strings.Contains(string(b), "other.example.org") || !strings.Contains(string(b), "credsStore") {
+		t.Errorf("after logout, config.json is %s; want %s's entry gone and the rest (%s) kept", b, lr.host, other)
+	}
+	r = run(t, opts{env: env}, "pull", "--cache", cache, ref)
+	if r.code != 125 || !strings.Contains(r.stderr, "hpcrun login "+lr.host) {
+		t.Errorf("pull after logout: %s", r)
+	}
+	r = run(t, opts{env: env}, "logout", lr.host)
+	if r.code != 125 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, "no credentials for "+lr.host) {
+		t.Errorf("a second logout: want exit 125 and one line: %s", r)
+	}
+}
+
+// A registry with a self-signed certificate: a pull fails in one line that
+// gives the fix; --ca-file, SSL_CERT_FILE, --tls-verify=false and
+// --insecure each reach it, for pull and for --image docker://. As a user
+// with the default cache.
+func TestRegistryTLS(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	lr := &localRegistry{Registry: testregistry.StartTLS(t)}
+	lr.host = lr.Host
+	lr.pushArchive(t, busyboxImage(t), "test/bb:v1")
+	ref := lr.host + "/test/bb:v1"
+	ca := filepath.Join(tempDirOwned(t), "ca.pem")
+	if err := os.WriteFile(ca, mustRead(t, lr.CAFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	uid := freeUID(t)
+	cache := "/var/tmp/hpcrun-" + strconv.Itoa(uid) // the default cache
+	removeUserDirs(t, uid)
+	o := opts{uid: uid, env: []string{"HOME=/nonexistent"}, dir: "/"}
+
+	r := run(t, o, "pull", ref)
+	if r.code != 125 || len(lines(r.stderr)) != 1 || strings.Contains(r.stderr, `\n`) ||
+		!strings.Contains(r.stderr, "--ca-file") || !strings.Contains(r.stderr, "--tls-verify=false") {
+		t.Errorf("pull from a self-signed registry: want exit 125 and one line with the fix: %s", r)
+	}
+	r = run(t, o, "--no-home", "--image", "docker://"+ref, "true")
+	if r.code != 125 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, "--tls-verify=false") {
+		t.Errorf("--image docker:// of a self-signed registry: %s", r)
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"pull --ca-file", nil, []string{"-q", "pull", "--ca-file", ca, ref}},
+		{"pull with SSL_CERT_FILE", []string{"SSL_CERT_FILE=" + ca}, []string{"-q", "pull", ref}},
+		{"pull --tls-verify=false", nil, []string{"-q", "pull", "--tls-verify=false", ref}},
+		{"pull --insecure", nil, []string{"-q", "pull", "--insecure", "docker://" + ref}},
+		{"run --tls-verify=false", nil, []string{"-q", "--tls-verify=false", "--no-home", "--image", "docker://" + ref, "true"}},
+		{"run --ca-file", nil, []string{"-q", "--ca-file", ca, "--no-home", "--image", "docker://" + ref, "true"}},
+	} {
+		// Each from a cold cache: a warm run would not ask the registry.
+		os.RemoveAll(cache)
+		oo := o
+		oo.env = append(append([]string{}, o.env...), tc.env...)
+		if r := run(t, oo, tc.args...); r.code != 0 {
+			t.Errorf("%s: %s", tc.name, r)
+		}
+	}
+	r = run(t, o, "pull", "--ca-file", filepath.Join(cache, "missing.pem"), ref)
+	if r.code != 125 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, "--ca-file") {
+		t.Errorf("pull --ca-file of a missing file: %s", r)
 	}
 }
 

@@ -131,6 +131,13 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	if r.ContainAll {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.IPCNamespace})
 	}
+	// What the job runs in, for hpcrun list (kept in the container's state).
+	if ref := cmp.Or(r.Image, r.Rootfs); ref != "" {
+		if spec.Annotations == nil {
+			spec.Annotations = map[string]string{}
+		}
+		spec.Annotations[runtime.ImageAnnotation] = ref
+	}
 	files, err := identityFiles(im.Image, id, r.Fakeroot)
 	if err != nil {
 		return nil, err

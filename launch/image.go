@@ -89,7 +89,7 @@ func OpenImage(ctx context.Context, r *Request, h Host, st *Settings, log *Log) 
 	unpackIt := func() (*store.Image, error) {
 		d, err := unpacker.Ensure(ctx, unpacker.Request{
 			Ref: ref, Cache: s.Dir, Platform: platform.String(), Progress: Progress(log, h), Stderr: log.W,
-			MaxSize: st.Conf.MaxImageSize.Value,
+			MaxSize: st.Conf.MaxImageSize.Value, Insecure: r.Insecure, CAFile: AbsPath(h, r.CAFile),
 		})
 		if err != nil {
 			return nil, err

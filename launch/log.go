@@ -76,7 +76,7 @@ func (l *Log) settings(cfg *runtime.Config, mode netns.Mode) {
 	}
 	l.Debugf("environment: %d variables", len(s.Process.Env))
 	for _, kv := range s.Process.Env {
-		l.Debugf("  %s", kv)
+		l.Debugf("  %s", maskSecret(kv))
 	}
 	l.Debugf("terminal: %v", s.Process.Terminal)
 }
@@ -88,4 +88,33 @@ func mountLine(m specs.Mount) string {
 		src = m.Type
 	}
 	return fmt.Sprintf("%s <- %s (%s)", m.Destination, src, strings.Join(m.Options, ","))
+}
+
+// maskSecret hides the value of a variable whose name looks like it holds
+// a secret (a token, a password, a key, AWS credentials): -v output lands
+// in batch logs that others may read. The job's environment keeps it.
+func maskSecret(kv string) string {
+	name, _, ok := strings.Cut(kv, "=")
+	if !ok || !secretName(name) {
+		return kv
+	}
+	return name + "=(hidden)"
+}
+
+func secretName(name string) bool {
+	n := strings.ToUpper(name)
+	if strings.HasPrefix(n, "AWS_") {
+		return true
+	}
+	for _, w := range []string{"TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "APIKEY"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	for _, part := range strings.Split(n, "_") {
+		if part == "KEY" || part == "PASS" || part == "PW" {
+			return true
+		}
+	}
+	return false
 }

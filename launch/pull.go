@@ -31,6 +31,8 @@ type PullRequest struct {
 	Cache    string // --cache
 	Platform string // --platform; "" for this node's
 	Output   string // -o: an OCI archive to write instead of unpacking
+	Insecure bool   // --tls-verify=false, --insecure
+	CAFile   string // --ca-file
 }
 
 // Pull fetches r.Ref from its registry into the cache, or with r.Output
@@ -65,7 +67,7 @@ func Pull(ctx context.Context, r PullRequest, h Host, log *Log) error {
 	}
 	d, err := unpacker.Ensure(ctx, unpacker.Request{
 		Ref: ref, Cache: s.Dir, Platform: p.String(), Progress: Progress(log, h), Stderr: log.W,
-		Pull: true, Output: output, MaxSize: st.Conf.MaxImageSize.Value,
+		Pull: true, Output: output, MaxSize: st.Conf.MaxImageSize.Value, Insecure: r.Insecure, CAFile: AbsPath(h, r.CAFile),
 	})
 	if err != nil {
 		return err
@@ -77,4 +79,12 @@ func Pull(ctx context.Context, r PullRequest, h Host, log *Log) error {
 		log.Printf("pulled %s (%s) into %s", name, short, s.Dir)
 	}
 	return nil
+}
+
+// AbsPath is a path given on the command line made absolute; "" stays "".
+func AbsPath(h Host, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(h.Cwd, p)
 }

@@ -12,6 +12,8 @@ type Request struct {
 	Rootfs   string   // --rootfs DIR
 	Platform string   // --platform OS/ARCH[/VARIANT]
 	Cache    string   // --cache DIR
+	Insecure bool     // --tls-verify=false, --insecure: a docker:// registry's certificate is not checked
+	CAFile   string   // --ca-file FILE: CAs for a docker:// registry
 	Args     []string // CMD ARGS; with Run or Entrypoint, the ARGS of the image's command
 	// Entrypoint is --entrypoint CMD, in place of the image's Entrypoint;
 	// nil when not given.

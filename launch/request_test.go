@@ -18,7 +18,10 @@ import (
 // directory for a rootfs (nothing is unpacked, no cache is needed).
 func TestOpenImagePlain(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "rootfs"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "rootfs", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "junk"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
@@ -35,6 +38,8 @@ func TestOpenImagePlain(t *testing.T) {
 		{name: "--rootfs", r: Request{Rootfs: rootfs}, want: rootfs},
 		{name: "--rootfs, relative", r: Request{Rootfs: "rootfs/"}, want: rootfs},
 		{name: "--image of a directory, relative", r: Request{Image: "rootfs"}, want: rootfs},
+		{name: "--image of a directory with no /bin", r: Request{Image: "junk"},
+			err: filepath.Join(dir, "junk") + " is no image: it has no index.json (an OCI layout) and no /bin (a root filesystem)"},
 		{name: "--rootfs with a platform", r: Request{Rootfs: rootfs, Platform: "linux/arm64"}, want: rootfs},
 		{name: "--image and --rootfs", r: Request{Image: "x", Rootfs: rootfs},
 			err: "--image and --rootfs cannot be used together", usage: true},

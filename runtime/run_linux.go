@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hpcrun/hpcrun/internal/fallback"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -327,15 +328,27 @@ func (p *Init) forward() {
 					unix.Kill(p.pid, unix.SIGKILL)
 					wait(p.pid)
 				}
-				// The default action, as without a handler: die of s.
-				signal.Reset(s)
-				unix.Kill(unix.Getpid(), s)
+				dieOf(s)
 			}
 			p.mu.Unlock()
 		case <-p.done:
 			return
 		}
 	}
+}
+
+// dieOf takes the default action of s, as without a handler: hpcrun dies
+// of it. Not signal.Reset alone: for a signal that hpcrun was started with
+// ignored (SIGINT in a script's background job), Reset ignores it again,
+// and hpcrun would go on unpacking for an init that is gone.
+func dieOf(s syscall.Signal) {
+	signal.Reset(s)
+	var dfl [4]uint64 // a struct sigaction, all zero: SIG_DFL
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(s), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+	unix.Kill(unix.Getpid(), s)
+	// A fatal signal sent to ourselves ends the process before kill
+	// returns; should it not, end as a shell reports a death by s.
+	os.Exit(128 + int(s))
 }
 
 // configure writes the init's id maps and sends it its config; from then

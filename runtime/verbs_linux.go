@@ -4,12 +4,14 @@ package runtime
 // cmd/hpcrun's create, run, exec and kill call with their flags.
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -228,20 +230,62 @@ func WriteStatesJSON(w io.Writer, all []*State) error {
 	out := make([]map[string]any, 0, len(all))
 	for _, s := range all {
 		out = append(out, map[string]any{"ociVersion": SpecVersion, "id": s.ID, "pid": s.OCI().Pid,
-			"status": s.Status, "bundle": s.Bundle, "rootfs": s.Rootfs, "created": s.Created, "owner": s.Owner})
+			"status": s.Status, "bundle": s.Bundle, "rootfs": s.Rootfs, "created": s.Created, "owner": s.Owner,
+			"image": s.ImageRef()})
 	}
 	return json.NewEncoder(w).Encode(out)
 }
 
-// WriteStates writes the states as a table, one container a line.
-func WriteStates(w io.Writer, all []*State) error {
+// ImageAnnotation is the annotation in which hpcrun's runs record the
+// image they run in (--image, or --rootfs), for list.
+const ImageAnnotation = "org.hpcrun.image"
+
+// ImageRef is what the container runs in: the image its run named, else
+// the image of a group container, else its rootfs.
+func (s *State) ImageRef() string {
+	return cmp.Or(s.Annotations[ImageAnnotation], s.Image, s.Rootfs)
+}
+
+// WriteStates writes the states as a table, one container a line, with
+// times as people say them and owners by name.
+func WriteStates(w io.Writer, all []*State) error { return writeStates(w, all, time.Now(), userName) }
+
+func writeStates(w io.Writer, all []*State, now time.Time, name func(uid string) string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER")
+	fmt.Fprintln(tw, "ID\tPID\tSTATUS\tIMAGE\tCREATED\tOWNER")
 	for _, s := range all {
 		// The fields come from state files, which their owner
 		// writes and root may print (see internal/termsafe).
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", termsafe.Line(s.ID), s.OCI().Pid, termsafe.Line(s.Status),
-			termsafe.Line(s.Bundle), s.Created.Format(time.RFC3339Nano), termsafe.Line(s.Owner))
+			termsafe.Line(s.ImageRef()), Ago(now.Sub(s.Created)), termsafe.Line(name(s.Owner)))
 	}
 	return tw.Flush()
+}
+
+// userName is the name of the user uid, or uid when it has none here.
+func userName(uid string) string {
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return uid
+}
+
+// Ago says how long ago d was, as people do: "just now", "3 minutes ago",
+// "2 days ago".
+func Ago(d time.Duration) string {
+	if d < 10*time.Second {
+		return "just now"
+	}
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{365 * 24 * time.Hour, "year"}, {7 * 24 * time.Hour, "week"}, {24 * time.Hour, "day"}, {time.Hour, "hour"}, {time.Minute, "minute"}, {time.Second, "second"}} {
+		if n := int(d / u.unit); n >= 1 {
+			if n == 1 {
+				return "1 " + u.name + " ago"
+			}
+			return strconv.Itoa(n) + " " + u.name + "s ago"
+		}
+	}
+	return "just now"
 }

@@ -93,6 +93,12 @@ func Locate(ref string) (*Location, error) {
 	case errors.Is(err, fs.ErrNotExist) && loc.Tag != "":
 		return nil, &locateError{ErrNotImage, fmt.Sprintf("%s has no index.json, so it is not an OCI layout and has no tag %q", loc.Path, loc.Tag)}
 	case errors.Is(err, fs.ErrNotExist):
+		// A root filesystem has /bin (a directory or a link to usr/bin);
+		// an empty or junk directory would fail later with "command not
+		// found", far from the mistake.
+		if _, err := os.Lstat(filepath.Join(loc.Path, "bin")); err != nil {
+			return nil, &locateError{ErrNotImage, fmt.Sprintf("%s is no image: it has no index.json (an OCI layout) and no /bin (a root filesystem)", loc.Path)}
+		}
 		loc.Kind = Rootfs
 		return loc, nil
 	case err != nil:

@@ -20,6 +20,12 @@ func TestLocate(t *testing.T) {
 	os.WriteFile(filepath.Join(layout, "index.json"), []byte("{}"), 0o644)
 	rootfs := filepath.Join(dir, "rootfs")
 	os.Mkdir(rootfs, 0o755)
+	os.Symlink("usr/bin", filepath.Join(rootfs, "bin"))
+	empty := filepath.Join(dir, "empty")
+	os.Mkdir(empty, 0o755)
+	junk := filepath.Join(dir, "junk")
+	os.Mkdir(junk, 0o755)
+	os.WriteFile(filepath.Join(junk, "notes.txt"), []byte("x"), 0o644)
 	for _, tc := range []struct {
 		ref        string
 		path, tag  string
@@ -35,6 +41,8 @@ func TestLocate(t *testing.T) {
 		{ref: layout, path: layout, kind: Layout},
 		{ref: rootfs, path: rootfs, kind: Rootfs},
 		{ref: rootfs + ":v1", wantErr: ErrNotImage},
+		{ref: empty, wantErr: ErrNotImage},
+		{ref: junk, wantErr: ErrNotImage},
 		{ref: tarPath + ":", wantErr: ErrNoTag},
 		{ref: "/dev/null", wantErr: ErrNotImage},
 		{ref: filepath.Join(dir, "nope.tar"), wantPathEr: true},

@@ -41,19 +41,17 @@ func runLogin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	user := fs.String("username", "", "the user name")
 	fromStdin := fs.Bool("password-stdin", false, "read the password or token from stdin")
+	var tc source.TLS
+	tlsFlags(fs, &tc)
 	if err := fs.Parse(args); err != nil {
 		return fail(fmt.Errorf("login: %w", err))
 	}
 	if fs.NArg() != 1 {
 		return fail(errors.New("usage: hpcrun login [-u USER] [--password-stdin] REGISTRY"))
 	}
-	host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(fs.Arg(0), "https://"), "http://"), "/")
-	if host == "docker.io" || host == "registry-1.docker.io" {
-		host = name.DefaultRegistry
-	}
-	reg, err := name.NewRegistry(host, name.StrictValidation)
+	reg, err := registryArg(fs.Arg(0), tc.Insecure)
 	if err != nil {
-		return fail(fmt.Errorf("login: registry %q: %w", fs.Arg(0), err))
+		return fail(fmt.Errorf("login: %w", err))
 	}
 	var tty *os.File
 	if *user == "" || !*fromStdin {
@@ -86,7 +84,7 @@ func runLogin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if err := checkLogin(ctx, reg, *user, password); err != nil {
+	if err := checkLogin(ctx, reg, *user, password, tc); err != nil {
 		return fail(err)
 	}
 	file, err := storeLogin(reg.RegistryStr(), *user, password)
@@ -98,9 +96,13 @@ func runLogin(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // checkLogin makes an authenticated request to the registry's API root.
-func checkLogin(ctx context.Context, reg name.Registry, user, password string) error {
+func checkLogin(ctx context.Context, reg name.Registry, user, password string, tc source.TLS) error {
 	auth := authn.FromConfig(authn.AuthConfig{Username: user, Password: password})
-	rt, err := transport.NewWithContext(ctx, reg, auth, source.RegistryTransport(), []string{reg.Scope(transport.PullScope)})
+	base, err := source.RegistryTransport(tc)
+	if err != nil {
+		return err
+	}
+	rt, err := transport.NewWithContext(ctx, reg, auth, base, []string{reg.Scope(transport.PullScope)})
 	if err != nil {
 		var te *transport.Error
 		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
@@ -126,6 +128,51 @@ func checkLogin(ctx context.Context, reg name.Registry, user, password string) e
 	return fmt.Errorf("login to %s: the registry answered HTTP %d", reg.RegistryStr(), resp.StatusCode)
 }
 
+// registryArg reads the REGISTRY of login and logout: a host[:port],
+// with or without https://; docker.io is Docker Hub.
+func registryArg(arg string, insecure bool) (name.Registry, error) {
+	host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(arg, "https://"), "http://"), "/")
+	if host == "docker.io" || host == "registry-1.docker.io" {
+		host = name.DefaultRegistry
+	}
+	opts := []name.Option{name.StrictValidation}
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(host, opts...)
+	if err != nil {
+		return reg, fmt.Errorf("registry %q: %w", arg, err)
+	}
+	return reg, nil
+}
+
+// runLogout removes the credentials that login stored for a registry.
+func runLogout(args []string, stdout io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stdout, "error: %s\n", termsafe.Line(err.Error()))
+		return exitFailure
+	}
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) != 1 {
+		return fail(errors.New("usage: hpcrun logout REGISTRY"))
+	}
+	reg, err := registryArg(args[0], false)
+	if err != nil {
+		return fail(fmt.Errorf("logout: %w", err))
+	}
+	file, found, err := editLogins(reg.RegistryStr(), nil)
+	switch {
+	case err != nil:
+		return fail(fmt.Errorf("logout: %w", err))
+	case !found:
+		return fail(fmt.Errorf("logout: no credentials for %s in %s", reg.RegistryStr(), file))
+	}
+	fmt.Fprintf(stdout, "removed the credentials for %s from %s\n", reg.RegistryStr(), file)
+	return 0
+}
+
 // loginFile is where login writes.
 func loginFile() (string, error) {
 	if p := os.Getenv("REGISTRY_AUTH_FILE"); p != "" {
@@ -142,9 +189,17 @@ func loginFile() (string, error) {
 }
 
 func storeLogin(registry, user, password string) (string, error) {
-	file, err := loginFile()
-	if err != nil {
-		return "", err
+	entry, _ := json.Marshal(map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + password))})
+	file, _, err := editLogins(registry, entry)
+	return file, err
+}
+
+// editLogins sets registry's entry in the login file's "auths" to entry,
+// or removes it when entry is nil, keeping everything else; found says
+// whether there was one. Nothing is written when nothing changes.
+func editLogins(registry string, entry json.RawMessage) (file string, found bool, err error) {
+	if file, err = loginFile(); err != nil {
+		return "", false, err
 	}
 	key := registry
 	if registry == name.DefaultRegistry {
@@ -155,31 +210,40 @@ func storeLogin(registry, user, password string) (string, error) {
 	switch {
 	case err == nil:
 		if err := json.Unmarshal(data, &conf); err != nil {
-			return "", fmt.Errorf("%s: invalid JSON (%v); fix or remove it", file, err)
+			return file, false, fmt.Errorf("%s: invalid JSON (%v); fix or remove it", file, err)
 		}
+	case errors.Is(err, os.ErrNotExist) && entry == nil:
+		return file, false, nil
 	case !errors.Is(err, os.ErrNotExist):
-		return "", err
+		return file, false, err
 	}
 	auths := map[string]json.RawMessage{}
 	if raw, ok := conf["auths"]; ok {
 		if err := json.Unmarshal(raw, &auths); err != nil {
-			return "", fmt.Errorf("%s: \"auths\" is not an object", file)
+			return file, false, fmt.Errorf("%s: \"auths\" is not an object", file)
 		}
 	}
-	entry, _ := json.Marshal(map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + password))})
-	auths[key] = entry
+	_, found = auths[key]
+	if entry == nil {
+		if !found {
+			return file, false, nil
+		}
+		delete(auths, key)
+	} else {
+		auths[key] = entry
+	}
 	conf["auths"], _ = json.Marshal(auths)
 	out, err := json.MarshalIndent(conf, "", "\t")
 	if err != nil {
-		return "", err
+		return file, found, err
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		return "", err
+		return file, found, err
 	}
 	if err := atomicfile.Write(file, append(out, '\n'), 0o600); err != nil {
-		return "", err
+		return file, found, err
 	}
-	return file, nil
+	return file, found, nil
 }
 
 // askPassword reads a line from the terminal with echo off.

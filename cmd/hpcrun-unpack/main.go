@@ -14,12 +14,17 @@
 //	hpcrun-unpack --cache DIR [--platform OS/ARCH[/VARIANT]] [--progress bar|lines|none] [--max-size BYTES] [--cpuprofile FILE] REF
 //	hpcrun-unpack --cache DIR --pull [--output FILE] [--platform P] docker://REF
 //	hpcrun-unpack login [--username USER] [--password-stdin] REGISTRY
+//	hpcrun-unpack logout REGISTRY
+//
+// With docker://REF and login, --tls-verify=false skips the check of the
+// registry's certificate (and allows plain HTTP), and --ca-file FILE
+// trusts the CAs in FILE besides the system's.
 //
 // REF is what --image takes; docker://REF pulls from a registry, its blobs
 // kept in the cache's blobs/ directory. --pull resolves the tag again even
 // if the cache knows it; --output writes an OCI archive instead of
 // unpacking. login checks credentials against the registry and stores
-// them where pulls find them (see login.go).
+// them where pulls find them, logout removes them (see login.go).
 //
 // HPCRUN_UNPACK_UMOCI=1 in the environment makes umoci extract every
 // entry, without the fast path of package cache.
@@ -44,6 +49,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -91,6 +97,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	output := fs.String("output", "", "write the image as an OCI archive to this file instead of unpacking it")
 	maxSize := fs.Int64("max-size", 0, "the most an image's files may add up to, in bytes (0: no limit)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the unpack to this file")
+	var tc source.TLS
+	tlsFlags(fs, &tc)
 	var bar *progressBar
 	fail := func(err error) int {
 		if bar != nil && bar.open {
@@ -101,6 +109,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "login" {
 		return runLogin(args[1:], os.Stdin, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "logout" {
+		return runLogout(args[1:], stdout)
 	}
 	if err := fs.Parse(args); err != nil {
 		return fail(fmt.Errorf("hpcrun-unpack: %w", err))
@@ -152,7 +163,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ref := fs.Arg(0)
 	var src source.Source
 	if r, ok := strings.CutPrefix(ref, unpack.RegistryPrefix); ok {
-		src, err = source.OpenRegistry(ctx, r, c.BlobsDir(), source.RegistryOptions{Log: log})
+		src, err = source.OpenRegistry(ctx, r, c.BlobsDir(), source.RegistryOptions{Log: log, TLS: tc})
 	} else if *pull || *output != "" {
 		return fail(fmt.Errorf("%s: --pull and --output take a registry reference (docker://REF)", ref))
 	} else {
@@ -210,4 +221,14 @@ func (p *progressBar) Phase(name string, done, total int64) {
 	if !p.open {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// tlsFlags registers --tls-verify and --ca-file on fs, into tc.
+func tlsFlags(fs *flag.FlagSet, tc *source.TLS) {
+	fs.Func("tls-verify", "check the registry's certificate (default true)", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		tc.Insecure = !b
+		return err
+	})
+	fs.StringVar(&tc.CAFile, "ca-file", "", "a PEM file of CAs to trust besides the system's")
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -33,12 +35,15 @@ func (o *cacheOptions) open() (*store.Store, error) {
 
 func newImagesCommand() *cobra.Command {
 	var o cacheOptions
+	var format string
 	cmd := &cobra.Command{
-		Use:   "images [--cache DIR]",
+		Use:   "images [--cache DIR] [--format table|json]",
 		Short: "List the images unpacked in this node's cache",
-		Long: `images lists the images in the cache: digest, size on disk, last use and the
-reference they were first unpacked from, or that a temp cleaner damaged the
-image (its next use unpacks it again).
+		Long: `images lists the images in the cache: digest, size on disk, the size of the
+blobs a pulled image was fetched as (kept for hpcrun pull -o; rmi and prune
+remove them), last use and the reference they were first unpacked from, or
+that a temp cleaner damaged the image (its next use unpacks it again).
+--format json prints them as a JSON array, sizes in bytes.
 
 ` + helptext.ExitStatus(helptext.Done("the list was printed (an empty cache lists nothing)"),
 			helptext.Failed("a bad flag, a bad config file, a cache that cannot be made or read, or that another "+
@@ -50,24 +55,36 @@ image (its next use unpacks it again).
 			if err != nil {
 				return err
 			}
+			if format != "table" && format != "json" {
+				return launch.UsageError{Err: fmt.Errorf("--format %q: want table or json", format)}
+			}
 			entries, err := c.List()
 			if err != nil {
 				return err
 			}
+			if format == "json" {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(append([]store.Entry{}, entries...))
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "DIGEST\tSIZE\tLAST USE\tREF")
+			fmt.Fprintln(tw, "DIGEST\tSIZE\tBLOBS\tLAST USE\tREF")
 			for _, e := range entries {
-				ref := e.Ref
+				ref, blobs := e.Ref, "-"
 				if e.Damaged {
 					ref = "(damaged: a temp cleaner removed files from it; unpacked again at its next use)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Digest.Abbrev(), store.Bytes(e.Size),
+				if e.Blobs > 0 {
+					blobs = store.Bytes(e.Blobs)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Digest.Abbrev(), store.Bytes(e.Size), blobs,
 					e.LastUse.Local().Format(time.DateTime), termsafe.Line(ref))
 			}
 			return tw.Flush()
 		},
 	}
 	o.AddFlags(cmd)
+	cmd.Flags().StringVar(&format, "format", "table", "the output `FORMAT`: table or json")
 	return cmd
 }
 
@@ -77,13 +94,15 @@ func newRmiCommand() *cobra.Command {
 		Use:   "rmi [--cache DIR] DIGEST|REF...",
 		Short: "Remove images from this node's cache",
 		Long: `rmi removes cached images, named by digest (or a unique prefix of it) or by the
-reference they were unpacked from. An image that a job is using is not
-removed. Each removed image's digest is printed.
+reference they were unpacked from (a pulled one as pulled, with or without
+docker://), and the blobs a pulled image was fetched as that no other image
+uses. An image that a job is using is not removed. Each removed image's digest
+is printed.
 
 ` + helptext.ExitStatus(helptext.Done("every image named was removed"),
 			helptext.Failed("an image that is not cached, a digest prefix that names several, an image that a "+
 				"job is using, a cache that cannot be opened; the other images named are still removed")),
-		Example: "  hpcrun rmi sha256:d6e51c10\n  hpcrun rmi /scratch/images/py3.tar",
+		Example: "  hpcrun rmi sha256:d6e51c10\n  hpcrun rmi /scratch/images/py3.tar\n  hpcrun rmi registry.example.org/app:1.2",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h := launch.HostFacts()
@@ -119,25 +138,40 @@ removed. Each removed image's digest is printed.
 
 func newPruneCommand() *cobra.Command {
 	var o cacheOptions
-	var age time.Duration
+	var age store.Age
+	var all bool
 	cmd := &cobra.Command{
-		Use:   "prune [--cache DIR] [--older-than AGE]",
+		Use:   "prune [--cache DIR] --older-than AGE | --all",
 		Short: "Remove cached images not used for a while",
-		Long: `prune removes the cached images whose last use is older than AGE (default: all),
-except those that jobs are using, which are skipped; the blobs of pulled images
-not used for AGE; and what killed unpacks left behind. Each removed image's
-digest is printed.
+		Long: `prune removes the cached images whose last use is older than AGE, or with --all
+every one, except those that jobs are using, which are skipped; the blobs of
+pulled images not used for AGE; and what killed unpacks left behind. Each
+removed image's digest is printed. AGE is days or weeks (7d, 2w) or a duration
+(36h, 90m). Without --older-than, prune asks at a terminal before it removes
+every image, and elsewhere wants --all.
 
-` + helptext.ExitStatus(helptext.Done("the images were removed, or there were none to remove"),
-			helptext.Failed("a bad flag, a cache that cannot be opened, an image that could not be removed")),
-		Example: "  hpcrun prune --older-than 168h      # not used for a week\n  hpcrun prune                         # every image no job is using",
+` + helptext.ExitStatus(helptext.Done("the images were removed, or there were none to remove, or the question was "+
+			"answered no"),
+			helptext.Failed("a bad flag, neither --older-than nor --all without a terminal, a cache that cannot be "+
+				"opened, an image that could not be removed")),
+		Example: "  hpcrun prune --older-than 7d      # not used for a week\n  hpcrun prune --all                 # every image no job is using",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.open()
 			if err != nil {
 				return err
 			}
-			removed, err := c.Prune(age)
+			if !all && !cmd.Flags().Changed("older-than") {
+				if !launch.IsTerminal(os.Stdin) {
+					return launch.UsageError{Err: errors.New("prune without --older-than removes every cached image: give --all to do that, or --older-than AGE")}
+				}
+				fmt.Fprintf(os.Stderr, "Remove every cached image in %s that no job is using? [y/N] ", c.Dir)
+				answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+					return nil
+				}
+			}
+			removed, err := c.Prune(time.Duration(age))
 			for _, d := range removed {
 				fmt.Println(d)
 			}
@@ -145,6 +179,8 @@ digest is printed.
 		},
 	}
 	o.AddFlags(cmd)
-	cmd.Flags().DurationVar(&age, "older-than", 0, "remove only images last used longer than `AGE` ago (e.g. 168h)")
+	cmd.Flags().Var(&age, "older-than", "remove only images last used longer than `AGE` ago (7d, 2w, 36h)")
+	cmd.Flags().BoolVar(&all, "all", false, "remove every image no job is using")
+	cmd.MarkFlagsMutuallyExclusive("older-than", "all")
 	return cmd
 }

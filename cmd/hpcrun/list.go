@@ -20,7 +20,9 @@ func newListCommand(so *stateOptions) *cobra.Command {
 	}
 	listCmd := verb(so, "list [-q] [--format table|json]", "List your containers on this node",
 		`list shows the containers under --root: named runs (--name, and every run
-under Slurm or PBS), detached ones and those of the OCI verbs (create, run).
+under Slurm or PBS), detached ones and those of the OCI verbs (create, run),
+with the image each runs in, how long ago it was made, and its owner. JSON
+gives the raw fields (created as a time, owner as a uid) and the image.
 A stopped one of --name or --detach stays, with its log and exit status
 (hpcrun state ID), until hpcrun delete ID, as an OCI container does; the
 next hpcrun sweeps a stopped run that only the batch system named.

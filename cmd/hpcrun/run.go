@@ -52,12 +52,14 @@ type runOptions struct {
 	noJoin        bool
 	gpu, rocm     bool
 	newKeyring    bool
+	registry      registryOptions
 }
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.image, "image", "", "run in the image `REF`: an OCI or docker-save archive, an OCI layout DIR[:TAG], or a rootfs directory")
 	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR`, not on a noexec filesystem (default: the config's cache, else hpcrun-$UID in the first usable of /var/tmp, /tmp, whatever $TMPDIR says; see hpcrun config)")
 	f.StringVar(&o.platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
+	o.registry.AddFlags(f)
 	f.StringVar(&o.rootfs, "rootfs", "", "run in this root filesystem `DIR` (an unpacked image), used in place")
 	f.StringArrayVarP(&o.binds, "bind", "B", nil, "bind a host path into the container as `SRC[:DST[:ro]]`; DST defaults to SRC (repeatable, or a comma list; adds to the config's binds)")
 	f.BoolVar(&o.noHome, "no-home", false, "give the job an empty private $HOME instead of the real one")
@@ -164,7 +166,7 @@ job; if hpcrun is killed, the job dies with it.
 	}
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand(), newCheckCommand(&so))
-	cmd.AddCommand(newPullCommand(&g), newLoginCommand(), newShellCommand(&g, &so))
+	cmd.AddCommand(newPullCommand(&g), newLoginCommand(), newLogoutCommand(), newShellCommand(&g, &so))
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)
 	for _, add := range buildTagCommands {
@@ -198,6 +200,7 @@ func (o *runOptions) request(f *pflag.FlagSet, args []string) *launch.Request {
 		Binds: o.binds, NoHome: o.noHome, Home: o.home, Contain: o.contain, ContainAll: o.containAll, Run: o.runImage, Pwd: o.pwd, WritableTmpfs: o.writableTmpfs, Net: o.net,
 		Fakeroot: o.fakeroot, CleanEnv: o.cleanEnv, Env: o.env, EnvFiles: o.envFiles, GPU: o.gpu, ROCm: o.rocm,
 		Name: o.name, Detach: o.detach, JoinTag: o.joinTag, JoinCount: o.joinCount, NoJoin: o.noJoin,
+		Insecure: o.registry.insecure(), CAFile: o.registry.caFile,
 	}
 	if f.Changed("entrypoint") {
 		r.Entrypoint = &o.entrypoint

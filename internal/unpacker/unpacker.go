@@ -58,6 +58,22 @@ type Request struct {
 	Output string
 	// MaxSize, when not 0, is the most the image's files may add up to.
 	MaxSize int64
+	// Of a registry: skip the check of its certificate (and allow plain
+	// HTTP), or trust the CAs of a PEM file besides the system's.
+	Insecure bool
+	CAFile   string
+}
+
+// TLSArgs are the unpacker's flags for a registry's certificate.
+func TLSArgs(insecure bool, caFile string) []string {
+	var args []string
+	if insecure {
+		args = append(args, "--tls-verify=false")
+	}
+	if caFile != "" {
+		args = append(args, "--ca-file", caFile)
+	}
+	return args
 }
 
 // Ensure unpacks r.Ref into the cache unless it is there, and returns the
@@ -82,6 +98,7 @@ func Ensure(ctx context.Context, r Request) (string, error) {
 	if r.MaxSize > 0 {
 		args = append(args, "--max-size", strconv.FormatInt(r.MaxSize, 10))
 	}
+	args = append(args, TLSArgs(r.Insecure, r.CAFile)...)
 	args = append(args, "--", r.Ref)
 	out, err := prog.run(ctx, args, nil, r.Stderr)
 	line := strings.TrimSpace(string(out))
@@ -107,18 +124,28 @@ func Ensure(ctx context.Context, r Request) (string, error) {
 // the registry client) with stdin for --password-stdin, and returns what
 // it says on success. cacheDir is where a copy of the program may run.
 func Login(ctx context.Context, cacheDir string, args []string, stdin io.Reader, stderr io.Writer) (string, error) {
+	return account(ctx, cacheDir, "login", args, stdin, stderr)
+}
+
+// Logout runs `hpcrun-unpack logout REGISTRY`, which removes what login
+// stored, and returns what it says on success.
+func Logout(ctx context.Context, cacheDir, registry string, stderr io.Writer) (string, error) {
+	return account(ctx, cacheDir, "logout", []string{"--", registry}, nil, stderr)
+}
+
+func account(ctx context.Context, cacheDir, verb string, args []string, stdin io.Reader, stderr io.Writer) (string, error) {
 	prog, err := open(cacheDir)
 	if err != nil {
 		return "", err
 	}
 	defer prog.close()
-	out, err := prog.run(ctx, append([]string{"login"}, args...), stdin, stderr)
+	out, err := prog.run(ctx, append([]string{verb}, args...), stdin, stderr)
 	line := strings.TrimSpace(string(out))
 	if msg, ok := strings.CutPrefix(line, "error: "); ok {
 		return "", errors.New(msg)
 	}
 	if err != nil {
-		return "", fmt.Errorf("hpcrun login failed (%v) and said nothing", err)
+		return "", fmt.Errorf("hpcrun %s failed (%v) and said nothing", verb, err)
 	}
 	return line, nil
 }

@@ -61,6 +61,9 @@ type RegistryOptions struct {
 	Transport http.RoundTripper
 	// Log hears one line per blob fetched.
 	Log func(string)
+	// TLS is how the registry's certificate is checked (when Transport is
+	// nil).
+	TLS TLS
 }
 
 // Keychain is where credentials come from: $REGISTRY_AUTH_FILE when it is
@@ -81,7 +84,11 @@ func OpenRegistry(ctx context.Context, ref, blobDir string, o RegistryOptions) (
 	if err != nil {
 		return nil, newError(ErrInvalid, "%w", err)
 	}
-	r, err := name.ParseReference(full, name.StrictValidation)
+	nameOpts := []name.Option{name.StrictValidation}
+	if o.TLS.Insecure {
+		nameOpts = append(nameOpts, name.Insecure) // plain HTTP too
+	}
+	r, err := name.ParseReference(full, nameOpts...)
 	if err != nil {
 		return nil, newError(ErrInvalid, "image reference %q: %w", ref, err)
 	}
@@ -95,7 +102,9 @@ func OpenRegistry(ctx context.Context, ref, blobDir string, o RegistryOptions) (
 	}
 	base := o.Transport
 	if base == nil {
-		base = RegistryTransport()
+		if base, err = RegistryTransport(o.TLS); err != nil {
+			return nil, err
+		}
 	}
 	rt, err := transport.NewWithContext(ctx, r.Context().Registry, auth, base, []string{r.Context().Scope(transport.PullScope)})
 	if err != nil {
@@ -395,7 +404,10 @@ func registryError(reg string, err error) error {
 	if u := unreachable(reg, err); u != nil {
 		return u
 	}
-	return newError(ErrRegistry, "registry %s: %w", reg, err)
+	if u := untrusted(reg, err); u != nil {
+		return u
+	}
+	return newError(ErrRegistry, "registry %s: %w", reg, oneLineError{err})
 }
 
 // authFileKeychain reads credentials from a containers-auth.json or

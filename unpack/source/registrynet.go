@@ -2,10 +2,14 @@ package source
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -26,9 +30,38 @@ const (
 	ioTimeout = 60 * time.Second
 )
 
-// RegistryTransport is http.DefaultTransport with those deadlines.
-func RegistryTransport() http.RoundTripper {
+// TLS is how a registry's certificate is checked. The system's CAs are
+// trusted, or only those in $SSL_CERT_FILE (and $SSL_CERT_DIR) when set,
+// as Go reads them.
+type TLS struct {
+	// Insecure skips the check, and lets a registry be reached over plain
+	// HTTP (--tls-verify=false, --insecure).
+	Insecure bool
+	// CAFile is a PEM file of CAs trusted besides the system's (--ca-file).
+	CAFile string
+}
+
+// RegistryTransport is http.DefaultTransport with those deadlines, checking
+// certificates as tc says.
+func RegistryTransport(tc TLS) (http.RoundTripper, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	switch {
+	case tc.Insecure:
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	case tc.CAFile != "":
+		pem, err := os.ReadFile(tc.CAFile)
+		if err != nil {
+			return nil, newError(ErrInvalid, "--ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, newError(ErrInvalid, "--ca-file %s: no PEM certificate in it", tc.CAFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
 	d := &net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
@@ -39,7 +72,7 @@ func RegistryTransport() http.RoundTripper {
 	}
 	t.TLSHandshakeTimeout = tlsTimeout
 	t.ResponseHeaderTimeout = ioTimeout
-	return t
+	return t, nil
 }
 
 // deadlineConn gives each Read and Write ioTimeout to make progress.
@@ -78,4 +111,43 @@ func unreachable(reg string, err error) error {
 	return newError(ErrRegistry, "cannot reach registry %s (%s); this node may have no network: "+
 		"pull the image where there is (hpcrun pull docker://REF -o IMAGE.tar) and run --image IMAGE.tar, or use an image archive",
 		reg, why)
+}
+
+// untrusted says, in one line, that the registry reg's certificate failed
+// the check, and what to do; nil when err is no such failure.
+func untrusted(reg string, err error) error {
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var why string
+	switch {
+	case errors.As(err, &ua):
+		why = "it is signed by an authority this node does not trust (self-signed?)"
+	case errors.As(err, &he):
+		why = "it is not for the name " + he.Host
+	case errors.As(err, &ci):
+		why = "it is not valid (expired, or not yet valid)"
+	default:
+		return nil
+	}
+	return newError(ErrRegistry, "registry %s: its TLS certificate was refused: %s; give its CA with --ca-file FILE "+
+		"(or SSL_CERT_FILE, which replaces the system's CAs), or, on a network you trust, --tls-verify=false", reg, why)
+}
+
+// oneLineError is err with its lines joined (oneLine), still wrapping it.
+type oneLineError struct{ err error }
+
+func (e oneLineError) Error() string { return oneLine(e.err.Error()) }
+func (e oneLineError) Unwrap() error { return e.err }
+
+// oneLine joins the lines of a message (a registry's error body, errors
+// joined by the registry client) with "; ".
+func oneLine(s string) string {
+	var parts []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
 }

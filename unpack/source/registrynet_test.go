@@ -7,9 +7,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/hpcrun/hpcrun/internal/testregistry"
+	"github.com/hpcrun/hpcrun/unpack"
 )
 
 type timeoutErr struct{}
@@ -54,7 +62,11 @@ func TestUnreachable(t *testing.T) {
 // Every connection of the transport has deadlines: the handshake and the
 // response's headers are bounded, and a read that gets nothing times out.
 func TestRegistryTransportDeadlines(t *testing.T) {
-	tr := RegistryTransport().(*http.Transport)
+	rt, err := RegistryTransport(TLS{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := rt.(*http.Transport)
 	if tr.TLSHandshakeTimeout != tlsTimeout || tr.ResponseHeaderTimeout != ioTimeout {
 		t.Errorf("TLS handshake timeout %v, response header timeout %v", tr.TLSHandshakeTimeout, tr.ResponseHeaderTimeout)
 	}
@@ -70,5 +82,51 @@ func TestRegistryTransportDeadlines(t *testing.T) {
 	defer c.Close()
 	if _, ok := c.(*deadlineConn); !ok {
 		t.Fatalf("the transport dials a %T, with no deadline on reads", c)
+	}
+}
+
+// A registry whose certificate this node does not trust (self-signed): one
+// line that says why and what to do, no raw error chain; --ca-file with its
+// certificate, or --tls-verify=false, reach it.
+func TestRegistrySelfSigned(t *testing.T) {
+	reg := testregistry.StartTLS(t)
+	ref, err := name.ParseReference(reg.Host + "/test/tls:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(1<<10, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithTransport(reg.Client.Transport)); err != nil {
+		t.Fatal(err)
+	}
+	open := func(tc TLS) error {
+		src, err := OpenRegistry(context.Background(), reg.Host+"/test/tls:v1", t.TempDir(), RegistryOptions{TLS: tc})
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		_, err = src.Resolve(unpack.HostPlatform())
+		return err
+	}
+	err = open(TLS{})
+	if err == nil || !errors.Is(err, ErrRegistry) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), `\n`) ||
+		!strings.Contains(err.Error(), "self-signed") || !strings.Contains(err.Error(), "--ca-file") ||
+		!strings.Contains(err.Error(), "--tls-verify=false") {
+		t.Errorf("untrusted registry: want one line with the fix, got %q", err)
+	}
+	if err := open(TLS{CAFile: reg.CAFile}); err != nil {
+		t.Errorf("with --ca-file: %v", err)
+	}
+	if err := open(TLS{Insecure: true}); err != nil {
+		t.Errorf("with --tls-verify=false: %v", err)
+	}
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	os.WriteFile(notPEM, []byte("hello\n"), 0o644)
+	for _, f := range []string{notPEM, filepath.Join(t.TempDir(), "missing.pem")} {
+		if err := open(TLS{CAFile: f}); err == nil || !strings.Contains(err.Error(), "--ca-file") {
+			t.Errorf("--ca-file %s: %v", f, err)
+		}
 	}
 }

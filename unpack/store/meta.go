@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/hpcrun/hpcrun/unpack"
 )
 
 // The image.meta file of a published image: a sequence of NUL-terminated
@@ -119,7 +121,8 @@ func decodeMeta(b []byte) (Meta, error) {
 
 // Pick finds the one entry that name names: its digest, at least 6 hex
 // digits of it (with or without "sha256:"), or the ref it was unpacked
-// from, relative to cwd or absolute.
+// from, relative to cwd or absolute, or as pulled (REGISTRY/REPO:TAG, with
+// or without docker://).
 func Pick(entries []Entry, name, cwd string) (Entry, error) {
 	ref := name
 	if !filepath.IsAbs(ref) {
@@ -130,9 +133,13 @@ func Pick(entries []Entry, name, cwd string) (Entry, error) {
 		alg, hex = "", name
 	}
 	byHex := len(hex) >= 6 && strings.Trim(hex, "0123456789abcdef") == ""
+	// A pulled image's ref is docker://REF: it is named as pulled, with or
+	// without docker://, in any spelling of the same reference.
+	pulled := registryName(unpack.RegistryPrefix + strings.TrimPrefix(name, unpack.RegistryPrefix))
 	var hits []Entry
 	for _, e := range entries {
-		if e.Ref == ref || e.Ref == name || (byHex && (alg == "" || alg == e.Digest.Algorithm()) && strings.HasPrefix(e.Digest.Encoded(), hex)) {
+		if e.Ref == ref || e.Ref == name || (pulled != "" && registryName(e.Ref) == pulled) ||
+			(byHex && (alg == "" || alg == e.Digest.Algorithm()) && strings.HasPrefix(e.Digest.Encoded(), hex)) {
 			hits = append(hits, e)
 		}
 	}
@@ -143,4 +150,17 @@ func Pick(entries []Entry, name, cwd string) (Entry, error) {
 		return Entry{}, fmt.Errorf("no cached image %q: give its digest (6 hex digits or more) or the ref it was unpacked from (see hpcrun images)", name)
 	}
 	return Entry{}, fmt.Errorf("%s names %d cached images; give more of the digest", name, len(hits))
+}
+
+// registryName is ref's full registry name when ref is docker://REF, else "".
+func registryName(ref string) string {
+	r, ok := strings.CutPrefix(ref, unpack.RegistryPrefix)
+	if !ok {
+		return ""
+	}
+	full, err := unpack.NormalizeRegistryRef(r)
+	if err != nil {
+		return ""
+	}
+	return full
 }

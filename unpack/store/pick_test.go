@@ -8,7 +8,8 @@ import (
 func TestPick(t *testing.T) {
 	a := Entry{Digest: Digest("sha256:abcdef0123" + strings.Repeat("0", 54)), Ref: "/scratch/py3.tar"}
 	b := Entry{Digest: Digest("sha256:abcdef4567" + strings.Repeat("1", 54)), Ref: "/scratch/other.tar:v1"}
-	entries := []Entry{a, b}
+	c := Entry{Digest: Digest("sha256:1234567890" + strings.Repeat("2", 54)), Ref: "docker://localhost:5055/x:latest"}
+	entries := []Entry{a, b, c}
 	for _, tc := range []struct {
 		name string
 		want *Entry
@@ -26,6 +27,10 @@ func TestPick(t *testing.T) {
 		{"s", nil, "no cached image"},
 		{"sha256", nil, "no cached image"},
 		{"sha512:abcdef0123", nil, "no cached image"},
+		{"docker://localhost:5055/x:latest", &c, ""},
+		{"localhost:5055/x:latest", &c, ""}, // as pulled
+		{"localhost:5055/x", &c, ""},        // the same reference
+		{"localhost:5055/x:v2", nil, "no cached image"},
 	} {
 		got, err := Pick(entries, tc.name, "/scratch")
 		switch {

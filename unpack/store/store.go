@@ -96,11 +96,12 @@ func (im *Image) Unpacked() *unpack.Image {
 
 // Entry describes one cached image for List.
 type Entry struct {
-	Digest  Digest
-	Ref     string    // the ref it was first unpacked from
-	Size    int64     // bytes on disk (blocks), hardlinks counted once
-	LastUse time.Time // the last Lookup or unpack that returned it
-	Damaged bool      // files of it were removed (ErrDamaged)
+	Digest  Digest    `json:"digest"`
+	Ref     string    `json:"ref"`      // the ref it was first unpacked from
+	Size    int64     `json:"size"`     // bytes on disk (blocks), hardlinks counted once
+	Blobs   int64     `json:"blobs"`    // bytes of the blobs it was pulled from, kept in BlobsDir
+	LastUse time.Time `json:"last_use"` // the last Lookup or unpack that returned it
+	Damaged bool      `json:"damaged"`  // files of it were removed (ErrDamaged)
 }
 
 var subdirs = []string{"images", "locks", "tmp", "keys"}
@@ -552,7 +553,8 @@ func (s *Store) Hold(d Digest) (*os.File, error) {
 }
 
 // Remove deletes a published image, unless a job uses it (see Use) or it is
-// being unpacked. The image leaves images/ by one rename, so a job starting
+// being unpacked, and the blobs it was pulled from that no other image
+// uses. The image leaves images/ by one rename, so a job starting
 // meanwhile sees it whole or not at all.
 func (s *Store) Remove(d Digest) error {
 	if err := d.Validate(); err != nil {
@@ -575,7 +577,11 @@ func (s *Store) Remove(d Digest) error {
 	default:
 		return &os.PathError{Op: "flock", Path: p, Err: err}
 	}
-	return s.Discard(d)
+	if err := s.Discard(d); err != nil {
+		return err
+	}
+	s.removeBlobs(d)
+	return nil
 }
 
 // Discard deletes d's image dir, published or broken, whose lock the
@@ -645,6 +651,7 @@ func (s *Store) List() ([]Entry, error) {
 			en.LastUse = fi.ModTime()
 		}
 		en.Size = diskUsage(s.ImageDir(d))
+		en.Blobs = s.blobsSize(d)
 		out = append(out, en)
 	}
 	slices.SortFunc(out, func(a, b Entry) int { return a.LastUse.Compare(b.LastUse) })

@@ -22,7 +22,7 @@ var Init *runtime.Init
 // notJobs are the first words that never run a job: the subcommands and
 // help (cmd/hpcrun's TestNotJobsListsEverySubcommand keeps the list whole).
 var notJobs = map[string]bool{
-	"spec": true, "images": true, "rmi": true, "prune": true, "config": true, "pull": true, "login": true, "check": true,
+	"spec": true, "images": true, "rmi": true, "prune": true, "config": true, "pull": true, "login": true, "logout": true, "check": true,
 	"create": true, "start": true, "state": true, "kill": true, "delete": true, "run": true, "list": true,
 	"exec": true, "ps": true, "pause": true, "resume": true, "events": true, "shell": true,
 	"help": true, "completion": true, "-h": true, "--help": true, "--version": true,
