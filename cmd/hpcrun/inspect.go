@@ -43,7 +43,7 @@ image (labels, Env) is printed with control characters escaped.
 	}
 	o.AddFlags(cmd)
 	cmd.Flags().StringVar(&r.Format, "format", "table", "the output `FORMAT`: table or json")
-	cmd.Flags().StringVar(&r.Platform, "platform", "", "the image to take from a multi-platform index (default: this node's)")
+	cmd.Flags().StringVar(&r.Platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
 	reg.AddFlags(cmd.Flags())
 	return cmd
 }
