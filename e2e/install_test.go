@@ -151,11 +151,28 @@ func TestInstall(t *testing.T) {
 				t.Errorf("man -l %s: %s", p, r)
 				continue
 			}
-			for _, want := range []string{"NAME", "SYNOPSIS", "DESCRIPTION", "EXIT STATUS", "EXAMPLE"} {
+			want := []string{"NAME", "SYNOPSIS", "DESCRIPTION", "EXIT STATUS", "EXAMPLE"}
+			if p == "hpcrun.1" {
+				want = append(want, "ENVIRONMENT", "FILES")
+			}
+			for _, want := range want {
 				if !strings.Contains(r.stdout, "\n"+want+"\n") {
 					t.Errorf("%s has no %s section:\n%s", p, want, r.stdout)
 				}
 			}
+			if strings.Contains(strings.ToLower(r.stdout), "powershell") {
+				t.Errorf("%s speaks of powershell", p)
+			}
+		}
+		// OPTIONS name each flag's argument, as --help does.
+		r := runRaw(opts{env: []string{"MANWIDTH=200", "LC_ALL=C"}}, "man", "-l", filepath.Join(share, "man/man1/hpcrun.1"))
+		for _, want := range []string{"--image REF", "--bind SRC[:DST[:ro]]", "HPCRUN_CACHE", "/etc/hpcrun/conf.d/*.yaml", "/var/tmp/hpcrun-$UID"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("hpcrun.1 has no %q:\n%s", want, r.stdout)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(share, "man/man1/hpcrun-completion-powershell.1")); err == nil {
+			t.Error("make docs wrote a powershell page")
 		}
 	})
 	example, err := os.ReadFile(repoPath("examples/config.yaml"))

@@ -3,7 +3,8 @@
 # Packs a root filesystem directory as a single-layer OCI image archive, the
 # format `skopeo copy ... oci-archive:` writes: a tar of an OCI layout. The
 # KEY=VALUE arguments become the image's Env; MKIMAGE_ENTRYPOINT and
-# MKIMAGE_CMD (JSON arrays) and MKIMAGE_WORKDIR set the rest of its config.
+# MKIMAGE_CMD (JSON arrays), MKIMAGE_WORKDIR and MKIMAGE_LABELS (a JSON
+# object) set the rest of its config.
 # Needs only tar, gzip and sha256sum. Run it as root when DIR holds files of
 # other owners.
 set -euo pipefail
@@ -33,6 +34,7 @@ extra=""
 [ -n "${MKIMAGE_ENTRYPOINT:-}" ] && extra="$extra,\"Entrypoint\":$MKIMAGE_ENTRYPOINT"
 [ -n "${MKIMAGE_CMD:-}" ] && extra="$extra,\"Cmd\":$MKIMAGE_CMD"
 [ -n "${MKIMAGE_WORKDIR:-}" ] && extra="$extra,\"WorkingDir\":\"$MKIMAGE_WORKDIR\""
+[ -n "${MKIMAGE_LABELS:-}" ] && extra="$extra,\"Labels\":$MKIMAGE_LABELS"
 printf '{"architecture":"%s","os":"linux","config":{"Env":[%s]%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
 	"$arch" "$env_json" "$extra" "$diffid" >"$work/config.json"
 config=$(sha256sum "$work/config.json" | cut -d' ' -f1)

@@ -15,6 +15,7 @@
 //	hpcrun-unpack --cache DIR --pull [--output FILE] [--platform P] docker://REF
 //	hpcrun-unpack login [--username USER] [--password-stdin] REGISTRY
 //	hpcrun-unpack logout REGISTRY
+//	hpcrun-unpack inspect --cache DIR [--platform P] REF
 //
 // With docker://REF and login, --tls-verify=false skips the check of the
 // registry's certificate (and allows plain HTTP), and --ca-file FILE
@@ -24,7 +25,9 @@
 // kept in the cache's blobs/ directory. --pull resolves the tag again even
 // if the cache knows it; --output writes an OCI archive instead of
 // unpacking. login checks credentials against the registry and stores
-// them where pulls find them, logout removes them (see login.go).
+// them where pulls find them, logout removes them (see login.go). inspect
+// prints what package inspect says of REF (or of a cached image's digest)
+// as one line of JSON, an unpack.ImageInfo, and unpacks nothing.
 //
 // HPCRUN_UNPACK_UMOCI=1 in the environment makes umoci extract every
 // entry, without the fast path of package cache.
@@ -41,6 +44,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,6 +63,7 @@ import (
 
 	"github.com/hpcrun/hpcrun/unpack"
 	"github.com/hpcrun/hpcrun/unpack/cache"
+	"github.com/hpcrun/hpcrun/unpack/inspect"
 	"github.com/hpcrun/hpcrun/unpack/source"
 	"github.com/hpcrun/hpcrun/unpack/store"
 
@@ -112,6 +117,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "logout" {
 		return runLogout(args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == "inspect" {
+		return runInspect(args[1:], stdout)
 	}
 	if err := fs.Parse(args); err != nil {
 		return fail(fmt.Errorf("hpcrun-unpack: %w", err))
@@ -231,4 +239,48 @@ func tlsFlags(fs *flag.FlagSet, tc *source.TLS) {
 		return err
 	})
 	fs.StringVar(&tc.CAFile, "ca-file", "", "a PEM file of CAs to trust besides the system's")
+}
+
+// runInspect prints what package inspect says of an image, as one line of
+// JSON, for hpcrun inspect to format.
+func runInspect(args []string, stdout io.Writer) int {
+	fs := flag.NewFlagSet("hpcrun-unpack inspect", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dir := fs.String("cache", "", "the cache directory")
+	platform := fs.String("platform", "", "the platform to pick from an index")
+	var tc source.TLS
+	tlsFlags(fs, &tc)
+	fail := func(err error) int {
+		fmt.Fprintf(stdout, "error: %s\n", termsafe.Line(err.Error()))
+		return exitFailure
+	}
+	if err := fs.Parse(args); err != nil {
+		return fail(fmt.Errorf("hpcrun-unpack inspect: %w", err))
+	}
+	if fs.NArg() != 1 || *dir == "" {
+		return fail(errors.New("usage: hpcrun-unpack inspect --cache DIR [--platform P] REF"))
+	}
+	p := unpack.HostPlatform()
+	if *platform != "" {
+		var err error
+		if p, err = unpack.ParsePlatform(*platform); err != nil {
+			return fail(err)
+		}
+	}
+	s, err := store.Open(*dir)
+	if err != nil {
+		return fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	info, err := inspect.Inspect(ctx, inspect.Request{Ref: fs.Arg(0), Cache: s, Platform: p, Registry: source.RegistryOptions{TLS: tc}})
+	if err != nil {
+		return fail(err)
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(stdout, "%s\n", b)
+	return 0
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
+	"github.com/spf13/pflag"
 
 	"github.com/hpcrun/hpcrun/internal/manpage"
 )
@@ -94,9 +95,28 @@ func genMan(root *cobra.Command, dir string) error {
 			return fmt.Errorf("man page of %s: %w", c.CommandPath(), err)
 		}
 		name := strings.ReplaceAll(c.CommandPath(), " ", "-") + ".1"
-		if err := manpage.WriteFile(filepath.Join(dir, name), manpage.MoveExitStatus(b.Bytes())); err != nil {
+		page := manpage.ArgNames(manpage.MoveExitStatus(b.Bytes()), manFlags(c))
+		if c == root {
+			page = manpage.AddSections(page, manpage.Section{Title: "ENVIRONMENT", Entries: manpage.Environment},
+				manpage.Section{Title: "FILES", Entries: manpage.Files})
+		}
+		if err := manpage.WriteFile(filepath.Join(dir, name), page); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// manFlags are c's flags, its own and inherited, with their argument
+// names as --help gives them (the backquoted word of the usage, else the
+// type).
+func manFlags(c *cobra.Command) []manpage.Flag {
+	var out []manpage.Flag
+	add := func(f *pflag.Flag) {
+		arg, _ := pflag.UnquoteUsage(f)
+		out = append(out, manpage.Flag{Name: f.Name, Arg: arg, Default: f.DefValue})
+	}
+	c.NonInheritedFlags().VisitAll(add)
+	c.InheritedFlags().VisitAll(add)
+	return out
 }

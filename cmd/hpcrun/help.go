@@ -40,7 +40,7 @@ as man pages: man hpcrun, man hpcrun-COMMAND.
 // it does not know an error, as an unknown subcommand is elsewhere.
 func finishCompletion(c *cobra.Command) {
 	c.Long = `completion prints a script that makes your shell complete hpcrun's commands
-and flags: hpcrun completion bash, zsh, fish or powershell. make install puts
+and flags: hpcrun completion bash, zsh or fish. make install puts
 the bash, zsh and fish scripts where those shells look for them:
 PREFIX/share/bash-completion/completions/hpcrun,
 PREFIX/share/zsh/site-functions/_hpcrun and
@@ -63,6 +63,8 @@ for how to load its script yourself.
 	}
 	for _, sh := range c.Commands() {
 		name := sh.Name()
+		// hpcrun runs on Linux only: no page or help for a Windows shell.
+		sh.Hidden = name == "powershell"
 		if load[name] == "" {
 			load[name] = "hpcrun completion " + name
 		}

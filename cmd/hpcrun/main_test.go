@@ -127,7 +127,7 @@ func TestLeanDependencies(t *testing.T) {
 		for _, heavy := range []string{
 			"github.com/opencontainers/umoci", "github.com/opencontainers/image-spec", "github.com/opencontainers/go-digest",
 			"github.com/klauspost/", "google.golang.org/protobuf", "github.com/sirupsen/logrus", "github.com/apex/log",
-			"github.com/hpcrun/hpcrun/unpack/cache", "github.com/hpcrun/hpcrun/unpack/source",
+			"github.com/hpcrun/hpcrun/unpack/cache", "github.com/hpcrun/hpcrun/unpack/source", "github.com/hpcrun/hpcrun/unpack/inspect",
 		} {
 			if strings.HasPrefix(pkg, heavy) {
 				t.Errorf("hpcrun links %s; keep it in cmd/hpcrun-unpack", pkg)

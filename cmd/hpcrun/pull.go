@@ -69,7 +69,7 @@ allows plain HTTP. --image docker:// takes the same flags.
 	}
 	o.AddFlags(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write an OCI archive to `FILE` instead of unpacking")
-	cmd.Flags().StringVar(&platform, "platform", "", "the image to take from a multi-platform index (default: this node's)")
+	cmd.Flags().StringVar(&platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
 	reg.AddFlags(cmd.Flags())
 	return cmd
 }

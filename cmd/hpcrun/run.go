@@ -56,7 +56,7 @@ type runOptions struct {
 }
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.image, "image", "", "run in the image `REF`: an OCI or docker-save archive, an OCI layout DIR[:TAG], or a rootfs directory")
+	f.StringVar(&o.image, "image", "", "run in the image `REF`: an OCI or docker-save archive, an OCI layout DIR[:TAG], docker://REF from a registry, or a rootfs directory")
 	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR`, not on a noexec filesystem (default: the config's cache, else hpcrun-$UID in the first usable of /var/tmp, /tmp, whatever $TMPDIR says; see hpcrun config)")
 	f.StringVar(&o.platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
 	o.registry.AddFlags(f)
@@ -166,7 +166,7 @@ job; if hpcrun is killed, the job dies with it.
 	}
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand(), newCheckCommand(&so))
-	cmd.AddCommand(newPullCommand(&g), newLoginCommand(), newLogoutCommand(), newShellCommand(&g, &so))
+	cmd.AddCommand(newPullCommand(&g), newLoginCommand(), newLogoutCommand(), newShellCommand(&g, &so), newInspectCommand(&g))
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)
 	for _, add := range buildTagCommands {

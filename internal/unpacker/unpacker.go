@@ -133,6 +133,13 @@ func Logout(ctx context.Context, cacheDir, registry string, stderr io.Writer) (s
 	return account(ctx, cacheDir, "logout", []string{"--", registry}, nil, stderr)
 }
 
+// Inspect runs `hpcrun-unpack inspect ARGS... -- REF`, which describes an
+// image without unpacking it, and returns the JSON it prints (an
+// unpack.ImageInfo).
+func Inspect(ctx context.Context, cacheDir string, args []string, ref string, stderr io.Writer) (string, error) {
+	return account(ctx, cacheDir, "inspect", append(append([]string{"--cache", cacheDir}, args...), "--", ref), nil, stderr)
+}
+
 func account(ctx context.Context, cacheDir, verb string, args []string, stdin io.Reader, stderr io.Writer) (string, error) {
 	prog, err := open(cacheDir)
 	if err != nil {

@@ -179,6 +179,8 @@ type store struct {
 
 	mu    sync.Mutex
 	named map[digest.Digest]string // blobs not at blobs/ALG/HEX (docker classic)
+
+	describing bool // Describe: read no layer (see describe.go)
 }
 
 func (s *store) Ref() string  { return s.ref }

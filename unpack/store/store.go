@@ -84,6 +84,8 @@ type Image struct {
 	Rootfs string      // absolute path; never modified once published
 	Config ImageConfig // Env, WorkingDir, Entrypoint, Cmd and User
 	Ref    string      // what it was first unpacked from
+	// Platform is the one it was unpacked for (os/arch[/variant]).
+	Platform string
 
 	unpacked time.Time
 	synced   bool // known to be on disk
@@ -311,12 +313,8 @@ func (s *Store) keyPath(key, platform string) string {
 // a published image, reading two small files, and records the use. An
 // error means the caller must resolve the source (a cold start).
 func (s *Store) Lookup(key, platform string) (*Image, error) {
-	b, err := os.ReadFile(s.keyPath(key, platform))
+	d, err := s.Peek(key, platform)
 	if err != nil {
-		return nil, err
-	}
-	d := Digest(strings.TrimSpace(string(b)))
-	if err := d.Validate(); err != nil {
 		return nil, err
 	}
 	im, err := s.Load(d)
@@ -326,6 +324,20 @@ func (s *Store) Lookup(key, platform string) (*Image, error) {
 	s.Touch(d)
 	s.markSynced(d, im)
 	return im, nil
+}
+
+// Peek says which manifest the source keyed key resolved to for platform
+// when it was last unpacked, without recording a use.
+func (s *Store) Peek(key, platform string) (Digest, error) {
+	b, err := os.ReadFile(s.keyPath(key, platform))
+	if err != nil {
+		return "", err
+	}
+	d := Digest(strings.TrimSpace(string(b)))
+	if err := d.Validate(); err != nil {
+		return "", err
+	}
+	return d, nil
 }
 
 // ErrUnsynced: the image was unpacked before the node last booted, and
@@ -400,7 +412,7 @@ func (s *Store) Load(d Digest) (*Image, error) {
 	if m.Sentinel && !intact(dir) {
 		return nil, s.damaged(d)
 	}
-	im := &Image{Digest: d, Rootfs: filepath.Join(dir, "rootfs"), Config: m.Config, Ref: m.Ref, unpacked: m.Unpacked}
+	im := &Image{Digest: d, Rootfs: filepath.Join(dir, "rootfs"), Config: m.Config, Ref: m.Ref, Platform: m.Platform, unpacked: m.Unpacked}
 	if _, err := os.Lstat(filepath.Join(dir, syncedFile)); err == nil {
 		im.synced = true // no need to know the boot
 	} else if m.Boot == "" || m.Boot != BootID() {
@@ -637,25 +649,39 @@ func (s *Store) List() ([]Entry, error) {
 	}
 	var out []Entry
 	for _, e := range ents {
-		d, ok := ParseName(e.Name())
-		if !ok {
-			continue
+		if d, ok := ParseName(e.Name()); ok {
+			out = append(out, s.entry(d))
 		}
-		en := Entry{Digest: d}
-		im, err := s.Load(d)
-		if err == nil {
-			en.Ref = im.Ref
-		}
-		en.Damaged = errors.Is(err, ErrDamaged)
-		if fi, err := os.Stat(s.LockPath(d)); err == nil {
-			en.LastUse = fi.ModTime()
-		}
-		en.Size = diskUsage(s.ImageDir(d))
-		en.Blobs = s.blobsSize(d)
-		out = append(out, en)
 	}
 	slices.SortFunc(out, func(a, b Entry) int { return a.LastUse.Compare(b.LastUse) })
 	return out, nil
+}
+
+// Stat describes the published image d; an error wrapping ErrNotCached
+// when there is none.
+func (s *Store) Stat(d Digest) (Entry, error) {
+	if err := d.Validate(); err != nil {
+		return Entry{}, err
+	}
+	if _, err := os.Lstat(s.ImageDir(d)); err != nil {
+		return Entry{}, fmt.Errorf("%w: %s", ErrNotCached, d)
+	}
+	return s.entry(d), nil
+}
+
+func (s *Store) entry(d Digest) Entry {
+	en := Entry{Digest: d}
+	im, err := s.Load(d)
+	if err == nil {
+		en.Ref = im.Ref
+	}
+	en.Damaged = errors.Is(err, ErrDamaged)
+	if fi, err := os.Stat(s.LockPath(d)); err == nil {
+		en.LastUse = fi.ModTime()
+	}
+	en.Size = diskUsage(s.ImageDir(d))
+	en.Blobs = s.blobsSize(d)
+	return en
 }
 
 // Prune removes the images not used for olderThan, except those in use,
