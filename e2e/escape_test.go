@@ -65,7 +65,7 @@ func TestStateTextEscaped(t *testing.T) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	st["bundle"] = "/b\x1b[2J\x1b]0;pwned\a"
+	st["annotations"] = map[string]string{"org.hpcrun.image": "/b\x1b[2J\x1b]0;pwned\a"}
 	st["owner"] = "x\u009b6n"
 	if err := os.WriteFile(p, mustJSON(t, st), 0o600); err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestStateTextEscaped(t *testing.T) {
 		}
 		noControls(t, "list", r.stdout)
 		if !strings.Contains(r.stdout, `/b\x1b[2J`) {
-			t.Errorf("list does not show the bundle, escaped: %s", r)
+			t.Errorf("list does not show the image, escaped: %s", r)
 		}
 	}
 }
