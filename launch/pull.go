@@ -2,6 +2,8 @@ package launch
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,4 +89,40 @@ func AbsPath(h Host, p string) string {
 		return p
 	}
 	return filepath.Join(h.Cwd, p)
+}
+
+// LoginRequest is what hpcrun login asks for.
+type LoginRequest struct {
+	Registry      string
+	Cache         string // where the unpacker runs from (see OpenStore)
+	User          string // "" to ask at the terminal
+	PasswordStdin bool
+	Insecure      bool
+	CAFile        string
+}
+
+// Login checks r's credentials against its registry and stores them, and
+// says so on log.
+func Login(ctx context.Context, r LoginRequest, h Host, log *Log) error {
+	s, _, err := OpenStore(h, r.Cache)
+	if err != nil {
+		return err
+	}
+	args := []string{}
+	if r.User != "" {
+		args = append(args, "--username", r.User)
+	}
+	if r.PasswordStdin {
+		args = append(args, "--password-stdin")
+	}
+	args = append(args, unpacker.TLSArgs(r.Insecure, AbsPath(h, r.CAFile))...)
+	msg, err := unpacker.Login(ctx, s.Dir, append(args, "--", r.Registry), os.Stdin, log.W)
+	if err != nil {
+		return err
+	}
+	if msg == "" {
+		return errors.New("login said nothing")
+	}
+	fmt.Fprintln(log.Out, msg)
+	return nil
 }

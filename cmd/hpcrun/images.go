@@ -2,18 +2,15 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hpcrun/hpcrun/internal/helptext"
-	"github.com/hpcrun/hpcrun/internal/termsafe"
 	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/unpack/store"
 )
@@ -63,24 +60,9 @@ that a temp cleaner damaged the image (its next use unpacks it again).
 				return err
 			}
 			if format == "json" {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(append([]store.Entry{}, entries...))
+				return store.WriteEntriesJSON(os.Stdout, entries)
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "DIGEST\tSIZE\tBLOBS\tLAST USE\tREF")
-			for _, e := range entries {
-				ref, blobs := e.Ref, "-"
-				if e.Damaged {
-					ref = "(damaged: a temp cleaner removed files from it; unpacked again at its next use)"
-				}
-				if e.Blobs > 0 {
-					blobs = store.Bytes(e.Blobs)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Digest.Abbrev(), store.Bytes(e.Size), blobs,
-					e.LastUse.Local().Format(time.DateTime), termsafe.Line(ref))
-			}
-			return tw.Flush()
+			return store.WriteEntries(os.Stdout, entries)
 		},
 	}
 	o.AddFlags(cmd)

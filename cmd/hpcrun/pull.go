@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -74,7 +73,7 @@ allows plain HTTP. --image docker:// takes the same flags.
 	return cmd
 }
 
-func newLoginCommand() *cobra.Command {
+func newLoginCommand(g *globalOptions) *cobra.Command {
 	var o cacheOptions
 	var reg registryOptions
 	var user string
@@ -95,28 +94,10 @@ Docker Hub is docker.io.
   echo "$TOKEN" | hpcrun login -u alice --password-stdin registry.example.org:5000`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := launch.HostFacts()
-			s, _, err := launch.OpenStore(h, o.dir)
-			if err != nil {
-				return err
-			}
-			la := []string{}
-			if user != "" {
-				la = append(la, "--username", user)
-			}
-			if fromStdin {
-				la = append(la, "--password-stdin")
-			}
-			la = append(la, unpacker.TLSArgs(reg.insecure(), launch.AbsPath(h, reg.caFile))...)
-			msg, err := unpacker.Login(cmd.Context(), s.Dir, append(la, "--", args[0]), os.Stdin, os.Stderr)
-			if err != nil {
-				return err
-			}
-			if msg == "" {
-				return errors.New("login said nothing")
-			}
-			fmt.Println(msg)
-			return nil
+			return launch.Login(cmd.Context(), launch.LoginRequest{
+				Registry: args[0], Cache: o.dir, User: user, PasswordStdin: fromStdin,
+				Insecure: reg.insecure(), CAFile: reg.caFile,
+			}, launch.HostFacts(), g.log())
 		},
 	}
 	o.AddFlags(cmd)

@@ -166,7 +166,7 @@ job; if hpcrun is killed, the job dies with it.
 	}
 	cmd.SetFlagErrorFunc(flagError)
 	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand(), newCheckCommand(&so))
-	cmd.AddCommand(newPullCommand(&g), newLoginCommand(), newLogoutCommand(), newShellCommand(&g, &so), newInspectCommand(&g))
+	cmd.AddCommand(newPullCommand(&g), newLoginCommand(&g), newLogoutCommand(), newShellCommand(&g, &so), newInspectCommand(&g))
 	cmd.AddCommand(newLifecycleCommands(&so)...)
 	cmd.AddCommand(newProcessCommands(&so)...)
 	for _, add := range buildTagCommands {

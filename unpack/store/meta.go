@@ -2,12 +2,16 @@ package store
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
+	"github.com/hpcrun/hpcrun/internal/termsafe"
 	"github.com/hpcrun/hpcrun/unpack"
 )
 
@@ -163,4 +167,32 @@ func registryName(ref string) string {
 		return ""
 	}
 	return full
+}
+
+// WriteEntries writes the cached images as hpcrun images shows them: a
+// table of digest, size, the pulled blobs' size, last use and the ref,
+// which comes from the user's command line and so is made safe to print.
+func WriteEntries(w io.Writer, entries []Entry) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DIGEST\tSIZE\tBLOBS\tLAST USE\tREF")
+	for _, e := range entries {
+		ref, blobs := e.Ref, "-"
+		if e.Damaged {
+			ref = "(damaged: a temp cleaner removed files from it; unpacked again at its next use)"
+		}
+		if e.Blobs > 0 {
+			blobs = Bytes(e.Blobs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Digest.Abbrev(), Bytes(e.Size), blobs,
+			e.LastUse.Local().Format(time.DateTime), termsafe.Line(ref))
+	}
+	return tw.Flush()
+}
+
+// WriteEntriesJSON writes the cached images as one JSON array, sizes in
+// bytes, for scripts.
+func WriteEntriesJSON(w io.Writer, entries []Entry) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(append([]Entry{}, entries...))
 }
