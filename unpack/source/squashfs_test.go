@@ -1,7 +1,6 @@
 package source
 
 import (
-	"archive/tar"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -113,10 +112,10 @@ func TestSquashfsAndSIF(t *testing.T) {
 					t.Errorf("%s: Entrypoint %q, want the runscript", ref, ep)
 				}
 				for name, w := range map[string]string{
-					"bin/":      "5 ",
-					"bin/abs":   "2 /bin/hello",
+					"bin/":                                 "5 ",
+					"bin/abs":                              "2 /bin/hello",
 					".singularity.d/env/90-environment.sh": "0 export PATH=/opt/bin:$PATH\n",
-					"etc/big": "0 " + strings.Repeat("0123456789abcdef", 1<<14),
+					"etc/big":                              "0 " + strings.Repeat("0123456789abcdef", 1<<14),
 				} {
 					if got[name] != w {
 						t.Errorf("%s: %s is %.40q, want %.40q", ref, name, got[name], w)
@@ -256,5 +255,3 @@ func TestTreeForged(t *testing.T) {
 		})
 	}
 }
-
-var _ = tar.TypeReg
