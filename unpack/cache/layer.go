@@ -136,11 +136,6 @@ var ErrTooBig = errors.New("image too big")
 // applyLayer applies a layer; fast lets the fast path (fastPath) extract
 // the entries it can. st, when not nil, gets the counts.
 func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Digest, fast bool, st *layerStats) error {
-	quietUmoci.Do(func() {
-		// umoci logs a warning per device node it turns into a
-		// placeholder, which is what rootless unpacking always does.
-		apexlog.SetLevel(apexlog.ErrorLevel)
-	})
 	if diffID != "" {
 		if err := diffID.Validate(); err != nil {
 			return fmt.Errorf("diff_id %q: %w", diffID, err)
@@ -268,6 +263,11 @@ type entryReader interface {
 // entry at a time (umoci's own UnpackLayer loop, with our checks added),
 // and with the fast path, when fast is set, for the entries it can take.
 func extract(root string, tr entryReader, fast bool, st *layerStats) error {
+	quietUmoci.Do(func() {
+		// umoci logs a warning per device node it turns into a
+		// placeholder, which is what rootless unpacking always does.
+		apexlog.SetLevel(apexlog.ErrorLevel)
+	})
 	uid, gid := os.Getuid(), os.Getgid()
 	opt := &layer.UnpackOptions{OnDiskFormat: layer.DirRootfs{MapOptions: layer.MapOptions{
 		Rootless:    true,
