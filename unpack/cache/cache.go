@@ -419,6 +419,7 @@ func (c *Cache) applyTree(ctx context.Context, t source.Tree, rootfs string, fas
 	if err != nil {
 		return err
 	}
+	defer ents.Close()
 	t0 := time.Now()
 	st := layerStats{limit: c.MaxSize}
 	r := &treeReader{Entries: ents, cacheReader: cacheReader{r: ents, ctx: ctx, progress: c.Progress, name: "squashfs", total: ents.DataSize()}}

@@ -65,6 +65,9 @@ type Entries interface {
 	Read(p []byte) (int, error)
 	// DataSize is how many bytes of file content the entries hold.
 	DataSize() int64
+	// Close releases what reading the entries holds; call it when done,
+	// whether or not all were read.
+	Close() error
 }
 
 // Runscript is what Apptainer runs when no command is given; a SIF's
@@ -270,6 +273,7 @@ func (s *squashSource) Entries() (Entries, error) {
 	if err := w.list(); err != nil {
 		return nil, err
 	}
+	w.start()
 	return w, nil
 }
 
@@ -289,6 +293,14 @@ type treeWalk struct {
 	links   map[uint32]string // inode → the first name of a hardlinked file
 	cur     io.Reader
 	size    int64 // bytes of file data, all entries
+
+	// Reading ahead (start).
+	ch      chan ahead
+	free    chan []byte
+	stop    chan struct{}
+	peek    *tar.Header // the next entry's header, met while reading this one's content
+	pending []byte      // what is left of the chunk being read
+	chunk   []byte      // that chunk, to recycle
 }
 
 // list walks the tree breadth-first, checking each directory's names.
@@ -338,8 +350,9 @@ const whiteoutPrefix = ".wh."
 // DataSize implements Entries.
 func (w *treeWalk) DataSize() int64 { return w.size }
 
-// Next implements Entries.
-func (w *treeWalk) Next() (*tar.Header, error) {
+// walkNext returns the next entry's header, its content then readable
+// from w.cur (nil for all but regular files).
+func (w *treeWalk) walkNext() (*tar.Header, error) {
 	w.cur = nil
 	if w.next >= len(w.entries) {
 		return nil, io.EOF
@@ -399,17 +412,149 @@ func (w *treeWalk) Next() (*tar.Header, error) {
 	default:
 		// A socket: a tar layer cannot carry one either, and a job's
 		// sockets are made when it runs.
-		return w.Next()
+		return w.walkNext()
 	}
 	return hdr, nil
 }
 
+// The squashfs is read and decompressed ahead, in a goroutine of its
+// own, while the caller writes the files: decompressing is most of an
+// unpack's time, and writing it waits in system calls. At most aheadDepth
+// chunks of aheadChunk bytes wait for the caller.
+const (
+	aheadChunk = 256 << 10
+	aheadDepth = 16
+)
+
+// ahead is what the reading goroutine hands over: an entry's header, a
+// chunk of its content, or the error that ends the walk.
+type ahead struct {
+	hdr  *tar.Header
+	data []byte
+	err  error
+}
+
+// start begins reading ahead.
+func (w *treeWalk) start() {
+	w.ch = make(chan ahead, aheadDepth)
+	w.free = make(chan []byte, aheadDepth+2)
+	w.stop = make(chan struct{})
+	go w.produce()
+}
+
+// produce reads every entry and its content in order into w.ch, and
+// closes it after the last; it gives up when Close is called.
+func (w *treeWalk) produce() {
+	defer close(w.ch)
+	send := func(a ahead) bool {
+		select {
+		case w.ch <- a:
+			return true
+		case <-w.stop:
+			return false
+		}
+	}
+	for {
+		hdr, err := w.walkNext()
+		if err != nil {
+			if err != io.EOF {
+				send(ahead{err: err})
+			}
+			return
+		}
+		if !send(ahead{hdr: hdr}) {
+			return
+		}
+		for w.cur != nil {
+			var buf []byte
+			select {
+			case buf = <-w.free:
+			default:
+				buf = make([]byte, aheadChunk)
+			}
+			n, err := io.ReadFull(w.cur, buf)
+			if n > 0 && !send(ahead{data: buf[:n]}) {
+				return
+			}
+			switch {
+			case err == io.EOF || err == io.ErrUnexpectedEOF:
+				w.cur = nil
+			case err != nil:
+				send(ahead{err: err})
+				return
+			}
+		}
+	}
+}
+
+// Next implements Entries. What is left of the current entry's content
+// is skipped.
+func (w *treeWalk) Next() (*tar.Header, error) {
+	w.recycle()
+	if h := w.peek; h != nil {
+		w.peek = nil
+		return h, nil
+	}
+	for {
+		a, ok := <-w.ch
+		switch {
+		case !ok:
+			return nil, io.EOF
+		case a.err != nil:
+			return nil, a.err
+		case a.hdr != nil:
+			return a.hdr, nil
+		}
+		w.chunk = a.data
+		w.recycle()
+	}
+}
+
 // Read implements Entries.
 func (w *treeWalk) Read(p []byte) (int, error) {
-	if w.cur == nil {
+	if w.peek != nil {
 		return 0, io.EOF
 	}
-	return w.cur.Read(p)
+	for len(w.pending) == 0 {
+		w.recycle()
+		a, ok := <-w.ch
+		switch {
+		case !ok:
+			return 0, io.EOF
+		case a.err != nil:
+			return 0, a.err
+		case a.hdr != nil:
+			w.peek = a.hdr // the next entry's: this one ends here
+			return 0, io.EOF
+		}
+		w.pending, w.chunk = a.data, a.data
+	}
+	n := copy(p, w.pending)
+	w.pending = w.pending[n:]
+	return n, nil
+}
+
+// recycle hands the chunk just read back to the reading goroutine.
+func (w *treeWalk) recycle() {
+	if w.chunk != nil {
+		select {
+		case w.free <- w.chunk[:cap(w.chunk)]:
+		default:
+		}
+		w.chunk, w.pending = nil, nil
+	}
+}
+
+// Close implements Entries: it stops the reading goroutine.
+func (w *treeWalk) Close() error {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	for range w.ch { // until it has stopped
+	}
+	return nil
 }
 
 // treeFile is a regular file's content, which must be as long as its

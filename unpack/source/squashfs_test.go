@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apptainer/sif/v2/pkg/sif"
 
@@ -65,6 +66,7 @@ func readTree(t *testing.T, ref string) (*Resolved, map[string]string, error) {
 	if err != nil {
 		return res, nil, err
 	}
+	defer ents.Close()
 	got := map[string]string{}
 	for {
 		hdr, err := ents.Next()
@@ -199,6 +201,7 @@ func readTree2(ref string) (*Resolved, int, error) {
 	if err != nil {
 		return res, 0, err
 	}
+	defer ents.Close()
 	n := 0
 	for {
 		_, err := ents.Next()
@@ -253,5 +256,69 @@ func TestTreeForged(t *testing.T) {
 				t.Errorf("%d entries read before the error", n)
 			}
 		})
+	}
+}
+
+// TestTreeReadAhead: the entries read ahead come out in order whatever
+// the caller reads of each (all, part, nothing), and Close stops the
+// reading midway.
+func TestTreeReadAhead(t *testing.T) {
+	siftest.NeedMksquashfs(t)
+	dir := filepath.Join(t.TempDir(), "root")
+	os.Mkdir(dir, 0o755)
+	content := func(i int) string { return strings.Repeat(fmt.Sprintf("file %d;", i), 100000*(i%3)+i) }
+	const n = 12
+	for i := range n {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d", i)), []byte(content(i)), 0o644)
+	}
+	sq := filepath.Join(t.TempDir(), "x.squashfs")
+	siftest.Squash(t, dir, sq, "zstd")
+	src, err := Open(sq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, err := src.Resolve(Platform{OS: "linux", Architecture: "amd64"}); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := src.(Tree).Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		hdr, err := ents.Next()
+		if err != nil || hdr.Name != fmt.Sprintf("f%02d", i) {
+			t.Fatalf("entry %d: %v %v", i, hdr, err)
+		}
+		switch i % 4 {
+		case 0, 1: // all of it
+			b, err := io.ReadAll(ents)
+			if err != nil || string(b) != content(i) {
+				t.Fatalf("f%02d: %d bytes, %v; want %d", i, len(b), err, len(content(i)))
+			}
+		case 2: // part of it
+			b := make([]byte, 1000)
+			if k, err := io.ReadFull(ents, b); k != min(1000, len(content(i))) || (err != nil && err != io.ErrUnexpectedEOF) {
+				t.Fatalf("f%02d: %d bytes, %v", i, k, err)
+			}
+		}
+	}
+	if _, err := ents.Next(); err != io.EOF {
+		t.Errorf("after the last: %v", err)
+	}
+	ents.Close()
+
+	// Closed midway, with the reading goroutine blocked on a full queue.
+	ents, err = src.(Tree).Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents.Next()
+	done := make(chan struct{})
+	go func() { ents.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs")
 	}
 }
