@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,4 +203,40 @@ func squashForged(t *testing.T, dir, name string, files map[string]string, pseud
 	}
 	os.Chmod(out, 0o644)
 	return out
+}
+
+// The tasks of a group join on the image's key, the squashfs's SHA-256:
+// a task given the SIF and one given the bare squashfs inside it share a
+// container; a task given another image is refused by all.
+func TestSIFJoin(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	siftest.NeedMksquashfs(t)
+	dir := tempDirOwned(t)
+	sifPath, squash := squashImage(t, rootfsDir, dir, "busybox", "gzip")
+	other, _ := squashImage(t, rootfsDir, dir, "other", "zstd")
+	cache := filepath.Join(tempDirOwned(t), "cache")
+	group := func(tag string, images ...string) []result {
+		state := tempDirOwned(t)
+		results := make([]result, len(images))
+		var wg sync.WaitGroup
+		for i, im := range images {
+			wg.Go(func() {
+				results[i] = run(t, opts{env: []string{"XDG_RUNTIME_DIR=" + state}}, "-q", "--cache", cache, "--image", im,
+					"--join-tag", tag, "--join-count", fmt.Sprint(len(images)), "readlink", "/proc/self/ns/pid")
+			})
+		}
+		wg.Wait()
+		return results
+	}
+	r := group("same", sifPath, squash)
+	if r[0].code != 0 || r[1].code != 0 || r[0].stdout != r[1].stdout {
+		t.Errorf("the SIF and its squashfs did not share a container:\n%s\n%s", r[0], r[1])
+	}
+	r = group("differ", sifPath, other)
+	for _, x := range r {
+		if x.code != 125 || !strings.Contains(x.stderr, "ask for different images") {
+			t.Errorf("another image joined: %s", x)
+		}
+	}
 }
