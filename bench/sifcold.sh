@@ -18,7 +18,9 @@
 #   sif-COMP  hpcrun --cache FRESH --image IMAGE-COMP.sif true
 # each the cold start a user sees: hash and unpack the image, start the
 # container, run `true`. One warm-up round comes first, so that the page
-# cache holds every image. Runs as uid 65534 when started as root.
+# cache holds every image. Wall times, and the CPU time of hpcrun and its
+# unpacker (GNU time), which a busy machine disturbs less. Runs as uid
+# 65534 when started as root.
 set -euo pipefail
 umask 022
 
@@ -27,7 +29,7 @@ PROG=sifcold.sh
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 
-usage() { sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then ROUNDS=2; else ROUNDS=5; fi
 HPCRUN=$ROOT/bin/hpcrun IMAGE=/var/tmp/hpcrun-demo/py3.tar COMPS=gzip,zstd
 while [[ $# -gt 0 ]]; do
@@ -42,7 +44,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "-n wants a positive integer, got '$ROUNDS'"
 [[ ${BASH_VERSINFO[0]} -ge 5 ]] || die "needs bash 5 (for EPOCHREALTIME)"
-install_missing mksquashfs=squashfs-tools
+install_missing mksquashfs=squashfs-tools /usr/bin/time=time
 [[ -x "$HPCRUN" ]] || make -C "$ROOT" build >&2 || die "make build failed"
 if [[ ! -f "$IMAGE" ]]; then
 	[[ $(id -u) -eq 0 ]] || die "image '$IMAGE' missing; build it as root with: examples/mkpython.sh $IMAGE"
@@ -90,10 +92,10 @@ for ((r = 0; r <= ROUNDS; r++)); do # round 0 is the warm-up
 		n=${CONTENDERS[(i + r) % nc]}
 		rmtree "$W/home/c"; sync
 		t0=${EPOCHREALTIME//[!0-9]/}
-		"${as_user[@]}" "$W/bin/hpcrun" -q --cache "$W/home/c" --image "$(image_of "$n")" true </dev/null >/dev/null 2>"$W/err" ||
-			{ cat "$W/err" >&2; die "$n failed (round $r)"; }
+		"${as_user[@]}" /usr/bin/time -f '%U %S' -o "$W/home/cpu" "$W/bin/hpcrun" -q --cache "$W/home/c" --image "$(image_of "$n")" true \
+			</dev/null >/dev/null 2>"$W/err" || { cat "$W/err" >&2; die "$n failed (round $r)"; }
 		t1=${EPOCHREALTIME//[!0-9]/}
-		[[ $r -eq 0 ]] || printf '%d %s %d\n' "$r" "$n" $((t1 - t0)) >>"$W/samples"
+		[[ $r -eq 0 ]] || printf '%d %s %d %s\n' "$r" "$n" $((t1 - t0)) "$(tail -n1 "$W/home/cpu")" >>"$W/samples"
 	done
 done
 rmtree "$W/home/c"
@@ -106,13 +108,17 @@ python3 - "$W/samples" "${CONTENDERS[@]}" <<'PY'
 import statistics as st, sys
 names = sys.argv[2:]
 s = {n: {} for n in names}
+cpu = {n: [] for n in names}
 for line in open(sys.argv[1]):
-    r, n, us = line.split()
+    r, n, us, u, sy = line.split()
     s[n][int(r)] = int(us) / 1e6
-rows = [("image", "median s", "min", "max", "vs oci")]
+    cpu[n].append(float(u) + float(sy))
+rows = [("image", "median s", "min", "max", "vs oci", "paired", "CPU s (user+sys)")]
 for n in names:
     v = list(s[n].values())
-    rows.append((n, "%.3f" % st.median(v), "%.3f" % min(v), "%.3f" % max(v), "%.2fx" % (st.median(v) / st.median(s["oci"].values()))))
+    paired = st.median([s[n][r] / s["oci"][r] for r in s[n]])
+    rows.append((n, "%.3f" % st.median(v), "%.3f" % min(v), "%.3f" % max(v), "%.2fx" % (st.median(v) / st.median(s["oci"].values())),
+                 "%.2fx" % paired, "%.2f" % st.median(cpu[n])))
 w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
 for r in rows:
     print("   ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip())
