@@ -31,6 +31,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -73,6 +74,11 @@ type Entries interface {
 // Runscript is what Apptainer runs when no command is given; a SIF's
 // Entrypoint when it has one.
 const Runscript = "/.singularity.d/runscript"
+
+// treeCache is how much go-diskfs may keep of the squashfs's decompressed
+// metadata and fragment blocks (its default is 128 MiB). The walk reads
+// them in the order they were written, so a few MiB serve it.
+const treeCache = 8 << 20
 
 // maxTreeEntries caps how many files a tree may hold, so that a forged
 // directory table cannot make the walk allocate without bound. The
@@ -248,6 +254,7 @@ func (s *squashSource) Resolve(p Platform) (*Resolved, error) {
 	if err != nil {
 		return nil, newError(ErrInvalid, "%s: cannot read its squashfs (%v); the image is damaged", s.ref, err)
 	}
+	sfs.SetCacheSize(treeCache)
 	s.mu.Lock()
 	s.sfs = sfs
 	s.mu.Unlock()
@@ -270,7 +277,7 @@ func (s *squashSource) Entries() (Entries, error) {
 		return nil, fmt.Errorf("%s: Entries before Resolve", s.ref)
 	}
 	w := &treeWalk{ref: s.ref, sfs: sfs, links: map[uint32]string{}}
-	if err := w.list(); err != nil {
+	if err := w.list(".", 0); err != nil {
 		return nil, err
 	}
 	w.start()
@@ -295,53 +302,64 @@ type treeWalk struct {
 	size    int64 // bytes of file data, all entries
 
 	// Reading ahead (start).
-	ch      chan ahead
-	free    chan []byte
-	stop    chan struct{}
-	peek    *tar.Header // the next entry's header, met while reading this one's content
-	pending []byte      // what is left of the chunk being read
-	chunk   []byte      // that chunk, to recycle
+	ch      chan ahead    // the entries, in order
+	file    chan ahead    // the current entry's content
+	free    chan []byte   // chunks to reuse
+	slots   chan struct{} // one per file being read
+	stop    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	pending []byte // what is left of the chunk being read
+	chunk   []byte // that chunk, to recycle
 }
 
-// list walks the tree breadth-first, checking each directory's names.
-func (w *treeWalk) list() error {
-	dirs := []string{"."}
-	for len(dirs) > 0 {
-		dir := dirs[0]
-		dirs = dirs[1:]
-		des, err := w.sfs.ReadDir(dir)
-		if err != nil {
-			return newError(ErrInvalid, "%s: cannot read directory /%s of its squashfs (%v); the image is damaged", w.ref, strings.TrimPrefix(dir, "."), err)
+// list walks the tree depth-first, in the order mksquashfs writes it,
+// which keeps the small files that share a fragment block together (the
+// block is decompressed once while it stays in go-diskfs's cache), and
+// checks each directory's names.
+func (w *treeWalk) list(dir string, depth int) error {
+	if depth > maxTreeDepth {
+		return newError(ErrInvalid, "%s: its squashfs nests directories more than %d deep, at /%s; the image is forged or damaged", w.ref, maxTreeDepth, strings.TrimPrefix(dir, "."))
+	}
+	des, err := w.sfs.ReadDir(dir)
+	if err != nil {
+		return newError(ErrInvalid, "%s: cannot read directory /%s of its squashfs (%v); the image is damaged", w.ref, strings.TrimPrefix(dir, "."), err)
+	}
+	seen := make(map[string]bool, len(des))
+	for _, de := range des {
+		name := de.Name()
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+			return newError(ErrInvalid, "%s: its squashfs has an entry named %q in /%s, which is no file name; the image is forged or damaged", w.ref, name, strings.TrimPrefix(dir, "."))
 		}
-		seen := make(map[string]bool, len(des))
-		for _, de := range des {
-			name := de.Name()
-			if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-				return newError(ErrInvalid, "%s: its squashfs has an entry named %q in /%s, which is no file name; the image is forged or damaged", w.ref, name, strings.TrimPrefix(dir, "."))
+		if strings.HasPrefix(name, whiteoutPrefix) {
+			return newError(ErrInvalid, "%s: its squashfs has a file %q in /%s, a name that layers use for deletions; the image is forged or damaged", w.ref, name, strings.TrimPrefix(dir, "."))
+		}
+		if seen[name] {
+			return newError(ErrInvalid, "%s: its squashfs has %q twice in /%s; the image is forged or damaged", w.ref, name, strings.TrimPrefix(dir, "."))
+		}
+		seen[name] = true
+	}
+	for _, de := range des {
+		full := path.Join(dir, de.Name())
+		if len(w.entries) >= maxTreeEntries {
+			return newError(ErrInvalid, "%s: its squashfs has more than %d files, more than hpcrun unpacks", w.ref, maxTreeEntries)
+		}
+		w.entries = append(w.entries, treeEntry{name: full, de: de})
+		if de.IsDir() {
+			if err := w.list(full, depth+1); err != nil {
+				return err
 			}
-			if strings.HasPrefix(name, whiteoutPrefix) {
-				return newError(ErrInvalid, "%s: its squashfs has a file %q in /%s, a name that layers use for deletions; the image is forged or damaged", w.ref, name, strings.TrimPrefix(dir, "."))
-			}
-			if seen[name] {
-				return newError(ErrInvalid, "%s: its squashfs has %q twice in /%s; the image is forged or damaged", w.ref, name, strings.TrimPrefix(dir, "."))
-			}
-			seen[name] = true
-			full := path.Join(dir, name)
-			if len(w.entries) >= maxTreeEntries {
-				return newError(ErrInvalid, "%s: its squashfs has more than %d files, more than hpcrun unpacks", w.ref, maxTreeEntries)
-			}
-			w.entries = append(w.entries, treeEntry{name: full, de: de})
-			if de.IsDir() {
-				dirs = append(dirs, full)
-			} else if de.Type().IsRegular() {
-				if fi, err := de.Info(); err == nil {
-					w.size += fi.Size()
-				}
+		} else if de.Type().IsRegular() {
+			if fi, err := de.Info(); err == nil {
+				w.size += fi.Size()
 			}
 		}
 	}
 	return nil
 }
+
+// maxTreeDepth caps how deep directories nest: PATH_MAX allows no more
+// than 2048 ("a/a/..."), and a forged tree could nest without end.
+const maxTreeDepth = 2048
 
 // whiteoutPrefix marks an OCI layer's deletions; in a tree it would be
 // taken for one.
@@ -417,115 +435,149 @@ func (w *treeWalk) walkNext() (*tar.Header, error) {
 	return hdr, nil
 }
 
-// The squashfs is read and decompressed ahead, in a goroutine of its
-// own, while the caller writes the files: decompressing is most of an
-// unpack's time, and writing it waits in system calls. At most aheadDepth
-// chunks of aheadChunk bytes wait for the caller.
+// The squashfs is read and decompressed ahead while the caller writes the
+// files: decompressing is most of an unpack's time (go-diskfs inflates
+// with the standard library, block by block), and writing waits in
+// system calls. A goroutine hands out the entries in order; regular files
+// are read by up to aheadFiles goroutines at once, each at most aheadDepth
+// chunks of aheadChunk bytes ahead of the caller, so that a node's cores
+// inflate several files together (go-diskfs's reads are safe to run
+// concurrently: its block cache is locked, its decompressors stateless).
 const (
 	aheadChunk = 256 << 10
-	aheadDepth = 16
+	aheadDepth = 4
+	aheadQueue = 64 // entries, most of them headers alone
 )
 
-// ahead is what the reading goroutine hands over: an entry's header, a
-// chunk of its content, or the error that ends the walk.
+// aheadFiles is how many files are read at once.
+var aheadFiles = min(max(runtime.GOMAXPROCS(0), 2), 8)
+
+// ahead is what the reading goroutines hand over: an entry's header with
+// the chunks of its content to come (file, nil for all but regular
+// files), a chunk, or an error.
 type ahead struct {
 	hdr  *tar.Header
+	file chan ahead
 	data []byte
 	err  error
 }
 
 // start begins reading ahead.
 func (w *treeWalk) start() {
-	w.ch = make(chan ahead, aheadDepth)
-	w.free = make(chan []byte, aheadDepth+2)
+	w.ch = make(chan ahead, aheadQueue)
+	w.free = make(chan []byte, aheadFiles*(aheadDepth+1))
 	w.stop = make(chan struct{})
+	w.slots = make(chan struct{}, aheadFiles)
+	w.wg.Add(1)
 	go w.produce()
 }
 
-// produce reads every entry and its content in order into w.ch, and
-// closes it after the last; it gives up when Close is called.
-func (w *treeWalk) produce() {
-	defer close(w.ch)
-	send := func(a ahead) bool {
-		select {
-		case w.ch <- a:
-			return true
-		case <-w.stop:
-			return false
-		}
+// send hands a over on ch, unless Close stops the walk first.
+func (w *treeWalk) send(ch chan ahead, a ahead) bool {
+	select {
+	case ch <- a:
+		return true
+	case <-w.stop:
+		return false
 	}
+}
+
+// produce hands out every entry in order on w.ch, starting a reader for
+// each regular file once one of aheadFiles slots is free, and closes w.ch
+// after the last.
+func (w *treeWalk) produce() {
+	defer w.wg.Done()
+	defer close(w.ch)
 	for {
 		hdr, err := w.walkNext()
 		if err != nil {
 			if err != io.EOF {
-				send(ahead{err: err})
+				w.send(w.ch, ahead{err: err})
 			}
 			return
 		}
-		if !send(ahead{hdr: hdr}) {
-			return
-		}
-		for w.cur != nil {
-			var buf []byte
+		a := ahead{hdr: hdr}
+		if w.cur != nil {
 			select {
-			case buf = <-w.free:
-			default:
-				buf = make([]byte, aheadChunk)
-			}
-			n, err := io.ReadFull(w.cur, buf)
-			if n > 0 && !send(ahead{data: buf[:n]}) {
+			case w.slots <- struct{}{}:
+			case <-w.stop:
 				return
 			}
-			switch {
-			case err == io.EOF || err == io.ErrUnexpectedEOF:
-				w.cur = nil
-			case err != nil:
-				send(ahead{err: err})
-				return
-			}
+			a.file = make(chan ahead, aheadDepth)
+			w.wg.Add(1)
+			go w.readFile(w.cur, a.file)
+			w.cur = nil
+		}
+		if !w.send(w.ch, a) {
+			return
+		}
+	}
+}
+
+// readFile reads r in chunks onto ch, closes ch and frees its slot.
+func (w *treeWalk) readFile(r io.Reader, ch chan ahead) {
+	defer w.wg.Done()
+	defer func() { <-w.slots }()
+	defer close(ch)
+	for {
+		var buf []byte
+		select {
+		case buf = <-w.free:
+		default:
+			buf = make([]byte, aheadChunk)
+		}
+		n, err := io.ReadFull(r, buf)
+		if n > 0 && !w.send(ch, ahead{data: buf[:n]}) {
+			return
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return
+		case err != nil:
+			w.send(ch, ahead{err: err})
+			return
 		}
 	}
 }
 
 // Next implements Entries. What is left of the current entry's content
-// is skipped.
+// is skipped (read, so that its reader ends and frees its slot).
 func (w *treeWalk) Next() (*tar.Header, error) {
 	w.recycle()
-	if h := w.peek; h != nil {
-		w.peek = nil
-		return h, nil
-	}
-	for {
-		a, ok := <-w.ch
-		switch {
-		case !ok:
-			return nil, io.EOF
-		case a.err != nil:
-			return nil, a.err
-		case a.hdr != nil:
-			return a.hdr, nil
+	for w.file != nil {
+		a, ok := <-w.file
+		if !ok {
+			w.file = nil
+			break
 		}
 		w.chunk = a.data
 		w.recycle()
 	}
+	a, ok := <-w.ch
+	switch {
+	case !ok:
+		return nil, io.EOF
+	case a.err != nil:
+		return nil, a.err
+	}
+	w.file = a.file
+	return a.hdr, nil
 }
 
 // Read implements Entries.
 func (w *treeWalk) Read(p []byte) (int, error) {
-	if w.peek != nil {
-		return 0, io.EOF
-	}
 	for len(w.pending) == 0 {
 		w.recycle()
-		a, ok := <-w.ch
+		if w.file == nil {
+			return 0, io.EOF
+		}
+		a, ok := <-w.file
 		switch {
 		case !ok:
+			w.file = nil
 			return 0, io.EOF
 		case a.err != nil:
 			return 0, a.err
-		case a.hdr != nil:
-			w.peek = a.hdr // the next entry's: this one ends here
-			return 0, io.EOF
 		}
 		w.pending, w.chunk = a.data, a.data
 	}
@@ -534,7 +586,7 @@ func (w *treeWalk) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// recycle hands the chunk just read back to the reading goroutine.
+// recycle hands the chunk just read back to the reading goroutines.
 func (w *treeWalk) recycle() {
 	if w.chunk != nil {
 		select {
@@ -545,15 +597,15 @@ func (w *treeWalk) recycle() {
 	}
 }
 
-// Close implements Entries: it stops the reading goroutine.
+// Close implements Entries: it stops the reading goroutines and waits for
+// them, so that nothing reads the squashfs once it returns.
 func (w *treeWalk) Close() error {
 	select {
 	case <-w.stop:
 	default:
 		close(w.stop)
 	}
-	for range w.ch { // until it has stopped
-	}
+	w.wg.Wait()
 	return nil
 }
 
