@@ -153,10 +153,10 @@ const apptainerEnv = "/.singularity.d/env"
 // that the job does not see it.
 const sourceEnv = `for __hpcrun_env in /.singularity.d/env/*.sh; do if [ -f "$__hpcrun_env" ]; then . "$__hpcrun_env"; fi; done; unset __hpcrun_env; exec "$@"`
 
-// WithImageEnv is cmd, run through the image's /bin/sh after its
+// withImageEnv is cmd, run through the image's /bin/sh after its
 // Apptainer environment scripts when it has them (a SIF, or an image
 // built from one); otherwise cmd as it is.
-func WithImageEnv(cmd []string, im *unpack.Image) []string {
+func withImageEnv(cmd []string, im *unpack.Image) []string {
 	if im == nil || !im.Exists(apptainerEnv) || !im.Exists("/bin/sh") {
 		return cmd
 	}
