@@ -41,6 +41,7 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	if err != nil {
 		return nil, err
 	}
+	args = withImageEnv(args, im.Image)
 	mode, err := netns.ParseMode(st.Conf.Network.Value)
 	if err != nil {
 		return nil, usage("%s: %w", st.Conf.Network.From, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -468,5 +469,59 @@ func TestHome(t *testing.T) {
 				t.Errorf("output = %q, want %q", got, tc.warn)
 			}
 		})
+	}
+}
+
+// TestApptainerEnv: an image with Apptainer's environment scripts runs
+// its command through /bin/sh, which sources them first; others run it
+// as it is.
+func TestApptainerEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		args  []string
+		cfg   store.ImageConfig
+		want  []string
+	}{
+		{"no env scripts", baseImage, []string{"python3", "-V"}, store.ImageConfig{}, []string{"python3", "-V"}},
+		{"env scripts", with(map[string]string{".singularity.d/env/90-environment.sh": "export PATH=/opt/py/bin:$PATH\n"}),
+			[]string{"python3", "-V"}, store.ImageConfig{}, []string{"/bin/sh", "-c", sourceEnv, "/bin/sh", "python3", "-V"}},
+		{"the runscript, when no command is given", with(map[string]string{".singularity.d/env/": "", ".singularity.d/runscript": "#!/bin/sh\n"}),
+			nil, store.ImageConfig{Entrypoint: []string{"/.singularity.d/runscript"}}, []string{"/bin/sh", "-c", sourceEnv, "/bin/sh", "/.singularity.d/runscript"}},
+		{"env scripts but no /bin/sh", map[string]string{"etc/passwd": baseImage["etc/passwd"], ".singularity.d/env/": ""},
+			[]string{"/app"}, store.ImageConfig{}, []string{"/app"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := newJob(t)
+			j.im = newImage(t, tc.files, nil, tc.cfg)
+			j.r.Args = tc.args
+			cfg, err := j.build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Spec.Process.Args; !slices.Equal(got, tc.want) {
+				t.Errorf("args %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestSourceEnv runs the wrapper with the host's sh: the scripts run in
+// order, in the shell that then execs the command with its arguments
+// intact, and the loop's variable does not leak.
+func TestSourceEnv(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, ".singularity.d/env")
+	os.MkdirAll(env, 0o755)
+	os.WriteFile(filepath.Join(env, "01-base.sh"), []byte("export ORDER=base\n"), 0o644)
+	os.WriteFile(filepath.Join(env, "90-environment.sh"), []byte("export ORDER=\"$ORDER,env\"\n"), 0o644)
+	os.WriteFile(filepath.Join(env, "README"), []byte("exit 1\n"), 0o644)
+	script := strings.ReplaceAll(sourceEnv, "/.singularity.d/env", env)
+	out, err := exec.Command("/bin/sh", "-c", script, "/bin/sh", "sh", "-c", `echo "$ORDER|$1|$2|${__hpcrun_env-unset}"`, "x", "a b", "*").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(out)), "base,env|a b|*|unset"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

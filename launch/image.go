@@ -159,3 +159,22 @@ func Command(r *Request, cfg store.ImageConfig) ([]string, error) {
 	}
 	return cmd, nil
 }
+
+// apptainerEnv is where an Apptainer image keeps the scripts that make
+// its environment: conda and module-style images set PATH there.
+const apptainerEnv = "/.singularity.d/env"
+
+// sourceEnv sources the scripts in order and then runs the command, as
+// Apptainer's action scripts do. Its variable is unset before the exec so
+// that the job does not see it.
+const sourceEnv = `for __hpcrun_env in /.singularity.d/env/*.sh; do if [ -f "$__hpcrun_env" ]; then . "$__hpcrun_env"; fi; done; unset __hpcrun_env; exec "$@"`
+
+// withImageEnv is cmd, run through the image's /bin/sh after its
+// Apptainer environment scripts when it has them (a SIF, or an image
+// built from one); otherwise cmd as it is.
+func withImageEnv(cmd []string, im *unpack.Image) []string {
+	if im == nil || !im.Exists(apptainerEnv) || !im.Exists("/bin/sh") {
+		return cmd
+	}
+	return append([]string{"/bin/sh", "-c", sourceEnv, "/bin/sh"}, cmd...)
+}

@@ -6,7 +6,8 @@
 # address that drops packets, in a network namespace of a test's), lmod (to load the
 # modulefiles that `make install` writes), man-db, bash-completion, zsh and
 # fish (to read the man pages and load the completion scripts it writes),
-# keyutils (keyctl: a key in the caller's session keyring).
+# keyutils (keyctl: a key in the caller's session keyring), squashfs-tools
+# (mksquashfs: the squashfs inside the tests' SIF images).
 # Test-only: hpcrun itself depends on none of them.
 set -euo pipefail
 need=()
@@ -22,6 +23,7 @@ command -v man >/dev/null || need+=(man-db)
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)
 command -v keyctl >/dev/null || need+=(keyutils)
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
 	echo "the tests need these Debian packages: ${need[*]}; install them (sudo apt-get install ${need[*]}) or run as root" >&2

@@ -23,7 +23,7 @@ var (
 type Kind int
 
 const (
-	Archive  Kind = iota + 1 // a tar file: an OCI archive or a docker save
+	Archive  Kind = iota + 1 // a file: an OCI archive, a docker save, a SIF or a squashfs
 	Layout                   // an OCI layout directory (it has index.json)
 	Rootfs                   // a plain directory, used in place
 	Registry                 // docker://REF: an image in a registry

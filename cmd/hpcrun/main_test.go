@@ -128,6 +128,7 @@ func TestLeanDependencies(t *testing.T) {
 			"github.com/opencontainers/umoci", "github.com/opencontainers/image-spec", "github.com/opencontainers/go-digest",
 			"github.com/klauspost/", "google.golang.org/protobuf", "github.com/sirupsen/logrus", "github.com/apex/log",
 			"github.com/hpcrun/hpcrun/unpack/cache", "github.com/hpcrun/hpcrun/unpack/source", "github.com/hpcrun/hpcrun/unpack/inspect",
+			"github.com/apptainer/sif", "github.com/diskfs/",
 		} {
 			if strings.HasPrefix(pkg, heavy) {
 				t.Errorf("hpcrun links %s; keep it in cmd/hpcrun-unpack", pkg)

@@ -56,7 +56,7 @@ type runOptions struct {
 }
 
 func (o *runOptions) AddFlags(f *pflag.FlagSet) {
-	f.StringVar(&o.image, "image", "", "run in the image `REF`: an OCI or docker-save archive, an OCI layout DIR[:TAG], docker://REF from a registry, or a rootfs directory")
+	f.StringVar(&o.image, "image", "", "run in the image `REF`: an OCI or docker-save archive, an OCI layout DIR[:TAG], a SIF or squashfs file, docker://REF from a registry, or a rootfs directory")
 	f.StringVar(&o.cacheDir, "cache", "", "keep unpacked images in `DIR`, not on a noexec filesystem (default: the config's cache, else hpcrun-$UID in the first usable of /var/tmp, /tmp, whatever $TMPDIR says; see hpcrun config)")
 	f.StringVar(&o.platform, "platform", "", "take `OS/ARCH[/VARIANT]` from a multi-platform image (default: this node's)")
 	o.registry.AddFlags(f)
@@ -102,7 +102,7 @@ directory, /tmp and /var/tmp at the same paths, and the host's /dev, so GPUs
 and interconnects work as outside. The rootfs is read-only.
 
 --image takes an OCI archive, a docker save archive, an OCI layout directory
-(REF:TAG picks a tag) or a rootfs directory. The first start on a node unpacks
+(REF:TAG picks a tag), a SIF file or squashfs image, or a rootfs directory. The first start on a node unpacks
 the image into the cache, once however many jobs start together; later
 starts pay no unpack. The cache is --cache, else $HPCRUN_CACHE, else the
 config's, else hpcrun-$UID in the first of /var/tmp and /tmp that is

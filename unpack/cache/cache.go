@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -302,6 +303,10 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 	for _, l := range res.Manifest.Layers {
 		total += l.Size
 	}
+	tree, isTree := src.(source.Tree)
+	if isTree {
+		total = tree.Size()
+	}
 	tmpRoot := c.TmpDir()
 	if err := c.checkSpace(tmpRoot, total); err != nil {
 		return fmt.Errorf("unpack %s: %w", src.Ref(), err)
@@ -324,13 +329,22 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 	}
 
 	n := len(res.Manifest.Layers)
-	layers := "layers"
-	if n == 1 {
-		layers = "layer"
+	layers := fmt.Sprintf("%d layers", n)
+	switch {
+	case isTree:
+		layers = "one squashfs"
+	case n == 1:
+		layers = "1 layer"
 	}
-	log(fmt.Sprintf("unpacking %s (%s): %d %s, %s", src.Ref(), d.Short(), n, layers, store.Bytes(total)))
+	log(fmt.Sprintf("unpacking %s (%s): %s, %s", src.Ref(), d.Short(), layers, store.Bytes(total)))
 	start := time.Now()
-	err = c.applyLayers(ctx, src, res, rootfs, total, !c.UmociOnly, log)
+	apply := func(fast bool) error {
+		if isTree {
+			return c.applyTree(ctx, tree, rootfs, fast, log)
+		}
+		return c.applyLayers(ctx, src, res, rootfs, total, fast, log)
+	}
+	err = apply(!c.UmociOnly)
 	if IsUmociOnly(err) {
 		log(fmt.Sprintf("%s: %v", src.Ref(), err))
 		if err = store.RemoveTree(rootfs); err == nil {
@@ -339,7 +353,7 @@ func (c *Cache) unpack(ctx context.Context, src source.Source, res *source.Resol
 		if err != nil {
 			return fmt.Errorf("unpack %s: %w", src.Ref(), c.noSpace(err))
 		}
-		err = c.applyLayers(ctx, src, res, rootfs, total, false, log)
+		err = apply(false)
 	}
 	if err != nil {
 		return err
@@ -396,6 +410,50 @@ func (c *Cache) applyLayers(ctx context.Context, src source.Source, res *source.
 	}
 	return nil
 }
+
+// applyTree applies a tree's entries (a SIF's or a squashfs's) at rootfs,
+// as applyLayers applies a layer's: the same checks, the same size limit,
+// the same extraction.
+func (c *Cache) applyTree(ctx context.Context, t source.Tree, rootfs string, fast bool, log func(string)) error {
+	ents, err := t.Entries()
+	if err != nil {
+		return err
+	}
+	defer ents.Close()
+	t0 := time.Now()
+	st := layerStats{limit: c.MaxSize}
+	r := &treeReader{Entries: ents, cacheReader: cacheReader{r: ents, ctx: ctx, progress: c.Progress, name: "squashfs", total: ents.DataSize()}}
+	r.report()
+	err = extract(rootfs, r, fast, &st)
+	r.report()
+	if IsUmociOnly(err) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("unpack %s: %w", t.Ref(), c.noSpace(err))
+	}
+	if c.Progress == nil {
+		log(fmt.Sprintf("squashfs: %s of files in %.2fs, %d entries, %d on the fast path",
+			store.Bytes(ents.DataSize()), time.Since(t0).Seconds(), st.entries, st.fast))
+	}
+	return nil
+}
+
+// treeReader is a tree's entries, with their content read through a
+// cacheReader: it stops when ctx is done and reports progress.
+type treeReader struct {
+	source.Entries
+	cacheReader
+}
+
+func (r *treeReader) Next() (*tar.Header, error) {
+	if err := r.ctx.Err(); err != nil {
+		return nil, err
+	}
+	return r.Entries.Next()
+}
+
+func (r *treeReader) Read(p []byte) (int, error) { return r.cacheReader.Read(p) }
 
 func (c *Cache) applyCachedLayer(ctx context.Context, src source.Source, rootfs string, l ispec.Descriptor, diffID digest.Digest, name string, done, total int64, fast bool, st *layerStats) error {
 	comp, err := layerCompression(l.MediaType)

@@ -142,7 +142,9 @@ type cacheHelperArgs struct {
 	Slow         time.Duration
 	BlockAfter   int64
 	BlockFile    string
-	MountTmpfs   bool // mount a 1 MiB tmpfs on Cache first (in our own mount namespace)
+	MountTmpfs   bool  // mount a 1 MiB tmpfs on Cache first (in our own mount namespace)
+	Tree         bool  // Image is a SIF or a squashfs, opened with source.Open
+	MaxSize      int64 // the cache's MaxSize
 }
 
 type cacheHelperResult struct {
@@ -171,14 +173,24 @@ func cacheHelper(mode, args string) error {
 		}
 	}
 	res := cacheHelperResult{Pid: os.Getpid()}
-	src, err := cacheOpenFake(a.Image)
-	if err != nil {
-		return err
+	var src source.Source
+	var err error
+	if a.Tree {
+		src, err = source.Open(a.Image)
+	} else {
+		var fake *cacheFakeSource
+		if fake, err = cacheOpenFake(a.Image); err == nil {
+			fake.slow, fake.blockAfter, fake.blockFile = a.Slow, a.BlockAfter, a.BlockFile
+			src = fake
+		}
 	}
-	src.slow, src.blockAfter, src.blockFile = a.Slow, a.BlockAfter, a.BlockFile
 	var mu sync.Mutex
-	c, err := OpenCache(a.Cache)
+	var c *Cache
 	if err == nil {
+		c, err = OpenCache(a.Cache)
+	}
+	if err == nil {
+		c.MaxSize = a.MaxSize
 		var im *CachedImage
 		im, err = c.Ensure(context.Background(), src, source.Platform{OS: "linux", Architecture: "amd64"}, func(s string) {
 			mu.Lock()
@@ -187,7 +199,7 @@ func cacheHelper(mode, args string) error {
 		})
 		if err == nil {
 			res.Rootfs = im.Rootfs
-			if _, err2 := os.Stat(filepath.Join(im.Rootfs, "etc/hello")); err2 != nil {
+			if _, err2 := os.Stat(filepath.Join(im.Rootfs, "etc/hello")); err2 != nil && !a.Tree {
 				err = err2
 			}
 		}

@@ -136,11 +136,6 @@ var ErrTooBig = errors.New("image too big")
 // applyLayer applies a layer; fast lets the fast path (fastPath) extract
 // the entries it can. st, when not nil, gets the counts.
 func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Digest, fast bool, st *layerStats) error {
-	quietUmoci.Do(func() {
-		// umoci logs a warning per device node it turns into a
-		// placeholder, which is what rootless unpacking always does.
-		apexlog.SetLevel(apexlog.ErrorLevel)
-	})
 	if diffID != "" {
 		if err := diffID.Validate(); err != nil {
 			return fmt.Errorf("diff_id %q: %w", diffID, err)
@@ -180,7 +175,7 @@ func applyLayer(root string, blob io.Reader, comp compression, diffID digest.Dig
 	if st == nil {
 		st = new(layerStats)
 	}
-	err := extract(root, br, fast, st)
+	err := extract(root, tar.NewReader(br), fast, st)
 	if err == nil {
 		// UnpackLayer stops at the tar's end-of-archive marker; whatever
 		// follows (padding, or a corrupted tail) must still be read so that
@@ -257,10 +252,22 @@ func decompress(w io.ReaderFrom, blob io.Reader, comp compression) error {
 	return nil
 }
 
-// extract unpacks the tar stream r at root with umoci's TarExtractor, one
+// entryReader is a stream of entries: a layer's tar.Reader, or a tree's
+// source.Entries, whose files go through the same checks and extraction.
+type entryReader interface {
+	Next() (*tar.Header, error)
+	io.Reader
+}
+
+// extract unpacks the entries of tr at root with umoci's TarExtractor, one
 // entry at a time (umoci's own UnpackLayer loop, with our checks added),
 // and with the fast path, when fast is set, for the entries it can take.
-func extract(root string, r io.Reader, fast bool, st *layerStats) error {
+func extract(root string, tr entryReader, fast bool, st *layerStats) error {
+	quietUmoci.Do(func() {
+		// umoci logs a warning per device node it turns into a
+		// placeholder, which is what rootless unpacking always does.
+		apexlog.SetLevel(apexlog.ErrorLevel)
+	})
 	uid, gid := os.Getuid(), os.Getgid()
 	opt := &layer.UnpackOptions{OnDiskFormat: layer.DirRootfs{MapOptions: layer.MapOptions{
 		Rootless:    true,
@@ -278,7 +285,6 @@ func extract(root string, r io.Reader, fast bool, st *layerStats) error {
 			defer fp.close()
 		}
 	}
-	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {

@@ -10,7 +10,8 @@ package source
 //     as FILE or FILE:TAG;
 //   - a `docker save` tar, in the classic form (manifest.json, <id>/layer.tar,
 //     <hex>.json) or newer Docker's OCI-layout form (index.json and blobs/ as
-//     well as manifest.json; index.json wins when both are there).
+//     well as manifest.json; index.json wins when both are there);
+//   - a SIF file or a bare squashfs (squashfs.go), a Tree.
 //
 // Archives are read in place: Open reads the tar headers once and
 // remembers where each member's data lies, and every blob is then served
@@ -105,8 +106,9 @@ const maxJSONSize = 4 << 20
 // Open opens ref: an OCI archive tar, a docker save tar (classic or
 // OCI-layout form) or an OCI layout directory, each with an optional :TAG
 // suffix that picks an image by its org.opencontainers.image.ref.name
-// annotation or its docker RepoTags. unpack.Locate says how ref is split.
-// It returns an error wrapping ErrNotImage for a file that is none of
+// annotation or its docker RepoTags; or a SIF file or a bare squashfs,
+// which have no tags and open as a Tree. unpack.Locate says how ref is
+// split. It returns an error wrapping ErrNotImage for a file that is none of
 // these, ErrPlainRootfs for a directory without index.json (the caller
 // then uses it as a rootfs), ErrNoTag when the tag is absent or several
 // images need one, and an *os.PathError when ref does not exist.
@@ -125,7 +127,8 @@ func Open(ref string) (Source, error) {
 	return nil, newError(ErrPlainRootfs, "%s has no index.json: not an OCI layout", ref)
 }
 
-// openArchive opens a tar archive, OCI or docker, and indexes its headers.
+// openArchive opens a tar archive, OCI or docker, and indexes its headers;
+// a SIF file or a squashfs it hands to openTree.
 func openArchive(loc *unpack.Location) (_ Source, err error) {
 	ref := loc.Ref
 	f, err := os.Open(loc.Path)
@@ -140,6 +143,11 @@ func openArchive(loc *unpack.Location) (_ Source, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("open image %s: %w", ref, err)
+	}
+	var head [64]byte
+	n, _ := f.ReadAt(head[:], 0)
+	if sifFile, squash := sniffTree(head[:n]); sifFile || squash {
+		return openTree(loc, f, fi.Size(), sifFile)
 	}
 	if err := sniffArchive(ref, f); err != nil {
 		return nil, err
