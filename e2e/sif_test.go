@@ -101,6 +101,11 @@ func TestSIFPython(t *testing.T) {
 	if r.stdout != "runscript ['a', 'b c']\n" {
 		t.Errorf("the runscript with arguments: %s", r)
 	}
+	// As apptainer run IMG ARGS: the runscript is the image's Entrypoint.
+	r = mustRun(t, opts{}, "--cache", cache, "--image", runSIF, "--run", "a", "b c")
+	if r.stdout != "runscript ['a', 'b c']\n" {
+		t.Errorf("--run with arguments: %s", r)
+	}
 	r = mustRun(t, opts{}, "--cache", cache, "--image", runSIF, "cat", "/.singularity.d/labels.json")
 	if !strings.Contains(r.stdout, "sif-e2e") {
 		t.Errorf("labels.json: %s", r)
