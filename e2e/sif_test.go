@@ -110,6 +110,11 @@ func TestSIFPython(t *testing.T) {
 	if !strings.Contains(r.stdout, "sif-e2e") {
 		t.Errorf("labels.json: %s", r)
 	}
+	// inspect shows them, without unpacking the image.
+	r = mustRun(t, opts{}, "inspect", "--format", "json", runSIF)
+	if !strings.Contains(r.stdout, "sif-e2e") || !strings.Contains(r.stdout, `"/.singularity.d/runscript"`) {
+		t.Errorf("inspect of a SIF: want its labels and its runscript as the Entrypoint: %s", r)
+	}
 }
 
 // Bad SIF and squashfs images: one line, exit 125, nothing in the cache,

@@ -25,6 +25,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -628,3 +629,48 @@ func (f *treeFile) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// labelsFile is where Apptainer keeps an image's labels.
+const labelsFile = ".singularity.d/labels.json"
+
+// Labels implements Labeled: the image's /.singularity.d/labels.json, a
+// flat JSON object; none when the image has no such file. Read after
+// Resolve, capped, as a regular file of the image only.
+func (s *squashSource) Labels() (map[string]string, error) {
+	s.mu.Lock()
+	sfs := s.sfs
+	s.mu.Unlock()
+	if sfs == nil {
+		return nil, fmt.Errorf("%s: Labels before Resolve", s.ref)
+	}
+	fi, err := sfs.Stat(labelsFile)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, nil
+	}
+	f, err := sfs.OpenFile(labelsFile, os.O_RDONLY)
+	if err != nil {
+		return nil, newError(ErrInvalid, "%s: cannot read its /%s (%v); the image is damaged", s.ref, labelsFile, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxLabels+1))
+	if err != nil || len(b) > maxLabels {
+		return nil, newError(ErrInvalid, "%s: its /%s cannot be read, or is larger than %d bytes", s.ref, labelsFile, maxLabels)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, newError(ErrInvalid, "%s: its /%s is not a JSON object: %v", s.ref, labelsFile, err)
+	}
+	labels := make(map[string]string, len(raw))
+	for k, v := range raw {
+		if str, ok := v.(string); ok {
+			labels[k] = str
+		} else {
+			b, _ := json.Marshal(v)
+			labels[k] = string(b)
+		}
+	}
+	return labels, nil
+}
+
+// maxLabels caps a labels.json: labels are a few lines of metadata.
+const maxLabels = 1 << 20
