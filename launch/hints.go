@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/hpcrun/hpcrun/unpack"
 )
 
 // Hints for the habits of Apptainer users, whose commands take the image
@@ -12,17 +14,11 @@ import (
 // that says what to type instead.
 
 // IsImageFile reports whether path names an image on disk, as Apptainer
-// users pass one: a file, or an OCI layout directory.
+// users pass one: what --image takes as an archive or an OCI layout
+// (unpack.Locate's rule), by its path alone, not a root filesystem.
 func IsImageFile(path string) bool {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return false
-	}
-	if fi.IsDir() {
-		_, err := os.Stat(filepath.Join(path, "index.json"))
-		return err == nil
-	}
-	return fi.Mode().IsRegular()
+	loc, err := unpack.Locate(path)
+	return err == nil && loc.Tag == "" && (loc.Kind == unpack.Archive || loc.Kind == unpack.Layout)
 }
 
 // ExecHint is the error for `hpcrun exec IMG CMD`, where IMG names no
