@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/hpcrun/hpcrun/internal/atomicfile"
 	"github.com/hpcrun/hpcrun/internal/termsafe"
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 // ErrNoConsoleSocket: the bundle asks for a terminal, and no socket was
@@ -248,7 +248,9 @@ func (s *State) ImageRef() string {
 
 // WriteStates writes the states as a table, one container a line, with
 // times as people say them and owners by name.
-func WriteStates(w io.Writer, all []*State) error { return writeStates(w, all, time.Now(), userName) }
+func WriteStates(w io.Writer, all []*State) error {
+	return writeStates(w, all, time.Now(), procs.UserName)
+}
 
 func writeStates(w io.Writer, all []*State, now time.Time, name func(uid string) string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
@@ -260,14 +262,6 @@ func writeStates(w io.Writer, all []*State, now time.Time, name func(uid string)
 			termsafe.Line(s.ImageRef()), Ago(now.Sub(s.Created)), termsafe.Line(name(s.Owner)))
 	}
 	return tw.Flush()
-}
-
-// userName is the name of the user uid, or uid when it has none here.
-func userName(uid string) string {
-	if u, err := user.LookupId(uid); err == nil {
-		return u.Username
-	}
-	return uid
 }
 
 // Ago says how long ago d was, as people do: "just now", "3 minutes ago",

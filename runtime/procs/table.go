@@ -23,17 +23,19 @@ func WriteTable(w io.Writer, ps []Proc) error {
 		if cmd == "" {
 			cmd = "[" + p.Comm + "]"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%c\t%s\t%s\t%s\n", p.Pid, p.NSPid, userName(p.UID), p.State,
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%c\t%s\t%s\t%s\n", p.Pid, p.NSPid, UserName(strconv.Itoa(p.UID)), p.State,
 			cpuTime(p.CPU), kib(p.RSS), termsafe.Line(cmd))
 	}
 	return tw.Flush()
 }
 
-func userName(uid int) string {
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+// UserName is the name of the user uid (decimal), or uid when it has
+// none here.
+func UserName(uid string) string {
+	if u, err := user.LookupId(uid); err == nil {
 		return u.Username
 	}
-	return strconv.Itoa(uid)
+	return uid
 }
 
 func cpuTime(d time.Duration) string {
