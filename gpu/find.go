@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+
+	"github.com/hpcrun/hpcrun/internal/envlist"
 )
 
 // Host is the machine Find looks at. A Host with only Env set is the
@@ -314,11 +316,8 @@ func (h Host) devices(globs []string) []string {
 func binding(env, names []string) []string {
 	var out []string
 	for _, n := range names {
-		for i := len(env) - 1; i >= 0; i-- {
-			if k, _, ok := strings.Cut(env[i], "="); ok && k == n {
-				out = append(out, env[i])
-				break
-			}
+		if v, ok := envlist.Get(env, n); ok {
+			out = append(out, n+"="+v)
 		}
 	}
 	return out

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+
+	"github.com/hpcrun/hpcrun/internal/envlist"
 )
 
 // schedulerPrefixes name the variables that batch systems and MPI launchers
@@ -84,7 +86,7 @@ func ContainerEnv(o EnvOptions) []string {
 		if !ok {
 			continue
 		}
-		if _, onHost := lookup(o.Host, k); onHost && IsSchedulerVar(k) {
+		if _, onHost := envlist.Get(o.Host, k); onHost && IsSchedulerVar(k) {
 			continue
 		}
 		e.set(kv)
@@ -99,7 +101,7 @@ func ContainerEnv(o EnvOptions) []string {
 	}
 	for _, kv := range o.Set {
 		if !strings.Contains(kv, "=") {
-			v, ok := lookup(o.Host, kv)
+			v, ok := envlist.Get(o.Host, kv)
 			if !ok {
 				continue
 			}
@@ -127,15 +129,6 @@ func (e *orderedEnv) set(kv string) {
 	}
 	e.index[k] = len(e.list)
 	e.list = append(e.list, kv)
-}
-
-func lookup(env []string, key string) (string, bool) {
-	for i := len(env) - 1; i >= 0; i-- {
-		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
-			return v, true
-		}
-	}
-	return "", false
 }
 
 // CheckEnvEntry validates one --env value: K=V, or K to copy K from the host.

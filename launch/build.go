@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hpcrun/hpcrun/gpu"
+	"github.com/hpcrun/hpcrun/internal/envlist"
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/netns"
 	"github.com/hpcrun/hpcrun/runtime"
@@ -157,7 +158,7 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 // homeDir is the $HOME that the job sees at the same path: the real one
 // bound, or with --no-home an empty one; "" for none.
 func homeDir(h Host, noHome bool, log *Log) (string, error) {
-	switch home := envValue(h.Env, "HOME"); {
+	switch home := envlist.Value(h.Env, "HOME"); {
 	case home != "" && home != "/" && filepath.IsAbs(home):
 		if !noHome && !h.Exists(home) {
 			return "", fmt.Errorf("your $HOME (%s) does not exist on this node; create it, or run with --no-home", home)

@@ -7,6 +7,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hpcrun/hpcrun/internal/envlist"
 	"github.com/hpcrun/hpcrun/runtime"
 	"github.com/hpcrun/hpcrun/unpack/store"
 )
@@ -111,7 +112,7 @@ func TestContain(t *testing.T) {
 				home = "/home/alice"
 			}
 			env := cfg.Spec.Process.Env
-			if v := envValue(env, "HOME"); v != home {
+			if v := envlist.Value(env, "HOME"); v != home {
 				t.Errorf("HOME = %s, want %s", v, home)
 			}
 			if tc.r.Home != "" && !strings.Contains(string(cfg.Files[0].Data), ":"+home+":") {
@@ -184,7 +185,7 @@ func TestMarks(t *testing.T) {
 				t.Errorf("args %q, want %q", got, tc.args)
 			}
 			env := cfg.Spec.Process.Env
-			got := []string{envValue(env, "HPCRUN_CONTAINER"), envValue(env, "HPCRUN_IMAGE"), envValue(env, "PS1")}
+			got := []string{envlist.Value(env, "HPCRUN_CONTAINER"), envlist.Value(env, "HPCRUN_IMAGE"), envlist.Value(env, "PS1")}
 			if !slices.Equal(got, tc.marks) {
 				t.Errorf("HPCRUN_CONTAINER, HPCRUN_IMAGE, PS1 = %q, want %q", got, tc.marks)
 			}

@@ -33,8 +33,10 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/hpcrun/hpcrun/runtime/procs"
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/internal/envlist"
+	"github.com/hpcrun/hpcrun/runtime/procs"
 )
 
 // ctl is a container's init once the container is built: the reaper of
@@ -504,7 +506,7 @@ func execAttr(r request, cfg *initConfig) (path string, attr *syscall.ProcAttr, 
 		}
 		dir, done = fdPath(fd), func() { unix.Close(fd) }
 	}
-	if path, err = lookPath(r.args[0], envValue(env, "PATH"), r.cwd); err != nil {
+	if path, err = lookPath(r.args[0], envlist.Value(env, "PATH"), r.cwd); err != nil {
 		done()
 		return "", nil, nil, err
 	}

@@ -10,8 +10,10 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/hpcrun/hpcrun/internal/fallback"
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/internal/envlist"
+	"github.com/hpcrun/hpcrun/internal/fallback"
 )
 
 // RunInit is the container's init stage: PID 1 of the new pid namespace.
@@ -94,7 +96,7 @@ func initMain(entered time.Time) int {
 	if err := chdirJob(cfg.Cwd); err != nil {
 		return report(status, err)
 	}
-	path, err := lookPath(cfg.Args[0], envValue(cfg.Env, "PATH"), "")
+	path, err := lookPath(cfg.Args[0], envlist.Value(cfg.Env, "PATH"), "")
 	if err != nil {
 		return report(status, err)
 	}
@@ -107,7 +109,7 @@ func initMain(entered time.Time) int {
 	}
 
 	// Inherited descriptors beyond stdio do not pass into the job.
-	closeExtraFDs(envValue(cfg.Env, "PMI_FD"), cfg.Held)
+	closeExtraFDs(envlist.Value(cfg.Env, "PMI_FD"), cfg.Held)
 	if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps, cfg.UID == 0); err != nil {
 		return report(status, err)
 	}

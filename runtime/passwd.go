@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/hpcrun/hpcrun/internal/envlist"
 )
 
 // Identity is the caller as the host's user and group databases name it.
@@ -96,8 +98,8 @@ func LookupIdentity(uid, gid uint32, env []string) Identity {
 	if len(pw) >= 7 {
 		id.User, id.Gecos, id.Home, id.Shell = pw[0], pw[4], pw[5], pw[6]
 	} else {
-		id.User = envValue(env, "USER")
-		id.Home = envValue(env, "HOME")
+		id.User = envlist.Value(env, "USER")
+		id.Home = envlist.Value(env, "HOME")
 	}
 	if id.User == "" {
 		id.User = "user" + u32(uid)
@@ -121,15 +123,6 @@ func hostEntry(file, db string, id uint32) []string {
 		return nil
 	}
 	return lookupEntry(out, id)
-}
-
-func envValue(env []string, key string) string {
-	for i := len(env) - 1; i >= 0; i-- {
-		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
-			return v
-		}
-	}
-	return ""
 }
 
 func u32(v uint32) string { return strconv.FormatUint(uint64(v), 10) }

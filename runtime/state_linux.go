@@ -22,6 +22,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hpcrun/hpcrun/internal/envlist"
 	"github.com/hpcrun/hpcrun/internal/safedir"
 	"github.com/hpcrun/hpcrun/runtime/procs"
 )
@@ -48,12 +49,9 @@ var (
 // where that directory exists, else /tmp/hpcrun-<uid>/run (compute nodes
 // often have no /run/user).
 func DefaultRoot(env []string, uid int) string {
-	for i := len(env) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(env[i], "XDG_RUNTIME_DIR="); ok {
-			if fi, err := os.Stat(v); err == nil && fi.IsDir() && v != "" {
-				return filepath.Join(v, "hpcrun")
-			}
-			break
+	if v := envlist.Value(env, "XDG_RUNTIME_DIR"); v != "" {
+		if fi, err := os.Stat(v); err == nil && fi.IsDir() {
+			return filepath.Join(v, "hpcrun")
 		}
 	}
 	return "/tmp/hpcrun-" + strconv.Itoa(uid) + "/run"
