@@ -53,13 +53,7 @@ func (c *Containers) RunNamed(ctx context.Context, p *Init, name string, cfg *Co
 // anchored, it ends when this process's parent does: under a batch
 // system, the job's script or task, and so with the job.
 func (c *Containers) RunDetached(name string, cfg *Config, hold *os.File, anchored bool) error {
-	cfg.Foreground = false
-	if hold != nil {
-		cfg.Hold = []*os.File{hold}
-	}
-	if anchored {
-		defer anchorToParent(cfg)()
-	}
+	defer outliving(cfg, hold, anchored)()
 	if _, err := c.Create(name, cfg, CreateOptions{}); err != nil {
 		return err
 	}
@@ -79,11 +73,7 @@ func (c *Containers) RunDetached(name string, cfg *Config, hold *os.File, anchor
 // task. image is what the tasks must share (see Join); hold is as for
 // RunDetached.
 func (c *Containers) RunMember(group string, members int, image string, cfg *Config, hold *os.File, stdio Stdio) (code int, created bool, err error) {
-	cfg.Foreground = false
-	if hold != nil {
-		cfg.Hold = []*os.File{hold}
-	}
-	defer anchorToParent(cfg)()
+	defer outliving(cfg, hold, true)()
 	dir, created, err := c.Join(group, cfg, members, image)
 	if err != nil {
 		return 0, false, err
@@ -107,6 +97,21 @@ func (c *Containers) EnterGroup(group string, members int) (*Member, error) {
 		}
 	}
 	return c.Enter(group, members, gen)
+}
+
+// outliving sets cfg up for a container whose init outlives this
+// process: in no terminal's foreground, holding hold (if not nil), and,
+// with anchored, ending with this process's parent. The returned func
+// closes this process's copy of the anchor.
+func outliving(cfg *Config, hold *os.File, anchored bool) func() {
+	cfg.Foreground = false
+	if hold != nil {
+		cfg.Hold = []*os.File{hold}
+	}
+	if !anchored {
+		return func() {}
+	}
+	return anchorToParent(cfg)
 }
 
 // anchorToParent makes this process's parent the anchor of the container
