@@ -57,12 +57,15 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	// The real home stays out with --no-home, with --contain unless
 	// --home gives one, and with --home, which gives another.
 	noHome := r.NoHome || contain && r.Home == ""
-	home, err := homeDir(h, noHome || r.Home != "", log)
+	keptOut := noHome || r.Home != ""
+	home, err := homeDir(h, keptOut, log)
 	if err != nil {
 		return nil, err
 	}
+	// Where the cwd lies against $HOME matters only when the real home is
+	// kept out: only then is a link in $HOME's path resolved.
 	realHome := home
-	if home != "" && h.Real != nil {
+	if keptOut && home != "" && h.Real != nil {
 		realHome = h.Real(home)
 	}
 	inHome := home != "" && (within(phys, home) || within(phys, realHome))
@@ -101,8 +104,7 @@ func Build(r *Request, im *Image, h Host, st *Settings, log *Log) (*runtime.Conf
 	mounts := runtime.Mounts(mo)
 	cwd, warning, err := workdir(workdirFacts{
 		pwd: r.Pwd, cwd: h.Cwd, phys: phys, mounts: mounts, home: mo.Home, inHome: inHome,
-		homeFlag: homeFlag(r, contain), contain: contain,
-		atHome:   phys == home || phys == realHome,
+		homeFlag: homeFlag(r, contain), contain: contain, atHome: atHome,
 		imageDir: im.Config.WorkingDir, imageHas: im.Exists,
 	})
 	if err != nil {
