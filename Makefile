@@ -63,7 +63,8 @@ test: vet
 FUZZTIME ?= 20s
 FUZZ_TARGETS := ./unpack/source:FuzzOpenArchive ./unpack/source:FuzzResolve \
 	./unpack/cache:FuzzApplyLayer ./gpu:FuzzParseLdCache \
-	./runtime:FuzzParseState ./runtime:FuzzParsePaused ./runtime:FuzzParseExit
+	./runtime:FuzzParseState ./runtime:FuzzParsePaused ./runtime:FuzzParseExit \
+	./internal/squashfs:FuzzOpen
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \

@@ -86,6 +86,13 @@ func TestSIFPython(t *testing.T) {
 	if r.stdout != "on PATH\n" {
 		t.Errorf("the env script's PATH: %s", r)
 	}
+	// lz4, which sites pick for fast starts: mksquashfs writes bare LZ4
+	// blocks.
+	lz4SIF, _ := squashImage(t, root, dir, "lz4", "lz4")
+	r = mustRun(t, opts{timeout: 3 * time.Minute}, "--image", lz4SIF, "python3", "-c", "import sys; print(sys.version_info[0], 'lz4')")
+	if r.stdout != "3 lz4\n" {
+		t.Errorf("python3 from an lz4 SIF: %s", r)
+	}
 	// The bare squashfs is the SIF's partition: the same key, a warm start.
 	r = mustRun(t, opts{}, "--image", envSquash, "sifpython", "-c", "print('bare')")
 	if r.stdout != "bare\n" || strings.Contains(r.stderr, "unpacking") {
@@ -147,9 +154,6 @@ func TestSIFBadInput(t *testing.T) {
 		os.WriteFile(p, b[:keep], 0o644)
 		return p
 	}
-	lz4 := filepath.Join(dir, "lz4.squashfs")
-	siftest.Squash(t, rootfsDir, lz4, "lz4", "-all-root")
-	os.Chmod(lz4, 0o644)
 	goodBytes, _ := os.ReadFile(good)
 	dotdot := strings.Repeat("../", 10) + strings.TrimPrefix(canary, "/") + "/pwn"
 	q := strings.Repeat("Q", len(dotdot))
@@ -158,7 +162,6 @@ func TestSIFBadInput(t *testing.T) {
 		{"SIF without a squashfs", wrap("data.sif", siftest.Options{NoSystem: true}), "without a squashfs system partition"},
 		{"truncated squashfs", cut("cut.squashfs", goodSquash, 4096), "is truncated"},
 		{"truncated SIF", cut("cut.sif", good, len(goodBytes)/2), "is truncated"},
-		{"lz4 squashfs", lz4, "is lz4-compressed"},
 		{"dotdot names", squashForged(t, dir, "dotdot.squashfs", map[string]string{q: "x"}, nil, [2]string{q, dotdot}), "which is no file name"},
 		{"a symlink out and a directory of its name", squashForged(t, dir, "twice.squashfs", map[string]string{"outQ/pwn": "x"},
 			[]string{"outA s 777 0 0 " + canary}, [2]string{"outQ", "outA"}), `"outA" twice`},

@@ -9,9 +9,10 @@ package source
 // files come out of Entries as tar headers, so that package cache applies
 // them through the same extraction code, with the same rules, as a layer.
 //
-// The squashfs is read in place with go-diskfs's pure-Go reader: the
-// unpack is the same on every node whatever squashfs-tools it has, and no
-// outside program parses a hostile image.
+// The squashfs is read in place with hpcrun's own pure-Go reader
+// (internal/squashfs), which reads every compression mksquashfs writes:
+// the unpack is the same on every node whatever squashfs-tools it has,
+// and no outside program parses a hostile image.
 //
 // A squashfs is a tree, so it cannot hold what makes a hostile tar layer
 // (a name with "../" in it, the same path twice, a file written through a
@@ -37,12 +38,10 @@ import (
 	"sync"
 
 	"github.com/apptainer/sif/v2/pkg/sif"
-	"github.com/diskfs/go-diskfs/backend/file"
-	diskfs "github.com/diskfs/go-diskfs/filesystem"
-	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	digest "github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/hpcrun/hpcrun/internal/squashfs"
 	"github.com/hpcrun/hpcrun/unpack"
 )
 
@@ -76,9 +75,9 @@ type Entries interface {
 // Entrypoint when it has one.
 const Runscript = "/.singularity.d/runscript"
 
-// treeCache is how much go-diskfs may keep of the squashfs's decompressed
-// metadata and fragment blocks (its default is 128 MiB). The walk reads
-// them in the order they were written, so a few MiB serve it.
+// treeCache is how much the reader keeps of the squashfs's decompressed
+// metadata and fragment blocks. The walk reads them in about the order
+// they were written, so a few MiB serve it.
 const treeCache = 8 << 20
 
 // maxTreeEntries caps how many files a tree may hold, so that a forged
@@ -86,20 +85,7 @@ const treeCache = 8 << 20
 // largest real images (conda environments) hold a few hundred thousand.
 const maxTreeEntries = 1 << 22
 
-// Squashfs compression ids (the superblock's), and the one the reader
-// cannot read.
-var squashComp = map[uint16]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
-
 const squashSuperSize = 96
-
-// unreadable are the compressions go-diskfs v1.9.4 cannot read, and why.
-var unreadable = map[uint16]string{
-	// It reads lz4 blocks as lz4 frames, and mksquashfs writes bare
-	// blocks: the root inode already fails.
-	5: "lz4",
-	// Its lzo decompressor fails with "output overrun" on full blocks.
-	3: "lzo",
-}
 
 // sniffTree says whether head, a file's first bytes, begins a SIF file or
 // a squashfs.
@@ -124,7 +110,7 @@ type squashSource struct {
 	arch     string // the SIF partition's architecture; "" when it names none
 
 	mu  sync.Mutex
-	sfs *squashfs.FileSystem // opened by Resolve
+	sfs *squashfs.Reader // opened by Resolve
 }
 
 // openTree opens loc, whose head was sniffed as a SIF file (sifFile) or a
@@ -200,7 +186,7 @@ func (s *squashSource) systemPartition() error {
 }
 
 // checkSuperblock refuses a squashfs that is not one, is cut short or is
-// compressed in a way the reader cannot read, each with its own line.
+// compressed in a way no reader knows, each with its own line.
 func (s *squashSource) checkSuperblock() error {
 	var sb [squashSuperSize]byte
 	if s.size < squashSuperSize {
@@ -219,9 +205,7 @@ func (s *squashSource) checkSuperblock() error {
 		return newError(ErrUnsupported, "%s is a squashfs of version %d; hpcrun reads version 4, what mksquashfs has written since 2009", s.ref, major)
 	case bytesUsed > uint64(s.size):
 		return newError(ErrInvalid, "%s is truncated: its squashfs takes %d bytes, and %d are there; copy it again", s.ref, bytesUsed, s.size)
-	case unreadable[comp] != "":
-		return newError(ErrUnsupported, "%s is %s-compressed, which hpcrun's squashfs reader cannot read; rebuild it with gzip, xz or zstd (mksquashfs -comp zstd)", s.ref, unreadable[comp])
-	case squashComp[comp] == "":
+	case squashfs.Compressions[comp] == "":
 		return newError(ErrUnsupported, "%s: unknown squashfs compression %d", s.ref, comp)
 	}
 	return nil
@@ -251,11 +235,10 @@ func (s *squashSource) Resolve(p Platform) (*Resolved, error) {
 		return nil, fmt.Errorf("read %s: %w", s.ref, err)
 	}
 	d := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
-	sfs, err := squashfs.Read(file.New(s.f, true), s.size, s.off, 0)
+	sfs, err := squashfs.Open(s.f, s.off, s.size, treeCache)
 	if err != nil {
 		return nil, newError(ErrInvalid, "%s: cannot read its squashfs (%v); the image is damaged", s.ref, err)
 	}
-	sfs.SetCacheSize(treeCache)
 	s.mu.Lock()
 	s.sfs = sfs
 	s.mu.Unlock()
@@ -263,7 +246,7 @@ func (s *squashSource) Resolve(p Platform) (*Resolved, error) {
 	if s.arch == "" {
 		cfg.Architecture = p.Architecture
 	}
-	if fi, err := sfs.Stat(strings.TrimPrefix(Runscript, "/")); err == nil && fi.Mode().IsRegular() {
+	if ino, err := sfs.Lookup(Runscript); err == nil && ino.Mode.IsRegular() {
 		cfg.Config.Entrypoint = []string{Runscript}
 	}
 	return &Resolved{ManifestDigest: d, Config: cfg}, nil
@@ -277,8 +260,12 @@ func (s *squashSource) Entries() (Entries, error) {
 	if sfs == nil {
 		return nil, fmt.Errorf("%s: Entries before Resolve", s.ref)
 	}
-	w := &treeWalk{ref: s.ref, sfs: sfs, links: map[uint32]string{}}
-	if err := w.list(".", 0); err != nil {
+	w := &treeWalk{ref: s.ref, sfs: sfs, links: map[uint64]string{}, dirs: map[uint64]bool{}}
+	root, err := sfs.Root()
+	if err != nil {
+		return nil, newError(ErrInvalid, "%s: cannot read its squashfs's root (%v); the image is damaged", s.ref, err)
+	}
+	if err := w.list(".", root, 0); err != nil {
 		return nil, err
 	}
 	w.start()
@@ -288,17 +275,18 @@ func (s *squashSource) Entries() (Entries, error) {
 // treeEntry is a file of the tree, listed but not yet read.
 type treeEntry struct {
 	name string // slash-separated, relative to the root
-	de   fs.DirEntry
+	ino  *squashfs.Inode
 }
 
 // treeWalk lists the whole tree first, so that a forged directory table
 // fails before anything is written, and then hands out the entries.
 type treeWalk struct {
 	ref     string
-	sfs     *squashfs.FileSystem
+	sfs     *squashfs.Reader
 	entries []treeEntry
+	dirs    map[uint64]bool // the directories listed, by inode
 	next    int
-	links   map[uint32]string // inode → the first name of a hardlinked file
+	links   map[uint64]string // inode → the first name of a hardlinked file
 	cur     io.Reader
 	size    int64 // bytes of file data, all entries
 
@@ -315,19 +303,24 @@ type treeWalk struct {
 
 // list walks the tree depth-first, in the order mksquashfs writes it,
 // which keeps the small files that share a fragment block together (the
-// block is decompressed once while it stays in go-diskfs's cache), and
-// checks each directory's names.
-func (w *treeWalk) list(dir string, depth int) error {
+// block is decompressed once while it stays in the reader's cache), and
+// checks each directory's names. A directory listed twice (a forged
+// table's loop) is refused.
+func (w *treeWalk) list(dir string, ino *squashfs.Inode, depth int) error {
 	if depth > maxTreeDepth {
 		return newError(ErrInvalid, "%s: its squashfs nests directories more than %d deep, at /%s; the image is forged or damaged", w.ref, maxTreeDepth, strings.TrimPrefix(dir, "."))
 	}
-	des, err := w.sfs.ReadDir(dir)
+	if w.dirs[ino.Ref] {
+		return newError(ErrInvalid, "%s: its squashfs lists directory /%s inside itself; the image is forged or damaged", w.ref, strings.TrimPrefix(dir, "."))
+	}
+	w.dirs[ino.Ref] = true
+	des, err := w.sfs.ReadDir(ino)
 	if err != nil {
 		return newError(ErrInvalid, "%s: cannot read directory /%s of its squashfs (%v); the image is damaged", w.ref, strings.TrimPrefix(dir, "."), err)
 	}
 	seen := make(map[string]bool, len(des))
 	for _, de := range des {
-		name := de.Name()
+		name := de.Name
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 			return newError(ErrInvalid, "%s: its squashfs has an entry named %q in /%s, which is no file name; the image is forged or damaged", w.ref, name, strings.TrimPrefix(dir, "."))
 		}
@@ -340,19 +333,24 @@ func (w *treeWalk) list(dir string, depth int) error {
 		seen[name] = true
 	}
 	for _, de := range des {
-		full := path.Join(dir, de.Name())
+		full := path.Join(dir, de.Name)
 		if len(w.entries) >= maxTreeEntries {
 			return newError(ErrInvalid, "%s: its squashfs has more than %d files, more than hpcrun unpacks", w.ref, maxTreeEntries)
 		}
-		w.entries = append(w.entries, treeEntry{name: full, de: de})
-		if de.IsDir() {
-			if err := w.list(full, depth+1); err != nil {
+		child, err := w.sfs.Inode(de.Ref)
+		if err != nil {
+			return newError(ErrInvalid, "%s: cannot read /%s of its squashfs (%v); the image is damaged", w.ref, full, err)
+		}
+		if child.Mode.IsDir() != de.IsDir {
+			return newError(ErrInvalid, "%s: its squashfs's directory and inode disagree on whether /%s is a directory; the image is forged or damaged", w.ref, full)
+		}
+		w.entries = append(w.entries, treeEntry{name: full, ino: child})
+		if child.Mode.IsDir() {
+			if err := w.list(full, child, depth+1); err != nil {
 				return err
 			}
-		} else if de.Type().IsRegular() {
-			if fi, err := de.Info(); err == nil {
-				w.size += fi.Size()
-			}
+		} else if child.Mode.IsRegular() {
+			w.size += child.Size
 		}
 	}
 	return nil
@@ -378,54 +376,54 @@ func (w *treeWalk) walkNext() (*tar.Header, error) {
 	}
 	e := w.entries[w.next]
 	w.next++
-	fi, err := e.de.Info()
-	if err != nil {
-		return nil, newError(ErrInvalid, "%s: /%s: %v", w.ref, e.name, err)
-	}
+	ino := e.ino
+	m := ino.Mode
 	hdr := &tar.Header{
 		Name:    e.name,
-		Mode:    int64(fi.Mode().Perm()),
-		ModTime: fi.ModTime(),
+		Mode:    int64(m.Perm()),
+		Uid:     int(ino.UID),
+		Gid:     int(ino.GID),
+		ModTime: ino.Mtime,
 		Format:  tar.FormatPAX,
 	}
-	var ino uint32
-	if st, ok := fi.Sys().(*squashfs.StatT); ok {
-		hdr.Uid, hdr.Gid, ino = int(st.UID), int(st.GID), st.Inode
-		if len(st.Xattrs) > 0 {
-			hdr.Xattrs = st.Xattrs //nolint:staticcheck // umoci reads Xattrs
-		}
+	if m&fs.ModeSetuid != 0 {
+		hdr.Mode |= 0o4000
 	}
-	m := fi.Mode()
+	if m&fs.ModeSetgid != 0 {
+		hdr.Mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		hdr.Mode |= 0o1000
+	}
+	xattrs, err := w.sfs.Xattrs(ino)
+	if err != nil {
+		return nil, newError(ErrInvalid, "%s: /%s: its xattrs: %v; the image is damaged", w.ref, e.name, err)
+	}
+	if len(xattrs) > 0 {
+		hdr.Xattrs = xattrs //nolint:staticcheck // umoci reads Xattrs
+	}
 	switch {
 	case m.IsDir():
 		hdr.Typeflag = tar.TypeDir
 		hdr.Name += "/"
 	case m.IsRegular():
-		if first, ok := w.links[ino]; ok && ino != 0 {
+		if first, ok := w.links[ino.Ref]; ok {
 			hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
 			return hdr, nil
 		}
-		w.links[ino] = e.name
-		hdr.Typeflag, hdr.Size = tar.TypeReg, fi.Size()
-		o, ok := e.de.(interface{ Open() (diskfs.File, error) })
-		if !ok {
-			return nil, fmt.Errorf("%s: /%s: the squashfs reader cannot open it", w.ref, e.name)
-		}
-		f, err := o.Open()
+		w.links[ino.Ref] = e.name
+		hdr.Typeflag, hdr.Size = tar.TypeReg, ino.Size
+		f, err := w.sfs.Open(ino)
 		if err != nil {
-			return nil, newError(ErrInvalid, "%s: /%s: %v", w.ref, e.name, err)
+			return nil, newError(ErrInvalid, "%s: /%s: %v; the image is damaged", w.ref, e.name, err)
 		}
-		w.cur = &treeFile{ref: w.ref, name: e.name, r: io.LimitReader(f, hdr.Size), left: hdr.Size}
+		w.cur = &treeFile{ref: w.ref, name: e.name, r: f, left: hdr.Size}
 	case m&fs.ModeSymlink != 0:
-		st, _ := fi.Sys().(*squashfs.StatT)
-		if st == nil || st.LinkTarget == "" {
-			return nil, newError(ErrInvalid, "%s: /%s is a symlink to nothing; the image is damaged", w.ref, e.name)
-		}
-		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, st.LinkTarget
+		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, ino.Target
 	case m&fs.ModeCharDevice != 0:
-		hdr.Typeflag = tar.TypeChar
+		hdr.Typeflag, hdr.Devmajor, hdr.Devminor = tar.TypeChar, int64(ino.Major), int64(ino.Minor)
 	case m&fs.ModeDevice != 0:
-		hdr.Typeflag = tar.TypeBlock
+		hdr.Typeflag, hdr.Devmajor, hdr.Devminor = tar.TypeBlock, int64(ino.Major), int64(ino.Minor)
 	case m&fs.ModeNamedPipe != 0:
 		hdr.Typeflag = tar.TypeFifo
 	default:
@@ -437,12 +435,12 @@ func (w *treeWalk) walkNext() (*tar.Header, error) {
 }
 
 // The squashfs is read and decompressed ahead while the caller writes the
-// files: decompressing is most of an unpack's time (go-diskfs inflates
-// with the standard library, block by block), and writing waits in
+// files: decompressing is most of an unpack's time (the reader inflates
+// block by block), and writing waits in
 // system calls. A goroutine hands out the entries in order; regular files
 // are read by up to aheadFiles goroutines at once, each at most aheadDepth
 // chunks of aheadChunk bytes ahead of the caller, so that a node's cores
-// inflate several files together (go-diskfs's reads are safe to run
+// inflate several files together (the reader's reads are safe to run
 // concurrently: its block cache is locked, its decompressors stateless).
 const (
 	aheadChunk = 256 << 10
@@ -643,15 +641,14 @@ func (s *squashSource) Labels() (map[string]string, error) {
 	if sfs == nil {
 		return nil, fmt.Errorf("%s: Labels before Resolve", s.ref)
 	}
-	fi, err := sfs.Stat(labelsFile)
-	if err != nil || !fi.Mode().IsRegular() {
+	ino, err := sfs.Lookup(labelsFile)
+	if err != nil || !ino.Mode.IsRegular() {
 		return nil, nil
 	}
-	f, err := sfs.OpenFile(labelsFile, os.O_RDONLY)
+	f, err := sfs.Open(ino)
 	if err != nil {
 		return nil, newError(ErrInvalid, "%s: cannot read its /%s (%v); the image is damaged", s.ref, labelsFile, err)
 	}
-	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxLabels+1))
 	if err != nil || len(b) > maxLabels {
 		return nil, newError(ErrInvalid, "%s: its /%s cannot be read, or is larger than %d bytes", s.ref, labelsFile, maxLabels)

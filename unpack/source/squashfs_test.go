@@ -88,7 +88,7 @@ func readTree(t *testing.T, ref string) (*Resolved, map[string]string, error) {
 func TestSquashfsAndSIF(t *testing.T) {
 	siftest.NeedMksquashfs(t)
 	dir := treeDir(t)
-	for _, comp := range []string{"gzip", "xz", "zstd", "lzma"} {
+	for _, comp := range []string{"gzip", "xz", "zstd", "lzma", "lz4", "lzo"} {
 		t.Run(comp, func(t *testing.T) {
 			out := t.TempDir()
 			sq := filepath.Join(out, "img.squashfs")
@@ -151,10 +151,14 @@ func TestTreeBadInput(t *testing.T) {
 		os.WriteFile(p, b[:keep], 0o644)
 		return p
 	}
-	lz4 := filepath.Join(out, "lz4.squashfs")
-	siftest.Squash(t, dir, lz4, "lz4")
-	lzo := filepath.Join(out, "lzo.squashfs")
-	siftest.Squash(t, dir, lzo, "lzo")
+	// patched is from with the 16-bit superblock field at off set to v.
+	patched := func(name, from string, off int, v uint16) string {
+		b, _ := os.ReadFile(from)
+		b[off], b[off+1] = byte(v), byte(v>>8)
+		p := filepath.Join(out, name)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
 	good := mk("good.sif", siftest.Options{})
 	goodData, _ := os.ReadFile(good)
 	for _, tc := range []struct {
@@ -169,8 +173,8 @@ func TestTreeBadInput(t *testing.T) {
 		{"truncated squashfs", truncated("cut.squashfs", sq, 200), ErrInvalid, "is truncated: its squashfs takes"},
 		{"squashfs cut in its superblock", truncated("tiny.squashfs", sq, 40), ErrInvalid, "less than a squashfs superblock"},
 		{"truncated SIF", truncated("cut.sif", good, len(goodData)-100), ErrInvalid, "is truncated"},
-		{"lz4 squashfs", lz4, ErrUnsupported, "is lz4-compressed"},
-		{"lzo squashfs", lzo, ErrUnsupported, "is lzo-compressed"},
+		{"squashfs 3", patched("v3.squashfs", sq, 28, 3), ErrUnsupported, "a squashfs of version 3"},
+		{"unknown compression", patched("c9.squashfs", sq, 20, 9), ErrUnsupported, "unknown squashfs compression 9"},
 		{"a tag on a SIF", good + ":latest", ErrNoTag, "holds one image and no tags"},
 		{"SIF for another architecture", mk("arm.sif", siftest.Options{Arch: "arm64"}), ErrNoPlatform, "is built for arm64"},
 	} {
