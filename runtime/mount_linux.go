@@ -199,10 +199,21 @@ func atimeMode(flags uintptr) uintptr {
 	return mode | flags&unix.MS_NODIRATIME
 }
 
+// mountLabelUnapplied names linux.mountLabel where the host enforces
+// SELinux labels: hpcrun does not label mounts. Without SELinux no runtime
+// labels anything, and runc ignores the field too.
+func mountLabelUnapplied(label string, selinux bool) []string {
+	if label == "" || !selinux {
+		return nil
+	}
+	return []string{"linux.mountLabel " + label + " (mounts keep their own SELinux labels)"}
+}
+
 // mountsUnapplied lists what a bundle's mounts and linux.devices ask for
 // that hpcrun cannot give rootless, for CreateBundle to warn about.
 func mountsUnapplied(s *specs.Spec) []string {
-	var out []string
+	_, err := os.Stat("/sys/fs/selinux/enforce")
+	out := mountLabelUnapplied(s.Linux.MountLabel, err == nil)
 	for _, m := range s.Mounts {
 		if !isBind(m) {
 			continue

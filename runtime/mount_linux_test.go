@@ -163,3 +163,16 @@ func TestRecursiveAttrs(t *testing.T) {
 		t.Errorf("recursive options passed as data: %q", data)
 	}
 }
+
+func TestMountLabelUnapplied(t *testing.T) {
+	const l = "system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"
+	for _, tc := range []struct {
+		label   string
+		selinux bool
+		want    int
+	}{{"", true, 0}, {l, false, 0}, {l, true, 1}} {
+		if got := mountLabelUnapplied(tc.label, tc.selinux); len(got) != tc.want {
+			t.Errorf("mountLabelUnapplied(%q, %v) = %q", tc.label, tc.selinux, got)
+		}
+	}
+}
