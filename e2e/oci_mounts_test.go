@@ -214,15 +214,17 @@ func TestOCIMountOptions(t *testing.T) {
 	t.Parallel()
 	needUserns(t)
 	host := tempDirOwnedIn(t, outerDir)
-	bundle, root, mounts := mountsBundle(t, `touch /ro/x 2>/dev/null || echo ro; touch /rw/x && echo rw
-grep -E " /(ro|rw) " /proc/self/mountinfo | cut -d" " -f5,7 | sed "s/:[0-9]*//"`,
-		[]map[string]any{bindAt(host, "/ro", "rro", "rshared"), bindAt(host, "/rw", "mode=755", "rslave")}, nil)
+	tmpfs := map[string]any{"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "noexec", "mode=750", "size=1m", "ro", "private"}}
+	bundle, root, mounts := mountsBundle(t, `touch /ro/x 2>/dev/null || echo ro; touch /rw/x && echo rw; stat -c %a /t
+grep -E " /(ro|rw) " /proc/self/mountinfo | cut -d" " -f5,7 | sed "s/:[0-9]*//"; grep " /t " /proc/self/mountinfo | awk '{print $6, $NF}' | sed "s/,uid=.*//"`,
+		[]map[string]any{bindAt(host, "/ro", "rro", "rshared"), bindAt(host, "/rw", "mode=755", "rslave"), tmpfs}, nil)
 	r := lc(t, root, "run", "--bundle", bundle, "options")
 	out := inOrder(t, r, mounts)
 	// A slave of a private mount (the host's, here, may be private) is
 	// private: /rw is only not shared.
-	if got := strings.Join(strings.Fields(out), " "); got != "ro rw /ro shared /rw master" && got != "ro rw /ro shared /rw -" {
-		t.Errorf("want /ro read-only and shared, /rw writable and not shared: %q", got)
+	got := strings.Join(strings.Fields(out), " ")
+	if want := "ro rw 750 /ro shared /rw %s ro,nosuid,noexec,relatime ro,size=1024k,mode=750"; got != fmt.Sprintf(want, "master") && got != fmt.Sprintf(want, "-") {
+		t.Errorf("want /ro read-only and shared, /rw writable and not shared, /t a read-only tmpfs of 1 MiB, mode 750: %q", got)
 	}
 	if !strings.Contains(r.stderr, "options mode=755 of the bind at /rw") || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("want one warning line that the bind takes no mode=: %s", r)
