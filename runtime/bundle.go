@@ -96,11 +96,18 @@ func AdaptSpec(s *specs.Spec, bundle string, uid, gid uint32) error {
 	// A /dev of the spec's own (a tmpfs) gets the devices the runtime
 	// spec promises, bound from the host's, as rootless runc does: an
 	// unprivileged user cannot make device nodes.
-	if slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/dev" && m.Type == "tmpfs" }) {
-		for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+	ownDev := slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/dev" && m.Type == "tmpfs" })
+	if ownDev {
+		for _, d := range providedDevices {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
 		}
 	}
+	// linux.devices come last, as runc makes them after the mounts.
+	devs, err := deviceMounts(s.Linux.Devices, ownDev, hostStat)
+	if err != nil {
+		return err
+	}
+	s.Mounts = append(s.Mounts, devs...)
 	return nil
 }
 

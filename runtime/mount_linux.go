@@ -55,6 +55,24 @@ var propagationFlags = map[string]uintptr{
 	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
 }
 
+// recursiveAttrs are runc's recursive options: mount_setattr bits set on
+// a mount and every mount below it.
+var recursiveAttrs = map[string]uint64{
+	"rro":     unix.MOUNT_ATTR_RDONLY,
+	"rnosuid": unix.MOUNT_ATTR_NOSUID,
+	"rnodev":  unix.MOUNT_ATTR_NODEV,
+	"rnoexec": unix.MOUNT_ATTR_NOEXEC,
+}
+
+// recursiveAttrsOf returns the bits that the recursive options ask for.
+func recursiveAttrsOf(opts []string) uint64 {
+	var a uint64
+	for _, o := range opts {
+		a |= recursiveAttrs[o]
+	}
+	return a
+}
+
 // parseMountOptions splits a spec mount's options into mount(2) flags,
 // propagation changes and filesystem data ("mode=755,size=64m").
 func parseMountOptions(opts []string) (flags uintptr, propagation []uintptr, data string) {
@@ -68,6 +86,8 @@ func parseMountOptions(opts []string) (flags uintptr, propagation []uintptr, dat
 			}
 		} else if p, ok := propagationFlags[o]; ok {
 			propagation = append(propagation, p)
+		} else if _, ok := recursiveAttrs[o]; ok {
+			continue
 		} else {
 			extra = append(extra, o)
 		}
@@ -102,6 +122,110 @@ func attrsOf(flags uintptr) uint64 {
 	return a
 }
 
+// bindUnapplied lists what the options of a bind mount ask for that the
+// bind cannot give in a user namespace, for CreateBundle to warn about.
+// runc passes them to the kernel, which ignores some and refuses others.
+// A bind takes no filesystem data (mode=, size=), nor sync or dirsync,
+// which belong to the filesystem. It copies its source's flags, and the
+// kernel locks them for a user namespace: a bind can add ro, nosuid,
+// nodev and noexec, but neither clear them (rw, suid, dev, exec) nor
+// change the atime mode. srcFlags are the statfs flags of the source.
+func bindUnapplied(m specs.Mount, srcFlags int64) []string {
+	flags, _, data := parseMountOptions(m.Options)
+	var out []string
+	if data != "" {
+		out = append(out, fmt.Sprintf("options %s of the bind at %s (a bind takes no filesystem options)", data, m.Destination))
+	}
+	var locked []string
+	for _, o := range m.Options {
+		f, ok := mountFlags[o]
+		if !ok {
+			continue
+		}
+		switch f.flag {
+		case unix.MS_SYNCHRONOUS, unix.MS_DIRSYNC:
+			if !f.clear {
+				locked = append(locked, o)
+			}
+		case unix.MS_RDONLY, unix.MS_NOSUID, unix.MS_NODEV, unix.MS_NOEXEC:
+			if f.clear && flags&f.flag == 0 && srcFlags&statfsFlag[f.flag] != 0 {
+				locked = append(locked, o)
+			}
+		case unix.MS_NOATIME, unix.MS_RELATIME, unix.MS_STRICTATIME, unix.MS_NODIRATIME:
+			if !f.clear && atimeMode(flags) != atimeMode(statfsToMS(srcFlags)) && !slices.Contains(locked, o) {
+				locked = append(locked, o)
+			}
+		}
+	}
+	if len(locked) > 0 {
+		out = append(out, fmt.Sprintf("%s on the bind at %s (it keeps the flags of %s)", strings.Join(locked, ","), m.Destination, m.Source))
+	}
+	return out
+}
+
+// statfsFlag maps the mount flags that a bind copies to statfs's.
+var statfsFlag = map[uintptr]int64{
+	unix.MS_RDONLY: unix.ST_RDONLY, unix.MS_NOSUID: unix.ST_NOSUID, unix.MS_NODEV: unix.ST_NODEV,
+	unix.MS_NOEXEC: unix.ST_NOEXEC, unix.MS_NOATIME: unix.ST_NOATIME, unix.MS_NODIRATIME: unix.ST_NODIRATIME,
+	unix.MS_RELATIME: unix.ST_RELATIME,
+}
+
+// statfsToMS turns statfs flags into mount flags; neither noatime nor
+// relatime there is strictatime.
+func statfsToMS(st int64) uintptr {
+	var ms uintptr
+	for f, s := range statfsFlag {
+		if st&s != 0 {
+			ms |= f
+		}
+	}
+	if ms&(unix.MS_NOATIME|unix.MS_RELATIME) == 0 {
+		ms |= unix.MS_STRICTATIME
+	}
+	return ms
+}
+
+// atimeMode is the atime behaviour that mount flags give: noatime,
+// relatime or strictatime (the kernel's default is relatime), with
+// nodiratime.
+func atimeMode(flags uintptr) uintptr {
+	mode := uintptr(unix.MS_RELATIME)
+	switch {
+	case flags&unix.MS_NOATIME != 0:
+		mode = unix.MS_NOATIME
+	case flags&unix.MS_STRICTATIME != 0:
+		mode = unix.MS_STRICTATIME
+	}
+	return mode | flags&unix.MS_NODIRATIME
+}
+
+// mountLabelUnapplied names linux.mountLabel where the host enforces
+// SELinux labels: hpcrun does not label mounts. Without SELinux no runtime
+// labels anything, and runc ignores the field too.
+func mountLabelUnapplied(label string, selinux bool) []string {
+	if label == "" || !selinux {
+		return nil
+	}
+	return []string{"linux.mountLabel " + label + " (mounts keep their own SELinux labels)"}
+}
+
+// mountsUnapplied lists what a bundle's mounts and linux.devices ask for
+// that hpcrun cannot give rootless, for CreateBundle to warn about.
+func mountsUnapplied(s *specs.Spec) []string {
+	_, err := os.Stat("/sys/fs/selinux/enforce")
+	out := mountLabelUnapplied(s.Linux.MountLabel, err == nil)
+	for _, m := range s.Mounts {
+		if !isBind(m) {
+			continue
+		}
+		var st unix.Statfs_t
+		if unix.Statfs(m.Source, &st) == nil {
+			out = append(out, bindUnapplied(m, st.Flags)...)
+		}
+	}
+	return append(out, deviceUnapplied(s, hostStat)...)
+}
+
 // builder assembles the container's tree below newroot before the pivot.
 // It never creates anything in the rootfs or in a host directory: a
 // mount point missing from the image is made in a private tmpfs (see
@@ -113,6 +237,7 @@ type builder struct {
 	ours     map[string]bool // directories in our own tmpfs, free to add mount points to
 	foreign  []foreignMount  // mounts whose contents are not the image's
 	underlay []string        // staging tmpfs mounts, made read-only at the end
+	mounted  []string        // targets mounted so far, in order
 	logf     func(string, ...any)
 }
 
@@ -224,6 +349,12 @@ func buildRootfs(cfg *initConfig, stateDir *int, logf func(string, ...any)) erro
 		}
 	}
 	logf("rootfs %s at %s (writable: %v)", rootfs, b.newroot, b.writable)
+	// Every image directory that needs a staging tmpfs gets it now, before
+	// anything is mounted in the new root: staging re-binds a directory's
+	// entries in name order, which would reorder mounts made before it.
+	if err := b.stageAll(cfg.Files, cfg.Mounts); err != nil {
+		return err
+	}
 
 	// Generated files first: a --bind of the caller's own /etc/passwd or
 	// /etc/hosts comes later in the spec, and wins.
@@ -363,6 +494,7 @@ func (b *builder) apply(m specs.Mount, srcFD int) error {
 		}
 	}
 	b.underlay = slices.DeleteFunc(b.underlay, func(d string) bool { return within(d, target) })
+	b.mounted = append(b.mounted, target)
 	if srcFD >= 0 {
 		if err := unix.Mount(fdPath(srcFD), target, "", unix.MS_BIND|flags&unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind %s to %s: %w", m.Source, m.Destination, err)
@@ -381,6 +513,11 @@ func (b *builder) apply(m specs.Mount, srcFD int) error {
 			b.ours[target] = true
 		} else {
 			b.foreign = append(b.foreign, foreignMount{target, m.Destination, "a " + m.Type + " mount"})
+		}
+	}
+	if a := recursiveAttrsOf(m.Options); a != 0 {
+		if err := setAttrs(target, a, true); err != nil {
+			return fmt.Errorf("restrict %s (%s): %w", m.Destination, strings.Join(m.Options, ","), err)
 		}
 	}
 	for _, p := range propagation {
@@ -402,6 +539,7 @@ func (b *builder) placeFile(i int, f File) error {
 	if err != nil {
 		return fmt.Errorf("mount point %s: %w", f.Path, err)
 	}
+	b.mounted = append(b.mounted, target)
 	if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind generated %s: %w", f.Path, err)
 	}
@@ -464,8 +602,15 @@ func (b *builder) ensureTarget(dest string, dir bool) (string, error) {
 			return "", fmt.Errorf("it does not exist in %s, which is %s; create it there first, or choose another destination", f.dest, f.what)
 		}
 		// In the image: a read-only rootfs, or a directory of the
-		// overlay that the caller cannot write, gets an underlay.
-		if !b.writable || unix.Access(anc, unix.W_OK|unix.X_OK) != nil {
+		// overlay that the caller cannot write, gets an underlay. stageAll
+		// made those it could foresee; one that a mount's own symlink
+		// leads to is made now, unless mounts lie below it already:
+		// their copies in the underlay would come in name order.
+		if b.needsUnderlay(anc) {
+			if i := slices.IndexFunc(b.mounted, func(t string) bool { return within(t, anc) }); i >= 0 {
+				return "", fmt.Errorf("it is missing from the rootfs, and a staging tmpfs for it at %s would reorder the mount at %s; create it in the rootfs",
+					b.inside(anc), b.inside(b.mounted[i]))
+			}
 			if err := b.makeUnderlay(anc); err != nil {
 				return "", err
 			}
@@ -488,6 +633,83 @@ func (b *builder) ensureTarget(dest string, dir bool) (string, error) {
 		b.ours[cur] = true
 	}
 	return p, nil
+}
+
+// needsUnderlay reports whether a mount point may be made in dir, a
+// directory of the image, only in a staging tmpfs: the rootfs is
+// read-only, or dir is an overlay directory that the caller cannot write.
+func (b *builder) needsUnderlay(dir string) bool {
+	return !b.writable || unix.Access(dir, unix.W_OK|unix.X_OK) != nil
+}
+
+// inside returns the container's path of p, a host path below newroot.
+func (b *builder) inside(p string) string {
+	if p == b.newroot {
+		return "/"
+	}
+	return strings.TrimPrefix(p, b.newroot)
+}
+
+// stageAll makes, before anything is mounted in the new root, the
+// underlays that the generated files and the mounts will need (see
+// stagePlan). The mount points themselves are made later, each just
+// before its own mount, in the underlay or in a tmpfs mounted before it.
+func (b *builder) stageAll(files []File, mounts []specs.Mount) error {
+	var targets []string
+	for _, f := range files {
+		p, err := securejoin.SecureJoin(b.newroot, f.Path)
+		if err != nil {
+			return fmt.Errorf("mount point %s: %w", f.Path, err)
+		}
+		targets = append(targets, p)
+	}
+	for _, m := range mounts {
+		p, err := securejoin.SecureJoin(b.newroot, m.Destination)
+		if err != nil {
+			return fmt.Errorf("mount point %s: %w", m.Destination, err)
+		}
+		targets = append(targets, p)
+	}
+	exists := func(p string) bool { _, err := os.Lstat(p); return err == nil }
+	for _, dir := range stagePlan(b.newroot, targets, exists) {
+		if b.ours[dir] || !b.needsUnderlay(dir) {
+			continue
+		}
+		if err := b.makeUnderlay(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stagePlan returns the directories of the image, below or at root, in
+// which mount points must be made for targets, the host paths of the mount
+// points in the order they are mounted: for each target missing from the
+// image and not below an earlier target, its deepest existing ancestor.
+// A target below an earlier one is made, or refused, in what that earlier
+// mount brings. The directories come shallowest first, each once: staging
+// a directory re-binds its entries, and with them any staging below.
+func stagePlan(root string, targets []string, exists func(string) bool) []string {
+	var dirs []string
+	for i, t := range targets {
+		if slices.ContainsFunc(targets[:i], func(e string) bool { return within(t, e) }) || exists(t) {
+			continue
+		}
+		anc := t
+		for anc != root && within(anc, root) {
+			anc = filepath.Dir(anc)
+			if exists(anc) {
+				break
+			}
+		}
+		if within(anc, root) && !slices.Contains(dirs, anc) {
+			dirs = append(dirs, anc)
+		}
+	}
+	slices.SortStableFunc(dirs, func(a, b string) int {
+		return strings.Count(a, "/") - strings.Count(b, "/")
+	})
+	return dirs
 }
 
 // foreignAt returns the innermost foreign mount that holds dir, if any.

@@ -102,3 +102,77 @@ func TestFdinfoMountID(t *testing.T) {
 		t.Error("fdinfoMountID found a mnt_id in none")
 	}
 }
+
+func TestStagePlan(t *testing.T) {
+	image := map[string]bool{"/r": true, "/r/etc": true, "/r/usr": true, "/r/usr/local": true, "/r/proc": true, "/r/dev": true}
+	exists := func(p string) bool { return image[p] }
+	tests := []struct {
+		name    string
+		targets []string
+		want    []string
+	}{
+		{"all present", []string{"/r/proc", "/r/dev", "/r/etc"}, nil},
+		{"missing at the top", []string{"/r/proc", "/r/data"}, []string{"/r"}},
+		{"missing deep", []string{"/r/usr/local/new/x"}, []string{"/r/usr/local"}},
+		{"shallowest first, each once", []string{"/r/usr/local/a", "/r/data", "/r/usr/local/b", "/r/opt/x"}, []string{"/r", "/r/usr/local"}},
+		{"below an earlier target: made in that mount", []string{"/r/a", "/r/a/b/c"}, []string{"/r"}},
+		{"below an earlier present target", []string{"/r/dev", "/r/dev/fuse", "/r/dev/pts"}, nil},
+		{"below a later target: staged still", []string{"/r/usr/local/new", "/r/usr/local"}, []string{"/r/usr/local"}},
+		{"the root itself", []string{"/r"}, nil},
+	}
+	for _, tc := range tests {
+		if got := stagePlan("/r", tc.targets, exists); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: stagePlan(%v) = %v, want %v", tc.name, tc.targets, got, tc.want)
+		}
+	}
+}
+
+func TestBindUnapplied(t *testing.T) {
+	const relatimeRO = unix.ST_RELATIME | unix.ST_RDONLY
+	tests := []struct {
+		name string
+		opts []string
+		src  int64
+		want []string
+	}{
+		{"restrictions apply", []string{"rbind", "ro", "nosuid", "nodev", "noexec", "rprivate", "rro"}, unix.ST_RELATIME, nil},
+		{"the source's atime", []string{"bind", "relatime"}, unix.ST_RELATIME, nil},
+		{"strictatime on a strictatime source", []string{"bind", "strictatime"}, 0, nil},
+		{"filesystem options", []string{"bind", "mode=755", "size=1k"}, unix.ST_RELATIME, []string{"options mode=755,size=1k of the bind at /mnt (a bind takes no filesystem options)"}},
+		{"another atime", []string{"bind", "nosuid", "strictatime"}, unix.ST_RELATIME, []string{"strictatime on the bind at /mnt (it keeps the flags of /src)"}},
+		{"nodiratime", []string{"bind", "nodiratime"}, unix.ST_RELATIME, []string{"nodiratime on the bind at /mnt (it keeps the flags of /src)"}},
+		{"rw of a read-only source", []string{"bind", "rw"}, relatimeRO, []string{"rw on the bind at /mnt (it keeps the flags of /src)"}},
+		{"rw of a writable source", []string{"bind", "rw", "exec"}, unix.ST_RELATIME, nil},
+		{"rw then ro", []string{"bind", "rw", "ro"}, relatimeRO, nil},
+		{"suid, dev, exec", []string{"bind", "suid", "dev", "exec"}, unix.ST_NOSUID | unix.ST_NODEV | unix.ST_NOEXEC | unix.ST_RELATIME, []string{"suid,dev,exec on the bind at /mnt (it keeps the flags of /src)"}},
+		{"sync", []string{"bind", "sync", "dirsync"}, unix.ST_RELATIME, []string{"sync,dirsync on the bind at /mnt (it keeps the flags of /src)"}},
+	}
+	for _, tc := range tests {
+		got := bindUnapplied(specs.Mount{Destination: "/mnt", Source: "/src", Type: "bind", Options: tc.opts}, tc.src)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRecursiveAttrs(t *testing.T) {
+	if a := recursiveAttrsOf([]string{"rbind", "rro", "rnosuid", "ro"}); a != unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID {
+		t.Errorf("recursiveAttrsOf = %#x", a)
+	}
+	if _, _, data := parseMountOptions([]string{"rro", "rnoexec", "size=1k"}); data != "size=1k" {
+		t.Errorf("recursive options passed as data: %q", data)
+	}
+}
+
+func TestMountLabelUnapplied(t *testing.T) {
+	const l = "system_u:object_r:svirt_sandbox_file_t:s0:c715,c811"
+	for _, tc := range []struct {
+		label   string
+		selinux bool
+		want    int
+	}{{"", true, 0}, {l, false, 0}, {l, true, 1}} {
+		if got := mountLabelUnapplied(tc.label, tc.selinux); len(got) != tc.want {
+			t.Errorf("mountLabelUnapplied(%q, %v) = %q", tc.label, tc.selinux, got)
+		}
+	}
+}

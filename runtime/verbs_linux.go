@@ -62,6 +62,7 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 	if spec.Process.ApparmorProfile != "" || spec.Process.SelinuxLabel != "" {
 		ignored = append(ignored, "an LSM label")
 	}
+	ignored = append(ignored, mountsUnapplied(spec)...)
 	stdio := o.Stdio
 	if spec.Process.Terminal {
 		if o.ConsoleSocket == "" {

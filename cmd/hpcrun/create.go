@@ -16,9 +16,11 @@ func newCreateCommand(so *stateOptions) *cobra.Command {
 		`create builds container ID from the OCI bundle (config.json and its root.path):
 namespaces, mounts and the root filesystem, rootless, and returns once it is
 ready. Its process inherits create's stdio and starts with hpcrun start ID.
+The mounts are made in config.json's order; linux.devices are bound from the
+host's nodes, which must exist there with the type and numbers asked.
 
 `+helptext.ExitStatus(helptext.Done("the container was created; its process waits for hpcrun start"),
-			helptext.Failed("a bad flag, a bundle without a usable config.json or rootfs, an ID that exists "+
+			helptext.Failed("a bad flag, a bundle without a usable config.json or rootfs, a linux.devices node the host lacks, an ID that exists "+
 				"already or is not a valid name, user namespaces disabled"),
 			helptext.Status("126", "the process's command, looked up in its PATH, is there but not executable"),
 			helptext.Status("127", "the process's command is not in its PATH in the container")),
