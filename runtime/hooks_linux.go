@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"time"
 
@@ -232,12 +233,25 @@ func (r *hookRun) forInit(out int) string {
 		return ""
 	}
 	ih := initHooks{Sync: r.syncs(), State: hookState(r.state, StatusCreated, r.state.Pid),
-		CreateContainer: hookList(r.spec, hookCreateContainer), StartContainer: hookList(r.spec, hookStartContainer)}
+		CreateContainer: withEnv(hookList(r.spec, hookCreateContainer), os.Environ()),
+		StartContainer:  withEnv(hookList(r.spec, hookStartContainer), os.Environ())}
 	if ih.Sync {
 		ih.Out = out
 	}
 	b, _ := json.Marshal(ih)
 	return string(b)
+}
+
+// withEnv gives the hooks that set no environment env, the caller's, as
+// the hooks that the caller runs get: the init's own is not theirs.
+func withEnv(hooks []specs.Hook, env []string) []specs.Hook {
+	out := slices.Clone(hooks)
+	for i := range out {
+		if out[i].Env == nil {
+			out[i].Env = env
+		}
+	}
+	return out
 }
 
 // runtimeHooks runs the prestart and createRuntime hooks, as the init

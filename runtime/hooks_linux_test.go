@@ -169,6 +169,11 @@ func TestHookRunForInit(t *testing.T) {
 		}
 		var st specs.State
 		json.Unmarshal(h.State, &st)
+		for _, hk := range append(h.CreateContainer, h.StartContainer...) {
+			if len(hk.Env) == 0 || len(hk.Env) != len(os.Environ()) {
+				t.Errorf("%s: an in-container hook without env gets %d variables, want the caller's %d", tc.name, len(hk.Env), len(os.Environ()))
+			}
+		}
 		if h.Sync != tc.sync || (h.Out == 9) != tc.sync || st.Pid != 7 || st.Status != StatusCreated ||
 			len(h.CreateContainer) != len(tc.hooks.CreateContainer) || len(h.StartContainer) != len(tc.hooks.StartContainer) {
 			t.Errorf("%s: init's hooks %+v, state %+v", tc.name, h, st)
