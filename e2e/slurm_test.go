@@ -36,7 +36,16 @@ func TestSlurmOCIContainer(t *testing.T) {
 	bundle, _ := makeBundle(t)
 	os.WriteFile(filepath.Join(bundle, "rootfs", "marker"), []byte("inside-the-bundle\n"), 0o644)
 	r := mustRun(t, opts{}, "spec", "--rootfs", filepath.Join(bundle, "rootfs"), "--", "true")
-	writeConfig(t, bundle, []byte(r.stdout))
+	// A prestart hook, as GPU vendors' are: it runs, with the state on
+	// its stdin, and the step with it.
+	hookOut := filepath.Join(tempDirOwned(t), "prestart-state")
+	var spec map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &spec); err != nil {
+		t.Fatal(err)
+	}
+	spec["hooks"] = map[string]any{"prestart": []map[string]any{{"path": "/bin/sh", "args": []string{"sh", "-c", "cat > " + hookOut}}}}
+	config, _ := json.Marshal(spec)
+	writeConfig(t, bundle, config)
 	user := testUser
 	stateRoot := "/tmp/hpcrun-oci-" + user
 
@@ -48,6 +57,9 @@ func TestSlurmOCIContainer(t *testing.T) {
 	out, err := srun(ctx, "sh", "-c", "cat /marker; exit 3").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "inside-the-bundle") {
 		t.Fatalf("srun --container: want the bundle's /marker and exit 3: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(hookOut); err != nil || !strings.Contains(string(b), `"status":"created"`) {
+		t.Fatalf("srun --container: the bundle's prestart hook did not run, or without the state: %q, %v", b, err)
 	}
 
 	// Two tasks, one on each of the test cluster's two nodes: Slurm 22.05

@@ -233,9 +233,10 @@ func statusOr(code, def int) int {
 	return code
 }
 
-// StartJob starts the job of a created container.
-func StartJob(stateDir string) error {
-	conn, _, err := call(stateDir, request{op: opStart})
+// StartJob starts the job of a created container; its startContainer
+// hooks write to out, if given.
+func StartJob(stateDir string, out ...*os.File) error {
+	conn, _, err := call(stateDir, request{op: opStart}, out...)
 	if conn != nil {
 		conn.Close()
 	}

@@ -346,16 +346,16 @@ func (c *ctl) handle(conn *net.UnixConn) {
 		return
 	}
 	r.conn = conn
-	if r.op != opExec {
-		// Descriptors are for exec only: none sent with another
-		// operation stays open in the init.
+	if r.op != opExec && r.op != opStart {
+		// Descriptors are for exec, and start's hooks, only: none sent
+		// with another operation stays open in the init.
 		closeAll(r.fds)
 	}
 	reply := func(resp response) { conn.Write(resp.encode()) }
 	keep := false
 	switch r.op {
 	case opStart:
-		c.start(reply)
+		c.start(r.fds, reply)
 	case opKill:
 		c.signal(unix.Signal(r.sig), r.all, reply)
 	case opExec:
@@ -376,7 +376,15 @@ func (c *ctl) handle(conn *net.UnixConn) {
 
 // start starts the job of a created container, with the stdio that
 // create had, in the init's own working directory, checked as the job's.
-func (c *ctl) start(reply func(response)) {
+// Its startContainer hooks run first, writing to the caller's stderr
+// (fds), else the container's; one that fails ends the container.
+func (c *ctl) start(fds []int, reply func(response)) {
+	out := os.Stderr
+	if len(fds) > 0 {
+		out = os.NewFile(uintptr(fds[0]), "hook output")
+		defer out.Close()
+		closeAll(fds[1:])
+	}
 	c.onMain(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -384,6 +392,11 @@ func (c *ctl) start(reply func(response)) {
 			if err != errEnded {
 				reply(response{err: err.Error()})
 			}
+			return
+		}
+		if err := startHooks(c.cfg, out); err != nil {
+			reply(response{err: err.Error(), status: StatusFailed})
+			c.endLocked(StatusFailed)
 			return
 		}
 		attr := jobAttr(c.cfg, c.cfg.Env, "", []uintptr{0, 1, 2})

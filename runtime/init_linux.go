@@ -48,6 +48,9 @@ func initMain(entered time.Time) int {
 		return report(status, err)
 	}
 	logf := cfg.logf
+	if cfg.Hooks != "" {
+		cfg.beforePivot = func(newroot string) (string, error) { return creationHooks(cfg, newroot, control, status) }
+	}
 	// The job runs as the same uid: without this it could open the init's
 	// pipes through /proc/1/fd and forge its report, or ptrace the init's
 	// threads, which keep their capabilities. Only now: the parent writes

@@ -378,7 +378,13 @@ func buildRootfs(cfg *initConfig, stateDir *int, logf func(string, ...any)) erro
 		}
 	}
 	logf("%d mounts applied, %d mount points staged in tmpfs", len(cfg.Mounts)+len(cfg.Files), len(b.underlay))
-	if err := pivotRoot(b.newroot); err != nil {
+	newroot := b.newroot
+	if cfg.beforePivot != nil {
+		if newroot, err = cfg.beforePivot(newroot); err != nil {
+			return err
+		}
+	}
+	if err := pivotRoot(newroot); err != nil {
 		return err
 	}
 	logf("pivoted into the rootfs")

@@ -69,6 +69,7 @@ type Config struct {
 	// Process with Member set, and it ends once Members of them have
 	// joined and all have ended, or when Anchor ends. Args are not used.
 	Members int
+	hooks   *hookRun // a created container's OCI hooks (see hooks_linux.go)
 }
 
 // logf prints a -v line timed from c.Start, as the CLI's own lines are.
@@ -249,6 +250,18 @@ func (p *Init) Create(cfg *Config) (int, error) {
 	}
 	defer p.release()
 	m, ok := readMessage(p.status)
+	if ok && m.Hooks {
+		// Built, waiting before pivot_root: the caller's hooks run now.
+		if err := cfg.hooks.runtimeHooks(p.pid); err != nil {
+			unix.Kill(p.pid, unix.SIGKILL)
+			wait(p.pid)
+			return 0, err
+		}
+		p.mu.Lock()
+		p.control.Write([]byte{0})
+		p.mu.Unlock()
+		m, ok = readMessage(p.status)
+	}
 	switch {
 	case ok && m.Ready:
 		// The init is no child to wait for: it is reparented when we exit,

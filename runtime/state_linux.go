@@ -71,6 +71,7 @@ type State struct {
 	Ready       bool              `json:"ready"`                // built: created, or later; else creating
 	Members     int               `json:"members,omitempty"`    // a group container's (Config.Members)
 	Image       string            `json:"image,omitempty"`      // what the rootfs holds (CreateOptions.Image)
+	Hooks       *specs.Hooks      `json:"hooks,omitempty"`      // a bundle's, as create found them (see hooks_linux.go)
 
 	Status   string `json:"-"` // computed by Load
 	ExitCode int    `json:"-"` // the job's, once stopped; -1 if unknown
@@ -311,7 +312,7 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	} else if err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	s := &State{ID: id, Bundle: o.Bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: o.Autoremove, Members: cfg.Members, Image: o.Image}
+	s := &State{ID: id, Bundle: o.Bundle, Rootfs: cfg.Spec.Root.Path, Created: time.Now().UTC(), Owner: strconv.Itoa(os.Getuid()), Autoremove: o.Autoremove, Members: cfg.Members, Image: o.Image, Hooks: cfg.Spec.Hooks}
 	if cfg.Spec.Annotations != nil {
 		s.Annotations = cfg.Spec.Annotations
 	}
@@ -342,6 +343,8 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	if cfg.Anchor != nil {
 		extra = append(extra, cfg.Anchor)
 	}
+	cfg.hooks = newHookRun(cfg, s)
+	extra = append(extra, cfg.hooks.files()...)
 	init := StartDetached(stdio, extra...)
 	// The init's pid is recorded before it is built, so that a create
 	// killed meanwhile leaves a container that delete --force can end.
@@ -354,6 +357,7 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 		}
 	}
 	if _, err := init.Create(cfg); err != nil {
+		cfg.hooks.failed()
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -610,7 +614,16 @@ func (c *Containers) Start(id string) error {
 	if s.Status != StatusCreated {
 		return fmt.Errorf("container %s is %s; only a created container can be started", id, s.Status)
 	}
-	return StartJob(c.Dir(id))
+	// startContainer hooks, run by the init, write to this stderr.
+	var out []*os.File
+	if len(hookList(s.Hooks, hookStartContainer)) > 0 {
+		out = append(out, os.Stderr)
+	}
+	if err := StartJob(c.Dir(id), out...); err != nil {
+		return err
+	}
+	poststart(s)
+	return nil
 }
 
 // Kill sends sig to the container's job, or with all to every process in
@@ -673,7 +686,11 @@ func (c *Containers) Delete(id string, force bool) error {
 			return fmt.Errorf("container %s: %w", id, err)
 		}
 	}
-	return c.removeAt(dir, id, cgroup)
+	if err := c.removeAt(dir, id, cgroup); err != nil {
+		return err
+	}
+	poststop(s)
+	return nil
 }
 
 // killInit kills the init, and with it the container, and waits until it

@@ -53,8 +53,8 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 	if err != nil {
 		return nil, nil, err
 	}
-	if spec.Hooks != nil {
-		ignored = append(ignored, "hooks")
+	if err := checkHooks(spec.Hooks); err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", bundle, err)
 	}
 	if spec.Linux.Seccomp != nil {
 		ignored = append(ignored, "a seccomp filter")

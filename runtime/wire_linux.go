@@ -58,6 +58,12 @@ type initConfig struct {
 	// process started in the container join (see keyring_linux.go); ""
 	// keeps the caller's.
 	Keyring string
+	// Hooks are the OCI hooks the init runs, and whether it stops for
+	// the caller's (see hooks_linux.go); "" for none.
+	Hooks string
+	// beforePivot, when set, runs once the mounts are in place and
+	// returns the root to pivot into (see creationHooks).
+	beforePivot func(newroot string) (string, error)
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -110,6 +116,7 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 		ic.Held++
 	}
 	ic.WritableRoot = !s.Root.Readonly
+	ic.Hooks = cfg.hooks.forInit(5 + ic.Held)
 	for _, r := range s.Process.Rlimits {
 		n, ok := rlimitNumbers[r.Type]
 		if !ok {
@@ -204,6 +211,7 @@ func (c *initConfig) encode() []byte {
 	e.strs(c.ReadonlyPaths)
 	e.uint(uint64(c.Members))
 	e.str(c.Keyring)
+	e.str(c.Hooks)
 	return e.b
 }
 
@@ -245,6 +253,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	c.MaskedPaths, c.ReadonlyPaths = d.strs(), d.strs()
 	c.Members = int(d.uint())
 	c.Keyring = d.str()
+	c.Hooks = d.str()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}
@@ -261,6 +270,7 @@ type message struct {
 	Failed  bool   // Error, Code and Errno are set; otherwise Status
 	Stopped bool   // the job stopped; more reports follow
 	Ready   bool   // a detached container is set up and serves its socket
+	Hooks   bool   // the container is built: the caller runs its creation hooks
 	Status  int    // the job's status as a shell reports it; the stop signal
 	Error   string // one line
 	Code    int    // hpcrun's exit status for the failure (125, 126, 127)
@@ -271,7 +281,7 @@ type message struct {
 // without waiting for the init to close the pipe.
 func (m message) encode() []byte {
 	var e encoder
-	e.bools(m.Failed, m.Stopped, m.Ready)
+	e.bools(m.Failed, m.Stopped, m.Ready, m.Hooks)
 	e.uint(uint64(m.Status))
 	e.str(m.Error)
 	e.uint(uint64(m.Code))
@@ -309,8 +319,8 @@ func readMessage(r io.Reader) (m message, ok bool) {
 		return m, false
 	}
 	d := decoder{b: body}
-	flags := d.bools(3)
-	m.Failed, m.Stopped, m.Ready = flags[0], flags[1], flags[2]
+	flags := d.bools(4)
+	m.Failed, m.Stopped, m.Ready, m.Hooks = flags[0], flags[1], flags[2], flags[3]
 	m.Status = int(d.uint())
 	m.Error = d.str()
 	m.Code = int(d.uint())

@@ -21,7 +21,7 @@ func TestInitConfigRoundTrip(t *testing.T) {
 		Start: time.Unix(1700000000, 123456789), StateDir: "/run/user/1000/hpcrun/job1", Terminal: true, Detached: true, AnchorFD: 6, Held: 2, WritableRoot: true,
 		Rlimits: []rlimit{{Resource: 7, Soft: 1024, Hard: 4096}}, OOMScoreAdj: &oomAdj,
 		MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"}, Members: 3,
-		Keyring: "_ses.hpcrun.0123456789abcdef",
+		Keyring: "_ses.hpcrun.0123456789abcdef", Hooks: `{"Sync":true,"Out":7}`,
 	}
 	out, err := decodeInitConfig(in.encode())
 	if err != nil {
@@ -53,11 +53,15 @@ func TestInitConfigGarbled(t *testing.T) {
 
 func TestMessageFraming(t *testing.T) {
 	var buf bytes.Buffer
+	buf.Write(message{Hooks: true}.encode())
 	buf.Write(message{Stopped: true, Status: 20}.encode())
 	buf.Write(message{Status: 143}.encode())
 	buf.Write(message{Failed: true, Error: "python3: command not found", Code: 127, Errno: 2}.encode())
+	if m, ok := readMessage(&buf); !ok || !m.Hooks || m.Failed || m.Ready || m.Stopped {
+		t.Fatalf("hooks report = %+v, %v", m, ok)
+	}
 	m, ok := readMessage(&buf)
-	if !ok || !m.Stopped || m.Failed || m.Status != 20 {
+	if !ok || m.Hooks || !m.Stopped || m.Failed || m.Status != 20 {
 		t.Fatalf("stop report = %+v, %v", m, ok)
 	}
 	m, ok = readMessage(&buf)

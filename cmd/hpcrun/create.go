@@ -17,11 +17,14 @@ func newCreateCommand(so *stateOptions) *cobra.Command {
 namespaces, mounts and the root filesystem, rootless, and returns once it is
 ready. Its process inherits create's stdio and starts with hpcrun start ID.
 The mounts are made in config.json's order; linux.devices are bound from the
-host's nodes, which must exist there with the type and numbers asked.
+host's nodes, which must exist there with the type and numbers asked. The
+bundle's prestart, createRuntime and createContainer hooks run before create
+returns, writing to its stderr.
 
 `+helptext.ExitStatus(helptext.Done("the container was created; its process waits for hpcrun start"),
 			helptext.Failed("a bad flag, a bundle without a usable config.json or rootfs, a linux.devices node the host lacks, an ID that exists "+
-				"already or is not a valid name, user namespaces disabled"),
+				"already or is not a valid name, user namespaces disabled, a prestart, createRuntime or createContainer "+
+				"hook that failed or timed out (the container is removed, and its poststop hooks run)"),
 			helptext.Status("126", "the process's command, looked up in its PATH, is there but not executable"),
 			helptext.Status("127", "the process's command is not in its PATH in the container")),
 		`  hpcrun spec --rootfs bundle/rootfs -- python3 job.py > bundle/config.json

@@ -12,7 +12,8 @@ func newDeleteCommand(so *stateOptions) *cobra.Command {
 	var force bool
 	deleteCmd := verb(so, "delete [--force] ID", "Delete a stopped container's state",
 		`delete removes container ID, which must be stopped; with --force a created
-or running one is killed first.
+or running one is killed first. The bundle's poststop hooks run then; one
+that fails is a warning.
 
 `+helptext.ExitStatus(helptext.Done("the container's state was removed"),
 			helptext.Failed("no such container, or a created, running or paused one without --force")),

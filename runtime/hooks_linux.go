@@ -1,0 +1,378 @@
+package runtime
+
+// OCI hooks (config.json's hooks), each kind at the point of the
+// life-cycle, and in the namespaces, that the runtime spec fixes for it:
+//
+//	prestart, createRuntime  create, once the container's namespaces and
+//	                         mounts exist, before pivot_root: run by the
+//	                         caller of create, on the host, while the init
+//	                         waits (the init's "hooks" report, then a byte
+//	                         back on the control pipe)
+//	createContainer          then, run by the init, in the container's
+//	                         namespaces, still before pivot_root
+//	startContainer           start, run by the init in the container, just
+//	                         before it forks the process
+//	poststart                start, run by the caller once the process runs
+//	poststop                 delete, run by the caller once the container
+//	                         is gone, or once a failed create's hook has
+//	                         ended it
+//
+// Each hook reads the container's state (the runtime spec's) on stdin, and
+// writes to hpcrun's own stderr, never to the container's. Where the
+// container's mounts are in place for the creation hooks, the rootfs path
+// shows the container's tree (see hookRoot), as it does under runc, so a
+// hook that reads root.path from the bundle finds the container's files
+// there, in the container's mount namespace (/proc/PID/root/ROOTFS, or
+// nsenter --user --mount -t PID).
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/internal/termsafe"
+)
+
+// Hook kinds, as config.json names them.
+const (
+	hookPrestart        = "prestart"
+	hookCreateRuntime   = "createRuntime"
+	hookCreateContainer = "createContainer"
+	hookStartContainer  = "startContainer"
+	hookPoststart       = "poststart"
+	hookPoststop        = "poststop"
+)
+
+// hookList is a kind's hooks in a spec's hooks; nil for none.
+func hookList(h *specs.Hooks, kind string) []specs.Hook {
+	if h == nil {
+		return nil
+	}
+	switch kind {
+	case hookPrestart:
+		return h.Prestart //nolint:staticcheck // deprecated, and what GPU vendors' hooks use
+	case hookCreateRuntime:
+		return h.CreateRuntime
+	case hookCreateContainer:
+		return h.CreateContainer
+	case hookStartContainer:
+		return h.StartContainer
+	case hookPoststart:
+		return h.Poststart
+	case hookPoststop:
+		return h.Poststop
+	}
+	return nil
+}
+
+// hookKinds are the kinds in the order the life-cycle runs them.
+var hookKinds = []string{hookPrestart, hookCreateRuntime, hookCreateContainer, hookStartContainer, hookPoststart, hookPoststop}
+
+// checkHooks refuses hooks that the runtime spec does not allow: a path
+// that is not absolute, a timeout that is not above zero.
+func checkHooks(h *specs.Hooks) error {
+	for _, kind := range hookKinds {
+		for i, hk := range hookList(h, kind) {
+			switch {
+			case hk.Path == "" || hk.Path[0] != '/':
+				return fmt.Errorf("config.json: hooks.%s[%d].path %q is not an absolute path; give the hook's full path", kind, i, hk.Path)
+			case hk.Timeout != nil && *hk.Timeout <= 0:
+				return fmt.Errorf("config.json: hooks.%s[%d].timeout is %d; give a number of seconds above zero, or leave it out", kind, i, *hk.Timeout)
+			}
+		}
+	}
+	return nil
+}
+
+// hookError is a hook that failed or timed out.
+type hookError struct {
+	kind  string
+	index int
+	path  string
+	err   error // from the hook's run; nil with timeout
+	// timeout: the hook ran past its timeout, in seconds, and was killed.
+	timeout int
+}
+
+func (e *hookError) Error() string {
+	if e.timeout > 0 {
+		return fmt.Sprintf("%s hook %s (hooks.%s[%d]) timed out after %ds and was killed", e.kind, e.path, e.kind, e.index, e.timeout)
+	}
+	return fmt.Sprintf("%s hook %s (hooks.%s[%d]) failed: %v", e.kind, e.path, e.kind, e.index, e.err)
+}
+
+func (e *hookError) Unwrap() error { return e.err }
+
+// hookState is the state a hook reads on stdin: the runtime spec's, with
+// status as at the hook's point and the container's pid as the host sees
+// it (none once it is stopped).
+func hookState(s *State, status string, pid int) []byte {
+	st := specs.State{Version: SpecVersion, ID: s.ID, Status: specs.ContainerState(status), Bundle: s.Bundle, Annotations: s.Annotations}
+	if status != StatusStopped {
+		st.Pid = pid
+	}
+	b, _ := json.Marshal(st)
+	return b
+}
+
+// runHooks runs hooks of kind in order, each with state on stdin and out
+// as its stdout and stderr, and returns the first failure; with keepGoing
+// it runs them all and returns every failure.
+func runHooks(kind string, hooks []specs.Hook, state []byte, out *os.File, keepGoing bool) error {
+	var errs []error
+	for i, h := range hooks {
+		if err := runHook(kind, i, h, state, out); err != nil {
+			if !keepGoing {
+				return err
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runHook runs one hook. Its args[0] is its argv[0] (the path, when it
+// has no args); its env is its whole environment, or, when the hook gives
+// none, this process's, as runc has it. It runs in a process group of its
+// own, which is killed when its timeout runs out.
+func runHook(kind string, i int, h specs.Hook, state []byte, out *os.File) error {
+	cmd := &exec.Cmd{Path: h.Path, Args: h.Args, Env: h.Env, Stdin: bytes.NewReader(state), Stdout: out, Stderr: out,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+	if len(cmd.Args) == 0 {
+		cmd.Args = []string{h.Path}
+	}
+	fail := &hookError{kind: kind, index: i, path: h.Path}
+	if err := cmd.Start(); err != nil {
+		fail.err = err
+		return fail
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var expired <-chan time.Time
+	if h.Timeout != nil {
+		t := time.NewTimer(time.Duration(*h.Timeout) * time.Second)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			fail.err = err
+			return fail
+		}
+		return nil
+	case <-expired:
+		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		<-done
+		fail.timeout = *h.Timeout
+		return fail
+	}
+}
+
+// hookRun carries a created container's hooks through Create: what its
+// init runs, and what the caller runs while the init waits.
+type hookRun struct {
+	spec  *specs.Hooks
+	state *State // the container's; its Pid is set once the init is cloned
+	// reached: the init built the container and stopped for the creation
+	// hooks; a failure from here on ends the container, and its poststop
+	// hooks run (the life-cycle's steps 3 to 5 fail to 12 and 13).
+	reached bool
+}
+
+// newHookRun is the hooks of cfg's spec for container s, or nil when it
+// has none that create or start runs.
+func newHookRun(cfg *Config, s *State) *hookRun {
+	h := cfg.Spec.Hooks
+	for _, kind := range []string{hookPrestart, hookCreateRuntime, hookCreateContainer, hookStartContainer} {
+		if len(hookList(h, kind)) > 0 {
+			return &hookRun{spec: h, state: s}
+		}
+	}
+	return nil
+}
+
+// syncs reports whether the init stops for the creation hooks.
+func (r *hookRun) syncs() bool {
+	return len(hookList(r.spec, hookPrestart))+len(hookList(r.spec, hookCreateRuntime))+len(hookList(r.spec, hookCreateContainer)) > 0
+}
+
+// files are the descriptors the init needs for its hooks: hpcrun's own
+// stderr, where createContainer hooks write, whatever the container's
+// stdio is (a terminal, a log).
+func (r *hookRun) files() []*os.File {
+	if r == nil || !r.syncs() {
+		return nil
+	}
+	return []*os.File{os.Stderr}
+}
+
+// initHooks is what the init runs of the hooks, as it crosses to the init
+// in its config (JSON: only bundles with hooks pay for it).
+type initHooks struct {
+	Sync            bool            // stop before pivot_root for the caller's hooks
+	Out             int             // the descriptor createContainer hooks write to
+	State           json.RawMessage // the state the hooks read
+	CreateContainer []specs.Hook    `json:",omitempty"`
+	StartContainer  []specs.Hook    `json:",omitempty"`
+}
+
+// forInit encodes the init's part, with out the init's descriptor of
+// files()'s first.
+func (r *hookRun) forInit(out int) string {
+	if r == nil {
+		return ""
+	}
+	ih := initHooks{Sync: r.syncs(), State: hookState(r.state, StatusCreated, r.state.Pid),
+		CreateContainer: withEnv(hookList(r.spec, hookCreateContainer), os.Environ()),
+		StartContainer:  withEnv(hookList(r.spec, hookStartContainer), os.Environ())}
+	if ih.Sync {
+		ih.Out = out
+	}
+	b, _ := json.Marshal(ih)
+	return string(b)
+}
+
+// withEnv gives the hooks that set no environment env, the caller's, as
+// the hooks that the caller runs get: the init's own is not theirs.
+func withEnv(hooks []specs.Hook, env []string) []specs.Hook {
+	out := slices.Clone(hooks)
+	for i := range out {
+		if out[i].Env == nil {
+			out[i].Env = env
+		}
+	}
+	return out
+}
+
+// runtimeHooks runs the prestart and createRuntime hooks, as the init
+// (pid) waits before pivot_root.
+func (r *hookRun) runtimeHooks(pid int) error {
+	r.reached = true
+	state := hookState(r.state, StatusCreated, pid)
+	for _, kind := range []string{hookPrestart, hookCreateRuntime} {
+		if err := runHooks(kind, hookList(r.spec, kind), state, os.Stderr, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failed runs the poststop hooks of a container whose create failed once
+// it was built, as the life-cycle goes on at delete's steps.
+func (r *hookRun) failed() {
+	if r != nil && r.reached {
+		poststop(r.state)
+	}
+}
+
+// poststart runs a started container's poststart hooks; a failure is a
+// warning, and the rest run.
+func poststart(s *State) {
+	warnHooks(runHooks(hookPoststart, hookList(s.Hooks, hookPoststart), hookState(s, StatusRunning, s.Pid), os.Stderr, true))
+}
+
+// poststop runs a deleted container's poststop hooks; a failure is a
+// warning, and the rest run.
+func poststop(s *State) {
+	warnHooks(runHooks(hookPoststop, hookList(s.Hooks, hookPoststop), hookState(s, StatusStopped, 0), os.Stderr, true))
+}
+
+// warnHooks says, a line each, which hooks failed, on hpcrun's own
+// stderr: the runtime spec has poststart and poststop failures warned of.
+func warnHooks(err error) {
+	if err == nil {
+		return
+	}
+	for _, e := range unwrapAll(err) {
+		fmt.Fprintf(os.Stderr, "hpcrun: warning: %s\n", termsafe.Line(e.Error()))
+	}
+}
+
+// unwrapAll lists the errors that errors.Join joined.
+func unwrapAll(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// ---- the init's side ----
+
+// decodeHooks reads the init's hooks from its config.
+func (c *initConfig) decodeHooks() (*initHooks, error) {
+	var h initHooks
+	if err := json.Unmarshal([]byte(c.Hooks), &h); err != nil {
+		return nil, fmt.Errorf("garbled hooks in the container config: %w", err)
+	}
+	return &h, nil
+}
+
+// creationHooks runs in the init once the container's mounts are in place,
+// before pivot_root: it shows the container's tree at the rootfs path,
+// hands over to the caller for the prestart and createRuntime hooks and
+// waits for its go-ahead on the control pipe, then runs the
+// createContainer hooks here, in the container's namespaces, with the
+// init's capabilities in them. It returns the new root to pivot into.
+func creationHooks(cfg *initConfig, newroot string, control, status *os.File) (string, error) {
+	h, err := cfg.decodeHooks()
+	if err != nil || !h.Sync {
+		return newroot, err
+	}
+	root, err := hookRoot(newroot, cfg.Rootfs)
+	if err != nil {
+		return newroot, err
+	}
+	cfg.logf("waiting for the runtime's hooks")
+	if _, err := status.Write(message{Hooks: true}.encode()); err != nil {
+		return root, fmt.Errorf("report to hpcrun: %w", err)
+	}
+	// Signal bytes that hpcrun forwards before the go-ahead are for a job
+	// that does not exist yet: dropped, as they would be after it.
+	for b := []byte{1}; b[0] != 0; {
+		if _, err := control.Read(b); err != nil {
+			return root, fmt.Errorf("hpcrun ended during the runtime's hooks (%v)", err)
+		}
+	}
+	out := os.NewFile(uintptr(h.Out), "hook output")
+	defer out.Close()
+	cfg.logf("running %d createContainer hooks", len(h.CreateContainer))
+	return root, runHooks(hookCreateContainer, h.CreateContainer, h.State, out, false)
+}
+
+// hookRoot moves the container's new root onto the rootfs path, over the
+// staging tmpfs, and returns the rootfs path, where pivot_root then finds
+// it: a hook that reads root.path from the bundle (as GPU vendors' do)
+// sees the container's tree there, mounts and all, as under runc. The
+// stage, below, is detached with the old root all the same.
+func hookRoot(newroot, rootfs string) (string, error) {
+	if newroot == rootfs {
+		return newroot, nil
+	}
+	if err := unix.Mount(newroot, rootfs, "", unix.MS_MOVE, ""); err != nil {
+		return newroot, fmt.Errorf("move the container's root to %s for its hooks: %w", rootfs, err)
+	}
+	return rootfs, nil
+}
+
+// startHooks runs the startContainer hooks in the container, before the
+// process is forked, writing to out.
+func startHooks(cfg *initConfig, out *os.File) error {
+	if cfg.Hooks == "" {
+		return nil
+	}
+	h, err := cfg.decodeHooks()
+	if err != nil {
+		return err
+	}
+	return runHooks(hookStartContainer, h.StartContainer, h.State, out, false)
+}
