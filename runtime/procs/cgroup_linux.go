@@ -128,18 +128,24 @@ func RemoveCgroup(child string) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() {
 		return fmt.Errorf("remove cgroup %s: it is not a cgroup of yours (uid %d); left alone", child, st.Uid)
 	}
-	for range 50 {
+	// Busy for as long as a process that left it is still being torn
+	// down, which on a loaded node takes more than a moment.
+	deadline := time.Now().Add(removeBusyFor)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		err = unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
 		if err == nil || err == unix.ENOENT {
 			return nil
 		}
-		if err != unix.EBUSY {
+		if err != unix.EBUSY || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(wait)
 	}
 	return fmt.Errorf("remove cgroup %s: %w", child, err)
 }
+
+// removeBusyFor is how long RemoveCgroup retries a cgroup that is busy.
+const removeBusyFor = 2 * time.Second
 
 // delegatedCgroup is the cgroup v2 directory of process init, when the
 // caller owns it and may move processes in and out of it, and its path as
