@@ -342,7 +342,7 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	if cfg.Anchor != nil {
 		extra = append(extra, cfg.Anchor)
 	}
-	init := StartDetached(stdio, extra...)
+	init := StartDetached(stdio, cfg.Spec, extra...)
 	// The init's pid is recorded before it is built, so that a create
 	// killed meanwhile leaves a container that delete --force can end.
 	if s.Pid = init.Pid(); s.Pid > 0 {

@@ -58,6 +58,10 @@ type initConfig struct {
 	// process started in the container join (see keyring_linux.go); ""
 	// keeps the caller's.
 	Keyring string
+	// Sysctls are linux.sysctl's writes, FILE=VALUE (see sysctl_linux.go);
+	// RootPropagation is linux.rootfsPropagation's mount flags, 0 for none.
+	Sysctls         []string
+	RootPropagation uint64
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -149,6 +153,19 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 			*set.mask = m
 		}
 	}
+	if needsFence(ic.Caps) {
+		ic.Rlimits = append(ic.Rlimits, rlimit{Resource: fenceResource})
+	}
+	if s.Linux != nil {
+		if ic.Sysctls, err = sysctlWrites(s.Linux.Sysctl, unshare); err != nil {
+			return nil, err
+		}
+		prop, err := rootPropagation(s.Linux.RootfsPropagation)
+		if err != nil {
+			return nil, err
+		}
+		ic.RootPropagation = uint64(prop)
+	}
 	return ic, nil
 }
 
@@ -204,6 +221,8 @@ func (c *initConfig) encode() []byte {
 	e.strs(c.ReadonlyPaths)
 	e.uint(uint64(c.Members))
 	e.str(c.Keyring)
+	e.strs(c.Sysctls)
+	e.uint(c.RootPropagation)
 	return e.b
 }
 
@@ -245,6 +264,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	c.MaskedPaths, c.ReadonlyPaths = d.strs(), d.strs()
 	c.Members = int(d.uint())
 	c.Keyring = d.str()
+	c.Sysctls, c.RootPropagation = d.strs(), d.uint()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}
