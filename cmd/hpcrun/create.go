@@ -19,9 +19,11 @@ ready. Its process inherits create's stdio and starts with hpcrun start ID.
 
 `+helptext.ExitStatus(helptext.Done("the container was created; its process waits for hpcrun start"),
 			helptext.Failed("a bad flag, a bundle without a usable config.json or rootfs, an ID that exists "+
-				"already or is not a valid name, user namespaces disabled"),
-			helptext.Status("126", "the process's command, looked up in its PATH, is there but not executable"),
-			helptext.Status("127", "the process's command is not in its PATH in the container")),
+				"already or is not a valid name, user namespaces disabled, a config.json that asks for what "+
+				"cannot be done rootless (a process.user the id maps leave out, a linux.sysctl key that no "+
+				"namespace of the container scopes) or names what does not exist (a capability, a propagation mode)"),
+			helptext.Status("126", "the process's command, looked up in its PATH in the container, is there but not executable"),
+			helptext.Status("127", "the process's command is not in the container")),
 		`  hpcrun spec --rootfs bundle/rootfs -- python3 job.py > bundle/config.json
   hpcrun create --bundle bundle job1 && hpcrun start job1
   hpcrun --root /tmp/hpcrun-oci-$UID create --bundle bundle --pid-file job1.pid job1`,
