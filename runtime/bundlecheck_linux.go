@@ -34,7 +34,7 @@ func bundleUnapplied(s *specs.Spec, lastCap int, fence bool) ([]string, error) {
 	}
 	if r := s.Linux.Resources; r != nil {
 		if names := cgroupLimits(r); len(names) > 0 {
-			not = append(not, "linux.resources "+strings.Join(names, "/")+" (no cgroup is delegated to hpcrun to set them in)")
+			not = append(not, "linux.resources "+strings.Join(names, "/")+" (rootless, hpcrun sets no cgroup limits)")
 		}
 		if len(r.Devices) > 0 {
 			not = append(not, "linux.resources.devices (a device cgroup takes root to enforce)")
