@@ -44,8 +44,9 @@ func LoadBundle(bundle string, uid, gid uint32) (*specs.Spec, error) {
 // (there is no cgroup to mount); /sys bound rather than mounted, since
 // sysfs cannot be mounted without a network namespace of one's own; no
 // mqueue without an ipc namespace; devpts without a gid that is not
-// mapped; no supplementary groups, which an unprivileged user namespace
-// cannot set.
+// mapped. The process's uid and gid must be ones the maps map. Its
+// supplementary groups stay in the spec, for CreateBundle to warn of: an
+// unprivileged user namespace cannot set them.
 func AdaptSpec(s *specs.Spec, bundle string, uid, gid uint32) error {
 	switch {
 	case s.Process == nil || len(s.Process.Args) == 0:
@@ -70,7 +71,9 @@ func AdaptSpec(s *specs.Spec, bundle string, uid, gid uint32) error {
 	if len(s.Linux.GIDMappings) == 0 {
 		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: s.Process.User.GID, HostID: gid, Size: 1}}
 	}
-	s.Process.User.AdditionalGids = nil
+	if err := checkUserMapped(s.Process.User, s.Linux, uid, gid); err != nil {
+		return err
+	}
 	ipc := slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.IPCNamespace })
 	mounts := s.Mounts[:0]
 	for _, m := range s.Mounts {
@@ -119,4 +122,29 @@ func mapped(maps []specs.LinuxIDMapping, id uint32) bool {
 		}
 	}
 	return false
+}
+
+// checkUserMapped refuses a process.user that the id maps leave out, which
+// setuid would refuse at start: rootless, a map can hold only the
+// caller's own uid (gid), at one container id.
+func checkUserMapped(u specs.User, l *specs.Linux, uid, gid uint32) error {
+	for _, c := range []struct {
+		what, field string
+		id, own     uint32
+		maps        []specs.LinuxIDMapping
+	}{
+		{"uid", "uidMappings", u.UID, uid, l.UIDMappings},
+		{"gid", "gidMappings", u.GID, gid, l.GIDMappings},
+	} {
+		if mapped(c.maps, c.id) {
+			continue
+		}
+		to := ""
+		if len(c.maps) > 0 {
+			to = fmt.Sprintf(" (%d)", c.maps[0].ContainerID)
+		}
+		return fmt.Errorf("process.user.%s %d is not mapped by linux.%s: rootless, only your own %s (%d) can be mapped, to one id in the container; set process.user.%s to that id%s, or remove linux.%s",
+			c.what, c.id, c.field, c.what, c.own, c.what, to, c.field)
+	}
+	return nil
 }

@@ -42,8 +42,8 @@ func TestAdaptSpec(t *testing.T) {
 	if m := s.Linux.GIDMappings; len(m) != 1 || m[0] != (specs.LinuxIDMapping{ContainerID: 0, HostID: 100, Size: 1}) {
 		t.Errorf("gid map %v", m)
 	}
-	if s.Process.User.AdditionalGids != nil {
-		t.Error("supplementary groups kept")
+	if !reflect.DeepEqual(s.Process.User.AdditionalGids, []uint32{10}) {
+		t.Error("supplementary groups not kept for CreateBundle's warning")
 	}
 	var dests []string
 	for _, m := range s.Mounts {

@@ -86,6 +86,9 @@ func initMain(entered time.Time) int {
 		}
 		logf("new network namespace, lo is up")
 	}
+	if err := applySysctls(cfg.Sysctls); err != nil {
+		return report(status, err)
+	}
 	// A container's state directory, and its control socket, are opened
 	// while the host's tree is still in view.
 	c, err := newCtl(cfg, status)
@@ -93,6 +96,9 @@ func initMain(entered time.Time) int {
 		return report(status, err)
 	}
 	if err := buildRootfs(cfg, c.stateDir(), logf); err != nil {
+		return report(status, err)
+	}
+	if err := applyRootPropagation(uintptr(cfg.RootPropagation)); err != nil {
 		return report(status, err)
 	}
 	// Started there, as are processes exec'd without a --cwd.

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"os"
+	goruntime "runtime"
 	"strconv"
 	"syscall"
 
@@ -14,6 +15,8 @@ import (
 // between fork and exec, so a process with limits is started through a
 // shim: the hpcrun binary again (/proc/self/exe works after pivot_root),
 // as RlimitArg0, which sets the limits and execs the command at once.
+// The same shim fences in a process that may hold CAP_SYS_PTRACE (a
+// pseudo-limit of resource fenceResource; see ocicaps_linux.go).
 
 // RlimitArg0 is argv[0] of the rlimit shim; cmd/hpcrun hands control to
 // RunRlimitShim as soon as it sees it.
@@ -41,6 +44,8 @@ func forkExec(limits []rlimit, path string, args []string, attr *syscall.ProcAtt
 // RunRlimitShim sets the limits in os.Args and execs the command. It
 // never returns; a failure exits 125 (126 when the exec fails).
 func RunRlimitShim() {
+	// The fence is the calling thread's, and must be the execve's.
+	goruntime.LockOSThread()
 	fail := func(code int, msg string) {
 		os.Stderr.WriteString("hpcrun: " + msg + "\n")
 		os.Exit(code)
@@ -52,6 +57,12 @@ func RunRlimitShim() {
 	}
 	for i := 0; i < n; i++ {
 		res, _ := strconv.Atoi(a[1+3*i])
+		if res == fenceResource {
+			if err := fenceSelf(); err != nil {
+				fail(StatusFailed, err.Error())
+			}
+			continue
+		}
 		soft, _ := strconv.ParseUint(a[2+3*i], 10, 64)
 		hard, _ := strconv.ParseUint(a[3+3*i], 10, 64)
 		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: soft, Max: hard}); err != nil {

@@ -150,13 +150,16 @@ type Init struct {
 // Signals meant for the job are caught from here on. Until Run has sent
 // the config, such a signal (but SIGCONT) ends the init and then hpcrun
 // itself, by the same signal, as if hpcrun had no handler yet.
-func Start(stdio Stdio) *Init { return start(stdio, false, nil) }
+func Start(stdio Stdio) *Init { return start(stdio, false, initCaps, nil) }
 
 // StartDetached clones an init for Create: one that outlives its caller,
-// in a session of its own, with extra as its descriptors 5, 6, ...
-func StartDetached(stdio Stdio, extra ...*os.File) *Init { return start(stdio, true, extra) }
+// in a session of its own, with extra as its descriptors 5, 6, ..., that
+// holds the capabilities spec asks for (see initCapsFor).
+func StartDetached(stdio Stdio, spec *specs.Spec, extra ...*os.File) *Init {
+	return start(stdio, true, initCapsFor(spec), extra)
+}
 
-func start(stdio Stdio, detached bool, extra []*os.File) *Init {
+func start(stdio Stdio, detached bool, caps []uintptr, extra []*os.File) *Init {
 	p := &Init{sigs: make(chan os.Signal, 16), catching: make(chan struct{}), done: make(chan struct{})}
 	// Catching signals costs a thread and a third of a millisecond in the
 	// Go runtime, so it is set up beside the clone; Run sends the config
@@ -207,7 +210,7 @@ func start(stdio Stdio, detached bool, extra []*os.File) *Init {
 			// until then the init waits for its config. Further
 			// namespaces (network, uts, ipc) the init unshares itself.
 			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
-			AmbientCaps: initCaps,
+			AmbientCaps: caps,
 			// If hpcrun dies, so does the init, and with it the pid
 			// namespace; unless it is detached.
 			Pdeathsig: pdeathsig(detached),

@@ -345,7 +345,7 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	}
 	cfg.hooks = newHookRun(cfg, s)
 	extra = append(extra, cfg.hooks.files()...)
-	init := StartDetached(stdio, extra...)
+	init := StartDetached(stdio, cfg.Spec, extra...)
 	// The init's pid is recorded before it is built, so that a create
 	// killed meanwhile leaves a container that delete --force can end.
 	if s.Pid = init.Pid(); s.Pid > 0 {

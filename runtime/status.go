@@ -87,7 +87,11 @@ func execError(cmd string, err error) error {
 // command will start in; "" is this process's.
 func lookPath(file, path, wd string) (string, error) {
 	if strings.Contains(file, "/") {
-		return file, nil
+		p := file
+		if wd != "" && !filepath.IsAbs(p) {
+			p = filepath.Join(wd, p)
+		}
+		return file, executable(file, p)
 	}
 	var denied error
 	for _, dir := range filepath.SplitList(path) {
@@ -114,4 +118,24 @@ func lookPath(file, path, wd string) (string, error) {
 		return "", denied
 	}
 	return "", fmt.Errorf("%s: %w in the container's PATH (%s)", file, ErrCommandNotFound, path)
+}
+
+// executable checks that path p, command file, is a file this process
+// may execute, as execve will, so that a missing command is reported when
+// a container is created rather than when its process starts. The init
+// looks after pivot_root: links resolve inside the container's root.
+func executable(file, p string) error {
+	fi, err := os.Stat(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("%s: %w in the container (no such file)", file, ErrCommandNotFound)
+	case err != nil:
+		return fmt.Errorf("%s: %w: %v", file, ErrNotExecutable, err)
+	case fi.IsDir():
+		return fmt.Errorf("%s: %w: it is a directory", file, ErrNotExecutable)
+	}
+	if err := syscall.Access(p, 1 /* X_OK */); err != nil {
+		return fmt.Errorf("%s: %w: %v", file, ErrNotExecutable, err)
+	}
+	return nil
 }

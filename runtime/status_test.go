@@ -71,8 +71,11 @@ func TestLookPath(t *testing.T) {
 	}{
 		{"tool", noexec + ":" + bin, filepath.Join(bin, "tool"), nil},
 		{"tool", bin, filepath.Join(bin, "tool"), nil},
-		{"./rel/x", "", "./rel/x", nil},
-		{"/abs/x", "", "/abs/x", nil},
+		// A name with a slash is used as is, and checked as well.
+		{"./rel/x", "", "./rel/x", ErrCommandNotFound},
+		{"/abs/x", "", "/abs/x", ErrCommandNotFound},
+		{filepath.Join(bin, "tool"), "", filepath.Join(bin, "tool"), nil},
+		{filepath.Join(noexec, "data"), "", filepath.Join(noexec, "data"), ErrNotExecutable},
 		{"missing", bin, "", ErrCommandNotFound},
 		{"adir", bin, "", ErrCommandNotFound},
 		{"data", noexec, "", ErrNotExecutable},

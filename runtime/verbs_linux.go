@@ -53,6 +53,9 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 	if err != nil {
 		return nil, nil, err
 	}
+	if ignored, err = bundleUnapplied(spec, lastCap(), fenceAvailable()); err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", o.Bundle, err)
+	}
 	if err := checkHooks(spec.Hooks); err != nil {
 		return nil, nil, fmt.Errorf("bundle %s: %w", bundle, err)
 	}

@@ -64,6 +64,10 @@ type initConfig struct {
 	// beforePivot, when set, runs once the mounts are in place and
 	// returns the root to pivot into (see creationHooks).
 	beforePivot func(newroot string) (string, error)
+	// Sysctls are linux.sysctl's writes, FILE=VALUE (see sysctl_linux.go);
+	// RootPropagation is linux.rootfsPropagation's mount flags, 0 for none.
+	Sysctls         []string
+	RootPropagation uint64
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -156,6 +160,19 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 			*set.mask = m
 		}
 	}
+	if needsFence(ic.Caps) {
+		ic.Rlimits = append(ic.Rlimits, rlimit{Resource: fenceResource})
+	}
+	if s.Linux != nil {
+		if ic.Sysctls, err = sysctlWrites(s.Linux.Sysctl, unshare); err != nil {
+			return nil, err
+		}
+		prop, err := rootPropagation(s.Linux.RootfsPropagation)
+		if err != nil {
+			return nil, err
+		}
+		ic.RootPropagation = uint64(prop)
+	}
 	return ic, nil
 }
 
@@ -212,6 +229,8 @@ func (c *initConfig) encode() []byte {
 	e.uint(uint64(c.Members))
 	e.str(c.Keyring)
 	e.str(c.Hooks)
+	e.strs(c.Sysctls)
+	e.uint(c.RootPropagation)
 	return e.b
 }
 
@@ -254,6 +273,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	c.Members = int(d.uint())
 	c.Keyring = d.str()
 	c.Hooks = d.str()
+	c.Sysctls, c.RootPropagation = d.strs(), d.uint()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}

@@ -23,10 +23,13 @@ returns, writing to its stderr.
 
 `+helptext.ExitStatus(helptext.Done("the container was created; its process waits for hpcrun start"),
 			helptext.Failed("a bad flag, a bundle without a usable config.json or rootfs, a linux.devices node the host lacks, an ID that exists "+
-				"already or is not a valid name, user namespaces disabled, a prestart, createRuntime or createContainer "+
-				"hook that failed or timed out (the container is removed, and its poststop hooks run)"),
-			helptext.Status("126", "the process's command, looked up in its PATH, is there but not executable"),
-			helptext.Status("127", "the process's command is not in its PATH in the container")),
+				"already or is not a valid name, user namespaces disabled, a config.json that asks for what "+
+				"cannot be done rootless (a process.user the id maps leave out, a linux.sysctl key that no "+
+				"namespace of the container scopes) or names what does not exist (a capability, a propagation mode), "+
+				"a prestart, createRuntime or createContainer hook that failed or timed out (the container is removed, "+
+				"and its poststop hooks run)"),
+			helptext.Status("126", "the process's command, looked up in its PATH in the container, is there but not executable"),
+			helptext.Status("127", "the process's command is not in the container")),
 		`  hpcrun spec --rootfs bundle/rootfs -- python3 job.py > bundle/config.json
   hpcrun create --bundle bundle job1 && hpcrun start job1
   hpcrun --root /tmp/hpcrun-oci-$UID create --bundle bundle --pid-file job1.pid job1`,
