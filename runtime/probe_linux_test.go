@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -10,10 +11,14 @@ import (
 )
 
 // TestMain lets this test binary serve as the probes' child, as hpcrun
-// does: the probes run /proc/self/exe as ProbeArg0.
+// does: the probes run /proc/self/exe as ProbeArg0; and as the rlimit
+// shim, started by a name ending in RlimitArg0.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 0 && os.Args[0] == ProbeArg0 {
 		RunProbe()
+	}
+	if len(os.Args) > 0 && filepath.Base(os.Args[0]) == RlimitArg0 {
+		RunRlimitShim()
 	}
 	os.Exit(m.Run())
 }
