@@ -336,3 +336,50 @@ func TestOCICgroupResources(t *testing.T) {
 		t.Errorf("want one warning naming memory/pids and devices: %s", r)
 	}
 }
+
+// start reports a job that cannot start, also when process.rlimits start
+// it through hpcrun's shim (every bundle runc writes sets RLIMIT_NOFILE):
+// a command gone between create and start fails start with 127 in one
+// line, as it does without limits, instead of a start that succeeds and a
+// job that ends at once; and start returns once the job runs.
+func TestOCIStartReportsWhatTheShimCannotRun(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	for _, limits := range []bool{false, true} {
+		bundle, root := ociBundle(t, "", func(spec map[string]any) {
+			process(spec)["args"] = []string{"/bin/gone", "30"}
+			if limits {
+				process(spec)["rlimits"] = []any{map[string]any{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}}
+			}
+		})
+		// A script: busybox, linked, would take "gone" for its applet.
+		gone := filepath.Join(bundle, "rootfs/bin/gone")
+		script := []byte("#!/bin/sh\nexec sleep \"$@\"\n")
+		if err := os.WriteFile(gone, script, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mustLC(t, root, "create", "--bundle", bundle, "gone")
+		os.Remove(gone)
+		r := lc(t, root, "start", "gone")
+		if r.code != 127 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "/bin/gone: command not found") {
+			t.Errorf("rlimits %v: start of a command gone since create: want 127 and one line: %s", limits, r)
+		}
+		lc(t, root, "delete", "--force", "gone")
+		// And one that runs: start returns with the job's own program
+		// in place of the shim.
+		os.WriteFile(gone, script, 0o755)
+		mustLC(t, root, "create", "--bundle", bundle, "runs")
+		mustLC(t, root, "start", "runs")
+		_, init := ociStatus(t, root, "runs")
+		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", init, init))
+		f := strings.Fields(string(kids))
+		exe := ""
+		if len(f) == 1 {
+			exe, _ = os.Readlink("/proc/" + f[0] + "/exe")
+		}
+		lc(t, root, "delete", "--force", "runs")
+		if filepath.Base(exe) != "busybox" {
+			t.Errorf("rlimits %v: after start, the init's children %q, the job runs %q, not busybox", limits, kids, exe)
+		}
+	}
+}

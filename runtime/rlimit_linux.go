@@ -1,10 +1,14 @@
 package runtime
 
 import (
+	"errors"
+	"io"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,21 +39,64 @@ func withRlimits(limits []rlimit, path string, args []string) (string, []string)
 	return "/proc/self/exe", append(append(argv, path), args...)
 }
 
-// forkExec starts path with args, under limits when there are any.
+// forkExec starts path with args, under limits when there are any, and
+// returns once path runs, as syscall.ForkExec does: through the shim, once
+// the shim has exec'd path (or failed), so that what follows a start (the
+// poststart hooks, a state that names the job's pid) finds the job's
+// program, not the shim's.
 func forkExec(limits []rlimit, path string, args []string, attr *syscall.ProcAttr) (int, error) {
+	if len(limits) == 0 {
+		return syscall.ForkExec(path, args, attr)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	a := *attr
+	a.Files = append(slices.Clone(attr.Files), w.Fd())
+	limits = append(slices.Clone(limits), rlimit{Resource: execSyncResource, Soft: uint64(len(a.Files) - 1)})
 	path, args = withRlimits(limits, path, args)
-	return syscall.ForkExec(path, args, attr)
+	pid, err := syscall.ForkExec(path, args, &a)
+	w.Close()
+	if err != nil {
+		return pid, err
+	}
+	// EOF once the shim's exec closes its end, or the shim exits, having
+	// written why.
+	r.SetReadDeadline(time.Now().Add(execSyncWait))
+	b, _ := io.ReadAll(io.LimitReader(r, 4096))
+	if err := shimFailure(b); err != nil {
+		// The shim exits: reap it here (or the init's reaper does).
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+		return 0, err
+	}
+	return pid, nil
 }
+
+// execSyncResource is the pseudo-limit whose soft value is the shim's
+// descriptor that its exec closes (see forkExec).
+const execSyncResource = -2
+
+// execSyncWait caps how long forkExec waits for the shim to exec.
+const execSyncWait = 10 * time.Second
 
 // RunRlimitShim sets the limits in os.Args and execs the command. It
 // never returns; a failure exits 125 (126 when the exec fails).
 func RunRlimitShim() {
 	// The fence is the calling thread's, and must be the execve's.
 	goruntime.LockOSThread()
-	fail := func(code int, msg string) {
-		os.Stderr.WriteString("hpcrun: " + msg + "\n")
+	// A failure goes to whoever started the shim when it waits on a
+	// descriptor of the shim's (execSyncResource), else to stderr.
+	syncFD := -1
+	report := func(code int, what string) {
+		if syncFD < 0 || !writeAll(syncFD, what) {
+			os.Stderr.WriteString("hpcrun: " + what[1:] + "\n")
+		}
 		os.Exit(code)
 	}
+	fail := func(code int, msg string) { report(code, "M"+msg) }
 	a := os.Args[1:]
 	n, err := strconv.Atoi(first(a))
 	if err != nil || len(a) < 1+3*n+2 {
@@ -57,6 +104,11 @@ func RunRlimitShim() {
 	}
 	for i := 0; i < n; i++ {
 		res, _ := strconv.Atoi(a[1+3*i])
+		if res == execSyncResource {
+			syncFD, _ = strconv.Atoi(a[2+3*i])
+			syscall.CloseOnExec(syncFD)
+			continue
+		}
 		if res == fenceResource {
 			if err := fenceSelf(); err != nil {
 				fail(StatusFailed, err.Error())
@@ -71,7 +123,38 @@ func RunRlimitShim() {
 	}
 	rest := a[1+3*n:]
 	err = syscall.Exec(rest[0], rest[1:], os.Environ())
+	var errno syscall.Errno
+	if errors.As(err, &errno) && syncFD >= 0 {
+		report(StatusNotExecutable, "E"+strconv.Itoa(int(errno)))
+	}
 	fail(StatusNotExecutable, execError(rest[1], err).Error())
+}
+
+// writeAll writes what to fd, whole.
+func writeAll(fd int, what string) bool {
+	for b := []byte(what); len(b) > 0; {
+		n, err := syscall.Write(fd, b)
+		if err != nil {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// shimFailure is what a shim wrote on its sync descriptor before it
+// exited: an exec's errno ("E2"), or a message ("M..."); nil for
+// nothing, when it exec'd the job.
+func shimFailure(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if b[0] == 'E' {
+		if n, err := strconv.Atoi(string(b[1:])); err == nil {
+			return syscall.Errno(n)
+		}
+	}
+	return errors.New(string(b[1:]))
 }
 
 func first(a []string) string {
