@@ -7,6 +7,7 @@ require (
 	github.com/apptainer/sif/v2 v2.25.0
 	github.com/cyphar/filepath-securejoin v0.5.0
 	github.com/diskfs/go-diskfs v1.9.4
+	github.com/elastic/go-seccomp-bpf v1.6.0
 	github.com/google/go-containerregistry v0.22.1
 	github.com/klauspost/compress v1.19.2
 	github.com/opencontainers/go-digest v1.0.0

@@ -56,9 +56,6 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 	if spec.Hooks != nil {
 		ignored = append(ignored, "hooks")
 	}
-	if spec.Linux.Seccomp != nil {
-		ignored = append(ignored, "a seccomp filter")
-	}
 	if spec.Process.ApparmorProfile != "" || spec.Process.SelinuxLabel != "" {
 		ignored = append(ignored, "an LSM label")
 	}

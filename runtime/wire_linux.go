@@ -58,6 +58,9 @@ type initConfig struct {
 	// process started in the container join (see keyring_linux.go); ""
 	// keeps the caller's.
 	Keyring string
+	// Seccomp is the compiled linux.seccomp (seccompFilter.String) that
+	// the pre-exec shim installs; "" for none.
+	Seccomp string
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -123,6 +126,9 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 	ic.OOMScoreAdj = s.Process.OOMScoreAdj
 	if s.Linux != nil {
 		ic.MaskedPaths, ic.ReadonlyPaths = s.Linux.MaskedPaths, s.Linux.ReadonlyPaths
+	}
+	if ic.Seccomp, err = seccompArg(s); err != nil {
+		return nil, err
 	}
 	// No job sees the state roots, wherever a bind shows them (see
 	// fence_linux.go).
@@ -204,6 +210,7 @@ func (c *initConfig) encode() []byte {
 	e.strs(c.ReadonlyPaths)
 	e.uint(uint64(c.Members))
 	e.str(c.Keyring)
+	e.str(c.Seccomp)
 	return e.b
 }
 
@@ -245,6 +252,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	c.MaskedPaths, c.ReadonlyPaths = d.strs(), d.strs()
 	c.Members = int(d.uint())
 	c.Keyring = d.str()
+	c.Seccomp = d.str()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}

@@ -21,7 +21,7 @@ func TestInitConfigRoundTrip(t *testing.T) {
 		Start: time.Unix(1700000000, 123456789), StateDir: "/run/user/1000/hpcrun/job1", Terminal: true, Detached: true, AnchorFD: 6, Held: 2, WritableRoot: true,
 		Rlimits: []rlimit{{Resource: 7, Soft: 1024, Hard: 4096}}, OOMScoreAdj: &oomAdj,
 		MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"}, Members: 3,
-		Keyring: "_ses.hpcrun.0123456789abcdef",
+		Keyring: "_ses.hpcrun.0123456789abcdef", Seccomp: "2:AAAAAAAAAAA=",
 	}
 	out, err := decodeInitConfig(in.encode())
 	if err != nil {
