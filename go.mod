@@ -6,7 +6,9 @@ require (
 	github.com/anchore/go-lzo v0.1.0
 	github.com/apex/log v1.9.0
 	github.com/apptainer/sif/v2 v2.25.0
+	github.com/blang/semver/v4 v4.0.0
 	github.com/cyphar/filepath-securejoin v0.5.0
+	github.com/elastic/go-seccomp-bpf v1.6.0
 	github.com/google/go-containerregistry v0.22.1
 	github.com/klauspost/compress v1.19.2
 	github.com/opencontainers/go-digest v1.0.0
@@ -23,7 +25,6 @@ require (
 
 require (
 	github.com/AdaLogics/go-fuzz-headers v0.0.0-20230106234847-43070de90fa1 // indirect
-	github.com/blang/semver/v4 v4.0.0 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/docker/cli v29.7.2+incompatible // indirect
 	github.com/docker/docker-credential-helpers v0.9.3 // indirect

@@ -28,6 +28,9 @@ func LoadBundle(bundle string, uid, gid uint32) (*specs.Spec, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("bundle %s: config.json: %w", bundle, err)
 	}
+	if err := checkOCIVersion(s.Version); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
+	}
 	if err := AdaptSpec(&s, abs, uid, gid); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
 	}

@@ -403,7 +403,7 @@ func (c *ctl) start(fds []int, reply func(response)) {
 		if c.cfg.Terminal {
 			attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
 		}
-		pid, err := forkExec(c.cfg.Rlimits, c.path, c.cfg.Args, attr)
+		pid, err := forkExec(c.cfg, c.path, c.cfg.Args, attr)
 		if err != nil {
 			// 126 or 127, as for a run: start ends with it.
 			err = execError(c.cfg.Args[0], err)
@@ -467,7 +467,7 @@ func (c *ctl) exec(r request, reply func(response)) bool {
 			return
 		}
 		var pid int
-		if pid, err = forkExecd(c.cfg.Rlimits, path, r.args, attr, r.conn); err != nil {
+		if pid, err = forkExecd(c.cfg, path, r.args, attr, r.conn); err != nil {
 			err = execError(r.args[0], err)
 			return
 		}

@@ -207,10 +207,10 @@ const ExecReaperArg0 = "hpcrun-exec"
 // reaperConnFD is the exec's connection in the reaper.
 const reaperConnFD = 3
 
-// forkExecd starts an exec'd process, path with args (under limits),
-// under a reaper that holds conn, the exec's connection, as its fd 3.
-// attr.Files are the process's stdio.
-func forkExecd(limits []rlimit, path string, args []string, attr *syscall.ProcAttr, conn syscall.Conn) (int, error) {
+// forkExecd starts an exec'd process, path with args (under cfg's
+// rlimits and seccomp filter), under a reaper that holds conn, the exec's
+// connection, as its fd 3. attr.Files are the process's stdio.
+func forkExecd(cfg *initConfig, path string, args []string, attr *syscall.ProcAttr, conn syscall.Conn) (int, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -223,7 +223,7 @@ func forkExecd(limits []rlimit, path string, args []string, attr *syscall.ProcAt
 		return 0, err
 	}
 	defer unix.Close(dup)
-	path, args = withRlimits(limits, path, args)
+	path, args = withShim(cfg, path, args)
 	a := *attr
 	a.Files = append(append([]uintptr(nil), attr.Files[:3]...), uintptr(dup))
 	return syscall.ForkExec("/proc/self/exe", append([]string{ExecReaperArg0, path}, args...), &a)

@@ -119,8 +119,10 @@ func initMain(entered time.Time) int {
 
 	// Inherited descriptors beyond stdio do not pass into the job.
 	closeExtraFDs(envlist.Value(cfg.Env, "PMI_FD"), cfg.Held)
-	if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps, cfg.UID == 0); err != nil {
-		return report(status, err)
+	if !cfg.dropsInShim() {
+		if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps, cfg.UID == 0); err != nil {
+			return report(status, err)
+		}
 	}
 	c.path = path
 	if cfg.Detached {
@@ -144,7 +146,7 @@ func initMain(entered time.Time) int {
 	if int(cfg.UID) != os.Getuid() || int(cfg.GID) != os.Getgid() {
 		attr.Sys.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID, NoSetGroups: true}
 	}
-	job, err := forkExec(cfg.Rlimits, path, cfg.Args, attr)
+	job, err := forkExec(cfg, path, cfg.Args, attr)
 	if err != nil {
 		return report(status, execError(cfg.Args[0], err))
 	}

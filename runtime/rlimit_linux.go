@@ -15,37 +15,42 @@ import (
 
 // process.rlimits apply to the job and every process started in the
 // container, but not to the init: a Go runtime under a low RLIMIT_AS or
-// RLIMIT_DATA cannot even start its threads. Go's ForkExec has no hook
-// between fork and exec, so a process with limits is started through a
-// shim: the hpcrun binary again (/proc/self/exe works after pivot_root),
-// as RlimitArg0, which sets the limits and execs the command at once.
+// RLIMIT_DATA cannot even start its threads. Nor may the init filter its
+// own calls (linux.seccomp): it serves the container after the job
+// starts. Go's ForkExec has no hook between fork and exec, so a process
+// with limits or a filter is started through a shim: the hpcrun binary
+// again (/proc/self/exe works after pivot_root), as RlimitArg0, which
+// sets the limits, installs the filter and execs the command at once.
 // The same shim fences in a process that may hold CAP_SYS_PTRACE (a
 // pseudo-limit of resource fenceResource; see ocicaps_linux.go).
 
-// RlimitArg0 is argv[0] of the rlimit shim; cmd/hpcrun hands control to
-// RunRlimitShim as soon as it sees it.
+// RlimitArg0 is argv[0] of the pre-exec shim; cmd/hpcrun hands control
+// to RunRlimitShim as soon as it sees it.
 const RlimitArg0 = "hpcrun-rlimit"
 
-// withRlimits returns the path and argv that start path with args under
-// limits: path itself when there are none.
-func withRlimits(limits []rlimit, path string, args []string) (string, []string) {
-	if len(limits) == 0 {
+// withShim returns the path and argv that start path with args under
+// cfg's rlimits and seccomp filter, and the pseudo-limits in extra: path
+// itself when there are none.
+func withShim(cfg *initConfig, path string, args []string, extra ...rlimit) (string, []string) {
+	if len(cfg.Rlimits) == 0 && cfg.Seccomp == "" {
 		return path, args
 	}
+	limits := append(slices.Clone(cfg.Rlimits), extra...)
 	argv := []string{RlimitArg0, strconv.Itoa(len(limits))}
 	for _, r := range limits {
 		argv = append(argv, strconv.Itoa(r.Resource), strconv.FormatUint(r.Soft, 10), strconv.FormatUint(r.Hard, 10))
 	}
+	argv = append(argv, cfg.Seccomp, cfg.shimPrivileges())
 	return "/proc/self/exe", append(append(argv, path), args...)
 }
 
-// forkExec starts path with args, under limits when there are any, and
+// forkExec starts path with args, under cfg's limits and filter, and
 // returns once path runs, as syscall.ForkExec does: through the shim, once
 // the shim has exec'd path (or failed), so that what follows a start (the
-// poststart hooks, a state that names the job's pid) finds the job's
-// program, not the shim's.
-func forkExec(limits []rlimit, path string, args []string, attr *syscall.ProcAttr) (int, error) {
-	if len(limits) == 0 {
+// poststart hooks, a signal, a state that names the job's pid) finds the
+// job's program, not the shim's.
+func forkExec(cfg *initConfig, path string, args []string, attr *syscall.ProcAttr) (int, error) {
+	if len(cfg.Rlimits) == 0 && cfg.Seccomp == "" {
 		return syscall.ForkExec(path, args, attr)
 	}
 	r, w, err := os.Pipe()
@@ -55,8 +60,7 @@ func forkExec(limits []rlimit, path string, args []string, attr *syscall.ProcAtt
 	defer r.Close()
 	a := *attr
 	a.Files = append(slices.Clone(attr.Files), w.Fd())
-	limits = append(slices.Clone(limits), rlimit{Resource: execSyncResource, Soft: uint64(len(a.Files) - 1)})
-	path, args = withRlimits(limits, path, args)
+	path, args = withShim(cfg, path, args, rlimit{Resource: execSyncResource, Soft: uint64(len(a.Files) - 1)})
 	pid, err := syscall.ForkExec(path, args, &a)
 	w.Close()
 	if err != nil {
@@ -82,10 +86,13 @@ const execSyncResource = -2
 // execSyncWait caps how long forkExec waits for the shim to exec.
 const execSyncWait = 10 * time.Second
 
-// RunRlimitShim sets the limits in os.Args and execs the command. It
-// never returns; a failure exits 125 (126 when the exec fails).
+// RunRlimitShim sets the limits in os.Args, installs the seccomp filter
+// there, if any (then drops privileges, where the init left that to it),
+// and execs the command. It never returns; a failure exits
+// 125 (126 when the exec fails).
 func RunRlimitShim() {
-	// The fence is the calling thread's, and must be the execve's.
+	// The filter and the fence are the calling thread's: it must be the
+	// one that execs.
 	goruntime.LockOSThread()
 	// A failure goes to whoever started the shim when it waits on a
 	// descriptor of the shim's (execSyncResource), else to stderr.
@@ -99,7 +106,7 @@ func RunRlimitShim() {
 	fail := func(code int, msg string) { report(code, "M"+msg) }
 	a := os.Args[1:]
 	n, err := strconv.Atoi(first(a))
-	if err != nil || len(a) < 1+3*n+2 {
+	if err != nil || len(a) < 1+3*n+4 {
 		fail(StatusFailed, "rlimit shim: bad arguments")
 	}
 	for i := 0; i < n; i++ {
@@ -122,6 +129,12 @@ func RunRlimitShim() {
 		}
 	}
 	rest := a[1+3*n:]
+	if err := filterAndDrop(rest[0], rest[1]); err != nil {
+		fail(StatusFailed, err.Error())
+	}
+	rest = rest[2:]
+	// From here on the filter judges every call; syscall.Exec makes few
+	// (it restores Go's RLIMIT_NOFILE, as runc's last exec does too).
 	err = syscall.Exec(rest[0], rest[1:], os.Environ())
 	var errno syscall.Errno
 	if errors.As(err, &errno) && syncFD >= 0 {
@@ -156,6 +169,7 @@ func shimFailure(b []byte) error {
 	}
 	return errors.New(string(b[1:]))
 }
+
 
 func first(a []string) string {
 	if len(a) == 0 {

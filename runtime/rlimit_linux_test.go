@@ -33,7 +33,7 @@ func TestRlimitShimNofile(t *testing.T) {
 	}
 	// The hard limit as it is: Go's putting back the old soft one would
 	// then succeed.
-	_, argv := withRlimits([]rlimit{{Resource: unix.RLIMIT_NOFILE, Soft: 300, Hard: lim.Max}}, "/bin/sh", []string{"sh", "-c", "ulimit -Sn; ulimit -Hn"})
+	_, argv := withShim(&initConfig{Rlimits: []rlimit{{Resource: unix.RLIMIT_NOFILE, Soft: 300, Hard: lim.Max}}}, "/bin/sh", []string{"sh", "-c", "ulimit -Sn; ulimit -Hn"})
 	out, err := exec.Command("prlimit", append([]string{"--nofile=100:", "--", shim}, argv[1:]...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("the shim: %v\n%s", err, out)

@@ -59,9 +59,6 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 	if err := checkHooks(spec.Hooks); err != nil {
 		return nil, nil, fmt.Errorf("bundle %s: %w", bundle, err)
 	}
-	if spec.Linux.Seccomp != nil {
-		ignored = append(ignored, "a seccomp filter")
-	}
 	if spec.Process.ApparmorProfile != "" || spec.Process.SelinuxLabel != "" {
 		ignored = append(ignored, "an LSM label")
 	}

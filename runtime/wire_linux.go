@@ -68,6 +68,9 @@ type initConfig struct {
 	// RootPropagation is linux.rootfsPropagation's mount flags, 0 for none.
 	Sysctls         []string
 	RootPropagation uint64
+	// Seccomp is the compiled linux.seccomp (seccompFilter.String) that
+	// the pre-exec shim installs; "" for none.
+	Seccomp string
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -134,6 +137,9 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 	ic.OOMScoreAdj = s.Process.OOMScoreAdj
 	if s.Linux != nil {
 		ic.MaskedPaths, ic.ReadonlyPaths = s.Linux.MaskedPaths, s.Linux.ReadonlyPaths
+	}
+	if ic.Seccomp, err = seccompArg(s); err != nil {
+		return nil, err
 	}
 	// No job sees the state roots, wherever a bind shows them (see
 	// fence_linux.go).
@@ -231,6 +237,7 @@ func (c *initConfig) encode() []byte {
 	e.str(c.Hooks)
 	e.strs(c.Sysctls)
 	e.uint(c.RootPropagation)
+	e.str(c.Seccomp)
 	return e.b
 }
 
@@ -274,6 +281,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	c.Keyring = d.str()
 	c.Hooks = d.str()
 	c.Sysctls, c.RootPropagation = d.strs(), d.uint()
+	c.Seccomp = d.str()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}

@@ -21,7 +21,7 @@ func TestInitConfigRoundTrip(t *testing.T) {
 		Start: time.Unix(1700000000, 123456789), StateDir: "/run/user/1000/hpcrun/job1", Terminal: true, Detached: true, AnchorFD: 6, Held: 2, WritableRoot: true,
 		Rlimits: []rlimit{{Resource: 7, Soft: 1024, Hard: 4096}, {Resource: fenceResource}}, OOMScoreAdj: &oomAdj,
 		MaskedPaths: []string{"/proc/kcore"}, ReadonlyPaths: []string{"/proc/sys"}, Members: 3,
-		Keyring: "_ses.hpcrun.0123456789abcdef", Hooks: `{"Sync":true,"Out":7}`,
+		Keyring: "_ses.hpcrun.0123456789abcdef", Hooks: `{"Sync":true,"Out":7}`, Seccomp: "2:AAAAAAAAAAA=",
 		Sysctls: []string{"/proc/sys/net/ipv4/ip_forward=1"}, RootPropagation: 0x104000, // MS_SHARED|MS_REC
 	}
 	out, err := decodeInitConfig(in.encode())
