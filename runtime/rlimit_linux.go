@@ -170,7 +170,6 @@ func shimFailure(b []byte) error {
 	return errors.New(string(b[1:]))
 }
 
-
 func first(a []string) string {
 	if len(a) == 0 {
 		return ""
