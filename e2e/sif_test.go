@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -85,6 +86,18 @@ func TestSIFPython(t *testing.T) {
 	r = mustRun(t, opts{}, "--image", envSIF, "sifpython", "-c", "print('on PATH')")
 	if r.stdout != "on PATH\n" {
 		t.Errorf("the env script's PATH: %s", r)
+	}
+	// exec into a running SIF container gets the env scripts' environment
+	// too, as apptainer exec instance://NAME does.
+	name := "sif-env-" + strconv.Itoa(os.Getpid())
+	mustRun(t, opts{}, "-q", "--name", name, "--detach", "--image", envSIF, "sleep", "1000")
+	t.Cleanup(func() {
+		runRaw(opts{}, binPath, "kill", name, "KILL")
+		runRaw(opts{}, binPath, "delete", "--force", name)
+	})
+	r = mustRun(t, opts{}, "exec", name, "sh", "-c", "echo $FROM_ENV_SCRIPT; command -v sifpython")
+	if r.stdout != "yes\n/sifpy/bin/sifpython\n" {
+		t.Errorf("exec into a running SIF container: want the env scripts' PATH and variables: %s", r)
 	}
 	// lz4, which sites pick for fast starts: mksquashfs writes bare LZ4
 	// blocks.

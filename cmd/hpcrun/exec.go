@@ -20,7 +20,9 @@ func newExecCommand(so *stateOptions) *cobra.Command {
 	execCmd := verb(so, "exec [-t] [--env K=V]... [--cwd DIR] ID CMD [ARGS...]", "Run a process in a running container",
 		`exec runs CMD inside container ID, in its namespaces, as its process's user,
 with your stdio, and exits with CMD's status. Signals to exec go to CMD.
--t gives CMD a terminal of its own.
+-t gives CMD a terminal of its own. In a container that hpcrun runs from an
+image with Apptainer's /.singularity.d/env scripts (a SIF), CMD gets the
+environment they make, as the job did.
 
 `+helptext.JobStatus("CMD", "CMD", "no such container, or one that is not running, a bad flag"),
 		`  hpcrun exec db sh -c 'ps; df -h /tmp'
@@ -31,7 +33,7 @@ with your stdio, and exits with CMD's status. Signals to exec go to CMD.
 			if _, err := c.Load(args[0]); err != nil && launch.IsImageFile(args[0]) {
 				return launch.ExecHint(args[0], args[1:]) // apptainer exec IMG CMD
 			}
-			code, err := c.ExecIn(args[0], runtime.Process{Args: args[1:], Env: ex.env, Cwd: ex.cwd, TTY: ex.tty},
+			code, err := launch.ExecIn(c, args[0], runtime.Process{Args: args[1:], Env: ex.env, Cwd: ex.cwd, TTY: ex.tty},
 				runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, launch.IsTerminal(os.Stdin))
 			if err != nil {
 				return err
