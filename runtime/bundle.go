@@ -14,8 +14,14 @@ import (
 )
 
 // LoadBundle reads an OCI bundle's config.json and adapts it to run
-// rootless as uid (gid): see AdaptSpec.
-func LoadBundle(bundle string, uid, gid uint32) (*specs.Spec, error) {
+// rootless as uid (gid): see AdaptSpec. added names what the adapting
+// adds that config.json did not ask for, for CreateBundle's warning.
+func LoadBundle(bundle string, uid, gid uint32) (_ *specs.Spec, added []string, err error) {
+	s, err := loadBundle(bundle, uid, gid, &added)
+	return s, added, err
+}
+
+func loadBundle(bundle string, uid, gid uint32, added *[]string) (*specs.Spec, error) {
 	abs, err := filepath.Abs(bundle)
 	if err != nil {
 		return nil, err
@@ -31,6 +37,7 @@ func LoadBundle(bundle string, uid, gid uint32) (*specs.Spec, error) {
 	if err := checkOCIVersion(s.Version); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
 	}
+	*added = addedNamespaces(&s)
 	if err := AdaptSpec(&s, abs, uid, gid); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", bundle, err)
 	}
@@ -38,6 +45,28 @@ func LoadBundle(bundle string, uid, gid uint32) (*specs.Spec, error) {
 		return nil, fmt.Errorf("bundle %s: root.path %s is not a directory", bundle, s.Root.Path)
 	}
 	return &s, nil
+}
+
+// alwaysNamespaces are the namespaces hpcrun makes whatever the spec
+// says: a user namespace, without which nothing is rootless; a mount
+// namespace, without which the rootfs cannot be set up; a pid namespace,
+// whose PID 1 is hpcrun's init, which serves the container.
+var alwaysNamespaces = []specs.LinuxNamespaceType{specs.UserNamespace, specs.MountNamespace, specs.PIDNamespace}
+
+// addedNamespaces names, for a warning, the namespaces of
+// alwaysNamespaces that s does not ask for: it asks the process to share
+// the caller's, and AdaptSpec gives it its own.
+func addedNamespaces(s *specs.Spec) []string {
+	var missing []string
+	for _, t := range alwaysNamespaces {
+		if s.Linux == nil || !slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t }) {
+			missing = append(missing, string(t))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return []string{"the caller's " + strings.Join(missing, "/") + " namespace (hpcrun gives every container its own user, mount and pid namespaces: rootless needs the first two, and its init is the container's PID 1)"}
 }
 
 // AdaptSpec makes a bundle's spec, written for runc (rootful or rootless),
@@ -63,7 +92,7 @@ func AdaptSpec(s *specs.Spec, bundle string, uid, gid uint32) error {
 	if s.Linux == nil {
 		s.Linux = &specs.Linux{}
 	}
-	for _, t := range []specs.LinuxNamespaceType{specs.UserNamespace, specs.MountNamespace, specs.PIDNamespace} {
+	for _, t := range alwaysNamespaces {
 		if !slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t }) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: t})
 		}

@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -118,3 +119,28 @@ func TestRequestRoundTrip(t *testing.T) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+func TestAddedNamespaces(t *testing.T) {
+	ns := func(types ...specs.LinuxNamespaceType) *specs.Linux {
+		l := &specs.Linux{}
+		for _, t := range types {
+			l.Namespaces = append(l.Namespaces, specs.LinuxNamespace{Type: t})
+		}
+		return l
+	}
+	for _, c := range []struct {
+		name  string
+		linux *specs.Linux
+		want  string
+	}{
+		{"all three", ns(specs.PIDNamespace, specs.UserNamespace, specs.MountNamespace, specs.NetworkNamespace), ""},
+		{"no linux", nil, "the caller's user/mount/pid namespace"},
+		{"no pid", ns(specs.UserNamespace, specs.MountNamespace), "the caller's pid namespace"},
+		{"user only", ns(specs.UserNamespace, specs.IPCNamespace), "the caller's mount/pid namespace"},
+	} {
+		got := strings.Join(addedNamespaces(&specs.Spec{Linux: c.linux}), "")
+		if !strings.HasPrefix(got, c.want) || (c.want == "") != (got == "") {
+			t.Errorf("%s: %q, want it to start with %q", c.name, got, c.want)
+		}
+	}
+}

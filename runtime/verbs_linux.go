@@ -49,13 +49,14 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 	if err != nil {
 		return nil, nil, err
 	}
-	spec, err := LoadBundle(bundle, uint32(os.Getuid()), uint32(os.Getgid()))
+	spec, added, err := LoadBundle(bundle, uint32(os.Getuid()), uint32(os.Getgid()))
 	if err != nil {
 		return nil, nil, err
 	}
 	if ignored, err = bundleUnapplied(spec, lastCap(), fenceAvailable()); err != nil {
 		return nil, nil, fmt.Errorf("bundle %s: %w", o.Bundle, err)
 	}
+	ignored = append(added, ignored...)
 	if err := checkHooks(spec.Hooks); err != nil {
 		return nil, nil, fmt.Errorf("bundle %s: %w", bundle, err)
 	}
