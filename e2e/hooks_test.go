@@ -254,4 +254,15 @@ func TestHooksRefused(t *testing.T) {
 		return map[string][]map[string]any{"prestart": {{"path": "/bin/true", "timeout": 0}}}
 	})
 	failsLC(t, root, "hooks.prestart[0].timeout is 0", "create", "--bundle", bundle, "hr")
+	// Hooks too large to keep in the container's state: create refuses
+	// them, rather than leave a container no verb can read.
+	bundle, root, _ = hookBundle(t, "true", func(_, _ string) map[string][]map[string]any {
+		env := make([]string, 70)
+		for i := range env {
+			env[i] = fmt.Sprintf("V%d=%s", i, strings.Repeat("x", 1000))
+		}
+		return map[string][]map[string]any{"poststop": {{"path": "/bin/true", "env": env}}}
+	})
+	failsLC(t, root, "config.json's hooks or annotations are too large", "create", "--bundle", bundle, "hr")
+	failsLC(t, root, "no such container", "state", "hr")
 }

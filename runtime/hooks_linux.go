@@ -85,8 +85,8 @@ func checkHooks(h *specs.Hooks) error {
 			switch {
 			case hk.Path == "" || hk.Path[0] != '/':
 				return fmt.Errorf("config.json: hooks.%s[%d].path %q is not an absolute path; give the hook's full path", kind, i, hk.Path)
-			case hk.Timeout != nil && *hk.Timeout <= 0:
-				return fmt.Errorf("config.json: hooks.%s[%d].timeout is %d; give a number of seconds above zero, or leave it out", kind, i, *hk.Timeout)
+			case hk.Timeout != nil && (*hk.Timeout <= 0 || *hk.Timeout > maxHookTimeout):
+				return fmt.Errorf("config.json: hooks.%s[%d].timeout is %d; give a number of seconds from 1 to %d, or leave it out", kind, i, *hk.Timeout, maxHookTimeout)
 			}
 		}
 	}
@@ -142,14 +142,32 @@ func runHooks(kind string, hooks []specs.Hook, state []byte, out *os.File, keepG
 
 // runHook runs one hook. Its args[0] is its argv[0] (the path, when it
 // has no args); its env is its whole environment, or, when the hook gives
-// none, this process's, as runc has it. It runs in a process group of its
-// own, which is killed when its timeout runs out.
+// none, this process's, as runc has it. It runs in a session of its own,
+// in /, with no terminal: root runs the poststop hooks of a user's
+// container (Slurm's delete) as that user, and a hook must not reach
+// root's terminal or hold root's process up. Its output reaches out line
+// by line, escaped (see hookOutput). The session is killed when its
+// timeout runs out; acting for a user as root, a hook gets at most
+// ownerHookTimeout, and no more of root's environment than PATH.
 func runHook(kind string, i int, h specs.Hook, state []byte, out *os.File) error {
-	cmd := &exec.Cmd{Path: h.Path, Args: h.Args, Env: h.Env, Stdin: bytes.NewReader(state), Stdout: out, Stderr: out,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
+	w := &hookOutput{out: out}
+	env := h.Env
+	timeout := h.Timeout
+	if actingForOwner {
+		if env == nil {
+			env = []string{"PATH=" + DefaultPath}
+		}
+		if timeout == nil || *timeout > ownerHookTimeout {
+			t := ownerHookTimeout
+			timeout = &t
+		}
+	}
+	cmd := &exec.Cmd{Path: h.Path, Args: h.Args, Env: env, Dir: "/", Stdin: bytes.NewReader(state), Stdout: w, Stderr: w,
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true}, WaitDelay: hookWaitDelay}
 	if len(cmd.Args) == 0 {
 		cmd.Args = []string{h.Path}
 	}
+	defer w.flush()
 	fail := &hookError{kind: kind, index: i, path: h.Path}
 	if err := cmd.Start(); err != nil {
 		fail.err = err
@@ -158,14 +176,14 @@ func runHook(kind string, i int, h specs.Hook, state []byte, out *os.File) error
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var expired <-chan time.Time
-	if h.Timeout != nil {
-		t := time.NewTimer(time.Duration(*h.Timeout) * time.Second)
+	if timeout != nil {
+		t := time.NewTimer(time.Duration(*timeout) * time.Second)
 		defer t.Stop()
 		expired = t.C
 	}
 	select {
 	case err := <-done:
-		if err != nil {
+		if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
 			fail.err = err
 			return fail
 		}
@@ -173,8 +191,73 @@ func runHook(kind string, i int, h specs.Hook, state []byte, out *os.File) error
 	case <-expired:
 		unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 		<-done
-		fail.timeout = *h.Timeout
+		fail.timeout = *timeout
 		return fail
+	}
+}
+
+// maxHookTimeout caps a hook's timeout (a day), so that seconds convert
+// to a time.Duration without overflow.
+const maxHookTimeout = 24 * 60 * 60
+
+// ownerHookTimeout is the most a hook may take, in seconds, when root
+// runs it for the owner of a container (poststop, at Slurm's delete).
+var ownerHookTimeout = 30
+
+// hookWaitDelay is how long a hook's output may stay open once the hook
+// has exited (a child it left holding it): its output is cut then.
+const hookWaitDelay = 2 * time.Second
+
+// actingForOwner is set once root has become the owner of a state root
+// (becomeOwner): the hooks it runs are the owner's.
+var actingForOwner bool
+
+// hookOutput passes a hook's output on to out a line at a time, escaped
+// as termsafe does (a hook is the bundle's code: it must not drive the
+// caller's terminal), and at most maxHookOutput bytes of it.
+type hookOutput struct {
+	out  *os.File
+	buf  []byte
+	n    int
+	full bool
+}
+
+const maxHookOutput = 1 << 20
+
+func (w *hookOutput) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.line(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 64<<10 {
+		w.line(string(w.buf))
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}
+
+func (w *hookOutput) line(s string) {
+	if w.full {
+		return
+	}
+	if w.n += len(s) + 1; w.n > maxHookOutput {
+		w.full = true
+		fmt.Fprintf(w.out, "[hook output cut at %d bytes]\n", maxHookOutput)
+		return
+	}
+	w.out.WriteString(termsafe.Escape(s) + "\n")
+}
+
+// flush passes on a last line without a newline.
+func (w *hookOutput) flush() {
+	if len(w.buf) > 0 {
+		w.line(string(w.buf))
+		w.buf = nil
 	}
 }
 

@@ -43,6 +43,7 @@ func TestCheckHooks(t *testing.T) {
 		{"empty", &specs.Hooks{StartContainer: []specs.Hook{{}}}, `hooks.startContainer[0].path "" is not an absolute path`},
 		{"zero timeout", &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true", Timeout: intp(0)}}}, "hooks.prestart[0].timeout is 0"},
 		{"negative timeout", &specs.Hooks{Poststart: []specs.Hook{{Path: "/bin/true", Timeout: intp(-1)}}}, "hooks.poststart[0].timeout is -1"},
+		{"a timeout past a day", &specs.Hooks{Poststop: []specs.Hook{{Path: "/bin/true", Timeout: intp(1 << 40)}}}, "hooks.poststop[0].timeout is 1099511627776"},
 	} {
 		err := checkHooks(tc.hooks)
 		if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
@@ -68,7 +69,11 @@ func TestRunHook(t *testing.T) {
 	}{
 		{"argv and env", specs.Hook{Path: "/bin/sh", Args: []string{"hook-name", "-c", `echo "$(head -c 9 /proc/$$/cmdline) $0 $K $(env | wc -l)"`, "arg1"}, Env: []string{"K=v"}},
 			"hook-name arg1 v 2\n", ""}, // K and the PWD that sh sets: nothing else
-		{"stdin is the state", specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "cat"}}, `{"id":"x"}`, ""},
+		{"stdin is the state", specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "cat"}}, "{\"id\":\"x\"}\n", ""},
+		// Its output cannot drive the caller's terminal; it has a session
+		// of its own (no terminal to type into), in /.
+		{"escaped", specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `printf 'a\033]0;x\007b\n'`}}, "a\\x1b]0;x\\x07b\n", ""},
+		{"a session of its own, in /", specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `set -- $(cat /proc/$$/stat); [ "${6}" = $$ ] && pwd`}}, "/\n", ""},
 		{"no args: argv[0] is the path", specs.Hook{Path: "/bin/true"}, "", ""},
 		{"fails", specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "echo on-stderr >&2; exit 3"}},
 			"on-stderr\n", "poststop hook /bin/sh (hooks.poststop[0]) failed: exit status 3"},
@@ -82,6 +87,7 @@ func TestRunHook(t *testing.T) {
 		out.Truncate(0)
 		out.Seek(0, 0)
 		err := runHook(hookPoststop, 0, tc.hook, []byte(`{"id":"x"}`), out)
+
 		if (err == nil) != (tc.err == "") || err != nil && !strings.HasPrefix(err.Error(), tc.err) {
 			t.Errorf("%s: got error %v, want %q", tc.name, err, tc.err)
 		}
@@ -178,5 +184,26 @@ func TestHookRunForInit(t *testing.T) {
 			len(h.CreateContainer) != len(tc.hooks.CreateContainer) || len(h.StartContainer) != len(tc.hooks.StartContainer) {
 			t.Errorf("%s: init's hooks %+v, state %+v", tc.name, h, st)
 		}
+	}
+}
+
+// Root acting for a container's owner (Slurm's delete) runs the owner's
+// hooks with PATH alone of its environment, and for ownerHookTimeout at
+// most, whatever the hook asks.
+func TestRunHookForOwner(t *testing.T) {
+	out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	actingForOwner, ownerHookTimeout = true, 1
+	defer func() { actingForOwner, ownerHookTimeout = false, 30 }()
+	t.Setenv("SECRET_OF_ROOT", "x")
+	err = runHook(hookPoststop, 0, specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", `echo "$PATH" $(env | grep -c SECRET); sleep 60`}, Timeout: intp(600)}, nil, out)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 1s") {
+		t.Errorf("got %v, want a timeout after 1s", err)
+	}
+	if b, _ := os.ReadFile(out.Name()); string(b) != DefaultPath+" 0\n" {
+		t.Errorf("output %q, want PATH alone", b)
 	}
 }

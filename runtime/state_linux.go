@@ -159,6 +159,7 @@ func OpenContainers(root string, create bool) (*Containers, error) {
 			f.Close()
 			return nil, fmt.Errorf("state root %s: act as its owner: %w", real, err)
 		}
+		actingForOwner = true
 		uid = int(st.Uid)
 	}
 	if err := safedir.CheckStats(parents, uid); err != nil {
@@ -279,6 +280,9 @@ type CreateOptions struct {
 	Image string
 }
 
+// stateMargin is room in a state file for what later writes add.
+const stateMargin = 1 << 10
+
 // LogPath is where a detached run's output goes: in its state directory,
 // so it stays as long as the container does, until delete.
 func (c *Containers) LogPath(id string) string { return filepath.Join(c.Dir(id), logFile) }
@@ -375,6 +379,12 @@ func (s *State) write(dir string) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
+	}
+	// Every read of it is capped (maxStateFile): a state that could not be
+	// read back would leave a container that no verb can reach. The
+	// margin is for what later writes add (the pid, its start time).
+	if len(b) > maxStateFile-stateMargin {
+		return fmt.Errorf("container %s: its state would take %d bytes, more than the %d hpcrun keeps; config.json's hooks or annotations are too large, trim them", s.ID, len(b), maxStateFile-stateMargin)
 	}
 	tmp := filepath.Join(dir, ".state.json")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
