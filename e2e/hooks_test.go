@@ -266,3 +266,41 @@ func TestHooksRefused(t *testing.T) {
 	failsLC(t, root, "config.json's hooks or annotations are too large", "create", "--bundle", bundle, "hr")
 	failsLC(t, root, "no such container", "state", "hr")
 }
+
+// A startContainer hook gets what the process gets, and no more: its
+// capabilities, where the init keeps more; and its status is its own
+// even while the init has other children to reap: a process that a
+// createContainer hook left behind.
+func TestHooksStartContainerIsTheProcesss(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	bundle, root, _ := hookBundle(t, "grep CapEff /proc/self/status", func(_, _ string) map[string][]map[string]any {
+		return map[string][]map[string]any{
+			"createContainer": {{"path": "/bin/sh", "args": []string{"sh", "-c", "sleep 100 </dev/null >/dev/null 2>&1 &"}}},
+			"startContainer":  {{"path": "/bin/sh", "args": []string{"sh", "-c", "grep CapEff /proc/self/status"}}},
+		}
+	})
+	for i := range 12 {
+		id := fmt.Sprintf("sc-%d", i)
+		r := lc(t, root, "run", "--bundle", bundle, id)
+		if r.code != 0 || r.stderr == "" || r.stderr != r.stdout || !strings.HasPrefix(r.stdout, "CapEff:\t") {
+			t.Fatalf("round %d: a startContainer hook: want exit 0 and the process's capabilities (stdout) in the hook's output (stderr): %s", i, r)
+		}
+	}
+	// A seccomp filter without noNewPrivileges: the init keeps its
+	// capabilities until the process starts; the hook gets none of them.
+	var spec map[string]any
+	b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	json.Unmarshal(b, &spec)
+	proc := spec["process"].(map[string]any)
+	proc["noNewPrivileges"] = false
+	proc["capabilities"] = map[string]any{}
+	spec["linux"].(map[string]any)["seccomp"] = map[string]any{"defaultAction": "SCMP_ACT_ALLOW",
+		"syscalls": []any{map[string]any{"names": []string{"mkdirat"}, "action": "SCMP_ACT_ERRNO"}}}
+	b, _ = json.Marshal(spec)
+	writeConfig(t, bundle, b)
+	r := lc(t, root, "run", "--bundle", bundle, "sc-filter")
+	if r.code != 0 || r.stdout != "CapEff:\t0000000000000000\n" || r.stderr != r.stdout {
+		t.Errorf("with a filter: want the hook with the process's capabilities, none: %s", r)
+	}
+}

@@ -56,6 +56,9 @@ type ctl struct {
 
 	mu sync.Mutex // held from a fork to its registration and reply
 	st ctlState
+
+	hookExits exitBox // the statuses of startContainer hooks, from the reaper
+	starting  bool    // a start runs its hooks (c.mu)
 }
 
 // newCtl opens a container's state directory, and its control socket,
@@ -259,6 +262,9 @@ func (c *ctl) reap() int {
 		case ws.Stopped():
 			c.stopped(pid, ws.StopSignal())
 		default:
+			// A startContainer hook's status goes to its runner first:
+			// the runner holds c.mu, which exited takes.
+			c.hookExits.note(pid, WaitStatusCode(syscall.WaitStatus(ws)))
 			if code, ended := c.exited(pid, WaitStatusCode(syscall.WaitStatus(ws))); ended && c.ln == nil {
 				return c.finish(code)
 			}
@@ -394,9 +400,24 @@ func (c *ctl) start(fds []int, reply func(response)) {
 			}
 			return
 		}
-		if err := startHooks(c.cfg, out); err != nil {
+		if c.starting {
+			reply(response{err: "the container is being started"})
+			return
+		}
+		// The startContainer hooks run with c.mu let go (see runHookHere):
+		// a kill may end the container meanwhile.
+		c.starting = true
+		err := c.startHooks(out)
+		c.starting = false
+		if err != nil {
 			reply(response{err: err.Error(), status: StatusFailed})
 			c.endLocked(StatusFailed)
+			return
+		}
+		if err := c.st.mayStart(); err != nil {
+			if err != errEnded {
+				reply(response{err: err.Error()})
+			}
 			return
 		}
 		attr := jobAttr(c.cfg, c.cfg.Env, "", []uintptr{0, 1, 2})

@@ -30,9 +30,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -250,7 +253,12 @@ func (w *hookOutput) line(s string) {
 		fmt.Fprintf(w.out, "[hook output cut at %d bytes]\n", maxHookOutput)
 		return
 	}
-	w.out.WriteString(termsafe.Escape(s) + "\n")
+	// Tabs pass: they lay out columns and drive nothing.
+	parts := strings.Split(s, "\t")
+	for i, p := range parts {
+		parts[i] = termsafe.Escape(p)
+	}
+	w.out.WriteString(strings.Join(parts, "\t") + "\n")
 }
 
 // flush passes on a last line without a newline.
@@ -448,14 +456,152 @@ func hookRoot(newroot, rootfs string) (string, error) {
 }
 
 // startHooks runs the startContainer hooks in the container, before the
-// process is forked, writing to out.
-func startHooks(cfg *initConfig, out *os.File) error {
-	if cfg.Hooks == "" {
+// process is forked, writing to out. Each starts as the process does
+// (forkExec, under its limits, fence, filter and privileges): a hook is
+// the bundle's code, and gets no more than its process.
+func (c *ctl) startHooks(out *os.File) error {
+	if c.cfg.Hooks == "" {
 		return nil
 	}
-	h, err := cfg.decodeHooks()
+	h, err := c.cfg.decodeHooks()
 	if err != nil {
 		return err
 	}
-	return runHooks(hookStartContainer, h.StartContainer, h.State, out, false)
+	for i, hk := range h.StartContainer {
+		if err := c.runHookHere(i, hk, h.State, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runHookHere runs a startContainer hook as a child of the init. The
+// reaper, which waits for every child, hands its status over (hookExits):
+// a wait of the runner's own would race with it. It is called with c.mu
+// held, and lets it go while the hook runs: the reaper takes c.mu for
+// every child it reaps, and another child (one a createContainer hook
+// left) may end before the hook does.
+func (c *ctl) runHookHere(i int, h specs.Hook, state []byte, out *os.File) error {
+	fail := &hookError{kind: hookStartContainer, index: i, path: h.Path}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		fail.err = err
+		return fail
+	}
+	defer inW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		fail.err = err
+		return fail
+	}
+	defer outR.Close()
+	args := h.Args
+	if len(args) == 0 {
+		args = []string{h.Path}
+	}
+	attr := jobAttr(c.cfg, h.Env, "/", []uintptr{inR.Fd(), outW.Fd(), outW.Fd()})
+	attr.Sys.Setsid = true
+	c.hookExits.begin()
+	defer c.hookExits.end()
+	pid, err := forkExec(c.cfg, h.Path, args, attr)
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		fail.err = err
+		return fail
+	}
+	c.poke() // a reaper that had no child to wait for
+	go func() {
+		inW.Write(state)
+		inW.Close()
+	}()
+	copied := make(chan struct{})
+	go func() {
+		w := &hookOutput{out: out}
+		io.Copy(w, outR)
+		w.flush()
+		close(copied)
+	}()
+	var timeout time.Duration
+	if h.Timeout != nil {
+		timeout = time.Duration(*h.Timeout) * time.Second
+	}
+	c.mu.Unlock()
+	code, ok := c.hookExits.wait(pid, timeout)
+	if !ok {
+		unix.Kill(-pid, unix.SIGKILL)
+		c.hookExits.wait(pid, 0)
+		fail.timeout = *h.Timeout
+	} else if code != 0 {
+		fail.err = fmt.Errorf("exit status %d", code)
+	}
+	select {
+	case <-copied:
+	case <-time.After(hookWaitDelay): // a child it left holds its output
+	}
+	c.mu.Lock()
+	if fail.err != nil || fail.timeout > 0 {
+		return fail
+	}
+	return nil
+}
+
+// exitBox hands the statuses of children that the reaper reaps to a
+// runner that waits for one, between begin and end.
+type exitBox struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	codes map[int]int // nil outside begin and end
+}
+
+func (b *exitBox) begin() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cond == nil {
+		b.cond = sync.NewCond(&b.mu)
+	}
+	b.codes = map[int]int{}
+}
+
+func (b *exitBox) end() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.codes = nil
+}
+
+// note keeps pid's status, while a runner may wait for it.
+func (b *exitBox) note(pid, code int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.codes != nil {
+		b.codes[pid] = code
+		b.cond.Broadcast()
+	}
+}
+
+// wait waits for pid's status, for at most d (0: no limit); ok is false
+// when d ran out first.
+func (b *exitBox) wait(pid int, d time.Duration) (code int, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	expired := false
+	if d > 0 {
+		t := time.AfterFunc(d, func() {
+			b.mu.Lock()
+			expired = true
+			b.cond.Broadcast()
+			b.mu.Unlock()
+		})
+		defer t.Stop()
+	}
+	for {
+		if code, ok := b.codes[pid]; ok {
+			return code, true
+		}
+		if expired {
+			return 0, false
+		}
+		b.cond.Wait()
+	}
 }
