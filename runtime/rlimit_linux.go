@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	goruntime "runtime"
@@ -64,7 +65,8 @@ func forkExec(cfg *initConfig, path string, args []string, attr *syscall.ProcAtt
 	pid, err := syscall.ForkExec(path, args, &a)
 	w.Close()
 	if err != nil {
-		return pid, err
+		// hpcrun's own shim did not start: not the job's command.
+		return pid, fmt.Errorf("start hpcrun's pre-exec shim (%s): %v; process.rlimits, a seccomp filter or a fenced capability need /proc mounted in the container", path, err)
 	}
 	// EOF once the shim's exec closes its end, or the shim exits, having
 	// written why.

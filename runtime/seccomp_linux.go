@@ -361,13 +361,13 @@ func sysnums(ar *arch.Info, names []string) []uint32 {
 // emitRule: any of nrs, with any set of r's conditions, returns r.ret.
 func emitRule(a *bpfAsm, ar *arch.Info, nrs []uint32, r seccompRule) {
 	hit, after := a.newLabel(), a.newLabel()
-	for i, nr := range nrs {
-		miss := next
-		if i == len(nrs)-1 {
-			miss = after
-		}
-		a.jmp(unix.BPF_JEQ, nr, hit, miss)
+	for _, nr := range nrs {
+		a.jmp(unix.BPF_JEQ, nr, hit, next)
 	}
+	// No number matched: past the rule, with an unconditional jump, whose
+	// offset holds 32 bits: the conditions may take more than a
+	// conditional jump's 8.
+	a.ja(after)
 	a.mark(hit)
 	if len(r.sets) == 0 {
 		a.ret(r.ret)

@@ -392,3 +392,35 @@ func TestShimPrivileges(t *testing.T) {
 		t.Error("a bad argument was taken")
 	}
 }
+
+// Many conditions on one argument (each its own alternative) make a rule
+// longer than a conditional jump reaches: the calls it does not match
+// still get past it.
+func TestCompileSeccompManyConditions(t *testing.T) {
+	var args []specs.LinuxSeccompArg
+	for v := range uint64(100) {
+		args = append(args, specs.LinuxSeccompArg{Index: 0, Value: 1000 + v, Op: specs.OpEqualTo})
+	}
+	s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+		{Names: []string{"personality"}, Action: specs.ActErrno, Args: args},
+		rule(specs.ActErrno, "mkdir"),
+	}}
+	f, err := compileSeccomp(s, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eperm := retErrno | uint32(unix.EPERM)
+	for _, c := range []struct {
+		c    sysCall
+		want uint32
+	}{
+		{sysCall{arch: arch.X86_64, name: "personality", args: [6]uint64{1050}}, eperm},
+		{sysCall{arch: arch.X86_64, name: "personality", args: [6]uint64{7}}, retAllow},
+		{sysCall{arch: arch.X86_64, name: "mkdir"}, eperm},
+		{sysCall{arch: arch.X86_64, name: "getpid"}, retAllow},
+	} {
+		if got := runBPF(t, f.Prog, c.c); got != c.want {
+			t.Errorf("%s(%d): got %#x, want %#x", c.c.name, c.c.args[0], got, c.want)
+		}
+	}
+}
