@@ -44,6 +44,8 @@ var mountFlags = map[string]struct {
 	"dirsync":     {false, unix.MS_DIRSYNC},
 }
 
+// propagationFlags are the propagation modes, of a mount's options and of
+// linux.rootfsPropagation.
 var propagationFlags = map[string]uintptr{
 	"private":     unix.MS_PRIVATE,
 	"rprivate":    unix.MS_PRIVATE | unix.MS_REC,

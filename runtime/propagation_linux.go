@@ -1,13 +1,14 @@
 package runtime
 
 // linux.rootfsPropagation: the propagation of the container's / once it is
-// pivoted into, as runc sets it. Without one / stays private, as the
-// init's staging leaves it: nothing mounted in the container reaches the
-// host, nor the host's later mounts the container. Each mode works in
-// the container's own mount namespace, which the init's user namespace
-// owns: shared makes / a peer group of the container's, never the host's;
-// slave makes it a slave of nothing (the host's mounts were left behind
-// at the pivot), which the kernel keeps private.
+// pivoted into, as runc sets it. Without one, / is as the init's staging
+// leaves it, a slave of the host's mounts (the staging makes the host's /
+// rslave in the container's mount namespace, as runc's default does):
+// the host's later mounts may reach the container, nothing mounted in the
+// container reaches the host. Each mode works in the container's own
+// mount namespace, which the init's user namespace owns: shared makes /
+// a peer of a group of the container's own, never the host's, and a
+// slave still of the host's.
 
 import (
 	"fmt"
@@ -16,20 +17,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var rootPropagations = map[string]uintptr{
-	"private": unix.MS_PRIVATE, "rprivate": unix.MS_PRIVATE | unix.MS_REC,
-	"slave": unix.MS_SLAVE, "rslave": unix.MS_SLAVE | unix.MS_REC,
-	"shared": unix.MS_SHARED, "rshared": unix.MS_SHARED | unix.MS_REC,
-	"unbindable": unix.MS_UNBINDABLE, "runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
-}
-
 // rootPropagation is the mount flags of linux.rootfsPropagation mode; 0
 // for none.
 func rootPropagation(mode string) (uintptr, error) {
 	if mode == "" {
 		return 0, nil
 	}
-	f, ok := rootPropagations[mode]
+	f, ok := propagationFlags[mode]
 	if !ok {
 		return 0, fmt.Errorf("linux.rootfsPropagation: unknown mode %q; use private, rprivate, slave, rslave, shared, rshared, unbindable or runbindable", mode)
 	}
