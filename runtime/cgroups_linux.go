@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -321,9 +322,7 @@ func readCgroupFile(dir int, name string) ([]byte, error) {
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	b := make([]byte, 4096)
-	n, err := f.Read(b)
-	return b[:n], err
+	return io.ReadAll(io.LimitReader(f, 1<<16))
 }
 
 func writeCgroupFile(dir int, name, value string) error {
