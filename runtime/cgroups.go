@@ -41,6 +41,14 @@ func cgroupV1Writes(r *specs.LinuxResources) []cgWrite {
 		if m.Swap != nil {
 			add("memory", "memory", "memory.memsw.limit_in_bytes", strconv.FormatInt(*m.Swap, 10))
 		}
+		// Kernel memory limits, which the spec deprecates and newer
+		// kernels refuse (then they are not applied).
+		if m.Kernel != nil {
+			add("memory", "memory", "memory.kmem.limit_in_bytes", strconv.FormatInt(*m.Kernel, 10))
+		}
+		if m.KernelTCP != nil {
+			add("memory", "memory", "memory.kmem.tcp.limit_in_bytes", strconv.FormatInt(*m.KernelTCP, 10))
+		}
 		if m.Swappiness != nil {
 			add("memory", "memory", "memory.swappiness", strconv.FormatUint(*m.Swappiness, 10))
 		}
@@ -141,6 +149,9 @@ func cgroupV2Writes(r *specs.LinuxResources) (w, notV2 []cgWrite, err error) {
 			if swap != 0 {
 				add("memory", "memory", "memory.swap.max", memMax(swap))
 			}
+		}
+		if m.Kernel != nil || m.KernelTCP != nil {
+			none("memory", "memory", "kernel memory limit")
 		}
 		if m.Swappiness != nil {
 			none("memory", "memory", "swappiness")

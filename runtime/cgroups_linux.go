@@ -126,7 +126,7 @@ func prepareCgroups(spec *specs.Spec, id string) (*containerCgroups, error) {
 			cg.remove()
 			return nil, err
 		}
-		if err := cg.apply(mnt, p, h, groups[h], res); err != nil {
+		if err := cg.apply(mnt, p, h, groups[h], res, not); err != nil {
 			var na notApplied
 			if !errors.As(err, &na) {
 				cg.remove()
@@ -187,8 +187,9 @@ func resNames(ws []cgWrite) []string {
 // apply makes or opens cgroup p (relative to mnt, the mount of hierarchy
 // h; "" for v2), walking down from the mount without following a
 // symlink, each step checked to be in a cgroup file system, and writes
-// ws there. A cgroup that is not the caller's to manage is notApplied.
-func (cg *containerCgroups) apply(mnt, p, h string, ws []cgWrite, res []string) error {
+// ws there. A cgroup that is not the caller's to manage is notApplied; a
+// file that is not there or that the kernel refuses to set goes to skip.
+func (cg *containerCgroups) apply(mnt, p, h string, ws []cgWrite, res []string, skip func(res, reason string)) error {
 	name := "cgroup " + filepath.Join(mnt, p)
 	fd, err := openCgroupDir(mnt)
 	if err != nil {
@@ -259,11 +260,19 @@ func (cg *containerCgroups) apply(mnt, p, h string, ws []cgWrite, res []string) 
 	for _, w := range ws {
 		err := writeCgroupFile(fd, w.File, w.Value)
 		switch {
+		case err == nil && w.File == "memory.kmem.limit_in_bytes":
+			// Linux 6.1 and later take the value and ignore it.
+			if b, _ := readCgroupFile(fd, w.File); strings.TrimSpace(string(b)) != w.Value {
+				skip(w.Res, "the kernel ignores "+w.File)
+			}
 		case err == nil:
 		case errors.Is(err, unix.ENOENT):
-			return fail(notApplied(fmt.Sprintf("%s has no %s", name, w.File)))
-		case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
-			return fail(notApplied(fmt.Sprintf("%s: %s: %v", name, w.File, err)))
+			skip(w.Res, "the kernel has no "+w.File)
+		case errors.Is(err, unix.ENODEV):
+			// A device this node does not have: a bundle made elsewhere.
+			skip(w.Res, fmt.Sprintf("%s %q: no such device here", w.File, w.Value))
+		case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) || err == unix.Errno(524): // ENOTSUPP
+			skip(w.Res, fmt.Sprintf("%s: %v", w.File, err))
 		default:
 			return fail(fmt.Errorf("linux.resources.%s: %s %q in %s: %w", w.Res, w.File, w.Value, name, err))
 		}
