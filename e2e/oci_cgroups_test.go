@@ -225,6 +225,30 @@ func TestOCICgroupsV2(t *testing.T) {
 	if _, err := os.Stat(c1); !os.IsNotExist(err) {
 		t.Errorf("delete left cgroup %s: %v", c1, err)
 	}
+
+	// Relative: below the caller's own cgroup, which holds the caller, so
+	// that cgroup v2 cannot share hugetlb out to a child of it: one line
+	// says so, and the container runs without the limit.
+	for _, f := range []string{"", "cgroup.procs", "cgroup.subtree_control"} {
+		if err := os.Chown(filepath.Join(caller, f), testUID, testGID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle, root = ociBundle(t, "echo ran", func(spec map[string]any) {
+		linux(spec)["cgroupsPath"] = "c2"
+		linux(spec)["resources"] = map[string]any{
+			"hugepageLimits": []any{map[string]any{"pageSize": size, "limit": limit}},
+		}
+	})
+	r = run(t, opts{files: true, cgroupFD: int(dir.Fd())}, "--root", root, "run", "--bundle", bundle, "cg-v2-rel")
+	if r.code != 0 || r.stdout != "ran\n" || strings.Count(r.stderr, "\n") != 1 ||
+		!strings.Contains(r.stderr, "linux.resources.hugepageLimits (") || !strings.Contains(r.stderr, "its parent holds processes") {
+		t.Errorf("want the job's output and one line saying the caller's cgroup holds processes: %s", r)
+	}
+	t.Logf("%s", r.stderr)
+	if _, err := os.Stat(filepath.Join(caller, "c2")); !os.IsNotExist(err) {
+		t.Errorf("a cgroup that could not be used was left: %v", err)
+	}
 }
 
 // Without a delegated cgroup, the limits are named in one warning line
@@ -244,6 +268,7 @@ func TestOCICgroupsNotDelegated(t *testing.T) {
 	if r.code != 0 || r.stdout != "ran\n" || strings.Count(r.stderr, "\n") != 1 {
 		t.Fatalf("want the job's output and one warning line: %s", r)
 	}
+	t.Logf("%s", r.stderr)
 	for _, want := range []string{"linux.resources.memory (cannot make cgroup ", "linux.resources.pids (cannot make cgroup ", "/" + unique + ": permission denied"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("the warning does not say %q: %q", want, r.stderr)

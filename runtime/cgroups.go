@@ -236,6 +236,95 @@ func cgroupV2Writes(r *specs.LinuxResources) (w, notV2 []cgWrite, err error) {
 	return w, notV2, nil
 }
 
+// cgroupPlan is which hierarchy applies each write on a host, and what
+// is not applied, and why.
+type cgroupPlan struct {
+	groups map[string][]cgWrite // hierarchy (a v1 controller, "" for v2): its writes
+	order  []string             // the hierarchies, as first used
+	why    map[string][]string  // linux.resources entry: why (some of) it is not applied
+}
+
+// planCgroups sorts the writes of cgroupV1Writes (v1w) and
+// cgroupV2Writes (v2w, notV2) by the hierarchy that has their controller
+// on a host whose cgroup v1 controllers are mounted as v1 says (each
+// controller: its mount point) and whose cgroup v2 tree offers v2ctrls. A
+// controller in a v1 hierarchy takes the v1 writes; else one the v2 tree
+// offers takes the v2 ones; else the entry is not applied.
+func planCgroups(v1w, v2w, notV2 []cgWrite, v1 map[string]string, v2ctrls []string) *cgroupPlan {
+	p := &cgroupPlan{groups: map[string][]cgWrite{}, why: map[string][]string{}}
+	use := func(h string, w cgWrite) {
+		if _, ok := p.groups[h]; !ok {
+			p.order = append(p.order, h)
+		}
+		p.groups[h] = append(p.groups[h], w)
+	}
+	for _, w := range v1w {
+		switch {
+		case v1[w.Ctrl] != "":
+			use(w.Ctrl, w)
+		case slices.Contains(v2ctrls, v2Name(w.Ctrl)):
+			// cgroup v2 has it: cgroupV2Writes says how.
+		default:
+			p.not(w.Res, "no "+w.Ctrl+" controller here")
+		}
+	}
+	for _, w := range v2w {
+		switch inV1 := v1[v1Name(w.Ctrl)] != ""; {
+		case inV1 && w.Res == "unified":
+			p.not(w.Res, w.Ctrl+" is a cgroup v1 controller here")
+		case inV1:
+			// a v1 hierarchy has it: cgroupV1Writes says how.
+		case slices.Contains(v2ctrls, w.Ctrl):
+			use("", w)
+		case w.Res == "unified":
+			p.not(w.Res, "no "+w.Ctrl+" controller here")
+		}
+	}
+	for _, n := range notV2 {
+		if v1[v1Name(n.Ctrl)] == "" && slices.Contains(v2ctrls, n.Ctrl) {
+			p.not(n.Res, "cgroup v2 has no "+n.File)
+		}
+	}
+	return p
+}
+
+// not records that (some of) linux.resources entry res is not applied,
+// and why.
+func (p *cgroupPlan) not(res, reason string) {
+	if !slices.Contains(p.why[res], reason) {
+		p.why[res] = append(p.why[res], reason)
+	}
+}
+
+// unapplied is the warning's list: each entry not applied, with why.
+func (p *cgroupPlan) unapplied() []string {
+	var names, lines []string
+	for r := range p.why {
+		names = append(names, r)
+	}
+	slices.Sort(names)
+	for _, r := range names {
+		lines = append(lines, "linux.resources."+r+" ("+strings.Join(p.why[r], "; ")+")")
+	}
+	return lines
+}
+
+// v1Name is cgroup v2 controller c's name in cgroup v1, v2Name the
+// reverse: only io (v1's blkio) differs.
+func v1Name(c string) string {
+	if c == "io" {
+		return "blkio"
+	}
+	return c
+}
+
+func v2Name(c string) string {
+	if c == "blkio" {
+		return "io"
+	}
+	return c
+}
+
 func rdmaWrites(rdma map[string]specs.LinuxRdma) []cgWrite {
 	devs := make([]string, 0, len(rdma))
 	for d := range rdma {

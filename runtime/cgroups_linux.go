@@ -71,48 +71,9 @@ func prepareCgroups(spec *specs.Spec, id string) (*containerCgroups, error) {
 		return nil, err
 	}
 	cg := &containerCgroups{}
-	why := map[string][]string{} // resource: why not applied
-	not := func(res, reason string) {
-		if !slices.Contains(why[res], reason) {
-			why[res] = append(why[res], reason)
-		}
-	}
-	groups := map[string][]cgWrite{} // hierarchy ("" for v2): writes
-	var order []string
-	use := func(h string, w cgWrite) {
-		if _, ok := groups[h]; !ok {
-			order = append(order, h)
-		}
-		groups[h] = append(groups[h], w)
-	}
-	for _, w := range v1w {
-		switch v2name := v2Name(w.Ctrl); {
-		case v1[w.Ctrl] != "":
-			use(w.Ctrl, w)
-		case slices.Contains(v2ctrls, v2name):
-			// cgroup v2 has it: cgroupV2Writes says how.
-		default:
-			not(w.Res, "no "+w.Ctrl+" controller here")
-		}
-	}
-	for _, w := range v2w {
-		v1name := v1Name(w.Ctrl)
-		switch {
-		case v1[v1name] != "" && w.Res == "unified":
-			not(w.Res, w.Ctrl+" is a cgroup v1 controller here")
-		case v1[v1name] != "":
-			// a v1 hierarchy has it: cgroupV1Writes says how.
-		case slices.Contains(v2ctrls, w.Ctrl):
-			use("", w)
-		case w.Res == "unified":
-			not(w.Res, "no "+w.Ctrl+" controller here")
-		}
-	}
-	for _, n := range notV2 {
-		if v1[v1Name(n.Ctrl)] == "" {
-			not(n.Res, "cgroup v2 has no "+n.File)
-		}
-	}
+	plan := planCgroups(v1w, v2w, notV2, v1, v2ctrls)
+	not := plan.not
+	groups, order := plan.groups, plan.order
 	own := ownCgroups()
 	ok := true
 	for _, h := range order {
@@ -138,14 +99,7 @@ func prepareCgroups(spec *specs.Spec, id string) (*containerCgroups, error) {
 			}
 		}
 	}
-	var names []string
-	for r := range why {
-		names = append(names, r)
-	}
-	slices.Sort(names)
-	for _, r := range names {
-		cg.unapplied = append(cg.unapplied, "linux.resources."+r+" ("+strings.Join(why[r], "; ")+")")
-	}
+	cg.unapplied = plan.unapplied()
 	if len(cg.dirs) == 0 && ok && len(cg.unapplied) == 0 {
 		return nil, nil
 	}
@@ -157,22 +111,6 @@ func prepareCgroups(spec *specs.Spec, id string) (*containerCgroups, error) {
 type notApplied string
 
 func (n notApplied) Error() string { return string(n) }
-
-// v1Name is cgroup v2 controller c's name in cgroup v1, v2Name the
-// reverse: only io (v1's blkio) differs.
-func v1Name(c string) string {
-	if c == "io" {
-		return "blkio"
-	}
-	return c
-}
-
-func v2Name(c string) string {
-	if c == "blkio" {
-		return "io"
-	}
-	return c
-}
 
 func resNames(ws []cgWrite) []string {
 	var r []string

@@ -113,3 +113,66 @@ func TestCgroupPath(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanCgroups(t *testing.T) {
+	limit, swappiness, weight, class := int64(64<<20), uint64(10), uint16(500), uint32(7)
+	r := &specs.LinuxResources{
+		Memory:         &specs.LinuxMemory{Limit: &limit, Swappiness: &swappiness},
+		Pids:           &specs.LinuxPids{Limit: 50},
+		BlockIO:        &specs.LinuxBlockIO{Weight: &weight},
+		HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 4 << 20}},
+		Network:        &specs.LinuxNetwork{ClassID: &class},
+		Unified:        map[string]string{"memory.high": "1G"},
+	}
+	v1w := cgroupV1Writes(r)
+	v2w, notV2, err := cgroupV2Writes(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts := func(cs ...string) map[string]string {
+		m := map[string]string{}
+		for _, c := range cs {
+			m[c] = "/sys/fs/cgroup/" + c
+		}
+		return m
+	}
+	files := func(p *cgroupPlan) map[string][]string {
+		m := map[string][]string{}
+		for h, ws := range p.groups {
+			for _, w := range ws {
+				m[h] = append(m[h], w.File)
+			}
+		}
+		return m
+	}
+	for _, c := range []struct {
+		name      string
+		v1        map[string]string
+		v2        []string
+		files     map[string][]string
+		unapplied []string
+	}{
+		{"hybrid, as this host", mounts("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"), []string{"hugetlb"},
+			map[string][]string{"memory": {"memory.limit_in_bytes", "memory.swappiness"}, "pids": {"pids.max"}, "blkio": {"blkio.weight"}, "": {"hugetlb.2MB.max"}},
+			[]string{"linux.resources.network (no net_cls controller here)", "linux.resources.unified (memory is a cgroup v1 controller here)"}},
+		{"unified", nil, []string{"cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma"},
+			map[string][]string{"": {"memory.max", "pids.max", "io.weight", "hugetlb.2MB.max", "memory.high"}},
+			[]string{"linux.resources.memory (cgroup v2 has no swappiness)", "linux.resources.network (no net_cls controller here)"}},
+		{"unified, no controller delegated", nil, nil, map[string][]string{},
+			[]string{"linux.resources.blockIO (no blkio controller here)", "linux.resources.hugepageLimits (no hugetlb controller here)",
+				"linux.resources.memory (no memory controller here)", "linux.resources.network (no net_cls controller here)",
+				"linux.resources.pids (no pids controller here)", "linux.resources.unified (no memory controller here)"}},
+		{"v1 with net_cls and hugetlb", mounts("memory", "pids", "blkio", "hugetlb", "net_cls"), nil,
+			map[string][]string{"memory": {"memory.limit_in_bytes", "memory.swappiness"}, "pids": {"pids.max"}, "blkio": {"blkio.weight"},
+				"hugetlb": {"hugetlb.2MB.limit_in_bytes"}, "net_cls": {"net_cls.classid"}},
+			[]string{"linux.resources.unified (memory is a cgroup v1 controller here)"}},
+	} {
+		p := planCgroups(v1w, v2w, notV2, c.v1, c.v2)
+		if got := files(p); !reflect.DeepEqual(got, c.files) || len(p.order) != len(c.files) {
+			t.Errorf("%s: writes %q (order %q), want %q", c.name, got, p.order, c.files)
+		}
+		if got := p.unapplied(); !reflect.DeepEqual(got, c.unapplied) {
+			t.Errorf("%s: not applied %q, want %q", c.name, got, c.unapplied)
+		}
+	}
+}

@@ -64,7 +64,11 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 	}
 	ignored = append(ignored, mountsUnapplied(spec)...)
 	// The limits go into a cgroup of the container's own where one is
-	// delegated to the caller; the init joins it (see Create).
+	// delegated to the caller; the init joins it (see Create). Not for a
+	// name in use, whose container may hold that cgroup.
+	if _, err := c.Load(id); err == nil {
+		return nil, ignored, c.taken(id)
+	}
 	cgroups, err := prepareCgroups(spec, id)
 	if err != nil {
 		return nil, ignored, fmt.Errorf("bundle %s: %w", o.Bundle, err)
