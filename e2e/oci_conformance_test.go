@@ -332,8 +332,9 @@ func TestOCICgroupResources(t *testing.T) {
 	})
 	r := lc(t, root, "run", "--bundle", bundle, "cg-1")
 	if r.code != 0 || r.stdout != "ran\n" || strings.Count(r.stderr, "\n") != 1 ||
-		!strings.Contains(r.stderr, "linux.resources memory/pids (") || !strings.Contains(r.stderr, "linux.resources.devices (") {
-		t.Errorf("want one warning naming memory/pids and devices: %s", r)
+		!strings.Contains(r.stderr, "linux.resources.memory (") || !strings.Contains(r.stderr, "linux.resources.pids (") ||
+		!strings.Contains(r.stderr, "linux.resources.devices (") {
+		t.Errorf("want one warning naming memory, pids and devices: %s", r)
 	}
 }
 

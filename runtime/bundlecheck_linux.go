@@ -32,10 +32,8 @@ func bundleUnapplied(s *specs.Spec, lastCap int, fence bool) ([]string, error) {
 	if len(gids) > 0 {
 		not = append(not, "process.user.additionalGids "+strings.Join(gids, "/")+" (an unprivileged user namespace cannot set supplementary groups)")
 	}
+	// The limits are applied, where they can be, by prepareCgroups.
 	if r := s.Linux.Resources; r != nil {
-		if names := cgroupLimits(r); len(names) > 0 {
-			not = append(not, "linux.resources "+strings.Join(names, "/")+" (rootless, hpcrun sets no cgroup limits)")
-		}
 		if len(r.Devices) > 0 {
 			not = append(not, "linux.resources.devices (a device cgroup takes root to enforce)")
 		}

@@ -171,8 +171,7 @@ func TestBundleUnapplied(t *testing.T) {
 		{"resources", specs.User{}, &specs.LinuxResources{
 			Memory: &specs.LinuxMemory{Limit: &limit}, Pids: &specs.LinuxPids{Limit: limit},
 			Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}},
-			[]string{"linux.resources memory/pids (rootless, hpcrun sets no cgroup limits)",
-				"linux.resources.devices (a device cgroup takes root to enforce)"}},
+			[]string{"linux.resources.devices (a device cgroup takes root to enforce)"}},
 	} {
 		s := &specs.Spec{Process: &specs.Process{User: c.user}, Linux: &specs.Linux{Resources: c.res}}
 		got, err := bundleUnapplied(s, 40, true)

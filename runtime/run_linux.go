@@ -70,6 +70,9 @@ type Config struct {
 	// joined and all have ended, or when Anchor ends. Args are not used.
 	Members int
 	hooks   *hookRun // a created container's OCI hooks (see hooks_linux.go)
+	// cgroups are a bundle's container's own cgroups, limits written,
+	// which Create moves the init into (see cgroups_linux.go).
+	cgroups *containerCgroups
 }
 
 // logf prints a -v line timed from c.Start, as the CLI's own lines are.

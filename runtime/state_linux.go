@@ -72,6 +72,7 @@ type State struct {
 	Members     int               `json:"members,omitempty"`    // a group container's (Config.Members)
 	Image       string            `json:"image,omitempty"`      // what the rootfs holds (CreateOptions.Image)
 	Hooks       *specs.Hooks      `json:"hooks,omitempty"`      // a bundle's, as create found them (see hooks_linux.go)
+	Cgroups     []string          `json:"cgroups,omitempty"`    // those create made for the limits, deepest first, for delete
 
 	Status   string `json:"-"` // computed by Load
 	ExitCode int    `json:"-"` // the job's, once stopped; -1 if unknown
@@ -320,6 +321,9 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	if cfg.Spec.Annotations != nil {
 		s.Annotations = cfg.Spec.Annotations
 	}
+	if cfg.cgroups != nil {
+		s.Cgroups = cfg.cgroups.made
+	}
 	if err := s.write(dir); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -350,6 +354,9 @@ func (c *Containers) Create(id string, cfg *Config, o CreateOptions) (*State, er
 	cfg.hooks = newHookRun(cfg, s)
 	extra = append(extra, cfg.hooks.files()...)
 	init := StartDetached(stdio, cfg.Spec, extra...)
+	// Into the container's cgroups while it waits for its config, before
+	// it forks anything.
+	cfg.cgroups.join(init.Pid())
 	// The init's pid is recorded before it is built, so that a create
 	// killed meanwhile leaves a container that delete --force can end.
 	if s.Pid = init.Pid(); s.Pid > 0 {
@@ -696,7 +703,7 @@ func (c *Containers) Delete(id string, force bool) error {
 			return fmt.Errorf("container %s: %w", id, err)
 		}
 	}
-	if err := c.removeAt(dir, id, cgroup); err != nil {
+	if err := c.removeAt(dir, id, cgroup, s.Cgroups); err != nil {
 		return err
 	}
 	poststop(s)
@@ -832,15 +839,21 @@ func (c *Containers) remove(id string) error {
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
-	return c.removeAt(dir, id, cgroup)
+	var made []string
+	if s, err := loadAt(int(dir.Fd()), dir.Name(), id); err == nil {
+		made = s.Cgroups
+	}
+	return c.removeAt(dir, id, cgroup, made)
 }
 
 // removeAt removes container id's state directory dir, opened through the
 // root, and the cgroup that pause made for it, whose processes have
 // ended: its files through dir, then its name in the root, which
-// unlinkat removes only while it is an empty directory.
-func (c *Containers) removeAt(dir *os.File, id, cgroup string) error {
+// unlinkat removes only while it is an empty directory. made are the
+// cgroups create made for the container's limits (State.Cgroups).
+func (c *Containers) removeAt(dir *os.File, id, cgroup string, made []string) error {
 	procs.RemoveCgroup(cgroup)
+	removeCgroups(made)
 	if err := clearTree(int(dir.Fd())); err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}

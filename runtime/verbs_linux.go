@@ -64,20 +64,39 @@ func (c *Containers) CreateBundle(id string, o BundleOptions) (s *State, ignored
 		ignored = append(ignored, "an LSM label")
 	}
 	ignored = append(ignored, mountsUnapplied(spec)...)
+	// The limits go into a cgroup of the container's own where one is
+	// delegated to the caller; the init joins it (see Create). Not for a
+	// name in use, whose container may hold that cgroup.
+	if _, err := c.Load(id); err == nil {
+		return nil, ignored, c.taken(id)
+	}
+	cgroups, err := prepareCgroups(spec, id)
+	if err != nil {
+		return nil, ignored, fmt.Errorf("bundle %s: %w", o.Bundle, err)
+	}
+	defer func() {
+		if cgroups != nil {
+			ignored = append(ignored, cgroups.unapplied...)
+		}
+		cgroups.close()
+	}()
 	stdio := o.Stdio
 	if spec.Process.Terminal {
 		if o.ConsoleSocket == "" {
+			cgroups.remove()
 			return nil, ignored, ErrNoConsoleSocket
 		}
 		pty, err := NewConsole(o.ConsoleSocket)
 		if err != nil {
+			cgroups.remove()
 			return nil, ignored, err
 		}
 		defer pty.Close()
 		stdio = Stdio{In: pty, Out: pty, Err: pty}
 	}
-	s, err = c.Create(id, &Config{Spec: spec, Terminal: spec.Process.Terminal}, CreateOptions{Bundle: bundle, Stdio: &stdio})
+	s, err = c.Create(id, &Config{Spec: spec, Terminal: spec.Process.Terminal, cgroups: cgroups}, CreateOptions{Bundle: bundle, Stdio: &stdio})
 	if err != nil {
+		cgroups.remove()
 		return nil, ignored, err
 	}
 	if o.PidFile != "" {

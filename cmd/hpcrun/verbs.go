@@ -33,7 +33,7 @@ type stateOptions struct {
 func (o *stateOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.root, "root", "", "keep container state in `DIR` (default $XDG_RUNTIME_DIR/hpcrun, else /tmp/hpcrun-$UID/run)")
 	f.StringVar(&o.rootless, "rootless", "auto", "accepted for runc compatibility; hpcrun is always rootless")
-	f.BoolVar(&o.systemdCgroup, "systemd-cgroup", false, "accepted for runc compatibility; hpcrun uses no cgroups")
+	f.BoolVar(&o.systemdCgroup, "systemd-cgroup", false, "accepted for runc compatibility; hpcrun places a bundle's cgroup as runc's cgroupfs driver does")
 	f.StringVar(&o.log, "log", "", "also append errors to `FILE` (runc compatibility)")
 	f.StringVar(&o.logFormat, "log-format", "text", "accepted for runc compatibility (text or json)")
 	f.BoolVar(&o.debug, "debug", false, "accepted for runc compatibility; use -v")

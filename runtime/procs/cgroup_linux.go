@@ -92,12 +92,13 @@ func ThawCgroup(init int, child string) error {
 	return errors.Join(errs...)
 }
 
-// RemoveCgroup removes a child cgroup that FreezeCgroup made, once its
+// RemoveCgroup removes a child cgroup that FreezeCgroup made, or one
+// that create made for a bundle's limits (v1 or v2), once its
 // processes are gone; "" or one removed already is no error. A cgroup
 // whose last process has just died may stay busy for a moment. The path
 // comes from a file the user may write, and root removes it too (Slurm
 // deletes containers as root, as their owner): only an empty directory of
-// a cgroup v2 hierarchy that the caller owns goes, through its parent
+// a cgroup hierarchy that the caller owns goes, through its parent
 // opened without following a symlink, never any other directory.
 func RemoveCgroup(child string) error {
 	if child == "" {
@@ -115,8 +116,8 @@ func RemoveCgroup(child string) error {
 	if err := unix.Fstatfs(parent, &fs); err != nil {
 		return fmt.Errorf("remove cgroup %s: %w", child, err)
 	}
-	if fs.Type != unix.CGROUP2_SUPER_MAGIC {
-		return fmt.Errorf("remove cgroup %s: it is not in a cgroup v2 hierarchy; left alone", child)
+	if fs.Type != unix.CGROUP2_SUPER_MAGIC && fs.Type != unix.CGROUP_SUPER_MAGIC {
+		return fmt.Errorf("remove cgroup %s: it is not in a cgroup hierarchy; left alone", child)
 	}
 	name := filepath.Base(child)
 	var st unix.Stat_t
