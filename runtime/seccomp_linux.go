@@ -25,7 +25,7 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
+	"github.com/hpcrun/hpcrun/internal/syscalltab"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -62,11 +62,11 @@ const (
 )
 
 // seccompArches are the SCMP_ARCH_* names the runtime spec allows. Those
-// with an arch.Info can occur on an amd64 or arm64 kernel; the others
+// with a syscalltab.Arch can occur on an amd64 or arm64 kernel; the others
 // never do there, and are accepted and left out.
-var seccompArches = map[specs.Arch]*arch.Info{
-	specs.ArchX86: arch.I386, specs.ArchX86_64: arch.X86_64, specs.ArchX32: arch.X32,
-	specs.ArchARM: arch.ARM, specs.ArchAARCH64: arch.AARCH64,
+var seccompArches = map[specs.Arch]*syscalltab.Arch{
+	specs.ArchX86: syscalltab.I386, specs.ArchX86_64: syscalltab.X86_64, specs.ArchX32: syscalltab.X32,
+	specs.ArchARM: syscalltab.ARM, specs.ArchAARCH64: syscalltab.AARCH64,
 	specs.ArchMIPS: nil, specs.ArchMIPS64: nil, specs.ArchMIPS64N32: nil, specs.ArchMIPSEL: nil,
 	specs.ArchMIPSEL64: nil, specs.ArchMIPSEL64N32: nil, specs.ArchPPC: nil, specs.ArchPPC64: nil,
 	specs.ArchPPC64LE: nil, specs.ArchS390: nil, specs.ArchS390X: nil, specs.ArchPARISC: nil,
@@ -77,12 +77,12 @@ var seccompArches = map[specs.Arch]*arch.Info{
 // hostArches are the ABIs a kernel of GOARCH goarch runs processes in,
 // its native one first: a filter always covers the native one, as
 // libseccomp's does.
-func hostArches(goarch string) []*arch.Info {
+func hostArches(goarch string) []*syscalltab.Arch {
 	switch goarch {
 	case "amd64":
-		return []*arch.Info{arch.X86_64, arch.I386, arch.X32}
+		return []*syscalltab.Arch{syscalltab.X86_64, syscalltab.I386, syscalltab.X32}
 	case "arm64":
-		return []*arch.Info{arch.AARCH64, arch.ARM}
+		return []*syscalltab.Arch{syscalltab.AARCH64, syscalltab.ARM}
 	}
 	return nil
 }
@@ -236,7 +236,7 @@ func compileSeccompProg(s *specs.LinuxSeccomp, goarch string) (*seccompFilter, e
 
 // filterArches are the host's ABIs that the filter covers: the native
 // one and those of names that the host runs.
-func filterArches(names []specs.Arch, host []*arch.Info) ([]*arch.Info, error) {
+func filterArches(names []specs.Arch, host []*syscalltab.Arch) ([]*syscalltab.Arch, error) {
 	out := host[:1:1]
 	for _, n := range names {
 		info, ok := seccompArches[n]
@@ -252,7 +252,7 @@ func filterArches(names []specs.Arch, host []*arch.Info) ([]*arch.Info, error) {
 	return out, nil
 }
 
-func containsArch(as []*arch.Info, a *arch.Info) bool {
+func containsArch(as []*syscalltab.Arch, a *syscalltab.Arch) bool {
 	for _, x := range as {
 		if x == a {
 			return true
@@ -263,7 +263,7 @@ func containsArch(as []*arch.Info, a *arch.Info) bool {
 
 // is64 reports whether arch a passes 64-bit arguments. On the 32-bit
 // ones only the low word is compared, as libseccomp does.
-func is64(a *arch.Info) bool { return a != arch.I386 && a != arch.ARM }
+func is64(a *syscalltab.Arch) bool { return a != syscalltab.I386 && a != syscalltab.ARM }
 
 // permissive reports whether ret lets a call through.
 func permissive(ret uint32) bool {
@@ -280,26 +280,26 @@ func permissive(ret uint32) bool {
 // Numbers newer than the profile get ENOSYS, not the default, when that
 // blocks, as runc does: libc then falls back to an older call (clone3 to
 // clone) instead of failing.
-func emitSeccomp(a *bpfAsm, arches []*arch.Info, rules []seccompRule, def uint32) {
+func emitSeccomp(a *bpfAsm, arches []*syscalltab.Arch, rules []seccompRule, def uint32) {
 	sections := make([]label, len(arches))
 	a.ld(offArch)
 	for i, ar := range arches {
 		sections[i] = a.newLabel()
-		if ar == arch.X32 {
+		if ar == syscalltab.X32 {
 			continue // shares x86_64's audit arch; reached from there
 		}
-		a.jmp(unix.BPF_JEQ, uint32(ar.ID), next, skip1)
+		a.jmp(unix.BPF_JEQ, ar.ID, next, skip1)
 		a.ja(sections[i])
 	}
 	a.ret(retKillProcess)
 	for i, ar := range arches {
 		a.mark(sections[i])
-		if ar != arch.X32 {
+		if ar != syscalltab.X32 {
 			a.ld(offNr)
 		}
-		if ar == arch.X86_64 {
-			a.jmp(unix.BPF_JGE, uint32(arch.X32.SeccompMask), next, skip1)
-			if j := indexArch(arches, arch.X32); j >= 0 {
+		if ar == syscalltab.X86_64 {
+			a.jmp(unix.BPF_JGE, uint32(syscalltab.X32.Mask), next, skip1)
+			if j := indexArch(arches, syscalltab.X32); j >= 0 {
 				a.ja(sections[j])
 			} else {
 				a.ret(retKillProcess)
@@ -309,7 +309,7 @@ func emitSeccomp(a *bpfAsm, arches []*arch.Info, rules []seccompRule, def uint32
 	}
 }
 
-func indexArch(as []*arch.Info, a *arch.Info) int {
+func indexArch(as []*syscalltab.Arch, a *syscalltab.Arch) int {
 	for i, x := range as {
 		if x == a {
 			return i
@@ -319,7 +319,7 @@ func indexArch(as []*arch.Info, a *arch.Info) int {
 }
 
 // emitSection emits the rules for one ABI, with the syscall number in A.
-func emitSection(a *bpfAsm, ar *arch.Info, rules []seccompRule, def uint32) {
+func emitSection(a *bpfAsm, ar *syscalltab.Arch, rules []seccompRule, def uint32) {
 	last := uint32(0)
 	for _, r := range rules {
 		for _, nr := range sysnums(ar, r.names) {
@@ -348,18 +348,18 @@ func emitSection(a *bpfAsm, ar *arch.Info, rules []seccompRule, def uint32) {
 }
 
 // sysnums are the numbers of names on ar, the unknown ones left out.
-func sysnums(ar *arch.Info, names []string) []uint32 {
+func sysnums(ar *syscalltab.Arch, names []string) []uint32 {
 	var out []uint32
 	for _, n := range names {
-		if nr, ok := ar.SyscallNames[n]; ok {
-			out = append(out, uint32(nr|ar.SeccompMask))
+		if nr, ok := ar.Number(n); ok {
+			out = append(out, uint32(nr|ar.Mask))
 		}
 	}
 	return out
 }
 
 // emitRule: any of nrs, with any set of r's conditions, returns r.ret.
-func emitRule(a *bpfAsm, ar *arch.Info, nrs []uint32, r seccompRule) {
+func emitRule(a *bpfAsm, ar *syscalltab.Arch, nrs []uint32, r seccompRule) {
 	hit, after := a.newLabel(), a.newLabel()
 	for _, nr := range nrs {
 		a.jmp(unix.BPF_JEQ, nr, hit, next)

@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elastic/go-seccomp-bpf/arch"
+	"github.com/hpcrun/hpcrun/internal/syscalltab"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
 // call is one system call as a filter sees it.
 type sysCall struct {
-	arch *arch.Info
+	arch *syscalltab.Arch
 	name string
 	args [6]uint64
 }
@@ -22,13 +22,13 @@ type sysCall struct {
 // the instructions the assembler emits.
 func runBPF(t *testing.T, prog []unix.SockFilter, c sysCall) uint32 {
 	t.Helper()
-	nr, ok := c.arch.SyscallNames[c.name]
+	nr, ok := c.arch.Number(c.name)
 	if !ok {
 		t.Fatalf("no syscall %s on %s", c.name, c.arch.Name)
 	}
 	data := make([]byte, 64)
-	binary.LittleEndian.PutUint32(data[0:], uint32(nr|c.arch.SeccompMask))
-	binary.LittleEndian.PutUint32(data[4:], uint32(c.arch.ID))
+	binary.LittleEndian.PutUint32(data[0:], uint32(nr|c.arch.Mask))
+	binary.LittleEndian.PutUint32(data[4:], c.arch.ID)
 	for i, a := range c.args {
 		binary.LittleEndian.PutUint64(data[16+8*i:], a)
 	}
@@ -74,7 +74,7 @@ func rule(action specs.LinuxSeccompAction, names ...string) specs.LinuxSyscall {
 }
 
 func TestCompileSeccomp(t *testing.T) {
-	x64, x86, x32 := arch.X86_64, arch.I386, arch.X32
+	x64, x86, x32 := syscalltab.X86_64, syscalltab.I386, syscalltab.X32
 	allowMkdirErrno := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
 		{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno, ErrnoRet: errnoRet(95)},
 		rule(specs.ActKill, "getppid"),
@@ -201,7 +201,7 @@ func TestSeccompCompare(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := runBPF(t, f.Prog, sysCall{arch: arch.X86_64, name: "personality", args: [6]uint64{3: tt.arg}}) == retAllow
+			got := runBPF(t, f.Prog, sysCall{arch: syscalltab.X86_64, name: "personality", args: [6]uint64{3: tt.arg}}) == retAllow
 			if got != tt.want {
 				t.Errorf("%#x %s %#x: got %v, want %v", tt.arg, tt.op, uint64(v), got, tt.want)
 			}
@@ -218,7 +218,7 @@ func TestSeccompCompare(t *testing.T) {
 	for arg, want := range map[uint64]uint32{
 		0x1234_abcd_5678: retErrno | uint32(unix.EPERM), 0x1234_0000_5679: retAllow, 0x1235_0000_5678: retAllow,
 	} {
-		if got := runBPF(t, f.Prog, sysCall{arch: arch.X86_64, name: "ioctl", args: [6]uint64{1: arg}}); got != want {
+		if got := runBPF(t, f.Prog, sysCall{arch: syscalltab.X86_64, name: "ioctl", args: [6]uint64{1: arg}}); got != want {
 			t.Errorf("masked eq, arg %#x: got %#x, want %#x", arg, got, want)
 		}
 	}
@@ -231,12 +231,12 @@ func TestCompileSeccompArm64(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []sysCall{{arch: arch.AARCH64, name: "mkdirat"}, {arch: arch.ARM, name: "mkdir"}} {
+	for _, c := range []sysCall{{arch: syscalltab.AARCH64, name: "mkdirat"}, {arch: syscalltab.ARM, name: "mkdir"}} {
 		if got := runBPF(t, f.Prog, c); got != retErrno|uint32(unix.EPERM) {
 			t.Errorf("%s on %s: got %#x", c.name, c.arch.Name, got)
 		}
 	}
-	if got := runBPF(t, f.Prog, sysCall{arch: arch.X86_64, name: "mkdir"}); got != retKillProcess {
+	if got := runBPF(t, f.Prog, sysCall{arch: syscalltab.X86_64, name: "mkdir"}); got != retKillProcess {
 		t.Errorf("x86_64 on an arm64 filter: got %#x", got)
 	}
 }
@@ -246,7 +246,7 @@ func TestCompileSeccompArm64(t *testing.T) {
 func TestCompileSeccompLong(t *testing.T) {
 	var names []string
 	for nr := 0; nr < 330; nr++ {
-		if n, ok := arch.X86_64.SyscallNumbers[nr]; ok && n != "exit_group" {
+		if n, ok := syscalltab.X86_64.Syscall(nr); ok && n != "exit_group" {
 			names = append(names, n)
 		}
 	}
@@ -259,11 +259,11 @@ func TestCompileSeccompLong(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []string{names[0], names[150], names[len(names)-1]} {
-		if got := runBPF(t, f.Prog, sysCall{arch: arch.X86_64, name: n}); got != retAllow {
+		if got := runBPF(t, f.Prog, sysCall{arch: syscalltab.X86_64, name: n}); got != retAllow {
 			t.Errorf("%s: got %#x", n, got)
 		}
 	}
-	if got := runBPF(t, f.Prog, sysCall{arch: arch.X86_64, name: "exit_group"}); got != retErrno|5 {
+	if got := runBPF(t, f.Prog, sysCall{arch: syscalltab.X86_64, name: "exit_group"}); got != retErrno|5 {
 		t.Errorf("exit_group after a long rule: got %#x", got)
 	}
 }
@@ -325,7 +325,7 @@ func TestCompileSeccompFlags(t *testing.T) {
 	if f.Flags != unix.SECCOMP_FILTER_FLAG_LOG|unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW {
 		t.Errorf("flags %#x", f.Flags)
 	}
-	if got := runBPF(t, f.Prog, sysCall{arch: arch.X86_64, name: "mkdir"}); got != retAllow {
+	if got := runBPF(t, f.Prog, sysCall{arch: syscalltab.X86_64, name: "mkdir"}); got != retAllow {
 		t.Errorf("an empty allow filter: got %#x", got)
 	}
 }
@@ -414,13 +414,32 @@ func TestCompileSeccompManyConditions(t *testing.T) {
 		c    sysCall
 		want uint32
 	}{
-		{sysCall{arch: arch.X86_64, name: "personality", args: [6]uint64{1050}}, eperm},
-		{sysCall{arch: arch.X86_64, name: "personality", args: [6]uint64{7}}, retAllow},
-		{sysCall{arch: arch.X86_64, name: "mkdir"}, eperm},
-		{sysCall{arch: arch.X86_64, name: "getpid"}, retAllow},
+		{sysCall{arch: syscalltab.X86_64, name: "personality", args: [6]uint64{1050}}, eperm},
+		{sysCall{arch: syscalltab.X86_64, name: "personality", args: [6]uint64{7}}, retAllow},
+		{sysCall{arch: syscalltab.X86_64, name: "mkdir"}, eperm},
+		{sysCall{arch: syscalltab.X86_64, name: "getpid"}, retAllow},
 	} {
 		if got := runBPF(t, f.Prog, c.c); got != c.want {
 			t.Errorf("%s(%d): got %#x, want %#x", c.c.name, c.c.args[0], got, c.want)
+		}
+	}
+}
+
+// A rule on a call that x32 numbers twice (the 64-bit number, which an x32
+// process cannot make, and its own from 512 up) catches the x32 one.
+func TestCompileSeccompX32Numbers(t *testing.T) {
+	s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX32},
+		Syscalls: []specs.LinuxSyscall{rule(specs.ActErrno, "execve", "ptrace")}}
+	f, err := compileSeccomp(s, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"execve", "ptrace"} {
+		if nr, _ := syscalltab.X32.Number(name); nr < 512 {
+			t.Errorf("x32 %s is %d, not its x32 number", name, nr)
+		}
+		if got := runBPF(t, f.Prog, sysCall{arch: syscalltab.X32, name: name}); got != retErrno|uint32(unix.EPERM) {
+			t.Errorf("x32 %s: got %#x", name, got)
 		}
 	}
 }
