@@ -271,7 +271,7 @@ func TestDist(t *testing.T) {
 		t.Fatalf("tar -x: %v\n%s", err, b)
 	}
 	top := filepath.Join(unpacked, name)
-	want := append(installedFiles(t, version), "README.md", "docs/admin-guide.md", "docs/switching.md", "docs/user-guide.md")
+	want := append(installedFiles(t, version), "README.md", "docs/admin-guide.md", "docs/oci-conformance.md", "docs/switching.md", "docs/user-guide.md")
 	slices.Sort(want)
 	if got := filesUnder(t, top); !slices.Equal(got, want) {
 		t.Fatalf("the tarball holds %q, want %q", got, want)
