@@ -53,13 +53,18 @@ func loadBundle(bundle string, uid, gid uint32, added *[]string) (*specs.Spec, e
 // whose PID 1 is hpcrun's init, which serves the container.
 var alwaysNamespaces = []specs.LinuxNamespaceType{specs.UserNamespace, specs.MountNamespace, specs.PIDNamespace}
 
+// hasNamespace says whether s asks for a namespace of type t.
+func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	return s.Linux != nil && slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t })
+}
+
 // addedNamespaces names, for a warning, the namespaces of
 // alwaysNamespaces that s does not ask for: it asks the process to share
 // the caller's, and AdaptSpec gives it its own.
 func addedNamespaces(s *specs.Spec) []string {
 	var missing []string
 	for _, t := range alwaysNamespaces {
-		if s.Linux == nil || !slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t }) {
+		if !hasNamespace(s, t) {
 			missing = append(missing, string(t))
 		}
 	}
@@ -93,7 +98,7 @@ func AdaptSpec(s *specs.Spec, bundle string, uid, gid uint32) error {
 		s.Linux = &specs.Linux{}
 	}
 	for _, t := range alwaysNamespaces {
-		if !slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t }) {
+		if !hasNamespace(s, t) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: t})
 		}
 	}
@@ -106,7 +111,7 @@ func AdaptSpec(s *specs.Spec, bundle string, uid, gid uint32) error {
 	if err := checkUserMapped(s.Process.User, s.Linux, uid, gid); err != nil {
 		return err
 	}
-	ipc := slices.ContainsFunc(s.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.IPCNamespace })
+	ipc := hasNamespace(s, specs.IPCNamespace)
 	mounts := s.Mounts[:0]
 	for _, m := range s.Mounts {
 		switch m.Type {
