@@ -33,7 +33,7 @@ const RlimitArg0 = "hpcrun-rlimit"
 // cfg's rlimits and seccomp filter, and the pseudo-limits in extra: path
 // itself when there are none.
 func withShim(cfg *initConfig, path string, args []string, extra ...rlimit) (string, []string) {
-	if len(cfg.Rlimits) == 0 && cfg.Seccomp == "" {
+	if !cfg.needsShim() {
 		return path, args
 	}
 	limits := append(slices.Clone(cfg.Rlimits), extra...)
@@ -45,13 +45,17 @@ func withShim(cfg *initConfig, path string, args []string, extra ...rlimit) (str
 	return "/proc/self/exe", append(append(argv, path), args...)
 }
 
+// needsShim says whether a process of cfg's starts through the shim: it
+// has limits (or the fence) to set, or a filter to install.
+func (cfg *initConfig) needsShim() bool { return len(cfg.Rlimits) > 0 || cfg.Seccomp != "" }
+
 // forkExec starts path with args, under cfg's limits and filter, and
 // returns once path runs, as syscall.ForkExec does: through the shim, once
 // the shim has exec'd path (or failed), so that what follows a start (the
 // poststart hooks, a signal, a state that names the job's pid) finds the
 // job's program, not the shim's.
 func forkExec(cfg *initConfig, path string, args []string, attr *syscall.ProcAttr) (int, error) {
-	if len(cfg.Rlimits) == 0 && cfg.Seccomp == "" {
+	if !cfg.needsShim() {
 		return syscall.ForkExec(path, args, attr)
 	}
 	r, w, err := os.Pipe()
