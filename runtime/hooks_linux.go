@@ -165,11 +165,8 @@ func runHook(kind string, i int, h specs.Hook, state []byte, out *os.File) error
 			timeout = &t
 		}
 	}
-	cmd := &exec.Cmd{Path: h.Path, Args: h.Args, Env: env, Dir: "/", Stdin: bytes.NewReader(state), Stdout: w, Stderr: w,
+	cmd := &exec.Cmd{Path: h.Path, Args: hookArgv(h), Env: env, Dir: "/", Stdin: bytes.NewReader(state), Stdout: w, Stderr: w,
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true}, WaitDelay: hookWaitDelay}
-	if len(cmd.Args) == 0 {
-		cmd.Args = []string{h.Path}
-	}
 	defer w.flush()
 	fail := &hookError{kind: kind, index: i, path: h.Path}
 	if err := cmd.Start(); err != nil {
@@ -197,6 +194,15 @@ func runHook(kind string, i int, h specs.Hook, state []byte, out *os.File) error
 		fail.timeout = *timeout
 		return fail
 	}
+}
+
+// hookArgv is a hook's argv: its args, whose first is its argv[0], or
+// its path alone when it has none.
+func hookArgv(h specs.Hook) []string {
+	if len(h.Args) == 0 {
+		return []string{h.Path}
+	}
+	return h.Args
 }
 
 // maxHookTimeout caps a hook's timeout (a day), so that seconds convert
@@ -496,15 +502,11 @@ func (c *ctl) runHookHere(i int, h specs.Hook, state []byte, out *os.File) error
 		return fail
 	}
 	defer outR.Close()
-	args := h.Args
-	if len(args) == 0 {
-		args = []string{h.Path}
-	}
 	attr := jobAttr(c.cfg, h.Env, "/", []uintptr{inR.Fd(), outW.Fd(), outW.Fd()})
 	attr.Sys.Setsid = true
 	c.hookExits.begin()
 	defer c.hookExits.end()
-	pid, err := forkExec(c.cfg, h.Path, args, attr)
+	pid, err := forkExec(c.cfg, h.Path, hookArgv(h), attr)
 	inR.Close()
 	outW.Close()
 	if err != nil {
