@@ -76,7 +76,8 @@ type Superblock struct {
 // ParseSuperblock reads a superblock from b, its first 96 bytes, and
 // checks what the rest of the reader relies on. Errors that are not
 // ErrDamaged name what the reader does not read (another version, an
-// unknown compression).
+// unknown compression). The superblock comes back with any error but a
+// short b or a missing magic, for a caller's own messages.
 func ParseSuperblock(b []byte) (*Superblock, error) {
 	if len(b) < superSize {
 		return nil, damaged("%d bytes, less than a superblock", len(b))
@@ -111,11 +112,11 @@ func ParseSuperblock(b []byte) (*Superblock, error) {
 		return sb, fmt.Errorf("unknown squashfs compression %d", sb.Compression)
 	case sb.BlockSize < 4096 || sb.BlockSize > 1<<20 || bits.OnesCount32(sb.BlockSize) != 1 ||
 		uint32(1)<<sb.BlockLog != sb.BlockSize:
-		return nil, damaged("block size %d (log %d)", sb.BlockSize, sb.BlockLog)
+		return sb, damaged("block size %d (log %d)", sb.BlockSize, sb.BlockLog)
 	case sb.InodeTable >= sb.DirTable || sb.DirTable > sb.BytesUsed || sb.InodeTable < superSize:
-		return nil, damaged("inode table at %d, directory table at %d, %d bytes used", sb.InodeTable, sb.DirTable, sb.BytesUsed)
+		return sb, damaged("inode table at %d, directory table at %d, %d bytes used", sb.InodeTable, sb.DirTable, sb.BytesUsed)
 	case sb.IDs == 0:
-		return nil, damaged("no uid/gid table")
+		return sb, damaged("no uid/gid table")
 	}
 	return sb, nil
 }

@@ -24,7 +24,6 @@ package source
 import (
 	"archive/tar"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -188,25 +187,24 @@ func (s *squashSource) systemPartition() error {
 // checkSuperblock refuses a squashfs that is not one, is cut short or is
 // compressed in a way no reader knows, each with its own line.
 func (s *squashSource) checkSuperblock() error {
-	var sb [squashSuperSize]byte
+	var b [squashSuperSize]byte
 	if s.size < squashSuperSize {
 		return newError(ErrInvalid, "%s is truncated: %d bytes, less than a squashfs superblock; copy it again", s.ref, s.size)
 	}
-	if _, err := s.f.ReadAt(sb[:], s.off); err != nil {
+	if _, err := s.f.ReadAt(b[:], s.off); err != nil {
 		return fmt.Errorf("read %s: %w", s.ref, err)
 	}
-	le := binary.LittleEndian
-	major, bytesUsed := le.Uint16(sb[28:]), le.Uint64(sb[40:])
-	comp := le.Uint16(sb[20:])
+	// The reader's own checks of the rest come at Resolve, as its errors.
+	sb, _ := squashfs.ParseSuperblock(b[:])
 	switch {
-	case string(sb[:4]) != "hsqs":
+	case sb == nil:
 		return newError(ErrInvalid, "%s: its system partition is not a squashfs", s.ref)
-	case major != 4:
-		return newError(ErrUnsupported, "%s is a squashfs of version %d; hpcrun reads version 4, what mksquashfs has written since 2009", s.ref, major)
-	case bytesUsed > uint64(s.size):
-		return newError(ErrInvalid, "%s is truncated: its squashfs takes %d bytes, and %d are there; copy it again", s.ref, bytesUsed, s.size)
-	case squashfs.Compressions[comp] == "":
-		return newError(ErrUnsupported, "%s: unknown squashfs compression %d", s.ref, comp)
+	case sb.Major != 4:
+		return newError(ErrUnsupported, "%s is a squashfs of version %d; hpcrun reads version 4, what mksquashfs has written since 2009", s.ref, sb.Major)
+	case sb.BytesUsed > uint64(s.size):
+		return newError(ErrInvalid, "%s is truncated: its squashfs takes %d bytes, and %d are there; copy it again", s.ref, sb.BytesUsed, s.size)
+	case squashfs.Compressions[sb.Compression] == "":
+		return newError(ErrUnsupported, "%s: unknown squashfs compression %d", s.ref, sb.Compression)
 	}
 	return nil
 }
