@@ -607,6 +607,34 @@ cat /proc/kcore | wc -c; grep ' /proc/sys ' /proc/self/mountinfo | grep -q ' ro,
 		t.Errorf("runc bundle: %s", r)
 	}
 
+	// An address-space limit below what the shim's Go runtime has
+	// reserved already, with an environment big enough that building
+	// the exec's arguments grows the heap: the shim must not allocate
+	// after setting the limits, or it dies "out of memory" (as it did,
+	// under load, with any environment). With no RLIMIT_NOFILE of its
+	// own the job keeps the caller's soft limit, not the one Go raised.
+	big := strings.Repeat("x", 120<<10)
+	env := []string{"PATH=/bin:/usr/bin"}
+	for i := range 14 {
+		env = append(env, fmt.Sprintf("BIG%d=%s", i, big))
+	}
+	proc["env"] = env
+	proc["args"] = []string{"sh", "-c", `ulimit -n; ulimit -v; echo ${#BIG13}`}
+	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_AS", "soft": 1 << 30, "hard": 1 << 30}}
+	b, _ = json.Marshal(spec)
+	writeConfig(t, bundle, b)
+	host := runRaw(opts{}, "sh", "-c", "ulimit -n")
+	r = lc(t, root, "run", "--bundle", bundle, "runc-bundle-env")
+	if want := strings.TrimSpace(host.stdout) + " 1048576 122880"; r.code != 0 || strings.Join(strings.Fields(r.stdout), " ") != want {
+		t.Errorf("big environment under RLIMIT_AS, want %q: %s", want, r)
+	}
+
+	// Raising a hard limit is root's on the host: one line that says so.
+	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOFILE", "soft": 1 << 40, "hard": 1 << 40}}
+	b, _ = json.Marshal(spec)
+	writeConfig(t, bundle, b)
+	failsLC(t, root, "set rlimit RLIMIT_NOFILE: operation not permitted (an unprivileged user can lower limits, not raise them)", "run", "--bundle", bundle, "raise-rlimit")
+
 	proc["rlimits"] = []map[string]any{{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}}
 	b, _ = json.Marshal(spec)
 	writeConfig(t, bundle, b)

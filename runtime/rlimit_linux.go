@@ -8,8 +8,10 @@ import (
 	goruntime "runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,6 +98,14 @@ const execSyncWait = 10 * time.Second
 // there, if any (then drops privileges, where the init left that to it),
 // and execs the command. It never returns; a failure exits
 // 125 (126 when the exec fails).
+//
+// Once the limits are set the shim allocates nothing and starts no
+// thread: a Go runtime's address space is already past a bundle's usual
+// RLIMIT_AS (1.2 GB reserved at start), so the next heap growth under it
+// is a fatal "out of memory", and a thread past RLIMIT_NPROC is fatal
+// too. Everything that allocates (the exec's argv and environment, the
+// filter, the capability sets, the messages) is made first; what
+// follows the limits is raw system calls.
 func RunRlimitShim() {
 	// The filter and the fence are the calling thread's: it must be the
 	// one that execs.
@@ -103,50 +113,114 @@ func RunRlimitShim() {
 	// A failure goes to whoever started the shim when it waits on a
 	// descriptor of the shim's (execSyncResource), else to stderr.
 	syncFD := -1
-	report := func(code int, what string) {
-		if syncFD < 0 || !writeAll(syncFD, what) {
-			os.Stderr.WriteString("hpcrun: " + what[1:] + "\n")
+	report := func(code int, what ...string) {
+		ok := syncFD >= 0
+		for _, w := range what {
+			ok = ok && writeAll(syncFD, w)
+		}
+		if !ok {
+			os.Stderr.WriteString("hpcrun: " + strings.Join(what, "")[1:] + "\n")
 		}
 		os.Exit(code)
 	}
-	fail := func(code int, msg string) { report(code, "M"+msg) }
+	fail := func(code int, msg ...string) { report(code, append([]string{"M"}, msg...)...) }
 	a := os.Args[1:]
 	n, err := strconv.Atoi(first(a))
-	if err != nil || len(a) < 1+3*n+4 {
+	if err != nil || n < 0 || len(a) < 1+3*n+4 {
 		fail(StatusFailed, "rlimit shim: bad arguments")
 	}
+	type limit struct {
+		res int
+		lim unix.Rlimit
+	}
+	var limits []limit
 	for i := 0; i < n; i++ {
 		res, _ := strconv.Atoi(a[1+3*i])
-		if res == execSyncResource {
+		switch res {
+		case execSyncResource:
 			syncFD, _ = strconv.Atoi(a[2+3*i])
 			syscall.CloseOnExec(syncFD)
-			continue
-		}
-		if res == fenceResource {
+		case fenceResource:
 			if err := fenceSelf(); err != nil {
 				fail(StatusFailed, err.Error())
 			}
-			continue
-		}
-		soft, _ := strconv.ParseUint(a[2+3*i], 10, 64)
-		hard, _ := strconv.ParseUint(a[3+3*i], 10, 64)
-		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: soft, Max: hard}); err != nil {
-			fail(StatusFailed, "set rlimit "+strconv.Itoa(res)+": "+err.Error()+" (an unprivileged user can lower limits, not raise them)")
+		default:
+			soft, _ := strconv.ParseUint(a[2+3*i], 10, 64)
+			hard, _ := strconv.ParseUint(a[3+3*i], 10, 64)
+			limits = append(limits, limit{res, unix.Rlimit{Cur: soft, Max: hard}})
 		}
 	}
 	rest := a[1+3*n:]
-	if err := filterAndDrop(rest[0], rest[1]); err != nil {
-		fail(StatusFailed, err.Error())
+	var filter *seccompFilter
+	if rest[0] != "" {
+		if filter, err = parseSeccompFilter(rest[0]); err != nil {
+			fail(StatusFailed, err.Error())
+		}
 	}
-	rest = rest[2:]
-	// From here on the filter judges every call; syscall.Exec makes few
-	// (it restores Go's RLIMIT_NOFILE, as runc's last exec does too).
-	err = syscall.Exec(rest[0], rest[1:], os.Environ())
-	var errno syscall.Errno
-	if errors.As(err, &errno) && syncFD >= 0 {
-		report(StatusNotExecutable, "E"+strconv.Itoa(int(errno)))
+	privs, root, dropPrivs := capSets{}, false, filter != nil && rest[1] != ""
+	if dropPrivs {
+		if privs, root, err = parseShimPrivileges(rest[1]); err != nil {
+			fail(StatusFailed, err.Error())
+		}
 	}
-	fail(StatusNotExecutable, execError(rest[1], err).Error())
+	argv0, argv := rest[2], rest[3:]
+	argv0p, err := syscall.BytePtrFromString(argv0)
+	if err != nil {
+		fail(StatusNotExecutable, execError(argv[0], err).Error())
+	}
+	argvp, err := syscall.SlicePtrFromStrings(argv)
+	if err != nil {
+		fail(StatusNotExecutable, execError(argv[0], err).Error())
+	}
+	envvp, err := syscall.SlicePtrFromStrings(os.Environ())
+	if err != nil {
+		fail(StatusNotExecutable, execError(argv[0], err).Error())
+	}
+	// The exec's errno for the waiting init, written without allocating.
+	errnoMsg := make([]byte, 0, 24)
+	// Go raised this process's soft RLIMIT_NOFILE at start and puts it
+	// back in syscall.Exec alone, before its execve: the failing Exec
+	// of "" does that here, so that a job with no RLIMIT_NOFILE of its
+	// own gets the limit the shim started with, as one exec'd by
+	// syscall.Exec does.
+	syscall.Exec("", nil, nil)
+
+	// From here on: no allocation, no new thread.
+	for _, l := range limits {
+		if _, _, e := unix.RawSyscall6(unix.SYS_PRLIMIT64, 0, uintptr(l.res), uintptr(unsafe.Pointer(&l.lim)), 0, 0, 0); e != 0 {
+			fail(StatusFailed, "set rlimit ", resourceName(l.res), ": ", e.Error(), " (an unprivileged user can lower limits, not raise them)")
+		}
+	}
+	if filter != nil {
+		if err := filter.install(); err != nil {
+			fail(StatusFailed, err.Error())
+		}
+		if dropPrivs {
+			if err := dropPrivileges(false, privs, root); err != nil {
+				fail(StatusFailed, err.Error())
+			}
+		}
+	}
+	// From here on the filter judges every call.
+	_, _, e := unix.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(argv0p)), uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envvp[0])))
+	if syncFD >= 0 {
+		errnoMsg = strconv.AppendInt(append(errnoMsg, 'E'), int64(e), 10)
+		if writeAll(syncFD, unsafe.String(&errnoMsg[0], len(errnoMsg))) {
+			os.Exit(StatusNotExecutable)
+		}
+	}
+	fail(StatusNotExecutable, execError(argv[0], e).Error())
+}
+
+// resourceName is the number of resource res, as a static string for
+// those process.rlimits may name (no allocation; see RunRlimitShim).
+func resourceName(res int) string {
+	for name, n := range rlimitNumbers {
+		if n == res {
+			return name
+		}
+	}
+	return "(unknown)"
 }
 
 // writeAll writes what to fd, whole.
