@@ -22,13 +22,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/internal/unixsock"
 )
 
 // Files in a container's state directory.
@@ -58,7 +59,7 @@ type request struct {
 	env    []string
 	cwd    string
 	fds    []int // the exec'd process's stdin, stdout and stderr
-	conn   *net.UnixConn
+	conn   *unixsock.Conn
 }
 
 // response answers a request; for exec a second one follows with the
@@ -120,10 +121,10 @@ func stateDirFD(dir string) (int, error) {
 }
 
 // readRequest reads a request frame and the descriptors sent with it.
-func readRequest(conn *net.UnixConn) (request, error) {
+func readRequest(conn *unixsock.Conn) (request, error) {
 	buf := make([]byte, 1<<20)
 	oob := make([]byte, unix.CmsgSpace(3*4))
-	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	n, oobn, err := conn.ReadMsg(buf, oob)
 	if err != nil {
 		return request{}, err
 	}
@@ -167,18 +168,17 @@ func closeAll(fds []int) {
 var ErrNotRunning = errors.New("the container is not running")
 
 // dial connects to a container's control socket.
-func dial(stateDir string) (*net.UnixConn, error) {
+func dial(stateDir string) (*unixsock.Conn, error) {
 	dir, err := stateDirFD(stateDir)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(dir)
-	d := net.Dialer{Timeout: callTimeout}
-	conn, err := d.Dial("unix", fdPath(dir)+"/"+ctlSocket)
+	conn, err := unixsock.Dial(fdPath(dir) + "/" + ctlSocket)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrNotRunning, err)
 	}
-	return conn.(*net.UnixConn), nil
+	return conn, nil
 }
 
 // callTimeout bounds each step of a call until the init's first answer:
@@ -188,7 +188,7 @@ func dial(stateDir string) (*net.UnixConn, error) {
 const callTimeout = 10 * time.Second
 
 // call sends one request, with fds if any, and reads the first response.
-func call(stateDir string, r request, files ...*os.File) (*net.UnixConn, response, error) {
+func call(stateDir string, r request, files ...*os.File) (*unixsock.Conn, response, error) {
 	conn, err := dial(stateDir)
 	if err != nil {
 		return nil, response{}, err
@@ -202,7 +202,7 @@ func call(stateDir string, r request, files ...*os.File) (*net.UnixConn, respons
 		oob = unix.UnixRights(fds...)
 	}
 	conn.SetDeadline(time.Now().Add(callTimeout))
-	if _, _, err := conn.WriteMsgUnix(r.encode(), oob, nil); err != nil {
+	if _, err := conn.WriteMsg(r.encode(), oob); err != nil {
 		conn.Close()
 		return nil, response{}, fmt.Errorf("%w (%v)", ErrNotRunning, err)
 	}

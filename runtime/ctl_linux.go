@@ -22,10 +22,8 @@ package runtime
 // the job and then reaps, with the same rules, and no goroutine is added.
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -37,6 +35,8 @@ import (
 
 	"github.com/hpcrun/hpcrun/internal/envlist"
 	"github.com/hpcrun/hpcrun/runtime/procs"
+
+	"github.com/hpcrun/hpcrun/internal/unixsock"
 )
 
 // ctl is a container's init once the container is built: the reaper of
@@ -44,10 +44,10 @@ import (
 type ctl struct {
 	cfg    *initConfig
 	logf   func(string, ...any)
-	dir    int               // the state directory; -1 for none
-	ln     *net.UnixListener // the control socket; nil for a plain run
-	status *os.File          // reports to the parent; nil once a created container is ready
-	path   string            // the job's executable
+	dir    int                // the state directory; -1 for none
+	ln     *unixsock.Listener // the control socket; nil for a plain run
+	status *os.File           // reports to the parent; nil once a created container is ready
+	path   string             // the job's executable
 
 	forks chan func()   // operations that fork, for the main thread
 	wake  chan struct{} // a fork, or the end: for a reaper with no child
@@ -76,21 +76,13 @@ func newCtl(cfg *initConfig, status *os.File) (*ctl, error) {
 	// The socket file takes its mode from the socket's inode, less the
 	// umask: made 0600 before bind, it is never more open than the other
 	// state files, whatever the user's umask (0777 with umask 0).
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var err error
-		if cerr := rc.Control(func(fd uintptr) { err = unix.Fchmod(int(fd), 0o600) }); cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	l, err := lc.Listen(context.Background(), "unix", fdPath(dir)+"/"+ctlSocket)
+	// The socket file stays when the init exits: delete removes the dir.
+	l, err := unixsock.Listen(fdPath(dir)+"/"+ctlSocket, 0o600)
 	if err != nil {
 		unix.Close(dir)
 		return nil, fmt.Errorf("container control socket: %w", err)
 	}
-	c.dir, c.ln = dir, l.(*net.UnixListener)
-	// The socket file stays when the init exits: delete removes the dir.
-	c.ln.SetUnlinkOnClose(false)
+	c.dir, c.ln = dir, l
 	return c, nil
 }
 
@@ -332,7 +324,7 @@ func (c *ctl) watchAnchor() {
 // accept serves the control socket: a request per connection.
 func (c *ctl) accept() {
 	for {
-		conn, err := c.ln.AcceptUnix()
+		conn, err := c.ln.Accept()
 		if err != nil {
 			return
 		}
@@ -344,7 +336,7 @@ func (c *ctl) accept() {
 // The connection is closed once answered, but for an exec'd process's:
 // its reaper reads the signal bytes and the hang-up (see fence_linux.go),
 // and exited sends its status and closes it.
-func (c *ctl) handle(conn *net.UnixConn) {
+func (c *ctl) handle(conn *unixsock.Conn) {
 	r, err := readRequest(conn)
 	if err != nil {
 		conn.Write(response{err: err.Error()}.encode())

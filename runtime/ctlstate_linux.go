@@ -2,8 +2,9 @@ package runtime
 
 import (
 	"errors"
-	"net"
 	"slices"
+
+	"github.com/hpcrun/hpcrun/internal/unixsock"
 )
 
 // ctlState is what a container's init knows of the processes it started,
@@ -24,7 +25,7 @@ type ctlState struct {
 // execd is a running exec'd process: its status goes on conn, which
 // already carries the reply that gave its pid.
 type execd struct {
-	conn   *net.UnixConn
+	conn   *unixsock.Conn
 	member bool
 }
 

@@ -3,13 +3,14 @@ package runtime
 import (
 	"errors"
 	"io"
-	"net"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/internal/unixsock"
 )
 
 func TestCtlStateMayStart(t *testing.T) {
@@ -215,23 +216,13 @@ func testCtl(t *testing.T, members int) *ctl {
 }
 
 // connPair is a connected pair of unix stream sockets.
-func connPair(t *testing.T) (client, server *net.UnixConn) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+func connPair(t *testing.T) (client, server *unixsock.Conn) {
+	client, server, err := unixsock.Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := make([]*net.UnixConn, 2)
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "socket")
-		c, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c.(*net.UnixConn)
-		t.Cleanup(func() { conns[i].Close() })
-	}
-	return conns[0], conns[1]
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
 }
 
 // TestCtlHandle sends requests through the server's dispatcher, those
@@ -291,7 +282,7 @@ func TestCtlHandle(t *testing.T) {
 				}
 				oob = unix.UnixRights(fds...)
 			}
-			if _, _, err := client.WriteMsgUnix(msg, oob, nil); err != nil {
+			if _, err := client.WriteMsg(msg, oob); err != nil {
 				t.Fatal(err)
 			}
 			b, err := readFrame(client)

@@ -61,6 +61,8 @@ import (
 	"github.com/hpcrun/hpcrun/runtime/procs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/runtime/initclone"
 )
 
 // checkCwd refuses a working directory in a process's /proc directory
@@ -202,7 +204,7 @@ func realPath(p string) string {
 
 // ExecReaperArg0 is argv[0] of the reaper that each exec'd process
 // starts under; cmd/hpcrun hands control to RunExecReaper when it sees it.
-const ExecReaperArg0 = "hpcrun-exec"
+const ExecReaperArg0 = initclone.ExecReaperArg0
 
 // reaperConnFD is the exec's connection in the reaper.
 const reaperConnFD = 3

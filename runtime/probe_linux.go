@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/runtime/initclone"
 )
 
 // ProbeArg0 is argv[0] of the probe stage; cmd/hpcrun hands control to
 // RunProbe as soon as it sees it.
-const ProbeArg0 = "hpcrun-probe"
+const ProbeArg0 = initclone.ProbeArg0
 
 // ProbeMountProc is the step of ProbeUserNS that mounts a fresh proc.
 const ProbeMountProc = "mount a fresh proc"

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/runtime/initclone"
 )
 
 // process.rlimits apply to the job and every process started in the
@@ -29,7 +31,7 @@ import (
 
 // RlimitArg0 is argv[0] of the pre-exec shim; cmd/hpcrun hands control
 // to RunRlimitShim as soon as it sees it.
-const RlimitArg0 = "hpcrun-rlimit"
+const RlimitArg0 = initclone.RlimitArg0
 
 // withShim returns the path and argv that start path with args under
 // cfg's rlimits and seccomp filter, and the pseudo-limits in extra: path

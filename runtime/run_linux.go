@@ -13,14 +13,14 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/hpcrun/hpcrun/internal/fallback"
+	"github.com/hpcrun/hpcrun/runtime/initclone"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
 // InitArg0 is argv[0] of the re-executed init stage. cmd/hpcrun hands control to
 // RunInit as soon as it sees it, from a package init function.
-const InitArg0 = "hpcrun-init"
+const InitArg0 = initclone.InitArg0
 
 // Config is everything the init stage needs: the spec and what hpcrun adds
 // to it. Run reduces it to the init's own compact form (see wire_linux.go),
@@ -95,31 +95,15 @@ type File struct {
 }
 
 // Stdio is the job's standard input, output and error.
-type Stdio struct {
-	In, Out, Err *os.File
-}
+type Stdio = initclone.Stdio
 
 // ForwardedSignals are passed on to the job: what batch systems and
 // terminals send. Slurm sends CONT then TERM, then KILL after KillWait.
-var ForwardedSignals = []os.Signal{
-	syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT,
-}
+var ForwardedSignals = initclone.ForwardedSignals
 
-// initCaps are the capabilities the init holds inside its user namespace,
-// as ambient capabilities: without them the re-executed init runs as the
-// caller's uid and execve drops every capability, so the first mount fails
-// with EPERM. They act only on the caller's own files. The init drops
-// them all before a job that keeps the caller's uid; a --fakeroot job keeps
-// its spec's set, which must be among these: with no_new_privs, execve
-// grants a root job no capability its parent did not have.
-var initCaps = []uintptr{
-	unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_NET_ADMIN, unix.CAP_DAC_OVERRIDE,
-	unix.CAP_FOWNER, unix.CAP_SETUID, unix.CAP_SETGID,
-	// The rest of fakerootCaps.
-	unix.CAP_CHOWN, unix.CAP_FSETID, unix.CAP_MKNOD, unix.CAP_NET_RAW, unix.CAP_SETFCAP,
-	unix.CAP_NET_BIND_SERVICE, unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE,
-}
+// initCaps are the capabilities the init holds inside its user namespace
+// (see initclone.InitCaps).
+var initCaps = initclone.InitCaps
 
 // Init is a container init that has been cloned and waits for its
 // config. Starting it ahead of the config lets the clone and the start of
@@ -127,8 +111,9 @@ var initCaps = []uintptr{
 // parsing flags and resolving the job.
 type Init struct {
 	pid      int
-	err      error    // why the clone failed; reported by Run
-	control  *os.File // our end of the control pipe: the config, then signals
+	at       time.Time // when it had exec'd
+	err      error     // why the clone failed; reported by Run
+	control  *os.File  // our end of the control pipe: the config, then signals
 	status   *os.File
 	relay    *terminalRelay // the job's terminal, when stdin is one
 	sigs     chan os.Signal
@@ -163,68 +148,39 @@ func StartDetached(stdio Stdio, spec *specs.Spec, extra ...*os.File) *Init {
 }
 
 func start(stdio Stdio, detached bool, caps []uintptr, extra []*os.File) *Init {
-	p := &Init{sigs: make(chan os.Signal, 16), catching: make(chan struct{}), done: make(chan struct{})}
-	// Catching signals costs a thread and a third of a millisecond in the
-	// Go runtime, so it is set up beside the clone; Run sends the config
-	// only once it is done.
-	go func() {
-		signal.Notify(p.sigs, ForwardedSignals...)
-		close(p.catching)
-	}()
-	defer func() { go p.forward() }()
+	var relay *terminalRelay
 	if !detached && isTerminal(stdio.In) {
-		relay, job, err := newTerminalRelay(stdio)
+		r, job, err := newTerminalRelay(stdio)
 		if err != nil {
-			p.err = err
+			catching := make(chan struct{})
+			close(catching)
+			p := &Init{err: err, sigs: make(chan os.Signal), catching: catching, done: make(chan struct{})}
+			go p.forward()
 			return p
 		}
-		p.relay, stdio = relay, job
+		relay, stdio = r, job
 		defer relay.closeSlave()
 	}
-	// Raw pipes: the init gets the read end of the control pipe (its
-	// config, then signals for the job) as fd 3 and the write end of the
-	// status pipe as fd 4; ours stay close-on-exec.
-	var cfgPipe, statPipe [2]int
-	if err := unix.Pipe2(cfgPipe[:], unix.O_CLOEXEC); err != nil {
-		p.err = fmt.Errorf("pipe: %w", err)
-		return p
+	p := &Init{relay: relay}
+	p.fill(initclone.Start(stdio, detached, caps, extra))
+	return p
+}
+
+// Adopt takes over an init that package initclone cloned (a job's init,
+// cloned as early as can be, before this package is initialized): it
+// forwards signals to it, and Run reports a failed clone.
+func Adopt(c *initclone.Clone) *Init {
+	if c == nil {
+		return nil
 	}
-	if err := unix.Pipe2(statPipe[:], unix.O_CLOEXEC); err != nil {
-		unix.Close(cfgPipe[0])
-		unix.Close(cfgPipe[1])
-		p.err = fmt.Errorf("pipe: %w", err)
-		return p
-	}
-	p.control = os.NewFile(uintptr(cfgPipe[1]), "control")
-	p.status = os.NewFile(uintptr(statPipe[0]), "status")
-	// syscall.ForkExec rather than os/exec: nothing that exec.Cmd adds is
-	// needed, and os.StartProcess probes pidfd support with an extra fork.
-	files := []uintptr{stdio.In.Fd(), stdio.Out.Fd(), stdio.Err.Fd(), uintptr(cfgPipe[0]), uintptr(statPipe[1])}
-	for _, f := range extra {
-		files = append(files, f.Fd())
-	}
-	p.pid, p.err = syscall.ForkExec("/proc/self/exe", []string{InitArg0}, &syscall.ProcAttr{
-		// The init's work is sequential: one P spares the Go runtime its
-		// cgroup probing and idle threads at start.
-		Env:   append([]string{"GOMAXPROCS=1"}, fallback.Environ()...),
-		Files: files,
-		Sys: &syscall.SysProcAttr{
-			// The id maps are written by Run, once the job's are known;
-			// until then the init waits for its config. Further
-			// namespaces (network, uts, ipc) the init unshares itself.
-			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID,
-			AmbientCaps: caps,
-			// If hpcrun dies, so does the init, and with it the pid
-			// namespace; unless it is detached.
-			Pdeathsig: pdeathsig(detached),
-			// Out of the caller's session: no process of the container
-			// has the caller's terminal as its controlling one, so none
-			// can push input into it (TIOCSTI) or take its foreground.
-			Setsid: true,
-		},
-	})
-	unix.Close(cfgPipe[0])
-	unix.Close(statPipe[1])
+	p := &Init{}
+	p.fill(c)
+	return p
+}
+
+func (p *Init) fill(c *initclone.Clone) {
+	p.pid, p.at, p.err, p.control, p.status, p.sigs, p.catching = c.Pid, c.At, c.Err, c.Control, c.Status, c.Sigs, c.Catching
+	p.done = make(chan struct{})
 	if p.err != nil {
 		if isUserNSRefusal(p.err) {
 			p.err = diagnoseUserNS(p.err, readSysctl)
@@ -232,14 +188,7 @@ func start(stdio Stdio, detached bool, caps []uintptr, extra []*os.File) *Init {
 			p.err = fmt.Errorf("start container init: %w", p.err)
 		}
 	}
-	return p
-}
-
-func pdeathsig(detached bool) syscall.Signal {
-	if detached {
-		return 0
-	}
-	return syscall.SIGKILL
+	go p.forward()
 }
 
 // Create hands a detached init its config, with cfg.StateDir set, and
@@ -381,7 +330,7 @@ func (p *Init) configure(cfg *Config) error {
 		p.Abort()
 		return p.err
 	}
-	cfg.logf("init cloned, host pid %d", p.pid)
+	cfg.logf("init cloned, host pid %d (exec'd at %.2fms)", p.pid, float64(p.at.Sub(cfg.Start).Microseconds())/1000)
 	ic, err := newInitConfig(cfg)
 	if err == nil {
 		err = writeIDMaps(p.pid, cfg.Spec.Linux)

@@ -11,7 +11,6 @@ package runtime
 import (
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -28,7 +27,22 @@ var ipcSysctls = map[string]bool{
 // sysctlPart is one component of a key: a /proc/sys file or directory
 // name. With "/" as the separator a component may hold dots (an interface
 // name such as eth0.100), never be "." or "..".
-var sysctlPart = regexp.MustCompile(`^[A-Za-z0-9_@:+-][A-Za-z0-9_@:+.-]*$`)
+// A check by hand, not a regexp: package regexp would make every start
+// of the init stage initialize it, and yaml.v3 after it (see package
+// stage).
+func sysctlPart(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '_' || c == '@' || c == ':' || c == '+' || c == '-':
+		case c == '.' && i > 0:
+		default:
+			return false
+		}
+	}
+	return p != ""
+}
 
 // sysctlFile checks linux.sysctl key for a container that unshares
 // unshare (CLONE_NEW* flags beyond user, mount and pid) and returns the
@@ -41,7 +55,7 @@ func sysctlFile(key string, unshare uintptr) (string, error) {
 	}
 	parts := strings.Split(key, sep)
 	for _, p := range parts {
-		if !sysctlPart.MatchString(p) || (sep == "/" && strings.Trim(p, ".") == "") {
+		if !sysctlPart(p) || (sep == "/" && strings.Trim(p, ".") == "") {
 			return "", fmt.Errorf("linux.sysctl: %q is not a sysctl key (such as net.ipv4.ip_forward)", key)
 		}
 	}

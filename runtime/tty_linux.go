@@ -3,7 +3,6 @@ package runtime
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -12,6 +11,10 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hpcrun/hpcrun/runtime/initclone"
+
+	"github.com/hpcrun/hpcrun/internal/unixsock"
 )
 
 // openPTY opens a new pseudo-terminal: /dev/ptmx, unlocked, and its slave.
@@ -47,13 +50,15 @@ func NewConsole(path string) (*os.File, error) {
 		return nil, err
 	}
 	defer master.Close()
-	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	conn, err := unixsock.Dial(path)
 	if err != nil {
 		slave.Close()
 		return nil, fmt.Errorf("console socket: %w", err)
 	}
 	defer conn.Close()
-	if _, _, err := conn.WriteMsgUnix([]byte(master.Name()), unix.UnixRights(int(master.Fd())), nil); err != nil {
+	// The caller listens: a full socket buffer must not hold create.
+	conn.SetDeadline(time.Now().Add(callTimeout))
+	if _, err := conn.WriteMsg([]byte(master.Name()), unix.UnixRights(int(master.Fd()))); err != nil {
 		slave.Close()
 		return nil, fmt.Errorf("console socket: send the terminal: %w", err)
 	}
@@ -124,13 +129,7 @@ func (t *RelayedTerminal) Close() {
 }
 
 // isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool {
-	if f == nil {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+func isTerminal(f *os.File) bool { return initclone.IsTerminal(f) }
 
 // terminalRelay gives a job a terminal of its own: a new pty whose slave
 // stands in for each of the job's stdio that is a terminal, its

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +21,8 @@ import (
 	"github.com/hpcrun/hpcrun/internal/atomicfile"
 	"github.com/hpcrun/hpcrun/internal/termsafe"
 	"github.com/hpcrun/hpcrun/runtime/procs"
+
+	"github.com/hpcrun/hpcrun/internal/columns"
 )
 
 // ErrNoConsoleSocket: the bundle asks for a terminal, and no socket was
@@ -274,15 +275,14 @@ func WriteStates(w io.Writer, all []*State) error {
 }
 
 func writeStates(w io.Writer, all []*State, now time.Time, name func(uid string) string) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPID\tSTATUS\tIMAGE\tCREATED\tOWNER")
+	rows := [][]string{{"ID", "PID", "STATUS", "IMAGE", "CREATED", "OWNER"}}
 	for _, s := range all {
 		// The fields come from state files, which their owner
 		// writes and root may print (see internal/termsafe).
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", termsafe.Line(s.ID), s.OCI().Pid, termsafe.Line(s.Status),
-			termsafe.Line(s.ImageRef()), Ago(now.Sub(s.Created)), termsafe.Line(name(s.Owner)))
+		rows = append(rows, []string{termsafe.Line(s.ID), strconv.Itoa(s.OCI().Pid), termsafe.Line(s.Status),
+			termsafe.Line(s.ImageRef()), Ago(now.Sub(s.Created)), termsafe.Line(name(s.Owner))})
 	}
-	return tw.Flush()
+	return columns.Write(w, 3, rows)
 }
 
 // Ago says how long ago d was, as people do: "just now", "3 minutes ago",

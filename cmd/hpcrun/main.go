@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	// Imported first for its init function: see the package.
+	// Imported for their init functions: see the packages.
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
+	_ "github.com/hpcrun/hpcrun/cmd/hpcrun/internal/stage"
 	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
 
@@ -32,7 +34,7 @@ var buildTagCommands []func(root *cobra.Command) *cobra.Command
 
 func main() {
 	started = time.Now()
-	os.Exit(execute(os.Args[1:], os.Stderr, early.Init))
+	os.Exit(execute(os.Args[1:], os.Stderr, runtime.Adopt(early.Clone)))
 }
 
 // exitError carries the job's own exit status out of cobra.
@@ -44,17 +46,24 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // the container init that package early cloned for it, or nil.
 func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 	defer pre.Abort()
+	if len(args) == 1 && args[0] == "--version" {
+		// What cobra's version template prints, without the command tree.
+		fmt.Printf("hpcrun %s\n", version)
+		return 0
+	}
 	runForm, subcommand := classify(args)
 	if subcommand {
 		// Cloned on a guess (global flags came first): no job will use it,
 		// and until it is gone a signal would end hpcrun with it.
 		pre.Abort()
 	}
-	root := newRootCommand(pre)
+	var root *cobra.Command
 	if runForm {
 		// `hpcrun [flags] CMD ARGS...`: CMD may be named like a subcommand
 		// (`hpcrun --rootfs r spec`), so there are none to find.
-		root.ResetCommands()
+		root, _, _ = newRunCommand(pre)
+	} else {
+		root = newRootCommand(pre)
 	}
 	root.SetArgs(args)
 	code, msg := exitStatusOf(root.Execute())
@@ -112,26 +121,27 @@ func parseProbe(args []string) (sub bool, fs *pflag.FlagSet, ok bool) {
 	if len(args) == 0 {
 		return false, nil, false
 	}
-	probe := newRootCommand(nil)
-	probe.InitDefaultHelpCmd()
-	probe.InitDefaultCompletionCmd()
-	isSub := func(word string) bool {
-		c, _, err := probe.Find([]string{word})
-		return err == nil && c != probe
-	}
+	probe, _, _ := newRunCommand(nil)
 	fs = pflag.NewFlagSet("probe", pflag.ContinueOnError)
 	fs.AddFlagSet(probe.Flags())
 	fs.AddFlagSet(probe.PersistentFlags())
 	fs.SetInterspersed(false)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	if isSub(args[0]) {
+	if isSubcommand(args[0]) {
 		return true, fs, true
 	}
 	if fs.Parse(args) != nil {
 		return false, fs, false
 	}
-	return fs.NArg() > 0 && isSub(fs.Arg(0)), fs, true
+	return fs.NArg() > 0 && isSubcommand(fs.Arg(0)), fs, true
+}
+
+// isSubcommand reports whether word names one of hpcrun's subcommands
+// (help and completion included), from early's list, which
+// TestNotJobsListsEverySubcommand keeps equal to the command tree's.
+func isSubcommand(word string) bool {
+	return !strings.HasPrefix(word, "-") && early.IsSubcommandOrHelp(word)
 }
 
 func flagError(_ *cobra.Command, err error) error { return launch.UsageError{Err: err} }

@@ -86,9 +86,27 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.rocm, "rocm", false, "make the node's AMD ROCm driver (libamdhip64, libhsa-runtime64, ...) usable in the container")
 }
 
-// newRootCommand builds the command line. early is an init started ahead
-// for the job, or nil.
+// newRootCommand builds the command line: the job's flags and every
+// subcommand. early is an init started ahead for the job, or nil.
 func newRootCommand(early *runtime.Init) *cobra.Command {
+	cmd, g, so := newRunCommand(early)
+	cmd.AddCommand(newSpecCommand(g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand(), newCheckCommand(so))
+	cmd.AddCommand(newPullCommand(g), newLoginCommand(g), newLogoutCommand(), newShellCommand(g, so), newInspectCommand(g))
+	cmd.AddCommand(newLifecycleCommands(so)...)
+	cmd.AddCommand(newProcessCommands(so)...)
+	for _, add := range buildTagCommands {
+		cmd.AddCommand(add(cmd))
+	}
+	finishCommandTree(cmd)
+	return cmd
+}
+
+// newRunCommand builds the root command alone, with the job's flags and
+// no subcommands: all that `hpcrun [flags] CMD ARGS...` needs, without the
+// cost of the subcommands' flags and help (a job start pays it twice
+// otherwise, in classify and in execute). It returns the options that the
+// subcommands share.
+func newRunCommand(early *runtime.Init) (*cobra.Command, *globalOptions, *stateOptions) {
 	var g globalOptions
 	var so stateOptions
 	var o runOptions
@@ -165,15 +183,7 @@ job; if hpcrun is killed, the job dies with it.
 		return nil
 	}
 	cmd.SetFlagErrorFunc(flagError)
-	cmd.AddCommand(newSpecCommand(&g), newImagesCommand(), newRmiCommand(), newPruneCommand(), newConfigCommand(), newCheckCommand(&so))
-	cmd.AddCommand(newPullCommand(&g), newLoginCommand(&g), newLogoutCommand(), newShellCommand(&g, &so), newInspectCommand(&g))
-	cmd.AddCommand(newLifecycleCommands(&so)...)
-	cmd.AddCommand(newProcessCommands(&so)...)
-	for _, add := range buildTagCommands {
-		cmd.AddCommand(add(cmd))
-	}
-	finishCommandTree(cmd)
-	return cmd
+	return cmd, &g, &so
 }
 
 // runJob runs the job that the flags and args ask for and returns its

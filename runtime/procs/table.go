@@ -6,27 +6,27 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/hpcrun/hpcrun/internal/termsafe"
+
+	"github.com/hpcrun/hpcrun/internal/columns"
 )
 
 // WriteTable writes processes as hpcrun ps shows them: the pid on the
 // host and inside, the user, the state, the CPU time, the RSS and the
 // command line, which the job writes and so is made safe to print.
 func WriteTable(w io.Writer, ps []Proc) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PID\tPID INSIDE\tUSER\tSTAT\tTIME\tRSS\tCOMMAND")
+	rows := [][]string{{"PID", "PID INSIDE", "USER", "STAT", "TIME", "RSS", "COMMAND"}}
 	for _, p := range ps {
 		cmd := strings.Join(p.Cmdline, " ")
 		if cmd == "" {
 			cmd = "[" + p.Comm + "]"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%c\t%s\t%s\t%s\n", p.Pid, p.NSPid, UserName(strconv.Itoa(p.UID)), p.State,
-			cpuTime(p.CPU), kib(p.RSS), termsafe.Line(cmd))
+		rows = append(rows, []string{strconv.Itoa(p.Pid), strconv.Itoa(p.NSPid), UserName(strconv.Itoa(p.UID)), string(p.State),
+			cpuTime(p.CPU), kib(p.RSS), termsafe.Line(cmd)})
 	}
-	return tw.Flush()
+	return columns.Write(w, 2, rows)
 }
 
 // UserName is the name of the user uid (decimal), or uid when it has

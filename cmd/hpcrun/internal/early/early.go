@@ -1,23 +1,30 @@
 // Package early starts what must not wait for the rest of hpcrun to
-// initialize: the container's init stage, when the binary is re-executed as
-// one, and, for a command line that runs a job, the clone of that init.
+// initialize: for a command line that runs a job, the clone of its
+// container init.
 //
 // Go initializes packages in dependency order and, among those ready, in
-// the order of their import paths. This package depends only on runtime,
-// and its path sorts before cobra, pflag and the image libraries, so
-// its init function runs before theirs: the init stage skips their
-// initialization altogether, and the parent's overlaps the init's start.
+// the order of their import paths. This package imports only package
+// initclone and what it needs (os, os/signal, x/sys/unix), and its path
+// sorts before the rest of hpcrun's, cobra's, pflag's and yaml's: its init
+// function runs before theirs, and before package runtime's dependencies
+// (encoding/json, regexp, net), so the init's start overlaps all of
+// their initialization. The stages that the binary runs when re-executed
+// (the init itself, the pre-exec shim) start from package stage, which
+// needs package runtime.
 package early
 
 import (
 	"os"
 	"strings"
 
-	"github.com/hpcrun/hpcrun/runtime"
+	"github.com/hpcrun/hpcrun/runtime/initclone"
 )
 
-// Init is the container init cloned for this command line, or nil.
-var Init *runtime.Init
+// Clone is the container init cloned for this command line, for package
+// runtime to adopt; nil for none. The clone waits for the child's exec:
+// done from another thread, beside the rest of the start, it was slower
+// (the fork and the start's page faults contend for the same memory).
+var Clone *initclone.Clone
 
 // notJobs are the first words that never run a job: the subcommands and
 // help (cmd/hpcrun's TestNotJobsListsEverySubcommand keeps the list whole).
@@ -60,23 +67,13 @@ func MayRunJob(args []string) bool {
 func IsSubcommandOrHelp(word string) bool { return notJobs[word] }
 
 func init() {
-	if len(os.Args) == 0 {
+	if len(os.Args) == 0 || initclone.IsStage(os.Args[0]) {
 		return
 	}
-	if os.Args[0] == runtime.InitArg0 {
-		runtime.RunInit()
-	}
-	if os.Args[0] == runtime.ExecReaperArg0 {
-		runtime.RunExecReaper()
-	}
-	if os.Args[0] == runtime.RlimitArg0 {
-		runtime.RunRlimitShim()
-	}
-	if os.Args[0] == runtime.ProbeArg0 {
-		runtime.RunProbe()
-	}
-	if MayRunJob(os.Args[1:]) && !isTest(os.Args[1:]) {
-		Init = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	// A job at a terminal gets a pty of its own, which package runtime
+	// makes before it clones the init.
+	if MayRunJob(os.Args[1:]) && !isTest(os.Args[1:]) && !initclone.IsTerminal(os.Stdin) {
+		Clone = initclone.Start(initclone.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, false, initclone.InitCaps, nil)
 	}
 }
 
