@@ -21,8 +21,8 @@ import (
 	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
-// version is stamped by the Makefile.
-var version = "dev"
+// version is hpcrun's version, stamped by the Makefile into package early.
+var version = early.Version
 
 // started is when main began; -v times every phase from it.
 var started time.Time
@@ -46,11 +46,6 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // the container init that package early cloned for it, or nil.
 func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 	defer pre.Abort()
-	if len(args) == 1 && args[0] == "--version" {
-		// What cobra's version template prints, without the command tree.
-		fmt.Printf("hpcrun %s\n", version)
-		return 0
-	}
 	runForm, subcommand := classify(args)
 	if subcommand {
 		// Cloned on a guess (global flags came first): no job will use it,

@@ -66,9 +66,18 @@ func MayRunJob(args []string) bool {
 // IsSubcommandOrHelp reports whether a first word is in the list.
 func IsSubcommandOrHelp(word string) bool { return notJobs[word] }
 
+// Version is hpcrun's version, stamped by the Makefile.
+var Version = "dev"
+
 func init() {
 	if len(os.Args) == 0 || initclone.IsStage(os.Args[0]) {
 		return
+	}
+	if len(os.Args) == 2 && os.Args[1] == "--version" {
+		// What cobra's version template prints, before the packages
+		// that the rest of hpcrun needs are initialized.
+		os.Stdout.WriteString("hpcrun " + Version + "\n")
+		os.Exit(0)
 	}
 	// A job at a terminal gets a pty of its own, which package runtime
 	// makes before it clones the init.
