@@ -13,9 +13,17 @@
 # Measures, all as an unprivileged user (uid/gid 65534 via setpriv when run
 # as root), each part in paired rounds whose order rotates from round to round:
 #   warm start of `true` and of `python3 -c pass` in the Python image: hpcrun
-#     --rootfs on the unpacked image and --image on the cached archive, bwrap,
+#     --rootfs on the unpacked image and --image on the cached archive, bwrap
+#     with hpcrun's default binds (the baseline) and with / /proc /dev alone,
 #     ch-run, rootless runc (a bundle from `hpcrun spec`) and native; ratios
 #     vs bwrap (bench/startlat);
+#   hpcrun --version against an empty static Go program: the fixed cost of
+#     starting hpcrun's binary;
+#   srun -N1 -n 4 hpcrun true, the 4 tasks joined in one container against
+#     4 containers (--no-join), on the test cluster (scripts/slurm-up.sh,
+#     run as root; skipped without srun);
+#   as root, where the time of a warm `true` goes (bench/phases.py, from the
+#     kernel's tracepoints with perf), next to bwrap's total;
 #   cold start, empty cache, of the Python image and of the two-layer numpy
 #     image: hpcrun vs tar -xzf of the layers (the floor), pigz -dc | tar -x
 #     and umoci unpack --rootless; ratios vs tar (bench/coldstart.sh);
@@ -25,7 +33,7 @@
 # As root it builds the images when missing (examples/mkpython.sh into
 # /var/tmp/hpcrun-demo/py3.tar, examples/mknumpy.sh into numpy.tar there) and
 # installs the peers when missing (bubblewrap, charliecloud, umoci, runc, pigz,
-# time). Exits non-zero, with the failing contender's stderr, if a run fails.
+# time, linux-perf). Exits non-zero, with the failing contender's stderr, if a run fails.
 set -euo pipefail
 umask 022
 
@@ -50,9 +58,9 @@ while [[ $# -gt 0 ]]; do
 	esac
 done
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
-	WARM_ROUNDS=30 WARM_WARMUP=3 COLD=(-n 1 --no-warmup)
+	WARM_ROUNDS=30 WARM_WARMUP=3 COLD=(-n 1 --no-warmup) JOIN_ROUNDS=5 PHASE_ROUNDS=5
 else
-	WARM_ROUNDS=200 WARM_WARMUP=5 COLD=(-n 5)
+	WARM_ROUNDS=200 WARM_WARMUP=5 COLD=(-n 5) JOIN_ROUNDS=21 PHASE_ROUNDS=41
 fi
 IS_ROOT=0; [[ $(id -u) -eq 0 ]] && IS_ROOT=1
 T_START=${EPOCHREALTIME/./}
@@ -134,16 +142,58 @@ warm() { # TAG BUNDLE CMD...
 	"${as_user[@]}" "$W/bin/startlat" -n "$WARM_ROUNDS" -warmup "$WARM_WARMUP" -baseline bwrap \
 		-samples "$SAMPLES" -tag "$tag" -label "\`$line\`" \
 		"native=$line" \
-		"bwrap=bwrap --unshare-user --unshare-pid --ro-bind $rootfs / --proc /proc --dev /dev $line" \
+		"bwrap=bwrap --unshare-user --unshare-pid --ro-bind $rootfs / --proc /proc $BWRAP_BINDS $line" \
+		"bwrap-min=bwrap --unshare-user --unshare-pid --ro-bind $rootfs / --proc /proc --dev /dev $line" \
 		"ch-run=ch-run $rootfs -- $line" \
 		"runc=runc --root $W/runc run --bundle $W/$bundle bench-{run}" \
 		"hpcrun=$W/bin/hpcrun --rootfs $rootfs $line" \
 		"hpcrun-image=$W/bin/hpcrun --cache $W/cache --image $W/py3.tar $line" >>"$W/log" ||
 		die "warm start of \`$line\` failed"
 }
+# bwrap with what hpcrun binds by default: /sys read-only, /dev, /tmp,
+# /var/tmp, $HOME (also the working directory), /etc/hosts and
+# /etc/resolv.conf read-only.
+BWRAP_BINDS="--ro-bind /sys /sys --dev-bind /dev /dev --bind /tmp /tmp --bind /var/tmp /var/tmp --bind $W/home $W/home --ro-bind /etc/hosts /etc/hosts --ro-bind /etc/resolv.conf /etc/resolv.conf --chdir $W/home"
 echo "bench.sh: warm start, $WARM_ROUNDS rounds each" >&2
 warm warm-true bundle-true true
 warm warm-python bundle-python python3 -c pass
+
+# hpcrun's fixed cost as a Go program: --version against a static Go
+# program that does nothing, built here as hpcrun is (CGO_ENABLED=0, -s -w).
+mkdir -p "$W/src/empty"
+printf 'package main\n\nfunc main() {}\n' >"$W/src/empty/main.go"
+printf 'module empty\n\ngo 1.21\n' >"$W/src/empty/go.mod"
+(cd "$W/src/empty" && GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0 GOCACHE="$gocache" \
+	go build -ldflags '-s -w' -o "$W/bin/empty" .) || die "building the empty Go program failed"
+echo "bench.sh: --version against an empty Go program, $WARM_ROUNDS rounds" >&2
+"${as_user[@]}" "$W/bin/startlat" -n "$WARM_ROUNDS" -warmup "$WARM_WARMUP" -baseline empty \
+	-samples "$SAMPLES" -tag version -label "--version" \
+	"empty=$W/bin/empty" "hpcrun=$W/bin/hpcrun --version" >>"$W/log" || die "hpcrun --version failed"
+
+# A step of 4 tasks on one node, srun to the last task's end: one
+# container that the 4 join (the default under srun) against 4 of their
+# own (--no-join). Needs the test cluster (scripts/slurm-up.sh, run here as
+# root); skipped without one.
+if [[ $IS_ROOT -eq 1 ]] && ! "$ROOT/scripts/slurm-up.sh" >&2; then
+	echo "bench.sh: scripts/slurm-up.sh failed; no joined-start rows" >&2
+fi
+if command -v srun >/dev/null 2>&1 && "${as_user[@]}" srun -N1 -n1 true >/dev/null 2>&1; then
+	echo "bench.sh: joined start of srun -n 4, $JOIN_ROUNDS rounds" >&2
+	"${as_user[@]}" "$W/bin/startlat" -n "$JOIN_ROUNDS" -warmup 1 -baseline separate -timeout 60s \
+		-samples "$SAMPLES" -tag join -label "srun -n 4" \
+		"separate=srun -N1 -n 4 $W/bin/hpcrun --no-join --rootfs $rootfs true" \
+		"joined=srun -N1 -n 4 $W/bin/hpcrun --rootfs $rootfs true" >>"$W/log" || die "srun -n 4 hpcrun failed"
+fi
+
+# Where the time of a warm `true` goes, from the kernel's tracepoints
+# (bench/phases.py; root only, for perf).
+PHASES=""
+if [[ $IS_ROOT -eq 1 ]]; then
+	install_missing perf=linux-perf
+	echo "bench.sh: phases of a warm start, $PHASE_ROUNDS rounds" >&2
+	PHASES=$("$ROOT/bench/phases.py" --rounds "$PHASE_ROUNDS" --user "$BENCH_UID:$BENCH_GID" \
+		--hpcrun "$W/bin/hpcrun" --rootfs "$rootfs" --home "$W/home") || die "bench/phases.py failed"
+fi
 
 # ---------------------------------------------------------------- cold
 for img in "$PY_IMAGE" "$NP_IMAGE"; do
@@ -202,11 +252,15 @@ def add(section, tag, names, base, label=None):
         rows.append((section, (label or {}).get(n, n), fmt(st.median(v)), fmt(q(v, .1)), fmt(q(v, .9))) + ratio)
         section = ""
 
-warm = ["bwrap", "hpcrun", "hpcrun-image", "ch-run", "runc", "native"]
-add("warm start `true`", "warm-true", warm, "bwrap",
-    {"hpcrun": "hpcrun --rootfs", "hpcrun-image": "hpcrun --image"})
-add("warm `python3 -c pass`", "warm-python", warm, "bwrap",
-    {"hpcrun": "hpcrun --rootfs", "hpcrun-image": "hpcrun --image"})
+warm = ["bwrap", "bwrap-min", "hpcrun", "hpcrun-image", "ch-run", "runc", "native"]
+wl = {"hpcrun": "hpcrun --rootfs", "hpcrun-image": "hpcrun --image", "bwrap": "bwrap, same binds",
+      "bwrap-min": "bwrap, / /proc /dev"}
+add("warm start `true`", "warm-true", warm, "bwrap", wl)
+add("warm `python3 -c pass`", "warm-python", warm, "bwrap", wl)
+add("fixed cost", "version", ["empty", "hpcrun"], "empty",
+    {"empty": "empty static Go", "hpcrun": "hpcrun --version"})
+add("srun -n 4 true", "join", ["separate", "joined"], "separate",
+    {"separate": "4 containers", "joined": "1 joined"})
 cold = ["tar", "pigz", "umoci", "hpcrun"]
 lbl = {"tar": "tar -xzf", "pigz": "pigz -dc | tar -x", "umoci": "umoci unpack", "hpcrun": "hpcrun --image"}
 for img in ("py3", "numpy"):
@@ -229,3 +283,4 @@ for i, r in enumerate(rows):
 EOF
 printf 'ratio: of the medians; paired: median over rounds of the per-round ratio. wall time %.0f s\n' \
 	"$(((T_END - T_START) / 1000000))"
+[[ -z "$PHASES" ]] || printf '\n%s\n' "$PHASES"

@@ -540,7 +540,7 @@ func (b *builder) apply(m specs.Mount, srcFD int) error {
 // at its path in the container.
 func (b *builder) placeFile(i int, f File) error {
 	src := filepath.Join(b.stage, "rw", "files", strconv.Itoa(i))
-	if err := os.WriteFile(src, f.Data, os.FileMode(f.Mode&0o777)); err != nil {
+	if err := writeNew(src, f.Data, f.Mode&0o777); err != nil {
 		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
 	target, err := b.ensureTarget(f.Path, false)
@@ -553,6 +553,28 @@ func (b *builder) placeFile(i int, f File) error {
 	}
 	if err := setAttrs(target, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, false); err != nil {
 		return fmt.Errorf("make %s read-only: %w", f.Path, err)
+	}
+	return nil
+}
+
+// writeNew writes data to a new file at path, in the init's own tmpfs,
+// with system calls alone: os.WriteFile would try the file on Go's poller
+// (a dozen calls more, and the poller's set-up on the first).
+func writeNew(path string, data []byte, mode uint32) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, mode)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	for len(data) > 0 {
+		n, err := unix.Write(fd, data)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.PathError{Op: "write", Path: path, Err: err}
+		}
+		data = data[n:]
 	}
 	return nil
 }
