@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,6 +133,48 @@ func TestLeanDependencies(t *testing.T) {
 		} {
 			if strings.HasPrefix(pkg, heavy) {
 				t.Errorf("hpcrun links %s; keep it in cmd/hpcrun-unpack", pkg)
+			}
+		}
+	}
+}
+
+// Go initializes packages in dependency order and, among the ready ones,
+// by import path; a dependency added to package runtime or to package
+// early can move a heavy package ahead of them, and every job start pays
+// for it twice. The order is fixed when the binary is linked, and Go's
+// trace of package initialization (GODEBUG=inittrace=1) shows it: nothing
+// of the command line's (cobra, pflag, yaml, regexp, text/template, net)
+// comes before package early, which clones the init, nor before package
+// stage, from which the re-executed init starts.
+func TestInitOrder(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "hpcrun")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--help")
+	cmd.Env = []string{"GODEBUG=inittrace=1", "PATH=/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("hpcrun --help: %v\n%s", err, out)
+	}
+	var order []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "init" {
+			order = append(order, strings.ReplaceAll(f[1], "%2e", "."))
+		}
+	}
+	heavy := []string{"github.com/spf13/cobra", "github.com/spf13/pflag", "gopkg.in/yaml.v3", "regexp", "text/template", "net",
+		"github.com/hpcrun/hpcrun/jobs", "github.com/hpcrun/hpcrun/launch", "github.com/hpcrun/hpcrun/gpu"}
+	for _, until := range []string{"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early", "github.com/hpcrun/hpcrun/cmd/hpcrun/internal/stage"} {
+		i := slices.Index(order, until)
+		if i < 0 {
+			t.Fatalf("no init of %s in the trace:\n%s", until, out)
+		}
+		for _, p := range order[:i] {
+			for _, h := range heavy {
+				if p == h || strings.HasPrefix(p, h+"/") {
+					t.Errorf("%s is initialized before %s", p, until)
+				}
 			}
 		}
 	}
