@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/phases.py - where the time of a warm `hpcrun --rootfs R true` goes.
 
-Usage: bench/phases.py [--rounds N] [--user UID:GID] --hpcrun PATH --rootfs DIR
+Usage: bench/phases.py [--rounds N] [--user UID:GID] --hpcrun PATH --rootfs DIR --home DIR
 
 Runs, as root, rounds of `hpcrun --rootfs DIR true` and of bwrap with the
 same binds (/sys read-only, /dev, /tmp, /var/tmp, $HOME, /etc/hosts and

@@ -124,7 +124,7 @@ func stateDirFD(dir string) (int, error) {
 func readRequest(conn *unixsock.Conn) (request, error) {
 	buf := make([]byte, 1<<20)
 	oob := make([]byte, unix.CmsgSpace(3*4))
-	n, oobn, err := conn.ReadMsg(buf, oob)
+	n, oobn, flags, err := conn.ReadMsg(buf, oob)
 	if err != nil {
 		return request{}, err
 	}
@@ -141,6 +141,10 @@ func readRequest(conn *unixsock.Conn) (request, error) {
 	}
 	for _, fd := range fds {
 		unix.CloseOnExec(fd)
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		closeAll(fds)
+		return request{}, errors.New("more descriptors than a request takes")
 	}
 	body, err := readFrame(io.MultiReader(strings.NewReader(string(buf[:n])), conn))
 	if err != nil {

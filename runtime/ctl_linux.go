@@ -37,6 +37,7 @@ import (
 	"github.com/hpcrun/hpcrun/runtime/procs"
 
 	"github.com/hpcrun/hpcrun/internal/unixsock"
+	"time"
 )
 
 // ctl is a container's init once the container is built: the reaper of
@@ -325,8 +326,14 @@ func (c *ctl) watchAnchor() {
 func (c *ctl) accept() {
 	for {
 		conn, err := c.ln.Accept()
-		if err != nil {
+		if errors.Is(err, os.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// Out of descriptors, or a caller gone before its turn:
+			// the socket must outlast that.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		go c.handle(conn)
 	}
@@ -337,7 +344,11 @@ func (c *ctl) accept() {
 // its reaper reads the signal bytes and the hang-up (see fence_linux.go),
 // and exited sends its status and closes it.
 func (c *ctl) handle(conn *unixsock.Conn) {
+	// A caller that connects and sends nothing must not hold a
+	// goroutine and the connection for good.
+	conn.SetDeadline(time.Now().Add(callTimeout))
 	r, err := readRequest(conn)
+	conn.SetDeadline(time.Time{})
 	if err != nil {
 		conn.Write(response{err: err.Error()}.encode())
 		conn.Close()

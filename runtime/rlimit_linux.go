@@ -101,13 +101,14 @@ const execSyncWait = 10 * time.Second
 // and execs the command. It never returns; a failure exits
 // 125 (126 when the exec fails).
 //
-// Once the limits are set the shim allocates nothing and starts no
+// Once the limits are set the shim must not grow its heap or start a
 // thread: a Go runtime's address space is already past a bundle's usual
 // RLIMIT_AS (1.2 GB reserved at start), so the next heap growth under it
 // is a fatal "out of memory", and a thread past RLIMIT_NPROC is fatal
-// too. Everything that allocates (the exec's argv and environment, the
-// filter, the capability sets, the messages) is made first; what
-// follows the limits is raw system calls.
+// too. What the exec needs (its argv and environment, the filter, the
+// capability sets) is made first; on the way to the exec only raw system
+// calls follow the limits. A failure's message may still allocate a
+// little, from spans the heap already has.
 func RunRlimitShim() {
 	// The filter and the fence are the calling thread's: it must be the
 	// one that execs.
@@ -214,8 +215,8 @@ func RunRlimitShim() {
 	fail(StatusNotExecutable, execError(argv[0], e).Error())
 }
 
-// resourceName is the number of resource res, as a static string for
-// those process.rlimits may name (no allocation; see RunRlimitShim).
+// resourceName is the name of resource res, a static string for those
+// that process.rlimits may name (no allocation; see RunRlimitShim).
 func resourceName(res int) string {
 	for name, n := range rlimitNumbers {
 		if n == res {

@@ -634,31 +634,6 @@ func (c *initConfig) shimPrivileges() string {
 	return fmt.Sprintf("%t:%x:%x:%x:%x:%x", c.UID == 0, k.Bounding, k.Effective, k.Permitted, k.Inheritable, k.Ambient)
 }
 
-// filterAndDrop is the pre-exec shim's last step before exec: install
-// filter (seccompFilter.String, or "" for none), then, where privs
-// (shimPrivileges) says so, drop the privileges. Its calls after the
-// install are the filter's to judge, as runc's are.
-func filterAndDrop(filter, privs string) error {
-	if filter == "" {
-		return nil
-	}
-	f, err := parseSeccompFilter(filter)
-	if err != nil {
-		return err
-	}
-	if err := f.install(); err != nil {
-		return err
-	}
-	if privs == "" {
-		return nil
-	}
-	k, root, err := parseShimPrivileges(privs)
-	if err != nil {
-		return err
-	}
-	return dropPrivileges(false, k, root)
-}
-
 // parseShimPrivileges reads what shimPrivileges wrote.
 func parseShimPrivileges(s string) (k capSets, root bool, err error) {
 	if _, err := fmt.Sscanf(s, "%t:%x:%x:%x:%x:%x", &root, &k.Bounding, &k.Effective, &k.Permitted, &k.Inheritable, &k.Ambient); err != nil {

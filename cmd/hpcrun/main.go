@@ -24,7 +24,8 @@ import (
 // version is hpcrun's version, stamped by the Makefile into package early.
 var version = early.Version
 
-// started is when main began; -v times every phase from it.
+// started is when hpcrun began (package early's init); -v times every
+// phase from it.
 var started time.Time
 
 // buildTagCommands make the hidden commands of optional build tags: the
@@ -33,7 +34,7 @@ var started time.Time
 var buildTagCommands []func(root *cobra.Command) *cobra.Command
 
 func main() {
-	started = time.Now()
+	started = early.Started
 	os.Exit(execute(os.Args[1:], os.Stderr, runtime.Adopt(early.Clone)))
 }
 

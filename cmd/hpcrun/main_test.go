@@ -97,6 +97,16 @@ func TestNotJobsListsEverySubcommand(t *testing.T) {
 			t.Errorf("subcommand %q is missing from notJobs: hpcrun would clone an init for it", c.Name())
 		}
 	}
+	// And the other way: classify takes a listed word for a subcommand,
+	// so `hpcrun WORD` of a stale entry would be an unknown command.
+	for _, w := range early.Words() {
+		if strings.HasPrefix(w, "-") || strings.HasPrefix(w, "__") {
+			continue // flags, and cobra's and gendocs' hidden commands
+		}
+		if c, _, err := root.Find([]string{w}); err != nil || c == root {
+			t.Errorf("notJobs lists %q, which is no subcommand", w)
+		}
+	}
 	for _, args := range [][]string{{"spec"}, {"help"}, {"--help"}, {"--version"}, nil} {
 		if early.MayRunJob(args) {
 			t.Errorf("MayRunJob(%q) = true", args)

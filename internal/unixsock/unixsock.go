@@ -8,6 +8,7 @@ package unixsock
 
 import (
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,7 +34,24 @@ func newConn(fd int, name string) (*Conn, error) {
 }
 
 func socket() (int, error) {
-	return unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	return aboveStdio(fd)
+}
+
+// aboveStdio moves fd to 3 or above: with the caller's stdout or stderr
+// closed, a socket could get descriptor 1 or 2, and package os takes a
+// write to those that finds the peer gone (EPIPE) for a closed stdout,
+// and dies of SIGPIPE.
+func aboveStdio(fd int) (int, error) {
+	if fd > 2 {
+		return fd, nil
+	}
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+	unix.Close(fd)
+	return nfd, err
 }
 
 // Dial connects to the socket at path. The connect of a Unix stream
@@ -57,6 +75,12 @@ func Pair() (*Conn, *Conn, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	for i := range fds {
+		if fds[i], err = aboveStdio(fds[i]); err != nil {
+			unix.Close(fds[1-i])
+			return nil, nil, os.NewSyscallError("fcntl", err)
+		}
 	}
 	a, err := newConn(fds[0], "socket")
 	if err != nil {
@@ -87,26 +111,29 @@ func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 func (c *Conn) Close() error { return c.f.Close() }
 
 // ReadMsg reads a message into b and its control data (passed
-// descriptors, which arrive close-on-exec) into oob.
-func (c *Conn) ReadMsg(b, oob []byte) (n, oobn int, err error) {
+// descriptors, which arrive close-on-exec) into oob; flags are
+// recvmsg's (MSG_CTRUNC: oob was too small, descriptors were dropped).
+func (c *Conn) ReadMsg(b, oob []byte) (n, oobn, flags int, err error) {
 	var serr error
 	err = c.rc.Read(func(fd uintptr) bool {
-		n, oobn, _, _, serr = unix.Recvmsg(int(fd), b, oob, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, flags, _, serr = unix.Recvmsg(int(fd), b, oob, unix.MSG_CMSG_CLOEXEC)
 		return serr != unix.EAGAIN
 	})
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
-		return 0, 0, os.NewSyscallError("recvmsg", err)
+		return 0, 0, 0, os.NewSyscallError("recvmsg", err)
 	}
-	return n, oobn, nil
+	return n, oobn, flags, nil
 }
 
-// WriteMsg writes b with the control data oob (descriptors to pass).
-func (c *Conn) WriteMsg(b, oob []byte) (n int, err error) {
+// WriteMsg writes b whole, its first part with the control data oob
+// (descriptors to pass): a stream socket's sendmsg may take less than b.
+func (c *Conn) WriteMsg(b, oob []byte) (int, error) {
+	var n int
 	var serr error
-	err = c.rc.Write(func(fd uintptr) bool {
+	err := c.rc.Write(func(fd uintptr) bool {
 		n, serr = unix.SendmsgN(int(fd), b, oob, nil, 0)
 		return serr != unix.EAGAIN
 	})
@@ -116,13 +143,18 @@ func (c *Conn) WriteMsg(b, oob []byte) (n int, err error) {
 	if err != nil {
 		return n, os.NewSyscallError("sendmsg", err)
 	}
+	if n < len(b) {
+		m, err := c.f.Write(b[n:])
+		return n + m, err
+	}
 	return n, nil
 }
 
 // Listener is a listening socket. Its file stays when it is closed.
 type Listener struct {
-	f  *os.File
-	rc syscall.RawConn
+	f      *os.File
+	rc     syscall.RawConn
+	closed atomic.Bool
 }
 
 // Listen makes a socket at path whose file has mode perm (the socket's
@@ -154,7 +186,8 @@ func Listen(path string, perm uint32) (*Listener, error) {
 	return &Listener{f: f, rc: rc}, nil
 }
 
-// Accept waits for a connection.
+// Accept waits for a connection. Once the listener is closed it fails
+// with os.ErrClosed; other errors (EMFILE, ECONNABORTED) may pass.
 func (l *Listener) Accept() (*Conn, error) {
 	var nfd int
 	var serr error
@@ -166,10 +199,19 @@ func (l *Listener) Accept() (*Conn, error) {
 		err = serr
 	}
 	if err != nil {
+		if l.closed.Load() {
+			return nil, os.ErrClosed
+		}
 		return nil, os.NewSyscallError("accept4", err)
+	}
+	if nfd, err = aboveStdio(nfd); err != nil {
+		return nil, os.NewSyscallError("fcntl", err)
 	}
 	return newConn(nfd, "")
 }
 
-// Close stops listening; an Accept blocked on it returns an error.
-func (l *Listener) Close() error { return l.f.Close() }
+// Close stops listening; an Accept blocked on it returns os.ErrClosed.
+func (l *Listener) Close() error {
+	l.closed.Store(true)
+	return l.f.Close()
+}

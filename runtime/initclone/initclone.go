@@ -92,13 +92,13 @@ func Start(stdio Stdio, detached bool, caps []uintptr, extra []*os.File) *Clone 
 	// status pipe as fd 4; ours stay close-on-exec.
 	var cfgPipe, statPipe [2]int
 	if err := unix.Pipe2(cfgPipe[:], unix.O_CLOEXEC); err != nil {
-		c.Err = err
+		c.Err = os.NewSyscallError("pipe", err)
 		return c
 	}
 	if err := unix.Pipe2(statPipe[:], unix.O_CLOEXEC); err != nil {
 		unix.Close(cfgPipe[0])
 		unix.Close(cfgPipe[1])
-		c.Err = err
+		c.Err = os.NewSyscallError("pipe", err)
 		return c
 	}
 	c.Control = os.NewFile(uintptr(cfgPipe[1]), "control")

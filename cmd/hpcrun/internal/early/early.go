@@ -3,19 +3,22 @@
 // container init.
 //
 // Go initializes packages in dependency order and, among those ready, in
-// the order of their import paths. This package imports only package
-// initclone and what it needs (os, os/signal, x/sys/unix), and its path
-// sorts before the rest of hpcrun's, cobra's, pflag's and yaml's: its init
-// function runs before theirs, and before package runtime's dependencies
-// (encoding/json, regexp, net), so the init's start overlaps all of
-// their initialization. The stages that the binary runs when re-executed
-// (the init itself, the pre-exec shim) start from package stage, which
-// needs package runtime.
+// the order of their import paths (fixed when the binary is linked). This
+// package imports os, strings and package initclone, which needs little
+// more (os/signal, x/sys/unix, internal/fallback), and its path sorts
+// before the rest of hpcrun's: its init function runs after the standard
+// library's early packages (crypto, encoding/json, runtime-spec's types)
+// but before package runtime, cobra, pflag, yaml.v3, regexp and net, so
+// the init's start overlaps their initialization (TestInitOrder in
+// cmd/hpcrun keeps it so). The stages that the binary runs when
+// re-executed (the init itself, the pre-exec shim) start from package
+// stage, which needs package runtime.
 package early
 
 import (
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hpcrun/hpcrun/runtime/initclone"
 )
@@ -66,10 +69,25 @@ func MayRunJob(args []string) bool {
 // IsSubcommandOrHelp reports whether a first word is in the list.
 func IsSubcommandOrHelp(word string) bool { return notJobs[word] }
 
+// Words is the list, for the test that keeps it equal to the command
+// tree's.
+func Words() []string {
+	w := make([]string, 0, len(notJobs))
+	for k := range notJobs {
+		w = append(w, k)
+	}
+	return w
+}
+
 // Version is hpcrun's version, stamped by the Makefile.
 var Version = "dev"
 
+// Started is when this package was initialized: the origin of -v's clock,
+// before the clone of the init.
+var Started time.Time
+
 func init() {
+	Started = time.Now()
 	if len(os.Args) == 0 || initclone.IsStage(os.Args[0]) {
 		return
 	}
