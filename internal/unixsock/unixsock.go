@@ -22,15 +22,24 @@ type Conn struct {
 }
 
 func newConn(fd int, name string) (*Conn, error) {
-	// A non-blocking descriptor: os.NewFile puts it on the poller, so
-	// that reads, writes and the deadlines work as on a net.Conn.
+	f, rc, err := pollable(fd, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{f: f, rc: rc}, nil
+}
+
+// pollable makes a file of fd, a non-blocking socket: os.NewFile puts it
+// on the poller, so that reads, writes, accepts and the deadlines work as
+// on package net's.
+func pollable(fd int, name string) (*os.File, syscall.RawConn, error) {
 	f := os.NewFile(uintptr(fd), name)
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return &Conn{f: f, rc: rc}, nil
+	return f, rc, nil
 }
 
 func socket() (int, error) {
@@ -177,10 +186,8 @@ func Listen(path string, perm uint32) (*Listener, error) {
 	if err := unix.Listen(fd, unix.SOMAXCONN); err != nil {
 		return fail("listen", err)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	rc, err := f.SyscallConn()
+	f, rc, err := pollable(fd, path)
 	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	return &Listener{f: f, rc: rc}, nil
