@@ -32,6 +32,9 @@ same reason at once.`
 type Group struct {
 	Name    string
 	Members int
+	// Step: the group of a Slurm step's tasks (slurm-JOB.STEP), which the
+	// step's slurmstepd starts once.
+	Step bool
 }
 
 // JoinGroup works out whether this task joins a group container:
@@ -61,7 +64,7 @@ func JoinGroup(r *Request, j jobs.Job) (Group, error) {
 			}
 			return Group{}, nil
 		}
-		g.Name = "slurm-" + j.ID + "." + j.Step
+		g.Name, g.Step = "slurm-"+j.ID+"."+j.Step, true
 	}
 	if err := runtime.CheckID(g.Name); err != nil {
 		return Group{}, usage("bad --join-tag: %w", err)
@@ -83,7 +86,7 @@ type meeting struct {
 // enter registers this task with its group's other tasks: before
 // anything of this task's can fail, so that they hear of it.
 func enter(c *runtime.Containers, g Group, j jobs.Job, log *Log) (*meeting, error) {
-	m, err := c.EnterGroup(g.Name, g.Members)
+	m, err := c.EnterGroup(g.Name, g.Members, g.Step)
 	if err != nil {
 		return nil, err
 	}

@@ -20,17 +20,17 @@ func TestJoinGroup(t *testing.T) {
 		want Group
 		err  string
 	}{
-		{"srun, 4 tasks on this node", Request{}, step, Group{"slurm-313.2", 4}, ""},
+		{"srun, 4 tasks on this node", Request{}, step, Group{"slurm-313.2", 4, true}, ""},
 		{"--no-join", Request{NoJoin: true}, step, Group{}, ""},
 		{"one task on this node", Request{}, alone, Group{}, ""},
 		{"the batch script", Request{}, batch, Group{}, ""},
 		{"no scheduler", Request{}, none, Group{}, ""},
 		{"a named run", Request{Name: "db"}, step, Group{}, ""},
 		{"detached", Request{Detach: true}, step, Group{}, ""},
-		{"--join-count in a step", Request{JoinCount: 2}, step, Group{"slurm-313.2", 2}, ""},
-		{"--join-count alone in a step", Request{JoinCount: 2}, alone, Group{"slurm-313.2", 2}, ""},
-		{"--join-tag under mpirun", Request{JoinTag: "sim"}, mpirun, Group{"sim", 8}, ""},
-		{"--join-tag and --join-count", Request{JoinTag: "sim", JoinCount: 3}, none, Group{"sim", 3}, ""},
+		{"--join-count in a step", Request{JoinCount: 2}, step, Group{"slurm-313.2", 2, true}, ""},
+		{"--join-count alone in a step", Request{JoinCount: 2}, alone, Group{"slurm-313.2", 2, true}, ""},
+		{"--join-tag under mpirun", Request{JoinTag: "sim"}, mpirun, Group{"sim", 8, false}, ""},
+		{"--join-tag and --join-count", Request{JoinTag: "sim", JoinCount: 3}, none, Group{"sim", 3, false}, ""},
 		{"--join-tag with no count", Request{JoinTag: "sim"}, none, Group{}, "give --join-count"},
 		{"--join-count with no tag", Request{JoinCount: 3}, none, Group{}, "needs --join-tag"},
 		{"a bad tag", Request{JoinTag: "a/b", JoinCount: 2}, none, Group{}, "bad --join-tag"},

@@ -24,9 +24,10 @@ package runtime
 // A directory in which no member lives any more is an earlier group's
 // (same tag, or a requeued step) and is cleared by the next to come,
 // unless it is of the same launch and the newcomer started before the
-// group last changed: then the newcomer is a task that came late, and it
-// hears the group's outcome at once instead of waiting for tasks that
-// have already ended (see cameLate).
+// group last changed (or whenever it started, for a Slurm step's group,
+// which its launch runs once): then the newcomer is a task that came
+// late, and it hears the group's outcome at once instead of waiting for
+// tasks that have already ended (see cameLate).
 // Members watch the directory with inotify: a member's end closes its
 // file, which the watch sees as IN_CLOSE_WRITE.
 
@@ -72,6 +73,9 @@ type Member struct {
 	since   time.Time
 	gen     string
 	born    time.Time // when this process started; zero if unknown
+	// once: the group's launch runs it once, so a member of it is late
+	// whenever it started (see cameLate).
+	once bool
 }
 
 // Enter registers this process as a member of group id, which members
@@ -81,11 +85,12 @@ type Member struct {
 // step's slurmstepd; "" when unknown): a task that comes after the other
 // tasks of its launch have failed and ended gets their failure at once.
 func (c *Containers) Enter(id string, members int, gen string) (*Member, error) {
-	return c.enterAt(id, members, gen, started())
+	return c.enterAt(id, members, gen, started(), false)
 }
 
-// enterAt is Enter for a process that started at born (zero: unknown).
-func (c *Containers) enterAt(id string, members int, gen string, born time.Time) (*Member, error) {
+// enterAt is Enter for a process that started at born (zero: unknown);
+// once as for Member.
+func (c *Containers) enterAt(id string, members int, gen string, born time.Time, once bool) (*Member, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
@@ -102,7 +107,7 @@ func (c *Containers) enterAt(id string, members int, gen string, born time.Time)
 		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", id, err)
 		}
-		m := &Member{id: id, members: members, dir: dir, since: time.Now(), gen: termsafe.Line(gen), born: born}
+		m := &Member{id: id, members: members, dir: dir, since: time.Now(), gen: termsafe.Line(gen), born: born, once: once}
 		ok, err := m.register(root)
 		if ok || err != nil {
 			if err != nil {
@@ -185,10 +190,16 @@ func (m *Member) register(root int) (bool, error) {
 // its outcome or its members. The margin is /proc's clock tick, to
 // which the start is rounded down; a task that it misjudges waits for
 // join_timeout, rather than taking an old group's outcome as its own.
+// A launch that runs its group once (a Slurm step's slurmstepd: a later
+// step is another group) needs no start: on a loaded node a task may
+// start after the others of its step have failed and ended.
 func (m *Member) cameLate(dir *unix.Stat_t) bool {
 	const tick = 10 * time.Millisecond
+	if m.gen == "" || readSmall(m.dir, genFile) != m.gen {
+		return false
+	}
 	changed := time.Unix(dir.Mtim.Unix())
-	return m.gen != "" && !m.born.IsZero() && m.born.Add(tick).Before(changed) && readSmall(m.dir, genFile) == m.gen
+	return m.once || !m.born.IsZero() && m.born.Add(tick).Before(changed)
 }
 
 // started is when this process started, on the clock of file times, to

@@ -174,7 +174,7 @@ func TestGroupMeeting(t *testing.T) {
 		}
 		a.Fail("the first run's reason")
 		a.Close()
-		b, err := c.enterAt("g", 1, gen, time.Now())
+		b, err := c.enterAt("g", 1, gen, time.Now(), false)
 		if err != nil {
 			t.Fatalf("a rerun after a failed run: %v", err)
 		}
@@ -183,7 +183,7 @@ func TestGroupMeeting(t *testing.T) {
 			t.Fatalf("a rerun after a failed run: %v", err)
 		}
 		b.Close()
-		d, err := c.enterAt("g", 2, gen, time.Now())
+		d, err := c.enterAt("g", 2, gen, time.Now(), false)
 		if err != nil {
 			t.Fatalf("a rerun after a run that went: %v", err)
 		}
@@ -191,6 +191,26 @@ func TestGroupMeeting(t *testing.T) {
 		d.Ready("sha256:aaa")
 		if err := d.Wait(300 * time.Millisecond); err == nil || !strings.Contains(err.Error(), "only 1 of the 2 tasks") {
 			t.Fatalf("a rerun after a run that went, alone: %v; want it to wait for its other task", err)
+		}
+	})
+	t.Run("a step's task that starts after the others ended", func(t *testing.T) {
+		// A Slurm step's slurmstepd runs its group once: a task of it
+		// that a loaded node starts only after the others failed and
+		// ended takes their reason at once, whenever it started (a
+		// shell's rerun, above, starts afresh).
+		gen := t.Name()
+		a, err := c.enterAt("g", 3, gen, started(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Fail("task 1's image differs")
+		a.Close()
+		late, err := c.enterAt("g", 3, gen, time.Now().Add(time.Second), true)
+		if late != nil {
+			late.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "task 1's image differs") {
+			t.Fatalf("a late task of the step: %v; want the group's reason at once", err)
 		}
 	})
 	t.Run("a rootfs path as long as a path may be", func(t *testing.T) {

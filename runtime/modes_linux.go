@@ -88,15 +88,18 @@ func (c *Containers) RunMember(group string, members int, image string, cfg *Con
 
 // EnterGroup is Enter for a task started by this process's parent, the
 // launch that the group's tasks share (see Enter's gen): its pid and
-// start time, "" when the parent is gone.
-func (c *Containers) EnterGroup(group string, members int) (*Member, error) {
+// start time, "" when the parent is gone. once says that the parent runs
+// the group once (a Slurm step's slurmstepd), so that a task of it that
+// starts after the others have ended still takes their outcome (see
+// cameLate).
+func (c *Containers) EnterGroup(group string, members int, once bool) (*Member, error) {
 	gen := ""
 	if ppid := os.Getppid(); ppid > 1 {
 		if t, err := procs.StartTime(ppid); err == nil {
 			gen = strconv.Itoa(ppid) + "@" + strconv.FormatUint(t, 10)
 		}
 	}
-	return c.Enter(group, members, gen)
+	return c.enterAt(group, members, gen, started(), once)
 }
 
 // outliving sets cfg up for a container whose init outlives this
