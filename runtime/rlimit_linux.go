@@ -119,7 +119,7 @@ func RunRlimitShim() {
 	report := func(code int, what ...string) {
 		ok := syncFD >= 0
 		for _, w := range what {
-			ok = ok && writeAll(syncFD, w)
+			ok = ok && writeAll(syncFD, []byte(w)) == nil
 		}
 		if !ok {
 			os.Stderr.WriteString("hpcrun: " + strings.Join(what, "")[1:] + "\n")
@@ -208,7 +208,7 @@ func RunRlimitShim() {
 	_, _, e := unix.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(argv0p)), uintptr(unsafe.Pointer(&argvp[0])), uintptr(unsafe.Pointer(&envvp[0])))
 	if syncFD >= 0 {
 		errnoMsg = strconv.AppendInt(append(errnoMsg, 'E'), int64(e), 10)
-		if writeAll(syncFD, unsafe.String(&errnoMsg[0], len(errnoMsg))) {
+		if writeAll(syncFD, errnoMsg) == nil {
 			os.Exit(StatusNotExecutable)
 		}
 	}
@@ -226,16 +226,20 @@ func resourceName(res int) string {
 	return "(unknown)"
 }
 
-// writeAll writes what to fd, whole.
-func writeAll(fd int, what string) bool {
-	for b := []byte(what); len(b) > 0; {
+// writeAll writes b to fd, whole, with write(2) alone: no poller, and
+// no allocation (the shim calls it under its limits).
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
 		n, err := syscall.Write(fd, b)
+		if err == syscall.EINTR {
+			continue
+		}
 		if err != nil {
-			return false
+			return err
 		}
 		b = b[n:]
 	}
-	return true
+	return nil
 }
 
 // shimFailure is what a shim wrote on its sync descriptor before it
