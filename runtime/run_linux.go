@@ -149,7 +149,7 @@ func StartDetached(stdio Stdio, spec *specs.Spec, extra ...*os.File) *Init {
 
 func start(stdio Stdio, detached bool, caps []uintptr, extra []*os.File) *Init {
 	var relay *terminalRelay
-	if !detached && isTerminal(stdio.In) {
+	if !detached && initclone.IsTerminal(stdio.In) {
 		r, job, err := newTerminalRelay(stdio)
 		if err != nil {
 			catching := make(chan struct{})

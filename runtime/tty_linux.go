@@ -128,9 +128,6 @@ func (t *RelayedTerminal) Close() {
 	t.master.Close()
 }
 
-// isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool { return initclone.IsTerminal(f) }
-
 // terminalRelay gives a job a terminal of its own: a new pty whose slave
 // stands in for each of the job's stdio that is a terminal, its
 // controlling terminal in a session of its own, relayed to the caller's.
@@ -180,15 +177,15 @@ func newTerminalRelay(stdio Stdio) (*terminalRelay, Stdio, error) {
 	job := stdio
 	job.In = slave
 	switch {
-	case isTerminal(stdio.Out):
+	case initclone.IsTerminal(stdio.Out):
 		r.out = stdio.Out
-	case isTerminal(stdio.Err):
+	case initclone.IsTerminal(stdio.Err):
 		r.out = stdio.Err
 	}
-	if isTerminal(stdio.Out) {
+	if initclone.IsTerminal(stdio.Out) {
 		job.Out = slave
 	}
-	if isTerminal(stdio.Err) {
+	if initclone.IsTerminal(stdio.Err) {
 		job.Err = slave
 	}
 	if st, err := unix.IoctlGetTermios(int(stdio.In.Fd()), unix.TCGETS); err == nil {

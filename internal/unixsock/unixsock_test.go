@@ -12,15 +12,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A message larger than the socket's buffer arrives whole, its
-// descriptor with it, close-on-exec.
-func TestWriteMsgWhole(t *testing.T) {
+// pair is Pair, closed when the test ends.
+func pair(t *testing.T) (*Conn, *Conn) {
+	t.Helper()
 	a, b, err := Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
-	defer b.Close()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// A message larger than the socket's buffer arrives whole, its
+// descriptor with it, close-on-exec.
+func TestWriteMsgWhole(t *testing.T) {
+	a, b := pair(t)
 	msg := bytes.Repeat([]byte("x"), 4<<20)
 	done := make(chan error, 1)
 	go func() {
@@ -56,12 +62,7 @@ func TestWriteMsgWhole(t *testing.T) {
 
 // Descriptors beyond what oob holds are dropped, and the flags say so.
 func TestReadMsgTruncated(t *testing.T) {
-	a, b, err := Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
+	a, b := pair(t)
 	in := int(os.Stdin.Fd())
 	if _, err := a.WriteMsg([]byte("x"), unix.UnixRights(in, in, in, in, in, in)); err != nil {
 		t.Fatal(err)
