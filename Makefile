@@ -20,7 +20,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 MODVERSION ?= $(VERSION)
 GO      ?= go
 GOFLAGS ?= -trimpath
-LDFLAGS := -s -w -X github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/hpcrun/hpcrun/cmd/hpcrun/internal/first.Version=$(VERSION)
 BIN     ?= bin/hpcrun
 # The image unpacker, a program of its own that hpcrun embeds (see
 # cmd/hpcrun-unpack for why).
@@ -123,7 +123,7 @@ demo: build
 # leave out: cobra/doc and go-md2man would slow every start. The scripts
 # are what `hpcrun completion SHELL` prints.
 docs:
-	CGO_ENABLED=0 GOOS= GOARCH= $(GO) build $(GOFLAGS) -tags gendocs -ldflags '-X github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early.Version=$(VERSION)' -o $(GENDOCS) ./cmd/hpcrun
+	CGO_ENABLED=0 GOOS= GOARCH= $(GO) build $(GOFLAGS) -tags gendocs -ldflags '-X github.com/hpcrun/hpcrun/cmd/hpcrun/internal/first.Version=$(VERSION)' -o $(GENDOCS) ./cmd/hpcrun
 	rm -rf '$(GEN).new'
 	$(if $(SOURCE_DATE_EPOCH),SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH)) $(GENDOCS) __gendocs '$(GEN).new'
 	rm -rf '$(GEN)' && mv '$(GEN).new' '$(GEN)'

@@ -14,6 +14,7 @@ import (
 
 	// Imported for their init functions: see the packages.
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
+	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/first"
 	_ "github.com/hpcrun/hpcrun/cmd/hpcrun/internal/stage"
 	"github.com/hpcrun/hpcrun/launch"
 	"github.com/hpcrun/hpcrun/runtime"
@@ -21,8 +22,8 @@ import (
 	"github.com/hpcrun/hpcrun/internal/termsafe"
 )
 
-// version is hpcrun's version, stamped by the Makefile into package early.
-var version = early.Version
+// version is hpcrun's version, stamped by the Makefile into package first.
+var version = first.Version
 
 // started is when hpcrun began (package early's init); -v times every
 // phase from it.
@@ -137,7 +138,7 @@ func parseProbe(args []string) (sub bool, fs *pflag.FlagSet, ok bool) {
 // (help and completion included), from early's list, which
 // TestNotJobsListsEverySubcommand keeps equal to the command tree's.
 func isSubcommand(word string) bool {
-	return !strings.HasPrefix(word, "-") && early.IsSubcommandOrHelp(word)
+	return !strings.HasPrefix(word, "-") && first.IsSubcommandOrHelp(word)
 }
 
 func flagError(_ *cobra.Command, err error) error { return launch.UsageError{Err: err} }

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/early"
+	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/first"
 	"github.com/hpcrun/hpcrun/runtime"
 )
 
@@ -93,13 +93,13 @@ func TestNotJobsListsEverySubcommand(t *testing.T) {
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
-		if !early.IsSubcommandOrHelp(c.Name()) {
+		if !first.IsSubcommandOrHelp(c.Name()) {
 			t.Errorf("subcommand %q is missing from notJobs: hpcrun would clone an init for it", c.Name())
 		}
 	}
 	// And the other way: classify takes a listed word for a subcommand,
 	// so `hpcrun WORD` of a stale entry would be an unknown command.
-	for _, w := range early.Words() {
+	for _, w := range first.Words() {
 		if strings.HasPrefix(w, "-") || strings.HasPrefix(w, "__") {
 			continue // flags, and cobra's and gendocs' hidden commands
 		}
@@ -108,19 +108,19 @@ func TestNotJobsListsEverySubcommand(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"spec"}, {"help"}, {"--help"}, {"--version"}, nil} {
-		if early.MayRunJob(args) {
+		if first.MayRunJob(args) {
 			t.Errorf("MayRunJob(%q) = true", args)
 		}
 	}
-	if !early.MayRunJob([]string{"--rootfs", "r", "true"}) || !early.MayRunJob([]string{"python3"}) ||
-		!early.MayRunJob([]string{"-v", "--rootfs", "r", "true"}) {
+	if !first.MayRunJob([]string{"--rootfs", "r", "true"}) || !first.MayRunJob([]string{"python3"}) ||
+		!first.MayRunJob([]string{"-v", "--rootfs", "r", "true"}) {
 		t.Error("MayRunJob misses a job")
 	}
 	for _, args := range [][]string{
 		{"--root", "/r", "run", "--bundle", "b", "id"}, {"--root=/r", "state", "id"}, {"--log", "l", "--debug", "kill", "id"},
 		{"-q", "exec", "id", "true"}, {"--root", "/r"},
 	} {
-		if early.MayRunJob(args) {
+		if first.MayRunJob(args) {
 			t.Errorf("MayRunJob(%q) = true: a verb after global flags", args)
 		}
 	}
@@ -171,6 +171,18 @@ func TestInitOrder(t *testing.T) {
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 1 && f[0] == "init" {
 			order = append(order, strings.ReplaceAll(f[1], "%2e", "."))
+		}
+	}
+	// Package first, which clones a job's init, comes before the
+	// standard library beyond the runtime's own packages.
+	i := slices.Index(order, "github.com/hpcrun/hpcrun/cmd/hpcrun/internal/first")
+	if i < 0 {
+		t.Fatalf("no init of package first in the trace:\n%s", out)
+	}
+	for _, p := range order[:i] {
+		if p != "runtime" && !strings.HasPrefix(p, "internal/") && !strings.HasPrefix(p, "runtime/") &&
+			p != "math" && p != "crypto/internal/fips140deps/cpu" {
+			t.Errorf("%s is initialized before package first", p)
 		}
 	}
 	heavy := []string{"github.com/spf13/cobra", "github.com/spf13/pflag", "gopkg.in/yaml.v3", "regexp", "text/template", "net",
