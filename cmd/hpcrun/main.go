@@ -48,18 +48,17 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 // the container init that package early cloned for it, or nil.
 func execute(args []string, stderr io.Writer, pre *runtime.Init) int {
 	defer pre.Abort()
-	runForm, subcommand := classify(args)
+	// `hpcrun [flags] CMD ARGS...` needs the root command alone: CMD may
+	// be named like a subcommand (`hpcrun --rootfs r spec`), so there are
+	// none to find. classifyWith reads the flags from its definitions.
+	root, _, _ := newRunCommand(pre)
+	runForm, subcommand := classifyWith(root, args)
 	if subcommand {
 		// Cloned on a guess (global flags came first): no job will use it,
 		// and until it is gone a signal would end hpcrun with it.
 		pre.Abort()
 	}
-	var root *cobra.Command
-	if runForm {
-		// `hpcrun [flags] CMD ARGS...`: CMD may be named like a subcommand
-		// (`hpcrun --rootfs r spec`), so there are none to find.
-		root, _, _ = newRunCommand(pre)
-	} else {
+	if !runForm {
 		root = newRootCommand(pre)
 	}
 	root.SetArgs(args)
@@ -98,40 +97,104 @@ func isRunForm(args []string) bool {
 // runs a subcommand after global flags; `hpcrun --rootfs r create` runs a
 // command named create.
 func classify(args []string) (runForm, subcommand bool) {
+	run, _, _ := newRunCommand(nil)
+	return classifyWith(run, args)
+}
+
+// classifyWith is classify with run, the root command of newRunCommand,
+// whose flags it reads but does not set: execute goes on to run it.
+func classifyWith(run *cobra.Command, args []string) (runForm, subcommand bool) {
 	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
 		// The shell's completion script asks what may follow the words
 		// after it: the whole tree, subcommands included.
 		return false, true
 	}
-	sub, fs, ok := parseProbe(args)
+	if len(args) == 0 {
+		return false, false
+	}
+	if isSubcommand(args[0]) {
+		return false, true
+	}
+	changed, rest, ok := scanFlags(run, args)
 	if !ok {
 		return false, false
 	}
-	job := fs.Changed("image") || fs.Changed("rootfs")
-	return fs.NArg() > 0 && (!sub || job), sub && !job
+	sub := len(rest) > 0 && isSubcommand(rest[0])
+	job := changed["image"] || changed["rootfs"]
+	return len(rest) > 0 && (!sub || job), sub && !job
 }
 
-// parseProbe parses args' leading flags as the root command would, and
-// says whether the first word (the first after the flags) is a
-// subcommand. ok is false when args are empty or the flags do not parse.
-func parseProbe(args []string) (sub bool, fs *pflag.FlagSet, ok bool) {
-	if len(args) == 0 {
-		return false, nil, false
+// scanFlags parses args' leading flags as run's flag set does with
+// interspersed flags off (pflag's grammar: --name=value, --name value,
+// -abc, -fvalue, -f=value, -- ends the flags; unknown flags and --help
+// fail; go test's -test.* are skipped), from the flags' definitions alone:
+// no value is set. It returns
+// the names of the flags given and the words after the flags; ok is false
+// where pflag would fail.
+func scanFlags(run *cobra.Command, args []string) (changed map[string]bool, rest []string, ok bool) {
+	flags, persistent := run.Flags(), run.PersistentFlags()
+	lookup := func(name string) *pflag.Flag {
+		if f := flags.Lookup(name); f != nil {
+			return f
+		}
+		return persistent.Lookup(name)
 	}
-	probe, _, _ := newRunCommand(nil)
-	fs = pflag.NewFlagSet("probe", pflag.ContinueOnError)
-	fs.AddFlagSet(probe.Flags())
-	fs.AddFlagSet(probe.PersistentFlags())
-	fs.SetInterspersed(false)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	if isSubcommand(args[0]) {
-		return true, fs, true
+	short := func(c byte) *pflag.Flag {
+		if f := flags.ShorthandLookup(string(c)); f != nil {
+			return f
+		}
+		return persistent.ShorthandLookup(string(c))
 	}
-	if fs.Parse(args) != nil {
-		return false, fs, false
+	changed = map[string]bool{}
+	for len(args) > 0 {
+		s := args[0]
+		if len(s) < 2 || s[0] != '-' {
+			return changed, args, true
+		}
+		args = args[1:]
+		if s == "--" {
+			return changed, args, true
+		}
+		if s[1] == '-' {
+			name, _, hasValue := strings.Cut(s[2:], "=")
+			f := lookup(name)
+			if name == "" || name[0] == '-' || f == nil {
+				return nil, nil, false
+			}
+			if !hasValue && f.NoOptDefVal == "" {
+				// --name value
+				if len(args) == 0 {
+					return nil, nil, false
+				}
+				args = args[1:]
+			}
+			changed[f.Name] = true
+			continue
+		}
+		// Shorthands, each of which may take the rest of the word, or the
+		// next word, as its value. As pflag does, every one of them looks
+		// at the words after this one as they were before it.
+		next := args
+		for shorts := s[1:]; shorts != "" && !strings.HasPrefix(shorts, "test."); {
+			f := short(shorts[0])
+			if f == nil {
+				return nil, nil, false
+			}
+			changed[f.Name] = true
+			switch {
+			case len(shorts) > 2 && shorts[1] == '=', f.NoOptDefVal == "" && len(shorts) > 1:
+				shorts = ""
+			case f.NoOptDefVal != "":
+				shorts = shorts[1:]
+			case len(args) > 0:
+				next, shorts = args[1:], ""
+			default:
+				return nil, nil, false
+			}
+		}
+		args = next
 	}
-	return fs.NArg() > 0 && isSubcommand(fs.Arg(0)), fs, true
+	return changed, nil, true
 }
 
 // isSubcommand reports whether word names one of hpcrun's subcommands

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/first"
@@ -232,4 +234,65 @@ func TestIsRunFormWithGlobalFlags(t *testing.T) {
 			t.Errorf("isRunForm(%q) = %v, want %v", tc.args, got, tc.want)
 		}
 	}
+}
+
+// TestScanFlagsAgreesWithPflag checks scanFlags, which reads flags from
+// their definitions alone, against a real parse of the same words by a
+// copy of the run command's flag set, on hand-picked and generated
+// command lines.
+func TestScanFlagsAgreesWithPflag(t *testing.T) {
+	run, _, _ := newRunCommand(nil)
+	parse := func(args []string) (map[string]bool, []string, bool) {
+		probe, _, _ := newRunCommand(nil)
+		fs := pflag.NewFlagSet("probe", pflag.ContinueOnError)
+		fs.AddFlagSet(probe.Flags())
+		fs.AddFlagSet(probe.PersistentFlags())
+		fs.SetInterspersed(false)
+		fs.SetOutput(io.Discard)
+		fs.Usage = func() {}
+		if fs.Parse(args) != nil {
+			return nil, nil, false
+		}
+		changed := map[string]bool{}
+		fs.Visit(func(f *pflag.Flag) { changed[f.Name] = true })
+		return changed, fs.Args(), true
+	}
+	words := []string{"--rootfs", "r", "--rootfs=r", "--image", "i.tar", "-B", "/a:/b", "-B/a", "-B=/a", "-v", "-vq", "-qv",
+		"-ve", "-vB", "-e", "--cleanenv", "--cleanenv=false", "-v=false", "--", "-", "true", "spec", "--help", "-h",
+		"--version", "--no-such", "-Z", "---x", "--=x", "--bind", "--env", "A=1", "-test.v", "-dv", "--gpu", "x"}
+	cases := [][]string{
+		nil, {"--rootfs"}, {"-B"}, {"-vB"}, {"--rootfs", "r", "-vqB", "/a", "true"}, {"-B/a:/b", "-v", "--", "spec"},
+		{"--rootfs=r", "-e", "--bind=/x", "sh", "-c", "x"}, {"-test.v", "--rootfs", "r", "x"},
+	}
+	// Every sequence of up to three words, and longer ones made from them.
+	for _, a := range words {
+		cases = append(cases, []string{a})
+		for _, b := range words {
+			cases = append(cases, []string{a, b})
+			for _, c := range words {
+				cases = append(cases, []string{a, b, c}, []string{"-v", a, b, c, "true"})
+			}
+		}
+	}
+	for _, args := range cases {
+		wantChanged, wantRest, wantOK := parse(args)
+		changed, rest, ok := scanFlags(run, args)
+		if ok != wantOK || (ok && (!mapsEqual(changed, wantChanged) || !slices.Equal(rest, wantRest))) {
+			t.Errorf("scanFlags(%q) = %v, %q, %v; pflag: %v, %q, %v", args, changed, rest, ok, wantChanged, wantRest, wantOK)
+		}
+	}
+	// Nothing was set on the command that was read.
+	run.Flags().Visit(func(f *pflag.Flag) { t.Errorf("scanFlags set --%s", f.Name) })
+}
+
+func mapsEqual(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
 }
