@@ -15,7 +15,7 @@ quoting (startlat measures those).
 
   front: exec to clone    the command's exec, the Go runtime's start and
                           package initialization up to the clone of the
-                          init (package early)
+                          init (package first)
   init: clone to exec     fork of the front and exec of the init
   init: exec to ready     the init's Go runtime and package
                           initialization, until it reads its config

@@ -1,9 +1,10 @@
 // Package initclone clones the container's init: the first step of every
-// job start, and the one that the rest waits for. It imports little, so
-// that the package initialization that comes before it in a process is
-// short: cmd/hpcrun clones the init from an early package init function,
-// and the more packages must initialize first, the later the init starts.
-// Package runtime adopts the clone (runtime.Adopt) and does the rest.
+// job start, and the one that the rest waits for. For a job's command line
+// cmd/hpcrun clones it before the standard library is initialized, with
+// package rawclone, and wraps that clone here (Adopt); Start clones from a
+// later point (a job at a terminal, create), or where rawclone does not
+// clone. Package runtime adopts the clone (runtime.Adopt) and does the
+// rest.
 package initclone
 
 import (
