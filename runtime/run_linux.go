@@ -135,11 +135,9 @@ type Init struct {
 // the job gets a pty of its own instead, which Run relays (see
 // terminalRelay).
 //
-// Signals meant for the job are caught once the Go runtime has set up
-// their handlers, which Run waits for before it waits for the job. Until
-// Run has sent the config, or until the handlers are set up, such a signal
-// (but SIGCONT) ends the init and then hpcrun itself, by the same signal,
-// as if hpcrun had no handler yet.
+// Signals meant for the job are caught from here on. Until Run has sent
+// the config, such a signal (but SIGCONT) ends the init and then hpcrun
+// itself, by the same signal, as if hpcrun had no handler yet.
 func Start(stdio Stdio) *Init { return start(stdio, false, initCaps, nil) }
 
 // StartDetached clones an init for Create: one that outlives its caller,
@@ -206,7 +204,6 @@ func (p *Init) Create(cfg *Config) (int, error) {
 		return 0, err
 	}
 	defer p.release()
-	<-p.catching
 	m, ok := readMessage(p.status)
 	if ok && m.Hooks {
 		// Built, waiting before pivot_root: the caller's hooks run now.
@@ -343,6 +340,7 @@ func (p *Init) configure(cfg *Config) error {
 		return err
 	}
 	p.used = true
+	<-p.catching
 	// A write error means the init is dead already; its report, or its
 	// wait status, says why. The pipe stays open: signals follow on it.
 	p.mu.Lock()
@@ -372,12 +370,6 @@ func (p *Init) Run(ctx context.Context, cfg *Config) (int, error) {
 		defer p.relay.close()
 	}
 	cfg.logf("config sent")
-	// The signal handlers (initclone.Adopt) cost a third of a
-	// millisecond: set up from here, with one P, while the init builds
-	// the container, rather than before the config. Until they are, a
-	// signal takes its default action, as before the config: the job is
-	// not started yet.
-	<-p.catching
 
 	// Cancellation is handled beside; this goroutine blocks in read(2)
 	// until the init reports, and wakes straight from it.
