@@ -183,9 +183,13 @@ func TestInitOrder(t *testing.T) {
 	}
 	for _, p := range order[:i] {
 		if p != "runtime" && !strings.HasPrefix(p, "internal/") && !strings.HasPrefix(p, "runtime/") &&
-			p != "math" && p != "crypto/internal/fips140deps/cpu" {
+			p != "math" && p != "crypto/internal/fips140deps/cpu" && p != "github.com/hpcrun/hpcrun/runtime/initclone/rawclone" {
 			t.Errorf("%s is initialized before package first", p)
 		}
+	}
+	// rawclone reads the open files limit before package syscall raises it.
+	if r, s := slices.Index(order, "github.com/hpcrun/hpcrun/runtime/initclone/rawclone"), slices.Index(order, "syscall"); r < 0 || s < r {
+		t.Errorf("rawclone is initialized at %d, package syscall at %d: rawclone must come first", r, s)
 	}
 	heavy := []string{"github.com/spf13/cobra", "github.com/spf13/pflag", "gopkg.in/yaml.v3", "regexp", "text/template", "net",
 		"github.com/hpcrun/hpcrun/jobs", "github.com/hpcrun/hpcrun/launch", "github.com/hpcrun/hpcrun/gpu"}

@@ -23,6 +23,9 @@ const (
 	sysDup3         = 292
 	sysPipe2        = 293
 	sysRtSigprocmsk = 14
+	sysPrlimit64    = 302
+	sysGetrlimit    = 97
+	rlimitNofile    = 7
 
 	oRdonly    = 0
 	oCloexec   = 0x80000
@@ -38,6 +41,7 @@ const (
 	prCapAmbientRaise = 2
 	capV3             = 0x20080522
 	sigSetmask        = 2
+	clockMonotonic    = 1
 )
 
 // cloneOp is one system call of the child: nr and its arguments. nr
@@ -50,7 +54,11 @@ type cloneOp struct {
 
 const opSignals = ^uintptr(0)
 
-// cloneProg is what the child reads; the assembly knows its offsets.
+// cloneProg is what the child reads; the assembly knows the offsets of
+// its first fields. It is on the heap (rawClone's pointer argument
+// escapes), and so is everything the ops point to: held here, they can
+// neither be collected nor moved with a growing stack while the ops hold
+// their addresses as uintptrs.
 type cloneProg struct {
 	ops     *cloneOp
 	nops    uintptr
@@ -60,6 +68,13 @@ type cloneProg struct {
 	failErr uintptr   // and the errno
 	act     [4]uint64 // scratch for the child's rt_sigaction queries
 	dfl     [4]uint64 // SIG_DFL
+	// What the ops point to.
+	hdr        capHeader
+	data       [2]capData
+	nofile     [2]uint64 // the soft and hard RLIMIT_NOFILE to restore
+	path       []byte
+	argv, envv []*byte
+	opList     []cloneOp
 }
 
 // capHeader and capData are capset's arguments.
@@ -81,20 +96,28 @@ func rawSyscall6(nr, a1, a2, a3, a4, a5, a6 uintptr) (r uintptr, errno uintptr)
 // system call. A caller with other goroutines that may be opening
 // descriptors holds syscall.ForkLock around it, as syscall.ForkExec does.
 func Spawn(a *Attr) (pid int, errno uintptr) {
-	path, ok := cstring(a.Path)
-	if !ok {
+	p := &cloneProg{all: ^uint64(0), hdr: capHeader{version: capV3}}
+	var ok bool
+	if p.path, ok = cstring(a.Path); !ok {
 		return 0, einval
 	}
-	argv, ok := cstrings(a.Argv)
-	if !ok {
+	if p.argv, ok = cstrings(a.Argv); !ok {
 		return 0, einval
 	}
-	envv, ok := cstrings(a.Env)
-	if !ok {
+	if p.envv, ok = cstrings(a.Env); !ok {
 		return 0, einval
 	}
-	p := &cloneProg{all: ^uint64(0)}
-	ops := make([]cloneOp, 0, 16+len(a.Caps)+2*len(a.Files))
+	for _, c := range a.Caps {
+		if c >= 64 {
+			return 0, einval
+		}
+	}
+	for _, f := range a.Files {
+		if f < 0 {
+			return 0, einval
+		}
+	}
+	ops := make([]cloneOp, 0, 20+len(a.Caps)+2*len(a.Files))
 	add := func(nr uintptr, args ...uintptr) {
 		op := cloneOp{nr: nr}
 		copy(op.args[:], args)
@@ -105,19 +128,17 @@ func Spawn(a *Attr) (pid int, errno uintptr) {
 	if a.Pdeathsig != 0 {
 		add(sysPrctl, prSetPdeathsig, uintptr(a.Pdeathsig))
 	}
-	hdr := &capHeader{version: capV3}
-	data := new([2]capData)
 	if len(a.Caps) > 0 {
 		// The child has every capability in its new user namespace; it
 		// keeps these, and they become ambient, so that they outlive the
 		// exec.
 		for _, c := range a.Caps {
 			bit := uint32(1) << (c % 32)
-			data[c/32].effective |= bit
-			data[c/32].permitted |= bit
-			data[c/32].inheritable |= bit
+			p.data[c/32].effective |= bit
+			p.data[c/32].permitted |= bit
+			p.data[c/32].inheritable |= bit
 		}
-		add(sysCapset, uintptr(unsafe.Pointer(hdr)), uintptr(unsafe.Pointer(data)))
+		add(sysCapset, uintptr(unsafe.Pointer(&p.hdr)), uintptr(unsafe.Pointer(&p.data)))
 		for _, c := range a.Caps {
 			add(sysPrctl, prCapAmbient, prCapAmbientRaise, c)
 		}
@@ -144,13 +165,23 @@ func Spawn(a *Attr) (pid int, errno uintptr) {
 			add(sysDup3, uintptr(f), uintptr(i), 0)
 		}
 	}
+	// Standard streams that are not among them are closed.
+	for i := len(fd); i < 3; i++ {
+		add(sysClose, uintptr(i))
+	}
+	// Go's package syscall raises the soft limit on open files to the
+	// hard one, and its ForkExec puts the caller's back in the child.
+	if soft, hard := nofile(); soft != origNofile[0] && hard == origNofile[1] {
+		p.nofile = origNofile
+		add(sysPrlimit64, 0, rlimitNofile, uintptr(unsafe.Pointer(&p.nofile)), 0)
+	}
 	add(opSignals)
 	add(sysRtSigprocmsk, sigSetmask, uintptr(unsafe.Pointer(&p.old)), 0, 8)
-	add(sysExecve, uintptr(unsafe.Pointer(&path[0])), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])))
+	add(sysExecve, uintptr(unsafe.Pointer(&p.path[0])), uintptr(unsafe.Pointer(&p.argv[0])), uintptr(unsafe.Pointer(&p.envv[0])))
+	p.opList = ops
 	p.ops, p.nops = &ops[0], uintptr(len(ops))
 
 	r, errno := rawClone(a.Flags|cloneVM|cloneVfork|sigchld, p)
-	keepAlive(path, argv, envv, hdr, data, ops)
 	if errno != 0 {
 		return 0, errno
 	}
@@ -164,6 +195,20 @@ func Spawn(a *Attr) (pid int, errno uintptr) {
 		return 0, p.failErr
 	}
 	return int(r), 0
+}
+
+// origNofile is RLIMIT_NOFILE as the process started with it: this
+// package is initialized before package syscall raises it.
+var origNofile = func() [2]uint64 {
+	soft, hard := nofile()
+	return [2]uint64{soft, hard}
+}()
+
+// nofile is the process's RLIMIT_NOFILE.
+func nofile() (soft, hard uint64) {
+	var lim [2]uint64
+	rawSyscall6(sysGetrlimit, rlimitNofile, uintptr(unsafe.Pointer(&lim)), 0, 0, 0, 0)
+	return lim[0], lim[1]
 }
 
 const einval = 22
@@ -180,12 +225,6 @@ func cstrings(ss []string) ([]*byte, bool) {
 	}
 	return out, true
 }
-
-// keepAlive keeps what the child reads through uintptrs reachable until
-// it has exec'd (runtime.KeepAlive, which this package cannot import).
-//
-//go:noinline
-func keepAlive(...any) {}
 
 // Pipe returns a pipe, both ends close-on-exec.
 func Pipe() (r, w int, errno uintptr) {
@@ -256,9 +295,10 @@ func WriteExit(fd int, s string, code int) {
 	}
 }
 
-// Now is the time of day in nanoseconds since the epoch.
+// Now reads the monotonic clock, in nanoseconds: time.Now's monotonic
+// reading, which this package cannot call.
 func Now() int64 {
 	var ts [2]int64
-	rawSyscall6(sysClockGettime, 0, uintptr(unsafe.Pointer(&ts)), 0, 0, 0, 0) // CLOCK_REALTIME
+	rawSyscall6(sysClockGettime, clockMonotonic, uintptr(unsafe.Pointer(&ts)), 0, 0, 0, 0)
 	return ts[0]*1e9 + ts[1]
 }

@@ -228,8 +228,15 @@ func TestSpawnFails(t *testing.T) {
 	if _, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); !errors.Is(err, unix.ECHILD) {
 		t.Errorf("a child is left unreaped (wait4: %v)", err)
 	}
-	if _, errno := Spawn(&Attr{Path: "/bin/\x00true"}); syscall.Errno(errno) != syscall.EINVAL {
-		t.Errorf("Spawn of a path with a NUL: %v, want EINVAL", syscall.Errno(errno))
+	for _, a := range []*Attr{
+		{Path: "/bin/\x00true"},
+		{Path: "/bin/true", Argv: []string{"a\x00b"}},
+		{Path: "/bin/true", Files: []int{0, -1, 2}},
+		{Path: "/bin/true", Caps: []uintptr{64}},
+	} {
+		if _, errno := Spawn(a); syscall.Errno(errno) != syscall.EINVAL {
+			t.Errorf("Spawn(%+v): %v, want EINVAL", a, syscall.Errno(errno))
+		}
 	}
 }
 
@@ -265,9 +272,63 @@ func TestHelpers(t *testing.T) {
 	}
 	now := Now()
 	var ref unix.Timespec
-	unix.ClockGettime(unix.CLOCK_REALTIME, &ref)
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ref)
 	if d := ref.Nano() - now; now <= 0 || d < 0 || d > 1e9 {
-		t.Errorf("Now() = %d, %dns off the clock", now, d)
+		t.Errorf("Now() = %d, %dns off the monotonic clock", now, d)
+	}
+}
+
+// shOutput spawns sh -c script with a, its output on a pipe, and returns
+// what it printed.
+func shOutput(t *testing.T, a *Attr, script string) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	a.Path, a.Argv = "/bin/sh", []string{"sh", "-c", script}
+	if len(a.Files) > 1 {
+		a.Files[1] = int(w.Fd())
+	}
+	syscall.ForkLock.Lock()
+	pid, errno := Spawn(a)
+	syscall.ForkLock.Unlock()
+	w.Close()
+	if errno != 0 {
+		t.Fatalf("Spawn: %v", syscall.Errno(errno))
+	}
+	out, _ := io.ReadAll(r)
+	unix.Wait4(pid, nil, 0, nil)
+	return strings.TrimSpace(string(out))
+}
+
+// TestSpawnNofile: the child gets the soft limit on open files that the
+// process started with, not the one Go's package syscall raised it to.
+// (In this test binary the package's own tests make package syscall
+// initialize first, so the limit it started with is set here.)
+func TestSpawnNofile(t *testing.T) {
+	soft, hard := nofile()
+	if hard < 64 {
+		t.Skipf("hard RLIMIT_NOFILE %d", hard)
+	}
+	defer func(o [2]uint64) { origNofile = o }(origNofile)
+	origNofile = [2]uint64{soft / 2, hard}
+	if got := shOutput(t, &Attr{Files: []int{0, -1, 2}}, "ulimit -Sn"); got != strconv.FormatUint(soft/2, 10) {
+		t.Errorf("the child's soft RLIMIT_NOFILE = %s, want %d (the process's is %d)", got, soft/2, soft)
+	}
+	// Where the limits are as they started, they pass as they are.
+	origNofile = [2]uint64{soft, hard}
+	if got := shOutput(t, &Attr{Files: []int{0, -1, 2}}, "ulimit -Sn"); got != strconv.FormatUint(soft, 10) {
+		t.Errorf("the child's soft RLIMIT_NOFILE = %s, want %d", got, soft)
+	}
+}
+
+// TestSpawnFewFiles: standard streams not given are closed, as
+// syscall.ForkExec does.
+func TestSpawnFewFiles(t *testing.T) {
+	if got := shOutput(t, &Attr{Files: []int{0, -1}}, "if [ -e /proc/self/fd/2 ]; then echo open; else echo closed; fi"); got != "closed" {
+		t.Errorf("fd 2 of a child given two files: %s", got)
 	}
 }
 
@@ -284,6 +345,8 @@ func TestNumbers(t *testing.T) {
 		{"capset", sysCapset, unix.SYS_CAPSET}, {"prctl", sysPrctl, unix.SYS_PRCTL},
 		{"clock_gettime", sysClockGettime, unix.SYS_CLOCK_GETTIME}, {"exit_group", sysExitGroup, unix.SYS_EXIT_GROUP},
 		{"dup3", sysDup3, unix.SYS_DUP3}, {"pipe2", sysPipe2, unix.SYS_PIPE2}, {"rt_sigprocmask", sysRtSigprocmsk, unix.SYS_RT_SIGPROCMASK},
+		{"prlimit64", sysPrlimit64, unix.SYS_PRLIMIT64}, {"getrlimit", sysGetrlimit, unix.SYS_GETRLIMIT},
+		{"RLIMIT_NOFILE", rlimitNofile, unix.RLIMIT_NOFILE}, {"CLOCK_MONOTONIC", clockMonotonic, unix.CLOCK_MONOTONIC},
 		{"O_CLOEXEC", oCloexec, unix.O_CLOEXEC}, {"F_SETFD", fSetfd, unix.F_SETFD}, {"TCGETS", tcgets, unix.TCGETS},
 		{"EINTR", eintr, uintptr(unix.EINTR)}, {"EINVAL", einval, uintptr(unix.EINVAL)}, {"SIGCHLD", sigchld, uintptr(unix.SIGCHLD)},
 		{"CLONE_VM", cloneVM, unix.CLONE_VM}, {"CLONE_VFORK", cloneVfork, unix.CLONE_VFORK},
