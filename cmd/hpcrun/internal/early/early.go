@@ -20,6 +20,7 @@ import (
 
 	"github.com/hpcrun/hpcrun/cmd/hpcrun/internal/first"
 	"github.com/hpcrun/hpcrun/runtime/initclone"
+	"github.com/hpcrun/hpcrun/runtime/initclone/rawclone"
 )
 
 // Clone is the container init cloned for this command line, for package
@@ -35,14 +36,18 @@ var Started time.Time
 func init() {
 	Started = time.Now()
 	if first.Started != 0 {
-		Started = time.Unix(0, first.Started)
+		// first's times are of the monotonic clock, as time.Now's
+		// monotonic reading is.
+		Started = Started.Add(time.Duration(first.Started - rawclone.Now()))
 	}
 	if first.Tried {
 		var err error
 		if first.Errno != 0 {
 			err = syscall.Errno(first.Errno)
 		}
-		Clone = initclone.Adopt(first.Pid, err, first.Control, first.Status, time.Unix(0, first.At))
+		at := time.Now()
+		at = at.Add(time.Duration(first.At - rawclone.Now()))
+		Clone = initclone.Adopt(first.Pid, err, first.Control, first.Status, at)
 		return
 	}
 	if len(os.Args) == 0 || initclone.IsStage(os.Args[0]) {

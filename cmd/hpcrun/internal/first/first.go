@@ -33,7 +33,7 @@ var (
 	// Control and Status are our ends of the init's pipes, -1 if none.
 	Control, Status = -1, -1
 	// Started is when this package was initialized, and At when the
-	// clone returned, in nanoseconds since the epoch; 0 where
+	// clone returned, as rawclone.Now reads the monotonic clock; 0 where
 	// rawclone.Supported is false.
 	Started, At int64
 )
