@@ -128,9 +128,10 @@ func classifyWith(run *cobra.Command, args []string) (runForm, subcommand bool) 
 // interspersed flags off (pflag's grammar: --name=value, --name value,
 // -abc, -fvalue, -f=value, -- ends the flags; unknown flags and --help
 // fail; go test's -test.* are skipped), from the flags' definitions alone:
-// no value is set. It returns
-// the names of the flags given and the words after the flags; ok is false
-// where pflag would fail.
+// no value is set, nor checked (a bad one, --cleanenv=maybe, fails when
+// the command chosen parses it, with pflag's message). It returns the
+// names of the flags given and the words after the flags; ok is false
+// where pflag's grammar fails.
 func scanFlags(run *cobra.Command, args []string) (changed map[string]bool, rest []string, ok bool) {
 	flags, persistent := run.Flags(), run.PersistentFlags()
 	lookup := func(name string) *pflag.Flag {
