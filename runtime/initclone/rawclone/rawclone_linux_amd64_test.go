@@ -62,15 +62,32 @@ func helper() {
 // returns its report.
 func spawnHelper(t *testing.T, a *Attr) map[string]string {
 	t.Helper()
+	a.Path, a.Argv, a.Env = "/proc/self/exe", []string{"helper"}, []string{helperEnv}
+	if a.Files == nil {
+		a.Files = []int{0, -1, 2}
+	}
+	out := spawnOutput(t, a)
+	report := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		if k == "fd" {
+			n, rest, _ := strings.Cut(v, " ")
+			k, v = "fd"+n, rest
+		}
+		report[k] = v
+	}
+	return report
+}
+
+// spawnOutput spawns a with a pipe as a.Files[1], and returns what the
+// child wrote to it once the child has exited 0.
+func spawnOutput(t *testing.T, a *Attr) string {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	a.Path, a.Argv, a.Env = "/proc/self/exe", []string{"helper"}, []string{helperEnv}
-	if a.Files == nil {
-		a.Files = []int{0, 1, 2}
-	}
 	a.Files[1] = int(w.Fd())
 	syscall.ForkLock.Lock()
 	pid, errno := Spawn(a)
@@ -82,18 +99,9 @@ func spawnHelper(t *testing.T, a *Attr) map[string]string {
 	out, _ := io.ReadAll(r)
 	var ws unix.WaitStatus
 	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
-		t.Fatalf("helper: %v, status %v\n%s", err, ws, out)
+		t.Fatalf("%s: %v, status %v\n%s", a.Path, err, ws, out)
 	}
-	report := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		k, v, _ := strings.Cut(line, " ")
-		if k == "fd" {
-			n, rest, _ := strings.Cut(v, " ")
-			k, v = "fd"+n, rest
-		}
-		report[k] = v
-	}
-	return report
+	return strings.TrimSpace(string(out))
 }
 
 func fileID(t *testing.T, fd int) string {
@@ -278,29 +286,11 @@ func TestHelpers(t *testing.T) {
 	}
 }
 
-// shOutput spawns sh -c script with a, its output on a pipe, and returns
-// what it printed.
+// shOutput spawns sh -c script with a, and returns what it printed.
 func shOutput(t *testing.T, a *Attr, script string) string {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
 	a.Path, a.Argv = "/bin/sh", []string{"sh", "-c", script}
-	if len(a.Files) > 1 {
-		a.Files[1] = int(w.Fd())
-	}
-	syscall.ForkLock.Lock()
-	pid, errno := Spawn(a)
-	syscall.ForkLock.Unlock()
-	w.Close()
-	if errno != 0 {
-		t.Fatalf("Spawn: %v", syscall.Errno(errno))
-	}
-	out, _ := io.ReadAll(r)
-	unix.Wait4(pid, nil, 0, nil)
-	return strings.TrimSpace(string(out))
+	return spawnOutput(t, a)
 }
 
 // TestSpawnNofile: the child gets the soft limit on open files that the
