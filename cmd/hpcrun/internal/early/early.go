@@ -34,32 +34,28 @@ var Clone *initclone.Clone
 var Started time.Time
 
 func init() {
-	Started = time.Now()
+	// first's times are of the monotonic clock, as time.Now's monotonic
+	// reading is.
+	now, mono := time.Now(), rawclone.Now()
+	Started = now
 	if first.Started != 0 {
-		// first's times are of the monotonic clock, as time.Now's
-		// monotonic reading is.
-		Started = Started.Add(time.Duration(first.Started - rawclone.Now()))
+		Started = now.Add(time.Duration(first.Started - mono))
 	}
 	if first.Tried {
 		var err error
 		if first.Errno != 0 {
 			err = syscall.Errno(first.Errno)
 		}
-		at := time.Now()
-		at = at.Add(time.Duration(first.At - rawclone.Now()))
+		at := now.Add(time.Duration(first.At - mono))
 		Clone = initclone.Adopt(first.Pid, err, first.Control, first.Status, at)
 		return
 	}
-	if len(os.Args) == 0 || initclone.IsStage(os.Args[0]) {
-		return
-	}
-	if first.IsVersion(os.Args[1:]) {
+	version, job := first.Decide(os.Args, func() bool { return initclone.IsTerminal(os.Stdin) })
+	if version {
 		os.Stdout.WriteString(first.VersionLine())
 		os.Exit(0)
 	}
-	// A job at a terminal gets a pty of its own, which package runtime
-	// makes before it clones the init.
-	if first.MayRunJob(os.Args[1:]) && !first.IsTest(os.Args[1:]) && !initclone.IsTerminal(os.Stdin) {
+	if job {
 		first.JobFront()
 		Clone = initclone.Start(initclone.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, false, initclone.InitCaps, nil)
 	}

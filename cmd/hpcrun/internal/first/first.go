@@ -48,15 +48,14 @@ func init() {
 	}
 	Started = rawclone.Now()
 	args, ok := split(rawclone.ReadFile("/proc/self/cmdline", maxCmdline))
-	if !ok || len(args) == 0 || rawclone.IsStage(args[0]) {
+	if !ok {
 		return
 	}
-	if IsVersion(args[1:]) {
+	version, job := Decide(args, func() bool { return rawclone.IsTerminal(0) })
+	if version {
 		rawclone.WriteExit(1, VersionLine(), 0)
 	}
-	// A job at a terminal gets a pty of its own, which package runtime
-	// makes before it clones the init.
-	if !MayRunJob(args[1:]) || IsTest(args[1:]) || rawclone.IsTerminal(0) {
+	if !job {
 		return
 	}
 	env, ok := split(rawclone.ReadFile("/proc/self/environ", maxCmdline))
@@ -128,6 +127,21 @@ func testSwitch(env []string) []string {
 		}
 	}
 	return nil
+}
+
+// Decide says what the command line args (argv[0] first) asks of this
+// package, or of package early where this one cannot clone: the version
+// alone, or the clone of a job's init. Not for a re-executed stage, nor a
+// test binary, nor a job at a terminal (stdinTerminal), which gets a pty
+// of its own that package runtime makes before it clones the init.
+func Decide(args []string, stdinTerminal func() bool) (version, job bool) {
+	if len(args) == 0 || rawclone.IsStage(args[0]) {
+		return false, false
+	}
+	if IsVersion(args[1:]) {
+		return true, false
+	}
+	return false, MayRunJob(args[1:]) && !IsTest(args[1:]) && !stdinTerminal()
 }
 
 // IsVersion reports whether args (after argv[0]) ask for the version alone.

@@ -63,3 +63,27 @@ func TestWords(t *testing.T) {
 		t.Errorf("VersionLine() = %q", VersionLine())
 	}
 }
+
+func TestDecide(t *testing.T) {
+	for _, c := range []struct {
+		args              []string
+		terminal          bool
+		version, job, ask bool // ask: whether stdin's terminal is asked about
+	}{
+		{nil, false, false, false, false},
+		{[]string{"hpcrun-init"}, false, false, false, false},
+		{[]string{"hpcrun-rlimit", "--rootfs", "r", "true"}, false, false, false, false},
+		{[]string{"hpcrun", "--version"}, true, true, false, false},
+		{[]string{"hpcrun", "--rootfs", "r", "true"}, false, false, true, true},
+		{[]string{"hpcrun", "--rootfs", "r", "true"}, true, false, false, true},
+		{[]string{"hpcrun", "spec", "--rootfs", "r"}, false, false, false, false},
+		{[]string{"hpcrun.test", "-test.run=X"}, false, false, false, false},
+	} {
+		asked := false
+		version, job := Decide(c.args, func() bool { asked = true; return c.terminal })
+		if version != c.version || job != c.job || asked != c.ask {
+			t.Errorf("Decide(%q, terminal %v) = %v, %v (asked %v); want %v, %v (asked %v)",
+				c.args, c.terminal, version, job, asked, c.version, c.job, c.ask)
+		}
+	}
+}
