@@ -398,6 +398,54 @@ func TestImageUnpackInterrupted(t *testing.T) {
 	}
 }
 
+// Slurm's warning before the time limit (--signal=USR1@60, or B:) can come
+// while the image is still unpacking, before the job could catch it. It
+// does not end the run, as TERM or INT then would: the job runs, without
+// it, and hpcrun says on stderr that it was dropped; -q silences that.
+func TestWarningSignalBeforeStart(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := pythonImage(t)
+	const job = `import signal, time
+for s in signal.SIGUSR1, signal.SIGUSR2:
+    signal.signal(s, lambda n, f: print("the job got", signal.Signals(n).name, flush=True))
+print("the job ran", flush=True)
+time.sleep(0.5)`
+	for _, quiet := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "quiet"}[quiet], func(t *testing.T) {
+			cache := filepath.Join(tempDirOwned(t), "cache")
+			args := []string{"--image", image, "--cache", cache, "python3", "-c", job}
+			if quiet {
+				args = append([]string{"-q"}, args...)
+			}
+			cmd, stderr := startUnpackingAs(t, cache, binPath, args...)
+			cmd.Process.Signal(syscall.SIGUSR1)
+			cmd.Process.Signal(syscall.SIGUSR2)
+			err := cmd.Wait()
+			out := cmd.Stdout.(*bytes.Buffer).String()
+			if err != nil || out != "the job ran\n" {
+				t.Fatalf("want the job run to its end, without the signals; got %v, stdout %q, stderr %q", err, out, stderr)
+			}
+			var said []string
+			for _, l := range lines(stderr.String()) {
+				if strings.Contains(l, "came before") {
+					said = append(said, l)
+				}
+			}
+			want := []string{
+				"hpcrun: warning: SIGUSR1 came before the job had started; it was not passed on",
+				"hpcrun: warning: SIGUSR2 came before the job had started; it was not passed on",
+			}
+			if quiet {
+				want = nil
+			}
+			if strings.Join(said, "\n") != strings.Join(want, "\n") {
+				t.Errorf("stderr said %q, want %q; all of it:\n%s", said, want, stderr)
+			}
+		})
+	}
+}
+
 // startUnpacking starts `hpcrun -q --image image true` on a cold cache and
 // returns once the unpack has begun.
 func startUnpacking(t *testing.T, image, cache string) (*exec.Cmd, *bytes.Buffer) {
@@ -413,7 +461,7 @@ func startUnpackingAs(t *testing.T, cache, name string, args ...string) (*exec.C
 	t.Cleanup(cancel)
 	cmd := command(ctx, opts{}, name, args...)
 	stderr := &bytes.Buffer{}
-	cmd.Stderr = stderr
+	cmd.Stdout, cmd.Stderr = &bytes.Buffer{}, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

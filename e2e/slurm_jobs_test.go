@@ -694,6 +694,10 @@ func TestSlurmTimeLimit(t *testing.T) {
 		switch u, term := strings.Index(out, warned), strings.Index(out, termed); {
 		case u < 0 && rec["RunTime"] == "00:01:00":
 			t.Logf("%s hpcrun: no USR1 warning: slurmctld checked the job first at its limit", j.how)
+		case u < 0 && strings.Contains(out, "hpcrun: warning: SIGUSR1 came before the job had started"):
+			// A check of slurmctld's just after the start: the warning
+			// came while the container was starting, and was dropped.
+			t.Logf("%s hpcrun: the USR1 warning came before the job had started", j.how)
 		case u < 0 || j.how == "exec" && term < u:
 			t.Errorf("%s hpcrun: want the USR1 warning, then the TERM:\n%s", j.how, out)
 		}

@@ -45,6 +45,9 @@ func (l *Log) Warnf(format string, args ...any) {
 	}
 }
 
+// warn is Warnf of one message.
+func (l *Log) warn(msg string) { l.Warnf("%s", msg) }
+
 // Debugf is a -v line.
 func (l *Log) Debugf(format string, args ...any) {
 	if l.Verbose {

@@ -31,6 +31,9 @@ type Options struct {
 // the group's meeting, the image, the container's config, the run.
 func Run(ctx context.Context, r *Request, o Options) (int, error) {
 	log := o.Log
+	if o.Early != nil {
+		o.Early.SetWarn(log.warn)
+	}
 	h := HostFacts()
 	st, err := LoadSettings(h, r.Cache, r.Net)
 	if err != nil {
@@ -96,6 +99,7 @@ func runForeground(ctx context.Context, name string, asked bool, o Options, cfg 
 	p := o.Early
 	if p == nil {
 		p = runtime.Start(runtime.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+		p.SetWarn(log.warn)
 	}
 	if name != "" && p.Pid() > 0 {
 		c, err := o.State(true)

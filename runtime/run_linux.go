@@ -122,7 +122,8 @@ type Init struct {
 	used     bool
 
 	mu         sync.Mutex
-	configured bool // the config is sent: signals go to the job
+	configured bool         // the config is sent: signals go to the job
+	warn       func(string) // says that a warning signal was not passed on
 }
 
 // Start clones an init in new user, mount and pid namespaces, with stdio as
@@ -136,8 +137,9 @@ type Init struct {
 // terminalRelay).
 //
 // Signals meant for the job are caught from here on. Until Run has sent
-// the config, such a signal (but SIGCONT) ends the init and then hpcrun
-// itself, by the same signal, as if hpcrun had no handler yet.
+// the config, such a signal ends the init and then hpcrun itself, by the
+// same signal, as if hpcrun had no handler yet; but SIGCONT, and the
+// warning signals (see forward).
 func Start(stdio Stdio) *Init { return start(stdio, false, initCaps, nil) }
 
 // StartDetached clones an init for Create: one that outlives its caller,
@@ -277,21 +279,34 @@ func (p *Init) release() {
 
 // forward passes signals to the job through the init, which sends them on.
 // Before the config is sent there is no job yet: the signal ends the init
-// and hpcrun.
+// and hpcrun. Not SIGCONT, and not SIGUSR1 or SIGUSR2: a batch system's
+// warning before the time limit (Slurm's --signal) can come while the image
+// is still unpacking, and ending the job for it would lose the whole
+// allocation. Passed on later, it would kill a job that has not yet set its
+// handler. It is dropped, and said so (SetWarn).
 func (p *Init) forward() {
 	for {
 		select {
 		case sig := <-p.sigs:
 			s := sig.(syscall.Signal)
 			p.mu.Lock()
-			if p.configured {
+			switch {
+			case p.configured:
 				// After Ctrl-Z and fg, hpcrun holds the terminal again:
 				// relay it before the job continues.
 				if s == syscall.SIGCONT && p.relay != nil {
 					p.relay.resume()
 				}
 				p.control.Write([]byte{byte(s)})
-			} else if s != syscall.SIGCONT {
+			case s == syscall.SIGCONT:
+			case s == syscall.SIGUSR1 || s == syscall.SIGUSR2:
+				msg := unix.SignalName(s) + " came before the job had started; it was not passed on"
+				if p.warn != nil {
+					p.warn(msg)
+				} else {
+					fmt.Fprintf(os.Stderr, "hpcrun: warning: %s\n", msg)
+				}
+			default:
 				if p.err == nil {
 					unix.Kill(p.pid, unix.SIGKILL)
 					wait(p.pid)
@@ -303,6 +318,14 @@ func (p *Init) forward() {
 			return
 		}
 	}
+}
+
+// SetWarn makes f say that a warning signal that came before the job had
+// started was not passed on (hpcrun's stderr by default).
+func (p *Init) SetWarn(f func(string)) {
+	p.mu.Lock()
+	p.warn = f
+	p.mu.Unlock()
 }
 
 // dieOf takes the default action of s, as without a handler: hpcrun dies

@@ -140,7 +140,9 @@ Every job finds HPCRUN_CONTAINER (the --name, else 1) and HPCRUN_IMAGE in its
 environment, and both in /run/.containerenv, as podman writes it.
 
 Signals TERM, INT, HUP, QUIT, USR1, USR2 and CONT sent to hpcrun reach the
-job; if hpcrun is killed, the job dies with it.
+job; if hpcrun is killed, the job dies with it. Before the job has started
+(while the image unpacks), a signal ends hpcrun, but USR1 and USR2 (Slurm's
+--signal warnings), which are dropped with a warning.
 
 ` + launch.JoinHelp + `
 
