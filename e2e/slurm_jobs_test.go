@@ -149,9 +149,29 @@ func newBatchDir(t *testing.T, image, cache string) *batchDir {
 		}
 		if t.Failed() {
 			t.Log(b.diagnostics())
+			t.Log(b.summary())
 		}
 	})
 	return b
+}
+
+// summary is a few lines on each job, logged last: where a failure's log is
+// cut to its tail, they still say how each job ended.
+func (b *batchDir) summary() string {
+	var s strings.Builder
+	for _, id := range b.jobs {
+		state := "no record left"
+		if recs := jobRecords(id); len(recs) > 0 {
+			r := recs[0]
+			state = fmt.Sprintf("%s, exit %s, reason %s, run time %s", r["JobState"], r["ExitCode"], r["Reason"], r["RunTime"])
+		}
+		out := lines(b.output(id))
+		if len(out) > 4 {
+			out = out[len(out)-4:]
+		}
+		fmt.Fprintf(&s, "\njob %s: %s; its output ends: %q", id, state, out)
+	}
+	return "the jobs, in short:" + s.String()
 }
 
 // sbatch runs sbatch --parsable args as the test user, in b.dir, with the
