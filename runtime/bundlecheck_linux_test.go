@@ -123,9 +123,9 @@ func TestCheckBundleCaps(t *testing.T) {
 
 func TestInitCapsFor(t *testing.T) {
 	s := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
-		Bounding: []string{"CAP_SYS_PTRACE", "CAP_CHOWN"}, Ambient: []string{"CAP_BPF"}}}}
+		Bounding: []string{"CAP_SYS_NICE", "CAP_CHOWN"}, Ambient: []string{"CAP_BPF"}}}}
 	got := initCapsFor(s)
-	want := append(append([]uintptr(nil), initCaps...), unix.CAP_SYS_PTRACE, unix.CAP_BPF)
+	want := append(append([]uintptr(nil), initCaps...), unix.CAP_SYS_NICE, unix.CAP_BPF)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("initCapsFor: %v, want %v", got, want)
 	}

@@ -43,34 +43,49 @@ func IsStage(arg0 string) bool {
 // them all before a job that keeps the caller's uid; a --fakeroot job keeps
 // its spec's set, which must be among these: with no_new_privs, execve
 // grants a root job no capability its parent did not have.
-var InitCaps = []uintptr{
-	capSysAdmin, capSetpcap, capNetAdmin, capDacOverride,
-	capFowner, capSetuid, capSetgid,
-	// The rest of package runtime's fakerootCaps.
-	capChown, capFsetid, capMknod, capNetRaw, capSetfcap,
-	capNetBindService, capSysChroot, capKill, capAuditWrite,
+//
+// CAP_SYS_PTRACE and CAP_CHECKPOINT_RESTORE are criu's, which the init
+// runs for hpcrun checkpoint and --restore; the latter only where the
+// kernel knows it (Linux 5.9), or the clone's capset would fail.
+var InitCaps = initCaps(capKnown(capCheckpointRestore))
+
+func initCaps(checkpointRestore bool) []uintptr {
+	caps := []uintptr{
+		capSysAdmin, capSetpcap, capNetAdmin, capDacOverride,
+		capFowner, capSetuid, capSetgid,
+		// The rest of package runtime's fakerootCaps.
+		capChown, capFsetid, capMknod, capNetRaw, capSetfcap,
+		capNetBindService, capSysChroot, capKill, capAuditWrite,
+		capSysPtrace,
+	}
+	if checkpointRestore {
+		caps = append(caps, capCheckpointRestore)
+	}
+	return caps
 }
 
 // The kernel's numbers (linux/capability.h, linux/sched.h, signal.h):
 // this package imports neither syscall nor x/sys/unix, whose tests check
 // them (rawclone_test.go).
 const (
-	capChown          = 0
-	capDacOverride    = 1
-	capFowner         = 3
-	capFsetid         = 4
-	capKill           = 5
-	capSetgid         = 6
-	capSetuid         = 7
-	capSetpcap        = 8
-	capNetBindService = 10
-	capNetAdmin       = 12
-	capNetRaw         = 13
-	capSysChroot      = 18
-	capSysAdmin       = 21
-	capMknod          = 27
-	capAuditWrite     = 29
-	capSetfcap        = 31
+	capChown             = 0
+	capDacOverride       = 1
+	capFowner            = 3
+	capFsetid            = 4
+	capKill              = 5
+	capSetgid            = 6
+	capSetuid            = 7
+	capSetpcap           = 8
+	capNetBindService    = 10
+	capNetAdmin          = 12
+	capNetRaw            = 13
+	capSysChroot         = 18
+	capSysPtrace         = 19
+	capSysAdmin          = 21
+	capMknod             = 27
+	capAuditWrite        = 29
+	capSetfcap           = 31
+	capCheckpointRestore = 40
 
 	CloneNewNS   = 0x20000
 	CloneNewUser = 0x10000000

@@ -37,6 +37,7 @@ const (
 	cloneVfork = 0x4000
 
 	prSetPdeathsig    = 1
+	prCapbsetRead     = 23
 	prCapAmbient      = 47
 	prCapAmbientRaise = 2
 	capV3             = 0x20080522
@@ -212,6 +213,13 @@ func nofile() (soft, hard uint64) {
 }
 
 const einval = 22
+
+// capKnown reports whether the kernel knows capability c: PR_CAPBSET_READ
+// fails with EINVAL for one beyond its last.
+func capKnown(c uintptr) bool {
+	_, errno := rawSyscall6(sysPrctl, prCapbsetRead, c, 0, 0, 0, 0)
+	return errno == 0
+}
 
 // cstrings is ss as a NULL-terminated array of C strings.
 func cstrings(ss []string) ([]*byte, bool) {

@@ -343,7 +343,8 @@ func TestNumbers(t *testing.T) {
 		{"CLONE_NEWNS", CloneNewNS, unix.CLONE_NEWNS}, {"CLONE_NEWUSER", CloneNewUser, unix.CLONE_NEWUSER},
 		{"CLONE_NEWPID", CloneNewPID, unix.CLONE_NEWPID}, {"SIGKILL", SIGKILL, uintptr(unix.SIGKILL)},
 		{"PR_SET_PDEATHSIG", prSetPdeathsig, unix.PR_SET_PDEATHSIG}, {"PR_CAP_AMBIENT", prCapAmbient, unix.PR_CAP_AMBIENT},
-		{"PR_CAP_AMBIENT_RAISE", prCapAmbientRaise, unix.PR_CAP_AMBIENT_RAISE},
+		{"PR_CAP_AMBIENT_RAISE", prCapAmbientRaise, unix.PR_CAP_AMBIENT_RAISE}, {"PR_CAPBSET_READ", prCapbsetRead, unix.PR_CAPBSET_READ},
+		{"CAP_SYS_PTRACE", capSysPtrace, unix.CAP_SYS_PTRACE}, {"CAP_CHECKPOINT_RESTORE", capCheckpointRestore, unix.CAP_CHECKPOINT_RESTORE},
 		{"_LINUX_CAPABILITY_VERSION_3", capV3, unix.LINUX_CAPABILITY_VERSION_3}, {"SIG_SETMASK", sigSetmask, unix.SIG_SETMASK},
 	} {
 		if c.got != c.want {
@@ -352,7 +353,13 @@ func TestNumbers(t *testing.T) {
 	}
 	want := []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP, unix.CAP_NET_ADMIN, unix.CAP_DAC_OVERRIDE,
 		unix.CAP_FOWNER, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_CHOWN, unix.CAP_FSETID, unix.CAP_MKNOD,
-		unix.CAP_NET_RAW, unix.CAP_SETFCAP, unix.CAP_NET_BIND_SERVICE, unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE}
+		unix.CAP_NET_RAW, unix.CAP_SETFCAP, unix.CAP_NET_BIND_SERVICE, unix.CAP_SYS_CHROOT, unix.CAP_KILL, unix.CAP_AUDIT_WRITE,
+		unix.CAP_SYS_PTRACE}
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err != nil {
+		t.Fatal(err)
+	} else if last, _ := strconv.Atoi(strings.TrimSpace(string(b))); last >= unix.CAP_CHECKPOINT_RESTORE {
+		want = append(want, unix.CAP_CHECKPOINT_RESTORE)
+	}
 	if fmt.Sprint(InitCaps) != fmt.Sprint(want) {
 		t.Errorf("InitCaps = %v, want %v", InitCaps, want)
 	}
