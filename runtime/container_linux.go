@@ -19,6 +19,7 @@ package runtime
 // deleted.
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,9 +42,10 @@ const (
 
 // Control operations.
 const (
-	opStart = 's'
-	opKill  = 'k'
-	opExec  = 'e'
+	opStart      = 's'
+	opKill       = 'k'
+	opExec       = 'e'
+	opCheckpoint = 'c'
 )
 
 // request is one operation, as a connection carries it.
@@ -68,6 +70,7 @@ type response struct {
 	err    string
 	pid    int
 	status int
+	info   string // a checkpoint's CheckpointInfo, as JSON
 }
 
 func (r request) encode() []byte {
@@ -98,12 +101,13 @@ func (r response) encode() []byte {
 	e.str(r.err)
 	e.uint(uint64(r.pid))
 	e.uint(uint64(r.status))
+	e.str(r.info)
 	return frame(e.b)
 }
 
 func decodeResponse(b []byte) (response, error) {
 	d := decoder{b: b}
-	r := response{err: d.str(), pid: int(d.uint()), status: int(d.uint())}
+	r := response{err: d.str(), pid: int(d.uint()), status: int(d.uint()), info: d.str()}
 	if d.err != nil {
 		return r, fmt.Errorf("garbled response: %w", d.err)
 	}
@@ -193,6 +197,11 @@ const callTimeout = 10 * time.Second
 
 // call sends one request, with fds if any, and reads the first response.
 func call(stateDir string, r request, files ...*os.File) (*unixsock.Conn, response, error) {
+	return callWithin(stateDir, callTimeout, r, files...)
+}
+
+// callWithin is call with d for the init's answer.
+func callWithin(stateDir string, d time.Duration, r request, files ...*os.File) (*unixsock.Conn, response, error) {
 	conn, err := dial(stateDir)
 	if err != nil {
 		return nil, response{}, err
@@ -205,7 +214,7 @@ func call(stateDir string, r request, files ...*os.File) (*unixsock.Conn, respon
 		}
 		oob = unix.UnixRights(fds...)
 	}
-	conn.SetDeadline(time.Now().Add(callTimeout))
+	conn.SetDeadline(time.Now().Add(d))
 	if _, err := conn.WriteMsg(r.encode(), oob); err != nil {
 		conn.Close()
 		return nil, response{}, fmt.Errorf("%w (%v)", ErrNotRunning, err)
@@ -214,7 +223,7 @@ func call(stateDir string, r request, files ...*os.File) (*unixsock.Conn, respon
 	if err != nil {
 		conn.Close()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, response{}, fmt.Errorf("%w (its control socket did not answer within %v)", ErrNotRunning, callTimeout)
+			return nil, response{}, fmt.Errorf("%w (its control socket did not answer within %v)", ErrNotRunning, d)
 		}
 		return nil, response{}, fmt.Errorf("%w (the init hung up: %v)", ErrNotRunning, err)
 	}
@@ -256,6 +265,27 @@ func Signal(stateDir string, sig unix.Signal, all bool) error {
 		conn.Close()
 	}
 	return err
+}
+
+// checkpointJob asks the init to checkpoint its job into dir (criu, a
+// site's criu, or nil), leaving it running with leave.
+func checkpointJob(stateDir string, dir, criu *os.File, leave bool) (*CheckpointInfo, error) {
+	files := []*os.File{dir}
+	if criu != nil {
+		files = append(files, criu)
+	}
+	conn, resp, err := callWithin(stateDir, checkpointTimeout, request{op: opCheckpoint, all: leave}, files...)
+	if conn != nil {
+		conn.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	info := &CheckpointInfo{}
+	if err := json.Unmarshal([]byte(resp.info), info); err != nil {
+		return nil, fmt.Errorf("the init's account of the checkpoint: %w", err)
+	}
+	return info, nil
 }
 
 // Process is a process to start in a running container.

@@ -58,8 +58,10 @@ type ctl struct {
 	mu sync.Mutex // held from a fork to its registration and reply
 	st ctlState
 
-	hookExits exitBox // the statuses of startContainer hooks, from the reaper
-	starting  bool    // a start runs its hooks (c.mu)
+	hookExits exitBox    // the statuses of startContainer hooks, from the reaper
+	criuExits exitBox    // and of a checkpoint's criu
+	criuMu    sync.Mutex // one checkpoint at a time
+	starting  bool       // a start runs its hooks (c.mu)
 }
 
 // newCtl opens a container's state directory, and its control socket,
@@ -258,6 +260,7 @@ func (c *ctl) reap() int {
 			// A startContainer hook's status goes to its runner first:
 			// the runner holds c.mu, which exited takes.
 			c.hookExits.note(pid, WaitStatusCode(syscall.WaitStatus(ws)))
+			c.criuExits.note(pid, WaitStatusCode(syscall.WaitStatus(ws)))
 			if code, ended := c.exited(pid, WaitStatusCode(syscall.WaitStatus(ws))); ended && c.ln == nil {
 				return c.finish(code)
 			}
@@ -355,7 +358,7 @@ func (c *ctl) handle(conn *unixsock.Conn) {
 		return
 	}
 	r.conn = conn
-	if r.op != opExec && r.op != opStart {
+	if r.op != opExec && r.op != opStart && r.op != opCheckpoint {
 		// Descriptors are for exec, and start's hooks, only: none sent
 		// with another operation stays open in the init.
 		closeAll(r.fds)
@@ -369,6 +372,8 @@ func (c *ctl) handle(conn *unixsock.Conn) {
 		c.signal(unix.Signal(r.sig), r.all, reply)
 	case opExec:
 		keep = c.exec(r, reply)
+	case opCheckpoint:
+		c.checkpoint(r, reply)
 	default:
 		reply(response{err: fmt.Sprintf("unknown control operation %q", r.op)})
 	}

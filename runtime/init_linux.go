@@ -95,6 +95,19 @@ func initMain(entered time.Time) int {
 	if err != nil {
 		return report(status, err)
 	}
+	// A checkpoint to restore, and a site's criu, are opened while the
+	// host's tree is in view, as the state directory is.
+	restoreDir, restoreCriu := -1, -1
+	if cfg.RestoreDir != "" {
+		if restoreDir, err = unix.Open(cfg.RestoreDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return report(status, fmt.Errorf("restore: open %s: %w", cfg.RestoreDir, err))
+		}
+		if cfg.RestoreCriu != "" {
+			if restoreCriu, err = unix.Open(cfg.RestoreCriu, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+				return report(status, fmt.Errorf("restore: open criu %s: %w", cfg.RestoreCriu, err))
+			}
+		}
+	}
 	if err := buildRootfs(cfg, c.stateDir(), logf); err != nil {
 		return report(status, err)
 	}
@@ -105,9 +118,12 @@ func initMain(entered time.Time) int {
 	if err := chdirJob(cfg.Cwd); err != nil {
 		return report(status, err)
 	}
-	path, err := lookPath(cfg.Args[0], envlist.Value(cfg.Env, "PATH"), "")
-	if err != nil {
-		return report(status, err)
+	path := ""
+	if restoreDir < 0 {
+		if path, err = lookPath(cfg.Args[0], envlist.Value(cfg.Env, "PATH"), ""); err != nil {
+			return report(status, err)
+		}
+		setPidFloor(logf)
 	}
 	// The OOM score is inherited: set on the init, it is the job's and
 	// every exec'd process's. Rlimits are not (see rlimit_linux.go).
@@ -119,6 +135,26 @@ func initMain(entered time.Time) int {
 
 	// Inherited descriptors beyond stdio do not pass into the job.
 	closeExtraFDs(envlist.Value(cfg.Env, "PMI_FD"), cfg.Held)
+	if restoreDir >= 0 {
+		// criu restores the job, with its credentials, capabilities and
+		// descriptors, as this thread's child; it needs the thread's
+		// capabilities, which the drop below takes.
+		job, err := restoreJob(cfg, restoreDir, restoreCriu, logf)
+		unix.Close(restoreDir)
+		if restoreCriu >= 0 {
+			unix.Close(restoreCriu)
+		}
+		if err != nil {
+			return report(status, err)
+		}
+		if err := dropPrivileges(true, capSets{}, false); err != nil {
+			return report(status, err)
+		}
+		c.path = "criu"
+		shieldSignals(false)
+		go forwardSignals(control, job, cfg.Foreground)
+		return c.running(job)
+	}
 	if !cfg.dropsInShim() {
 		if err := dropPrivileges(cfg.NoNewPrivs, cfg.Caps, cfg.UID == 0); err != nil {
 			return report(status, err)

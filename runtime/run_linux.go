@@ -69,10 +69,22 @@ type Config struct {
 	// Process with Member set, and it ends once Members of them have
 	// joined and all have ended, or when Anchor ends. Args are not used.
 	Members int
+	// Restore, when set, makes the job the restore of a checkpoint
+	// (see checkpoint_linux.go) instead of an exec of Spec's command.
+	Restore *Restore
 	hooks   *hookRun // a created container's OCI hooks (see hooks_linux.go)
 	// cgroups are a bundle's container's own cgroups, limits written,
 	// which Create moves the init into (see cgroups_linux.go).
 	cgroups *containerCgroups
+}
+
+// Restore is a checkpoint to restore as a container's job.
+type Restore struct {
+	Dir    string   // the checkpoint's directory, on the host
+	Criu   string   // a site's criu, on the host; "" for the image's
+	Pid    int      // the job's pid, which the restore keeps
+	MaxPid int      // CheckpointInfo.MaxPid
+	Stdio  []string // CheckpointInfo.Stdio
 }
 
 // logf prints a -v line timed from c.Start, as the CLI's own lines are.

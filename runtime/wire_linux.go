@@ -71,6 +71,11 @@ type initConfig struct {
 	// Seccomp is the compiled linux.seccomp (seccompFilter.String) that
 	// the pre-exec shim installs; "" for none.
 	Seccomp string
+	// The checkpoint to restore in place of the job's exec (Restore);
+	// RestoreDir "" for none.
+	RestoreDir, RestoreCriu   string
+	RestorePid, RestoreMaxPid int
+	RestoreStdio              []string
 }
 
 // rlimit is a process.rlimits entry: resource number and limits.
@@ -140,6 +145,9 @@ func newInitConfig(cfg *Config) (*initConfig, error) {
 	}
 	if ic.Seccomp, err = seccompArg(s); err != nil {
 		return nil, err
+	}
+	if r := cfg.Restore; r != nil {
+		ic.RestoreDir, ic.RestoreCriu, ic.RestorePid, ic.RestoreMaxPid, ic.RestoreStdio = r.Dir, r.Criu, r.Pid, r.MaxPid, r.Stdio
 	}
 	// No job sees the state roots, wherever a bind shows them (see
 	// fence_linux.go).
@@ -238,6 +246,11 @@ func (c *initConfig) encode() []byte {
 	e.strs(c.Sysctls)
 	e.uint(c.RootPropagation)
 	e.str(c.Seccomp)
+	e.str(c.RestoreDir)
+	e.str(c.RestoreCriu)
+	e.uint(uint64(c.RestorePid))
+	e.uint(uint64(c.RestoreMaxPid))
+	e.strs(c.RestoreStdio)
 	return e.b
 }
 
@@ -282,6 +295,7 @@ func decodeInitConfig(b []byte) (*initConfig, error) {
 	c.Hooks = d.str()
 	c.Sysctls, c.RootPropagation = d.strs(), d.uint()
 	c.Seccomp = d.str()
+	c.RestoreDir, c.RestoreCriu, c.RestorePid, c.RestoreMaxPid, c.RestoreStdio = d.str(), d.str(), int(d.uint()), int(d.uint()), d.strs()
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
 	}
