@@ -47,6 +47,7 @@ func sourcesHash(paths ...string) string {
 // first time a test asks for it.
 type builtImage struct {
 	name, path, script string
+	args               []string // the script's, after the path
 	once               sync.Once
 	err                error
 }
@@ -69,7 +70,7 @@ func (b *builtImage) get(t *testing.T) string {
 			return
 		}
 		start := time.Now()
-		if out, err := exec.Command(repoPath(b.script), b.path).CombinedOutput(); err != nil {
+		if out, err := exec.Command(repoPath(b.script), append([]string{b.path}, b.args...)...).CombinedOutput(); err != nil {
 			b.err = fmt.Errorf("%s: %v\n%s", b.script, err, out)
 			return
 		}

@@ -43,6 +43,8 @@ type Request struct {
 	JoinTag   string // --join-tag TAG
 	JoinCount int    // --join-count N
 	NoJoin    bool   // --no-join
+
+	Restore string // --restore DIR: a checkpoint's, restored as the job
 }
 
 // UsageError is a request that contradicts itself or names a bad value:

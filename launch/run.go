@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hpcrun/hpcrun/internal/envlist"
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/runtime"
 )
@@ -33,6 +35,13 @@ func Run(ctx context.Context, r *Request, o Options) (int, error) {
 	log := o.Log
 	if o.Early != nil {
 		o.Early.SetWarn(log.warn)
+	}
+	var cp *Checkpoint
+	if r.Restore != "" {
+		var err error
+		if cp, err = restoreRequest(r); err != nil {
+			return 0, err
+		}
 	}
 	h := HostFacts()
 	st, err := LoadSettings(h, r.Cache, r.Net)
@@ -68,6 +77,17 @@ func Run(ctx context.Context, r *Request, o Options) (int, error) {
 		return 0, mt.fail(err)
 	}
 	cfg.Verbose, cfg.Start = log.Verbose, log.Start
+	if cp != nil {
+		if mt != nil {
+			return 0, mt.fail(UsageError{Err: errors.New("--restore restores one job, not a step's tasks: run it as one task (srun -n 1), or with --no-join")})
+		}
+		if err := restoreChecks(cp, cfg, im.Digest); err != nil {
+			return 0, mt.fail(err)
+		}
+		dir, _ := filepath.Abs(r.Restore)
+		cfg.Restore = &runtime.Restore{Dir: dir, Criu: envlist.Value(os.Environ(), CriuEnv), Pid: cp.Pid, MaxPid: cp.MaxPid, Stdio: cp.Stdio}
+		log.Debugf("restore: %s, pid %d, criu %s at the checkpoint", dir, cp.Pid, cp.Criu)
+	}
 	log.Phase("resolved options")
 	switch {
 	case mt != nil:
@@ -78,6 +98,29 @@ func Run(ctx context.Context, r *Request, o Options) (int, error) {
 		return 0, runDetached(r.Name, o, im, cfg, st.Job, log)
 	}
 	return runForeground(ctx, runName(r, st.Job), r.Name != "", o, cfg, log)
+}
+
+// restoreRequest reads --restore's checkpoint and makes r run it: its
+// command, in its image unless r names one.
+func restoreRequest(r *Request) (*Checkpoint, error) {
+	if len(r.Args) > 0 {
+		return nil, UsageError{Err: errors.New("--restore takes no command: the checkpoint's job goes on")}
+	}
+	if r.Detach {
+		return nil, UsageError{Err: errors.New("--restore runs in the foreground: it takes no --detach")}
+	}
+	cp, err := LoadCheckpoint(r.Restore)
+	if err != nil {
+		return nil, err
+	}
+	if r.Image == "" && r.Rootfs == "" {
+		if cp.Image == "" {
+			return nil, UsageError{Err: fmt.Errorf("--restore %s: the checkpoint names no image: give --image or --rootfs", r.Restore)}
+		}
+		r.Image = cp.Image
+	}
+	r.Args = cp.Args
+	return cp, nil
 }
 
 // runName is the name of a run: --name, else under a batch system one

@@ -52,6 +52,7 @@ type runOptions struct {
 	noJoin        bool
 	gpu, rocm     bool
 	newKeyring    bool
+	restore       string
 	registry      registryOptions
 }
 
@@ -84,6 +85,7 @@ func (o *runOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.gpu, "nv", false, "the same as --gpu")
 	f.BoolVar(&o.newKeyring, "new-keyring", false, "give the job a fresh session keyring, without your keys (Kerberos KEYRING: caches, AFS tokens); default: the config's new_keyring, else the job shares yours")
 	f.BoolVar(&o.rocm, "rocm", false, "make the node's AMD ROCm driver (libamdhip64, libhsa-runtime64, ...) usable in the container")
+	f.StringVar(&o.restore, "restore", "", "go on with the job that hpcrun checkpoint saved in `DIR`, in the same image (its own unless --image) with the same binds; no CMD")
 }
 
 // newRootCommand builds the command line: the job's flags and every
@@ -211,7 +213,7 @@ func (o *runOptions) request(f *pflag.FlagSet, args []string) *launch.Request {
 		Image: o.image, Rootfs: o.rootfs, Platform: o.platform, Cache: o.cacheDir, Args: args,
 		Binds: o.binds, NoHome: o.noHome, Home: o.home, Contain: o.contain, ContainAll: o.containAll, Run: o.runImage, Pwd: o.pwd, WritableTmpfs: o.writableTmpfs, Net: o.net,
 		Fakeroot: o.fakeroot, CleanEnv: o.cleanEnv, Env: o.env, EnvFiles: o.envFiles, GPU: o.gpu, ROCm: o.rocm,
-		Name: o.name, Detach: o.detach, JoinTag: o.joinTag, JoinCount: o.joinCount, NoJoin: o.noJoin,
+		Name: o.name, Detach: o.detach, JoinTag: o.joinTag, JoinCount: o.joinCount, NoJoin: o.noJoin, Restore: o.restore,
 		Insecure: o.registry.insecure(), CAFile: o.registry.caFile,
 	}
 	if f.Changed("entrypoint") {

@@ -93,7 +93,7 @@ func verb(so *stateOptions, use, short, long, example string, args cobra.Positio
 
 func newLifecycleCommands(so *stateOptions) []*cobra.Command {
 	return []*cobra.Command{newCreateCommand(so), newStartCommand(so), newStateCommand(so), newKillCommand(so),
-		newDeleteCommand(so), newOCIRunCommand(so), newListCommand(so), newExecCommand(so)}
+		newDeleteCommand(so), newOCIRunCommand(so), newListCommand(so), newExecCommand(so), newCheckpointCommand(so)}
 }
 
 var exactID = cobra.ExactArgs(1)

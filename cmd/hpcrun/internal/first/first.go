@@ -165,7 +165,7 @@ func IsTest(args []string) bool {
 // help (cmd/hpcrun's TestNotJobsListsEverySubcommand keeps the list whole).
 var notJobs = map[string]bool{
 	"spec": true, "images": true, "rmi": true, "prune": true, "config": true, "pull": true, "login": true, "logout": true, "check": true,
-	"create": true, "start": true, "state": true, "kill": true, "delete": true, "run": true, "list": true,
+	"create": true, "start": true, "state": true, "kill": true, "checkpoint": true, "delete": true, "run": true, "list": true,
 	"exec": true, "ps": true, "pause": true, "resume": true, "events": true, "shell": true, "inspect": true,
 	"help": true, "completion": true, "-h": true, "--help": true, "--version": true,
 	// cobra's hidden commands that completion scripts run, and the man

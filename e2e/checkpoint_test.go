@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// criuImagePath is the Debian trixie + Python image with criu 4.1, built
+// by examples/mkpython.sh.
+var criuImagePath = "/var/tmp/hpcrun-e2e/py3-criu-" + sourcesHash("examples/mkpython.sh", "examples/mkimage.sh") + ".tar"
+
+var criuBuild = &builtImage{name: "Python + criu", path: criuImagePath, script: "examples/mkpython.sh", args: []string{"criu"}}
+
+func criuImage(t *testing.T) string { return criuBuild.get(t) }
+
+// counterJob prints a count and its pid ten times a second, forever.
+const counterJob = `import os, time
+n = 0
+while True:
+    n += 1
+    print(n, os.getpid(), flush=True)
+    time.sleep(0.1)`
+
+// checkpointRefusal is what hpcrun checkpoint says here instead of
+// checkpointing, or "" where it checkpoints: under kernsim, which fakes an
+// older kernel (no clone3 before 5.3) with a seccomp filter on every
+// process, which criu cannot dump without CAP_SYS_ADMIN on the host.
+func checkpointRefusal() string {
+	status, _ := os.ReadFile("/proc/self/status")
+	switch {
+	case !hasClone3():
+		return "checkpoint needs Linux 5.9 or newer"
+	case strings.Contains(string(status), "Seccomp:\t2"):
+		return "the job runs under a seccomp filter"
+	}
+	return ""
+}
+
+// startCounter runs counterJob in image as the named run name, from dir,
+// its output going to dir/out (stdout) and dir/err, and returns once it
+// has counted to 3.
+func startCounter(t *testing.T, dir, out string, args ...string) *exec.Cmd {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cmd := command(ctx, opts{dir: dir}, "sh", append([]string{"-c", `exec "$@" >` + out + ` 2>` + out + `.err`, "sh", binPath}, args...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitCount(t, filepath.Join(dir, out), 3)
+	return cmd
+}
+
+// counts are the counts and pids that counterJob printed into path.
+func counts(path string) (n, pid []int) {
+	b, _ := os.ReadFile(path)
+	for _, l := range lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		a, err1 := strconv.Atoi(f[0])
+		b, err2 := strconv.Atoi(f[1])
+		if err1 == nil && err2 == nil {
+			n, pid = append(n, a), append(pid, b)
+		}
+	}
+	return n, pid
+}
+
+// waitCount waits until path holds at least k counts.
+func waitCount(t *testing.T, path string, k int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if n, _ := counts(path); len(n) >= k {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(path)
+			e, _ := os.ReadFile(path + ".err")
+			t.Fatalf("%s has fewer than %d counts after a minute: %q, stderr %q", path, k, b, e)
+		}
+	}
+}
+
+// A job checkpointed (hpcrun checkpoint NAME DIR) ends, and goes on from
+// where it was with hpcrun --restore DIR, in the image the checkpoint
+// names, under the same pid, writing to the new run's output; a restored
+// job is checkpointed again, with --leave-running, and keeps running. On
+// an older kernel, and under a seccomp filter, checkpoint refuses in one
+// line and the job runs on.
+func TestCheckpointRestore(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := criuImage(t)
+	dir := tempDirOwned(t)
+	name := "ckpt-" + filepath.Base(dir)
+	run := startCounter(t, dir, "out1", "--name", name, "--image", image, "python3", "-c", counterJob)
+
+	r := run2(t, dir, "checkpoint", name, "ck")
+	if why := checkpointRefusal(); why != "" {
+		if r.code != 125 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, why) {
+			t.Fatalf("want one line that says %q, exit 125; got %s", why, r)
+		}
+		n, _ := counts(filepath.Join(dir, "out1"))
+		waitCount(t, filepath.Join(dir, "out1"), len(n)+3) // unharmed
+		if _, err := os.Stat(filepath.Join(dir, "ck")); !os.IsNotExist(err) {
+			t.Errorf("a refused checkpoint left ck: %v", err)
+		}
+		return
+	}
+	if r.code != 0 || !strings.Contains(r.stderr, "checkpointed "+name) {
+		t.Fatalf("checkpoint: %s", r)
+	}
+	run.Wait()
+	if code := exitCode(run.ProcessState); code != 137 {
+		t.Errorf("the checkpointed run exited %d, want 137 (its job killed once saved)", code)
+	}
+	before, pids := counts(filepath.Join(dir, "out1"))
+	last, pid := before[len(before)-1], pids[0]
+	if pid < 1000 {
+		t.Errorf("the job's pid is %d in its container, below the pid floor of 1000", pid)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".ck.") {
+			t.Errorf("the checkpoint left %s behind", e.Name())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ck", "hpcrun.json")); err != nil {
+		t.Fatalf("no hpcrun.json in the checkpoint: %v", err)
+	}
+
+	// The restore: no --image, the checkpoint's.
+	restored := startCounter(t, dir, "out2", "--name", name+"-r", "--restore", "ck")
+	after, rpids := counts(filepath.Join(dir, "out2"))
+	if after[0] != last+1 || rpids[0] != pid {
+		t.Errorf("the restored job went on at %d as pid %d; want %d as pid %d", after[0], rpids[0], last+1, pid)
+	}
+
+	// Again, leaving it running.
+	r = run2(t, dir, "checkpoint", "--leave-running", name+"-r", "ck2")
+	if r.code != 0 {
+		t.Fatalf("checkpoint --leave-running of the restored job: %s", r)
+	}
+	n, _ := counts(filepath.Join(dir, "out2"))
+	waitCount(t, filepath.Join(dir, "out2"), len(n)+3)
+	if r := run2(t, dir, "kill", name+"-r", "KILL"); r.code != 0 {
+		t.Errorf("kill: %s", r)
+	}
+	restored.Wait()
+	run2(t, dir, "delete", name)
+	run2(t, dir, "delete", name+"-r")
+}
+
+// run2 runs hpcrun as the test user in dir.
+func run2(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	return run(t, opts{dir: dir, timeout: 2 * time.Minute}, args...)
+}
+
+// Each bad input gets one line and exit 125, leaves the job running and
+// no checkpoint directory: a DIR that exists, a container that is not
+// there, an image without criu; and --restore of a corrupt checkpoint, of
+// one with a command, and of a directory that holds none.
+func TestCheckpointBadInput(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := pythonImage(t) // no criu
+	dir := tempDirOwned(t)
+	name := "ckbad-" + filepath.Base(dir)
+	startCounter(t, dir, "out", "--name", name, "--image", image, "python3", "-c", counterJob)
+	if err := os.Mkdir(filepath.Join(dir, "exists"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(dir, "exists"), testUID, testGID); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := filepath.Join(dir, "corrupt")
+	os.Mkdir(corrupt, 0o755)
+	os.WriteFile(filepath.Join(corrupt, "hpcrun.json"), []byte(`{"version": 1, "pid": "x"`), 0o644)
+	noCriu := "no criu in the image"
+	if why := checkpointRefusal(); why != "" {
+		noCriu = why
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"DIR exists", []string{"checkpoint", name, "exists"}, "exists: checkpoint into a new directory"},
+		{"no such container", []string{"checkpoint", "nosuch-" + name, "ck1"}, "nosuch-" + name},
+		{"no criu in the image", []string{"checkpoint", name, "ck2"}, noCriu},
+		{"corrupt checkpoint", []string{"--restore", "corrupt"}, "corrupt"},
+		{"no checkpoint there", []string{"--restore", "exists"}, "no checkpoint there"},
+		{"restore with a command", []string{"--restore", "corrupt", "true"}, "--restore takes no command"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run2(t, dir, tc.args...)
+			if r.code != 125 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want one line with %q, exit 125; got %s", tc.want, r)
+			}
+		})
+	}
+	for _, d := range []string{"ck1", "ck2"} {
+		if _, err := os.Stat(filepath.Join(dir, d)); !os.IsNotExist(err) {
+			t.Errorf("a failed checkpoint left %s: %v", d, err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".ck") {
+			t.Errorf("a failed checkpoint left %s behind", e.Name())
+		}
+	}
+	n, _ := counts(filepath.Join(dir, "out"))
+	waitCount(t, filepath.Join(dir, "out"), len(n)+3) // the job runs on
+	run2(t, dir, "kill", name, "KILL")
+}
