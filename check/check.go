@@ -67,6 +67,9 @@ type Env struct {
 	// init does (runtime.ProbeUserNS); Overlay tries an overlay in them
 	// (runtime.ProbeOverlay). nil: not tried, and the sysctls decide.
 	UserNS, Overlay func() error
+	// Checkpoint says why the kernel cannot checkpoint a job
+	// (runtime.CheckpointSupport); nil: not tried.
+	Checkpoint func() error
 
 	// GPU is the host that gpu.Find looks at for each vendor's driver.
 	GPU gpu.Host
@@ -106,8 +109,8 @@ func (e Env) getenv(key string) (string, bool) {
 }
 
 // Run diagnoses the node, one Result per check, in this order: config,
-// kernel, user namespaces, overlayfs, image cache, container state, GPU
-// drivers, scheduler.
+// kernel, user namespaces, overlayfs, image cache, container state,
+// checkpoint, GPU drivers, scheduler.
 func Run(e Env) []Result {
 	e = e.withDefaults()
 	k := readKernel(e)
@@ -119,6 +122,7 @@ func Run(e Env) []Result {
 		overlay(e, k, userns.Status != Fail),
 		cache(e),
 		state(e),
+		checkpoint(e),
 	}
 	rs = append(rs, gpus(e)...)
 	return append(rs, scheduler(e))
@@ -179,6 +183,32 @@ func Write(w io.Writer, rs []Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// checkpoint says whether hpcrun checkpoint can work here: the kernel's
+// part, and a site's criu (HPCRUN_CRIU) where one is named. The image's
+// criu is checked when a checkpoint runs.
+func checkpoint(e Env) Result {
+	r := Result{Name: "checkpoint", Status: Info, Detail: "not tried"}
+	if e.Checkpoint == nil {
+		return r
+	}
+	if err := e.Checkpoint(); err != nil {
+		r.Status, r.Detail = Warn, "hpcrun checkpoint will not work: "+err.Error()
+		r.Fix = "checkpoint on a node with Linux 5.9 or newer, or save the job's state yourself (a TERM handler)"
+		return r
+	}
+	r.Status, r.Detail = OK, "the kernel can: hpcrun checkpoint needs criu 4.1 or newer in the image"
+	if p, ok := e.getenv("HPCRUN_CRIU"); ok && p != "" {
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			r.Status, r.Detail = Warn, fmt.Sprintf("HPCRUN_CRIU=%s is not an executable file", p)
+			r.Fix = "point HPCRUN_CRIU at a static criu 4.1 or newer, or unset it to use the image's"
+			return r
+		}
+		r.Detail = "the kernel can, with the criu that HPCRUN_CRIU names (" + p + ")"
+	}
+	return r
 }
 
 func config(e Env) Result {

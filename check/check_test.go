@@ -675,10 +675,27 @@ func TestAllFine(t *testing.T) {
 			t.Errorf("%s: %s: %s (fix: %s)", r.Name, r.Status, r.Detail, r.Fix)
 		}
 	}
-	if got, want := strings.Join(names, ", "), "config, kernel, user namespaces, overlayfs, image cache, container state, GPU, scheduler"; got != want {
+	if got, want := strings.Join(names, ", "), "config, kernel, user namespaces, overlayfs, image cache, container state, checkpoint, GPU, scheduler"; got != want {
 		t.Errorf("checks %s, want %s", got, want)
 	}
 	if Failed(rs) {
 		t.Error("Failed on a fine node")
 	}
+}
+
+// The checkpoint line: what the kernel lacks, a site's criu that is not
+// an executable, and fine.
+func TestCheckpoint(t *testing.T) {
+	e := goodEnv(t)
+	if r := find(t, Run(e), "checkpoint"); r.Status != Info {
+		t.Errorf("not tried: %+v", r)
+	}
+	e.Checkpoint = func() error {
+		return errors.New("checkpoint needs Linux 5.9 or newer: this kernel (4.18.0) has no CAP_CHECKPOINT_RESTORE")
+	}
+	want(t, find(t, Run(e), "checkpoint"), Warn, []string{"will not work", "4.18.0"}, []string{"Linux 5.9"})
+	e.Checkpoint = func() error { return nil }
+	want(t, find(t, Run(e), "checkpoint"), OK, []string{"criu 4.1"}, nil)
+	e.Environ = append(e.Environ, "HPCRUN_CRIU=/nonexistent/criu")
+	want(t, find(t, Run(e), "checkpoint"), Warn, []string{"HPCRUN_CRIU=/nonexistent/criu"}, []string{"static criu"})
 }

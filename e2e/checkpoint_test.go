@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,8 +21,13 @@ var criuBuild = &builtImage{name: "Python + criu", path: criuImagePath, script: 
 
 func criuImage(t *testing.T) string { return criuBuild.get(t) }
 
-// counterJob prints a count and its pid ten times a second, forever.
+// counterJob prints a count and its pid ten times a second, forever, and
+// its child, a process of the tree, says so twice a second.
 const counterJob = `import os, time
+if os.fork() == 0:
+    while True:
+        print("child", os.getpid(), flush=True)
+        time.sleep(0.5)
 n = 0
 while True:
     n += 1
@@ -92,7 +99,8 @@ func waitCount(t *testing.T, path string, k int) {
 
 // A job checkpointed (hpcrun checkpoint NAME DIR) ends, and goes on from
 // where it was with hpcrun --restore DIR, in the image the checkpoint
-// names, under the same pid, writing to the new run's output; a restored
+// names, under the same pid, with its child, writing to the new run's
+// output; a restored
 // job is checkpointed again, with --leave-running, and keeps running. On
 // an older kernel, and under a seccomp filter, checkpoint refuses in one
 // line and the job runs on.
@@ -102,7 +110,8 @@ func TestCheckpointRestore(t *testing.T) {
 	image := criuImage(t)
 	dir := tempDirOwned(t)
 	name := "ckpt-" + filepath.Base(dir)
-	run := startCounter(t, dir, "out1", "--name", name, "--image", image, "python3", "-c", counterJob)
+	// A network namespace and a keyring of its own: criu joins them.
+	run := startCounter(t, dir, "out1", "--name", name, "--net", "none", "--new-keyring", "--image", image, "python3", "-c", counterJob)
 
 	r := run2(t, dir, "checkpoint", name, "ck")
 	if why := checkpointRefusal(); why != "" {
@@ -143,6 +152,14 @@ func TestCheckpointRestore(t *testing.T) {
 	after, rpids := counts(filepath.Join(dir, "out2"))
 	if after[0] != last+1 || rpids[0] != pid {
 		t.Errorf("the restored job went on at %d as pid %d; want %d as pid %d", after[0], rpids[0], last+1, pid)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(dir, "out2")); strings.Contains(string(b), "child ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job's child was not restored: it says nothing")
+		}
 	}
 
 	// Again, leaving it running.
@@ -223,4 +240,83 @@ func TestCheckpointBadInput(t *testing.T) {
 	n, _ := counts(filepath.Join(dir, "out"))
 	waitCount(t, filepath.Join(dir, "out"), len(n)+3) // the job runs on
 	run2(t, dir, "kill", name, "KILL")
+}
+
+// sumOfSquares is what ckjob.py prints for steps.
+func sumOfSquares(steps int) int { return steps * (steps + 1) * (2*steps + 1) / 6 }
+
+// examples/slurm/checkpoint.sbatch on the real Slurm: warned before its
+// time limit (B:USR1), the job saves itself with hpcrun checkpoint, submits
+// its next part, which goes on with hpcrun --restore; the last part prints
+// the result of a run without a break, and removes the checkpoint. Here
+// the warning is sent once, at a step of the job's (scancel --signal);
+// with HPCRUN_TEST_LONG=1, Slurm sends it, before each 1-minute limit, and
+// the job must have been cut at least twice. The Slurm daemons run
+// outside kernsim (make e2e-kernsim), and so do the jobs.
+func TestSlurmCheckpointResubmit(t *testing.T) {
+	t.Parallel()
+	slurmUp(t)
+	image := criuImage(t)
+	b := newBatchDir(t, image, "")
+	steps, limit := 300, "5"
+	if longTests {
+		steps, limit = 1000, "1"
+	}
+	ckpt := filepath.Join(b.dir, "ckpt")
+	// SBATCH_TIMELIMIT, unlike --time, is the next parts' limit too: they
+	// inherit the environment.
+	first := b.sbatch([]string{"STEPS=" + strconv.Itoa(steps), "SBATCH_TIMELIMIT=" + limit}, "checkpoint.sbatch")
+	if !longTests {
+		b.waitOutput(first, "step 50 of", 2*time.Minute)
+		if r := runRaw(opts{}, "scancel", "--signal=USR1", "--batch", first); r.code != 0 {
+			t.Fatalf("scancel --signal=USR1: %s", r)
+		}
+	}
+	// Follow the chain of parts, each submitted by the one before.
+	next := regexp.MustCompile(`Submitted batch job (\d+)`)
+	ids := []string{first}
+	deadline := time.Now().Add(4 * time.Minute)
+	if longTests {
+		deadline = time.Now().Add(15 * time.Minute)
+	}
+	for {
+		id := ids[len(ids)-1]
+		rec := b.waitJob(id, 1, time.Until(deadline))[0]
+		out := b.output(id)
+		if m := next.FindStringSubmatch(out); m != nil {
+			if rec["JobState"] != "COMPLETED" {
+				t.Errorf("part %s, saved, ended %s (exit %s), want COMPLETED", id, rec["JobState"], rec["ExitCode"])
+			}
+			ids = append(ids, m[1])
+			continue
+		}
+		if rec["JobState"] != "COMPLETED" || !strings.Contains(out, fmt.Sprintf("result %d\n", sumOfSquares(steps))) {
+			t.Fatalf("the last part, %s, ended %s (exit %s); want COMPLETED with result %d:\n%s",
+				id, rec["JobState"], rec["ExitCode"], sumOfSquares(steps), out)
+		}
+		break
+	}
+	t.Logf("%d steps in %d parts: %v", steps, len(ids), ids)
+	if want := map[bool]int{false: 2, true: 3}[longTests]; len(ids) < want {
+		t.Errorf("the job ran in %d parts, want at least %d", len(ids), want)
+	}
+	var pids []string
+	for _, id := range ids {
+		out := b.output(id)
+		if !strings.Contains(out, ", pid ") {
+			continue
+		}
+		pid := out[strings.LastIndex(out, ", pid ")+6:]
+		pid, _, _ = strings.Cut(pid, "\n")
+		pids = append(pids, pid)
+	}
+	for _, p := range pids {
+		if p != pids[0] {
+			t.Errorf("the parts ran as pids %v, want one pid throughout", pids)
+			break
+		}
+	}
+	if _, err := os.Stat(ckpt); !os.IsNotExist(err) {
+		t.Errorf("the last part left the checkpoint: %v", err)
+	}
 }

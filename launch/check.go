@@ -14,13 +14,14 @@ import (
 // run would resolve them, and the real probes.
 func CheckEnv(h Host, cacheFlag, stateRoot string) check.Env {
 	e := check.Env{
-		Environ:   h.Env,
-		UID:       int(h.UID),
-		StateRoot: stateRoot,
-		Dir:       jobs.ProbeDir,
-		UserNS:    runtime.ProbeUserNS,
-		Overlay:   runtime.ProbeOverlay,
-		GPU:       gpu.Host{Env: h.Env},
+		Environ:    h.Env,
+		UID:        int(h.UID),
+		StateRoot:  stateRoot,
+		Dir:        jobs.ProbeDir,
+		UserNS:     runtime.ProbeUserNS,
+		Overlay:    runtime.ProbeOverlay,
+		Checkpoint: runtime.CheckpointSupport,
+		GPU:        gpu.Host{Env: h.Env},
 	}
 	st, err := LoadSettings(h, cacheFlag, "")
 	if err != nil {

@@ -76,10 +76,17 @@ func CheckpointContainer(c *runtime.Containers, name, dir string, leave bool, en
 		return nil, 0, err
 	}
 	defer d.Close()
-	st, info, err := c.Checkpoint(name, d, criu, leave)
+	st, info, commit, err := c.Checkpoint(name, d, criu, leave)
 	if err != nil {
 		return nil, 0, err
 	}
+	// Until the commit the job waits, stopped: a failure here continues
+	// it.
+	defer func() {
+		if !ok {
+			commit(false)
+		}
+	}()
 	host, _ := os.Hostname()
 	cp := &Checkpoint{Version: checkpointVersion, Created: time.Now().UTC(), Host: host, Name: name,
 		Image: envlist.Value(info.Env, "HPCRUN_IMAGE"), Digest: rootfsDigest(st.Rootfs), CPUFlags: cpuFlags(),
@@ -92,10 +99,13 @@ func CheckpointContainer(c *runtime.Containers, name, dir string, leave bool, en
 		return nil, 0, fmt.Errorf("write the checkpoint's %s: %w", CheckpointFile, err)
 	}
 	size := dirSize(tmp)
-	if err := os.Rename(tmp, dir); err != nil {
-		return nil, 0, fmt.Errorf("put the checkpoint in place: %w", err)
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE); err != nil {
+		return nil, 0, fmt.Errorf("put the checkpoint in place at %s: %w; the job goes on", dir, err)
 	}
 	ok = true
+	if err := commit(true); err != nil {
+		return nil, 0, fmt.Errorf("the checkpoint is in %s, but its container did not take the commit, and its job goes on: %w", dir, err)
+	}
 	return cp, size, nil
 }
 
@@ -123,14 +133,15 @@ func rootfsDigest(rootfs string) string {
 	return "sha256:" + strings.TrimPrefix(base, "sha256-")
 }
 
-// cpuFlags are the CPU's flags, as /proc/cpuinfo lists the first's.
+// cpuFlags are the CPU's flags, as /proc/cpuinfo lists the first's
+// (flags on x86, Features on Arm).
 func cpuFlags() []string {
 	b, err := readCapped("/proc/cpuinfo", 1<<20)
 	if err != nil {
 		return nil
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "flags" {
+		if k, v, ok := strings.Cut(l, ":"); ok && (strings.TrimSpace(k) == "flags" || strings.TrimSpace(k) == "Features") {
 			f := strings.Fields(v)
 			slices.Sort(f)
 			return f
@@ -212,6 +223,9 @@ func LoadCheckpoint(dir string) (*Checkpoint, error) {
 func restoreChecks(cp *Checkpoint, cfg *runtime.Config, digest string) error {
 	if cp.Digest != digest {
 		return fmt.Errorf("--restore: the checkpoint was taken in image %s (%s), this run's image is %s: restore it with the same image", cp.Image, cp.Digest, imageOrRootfs(digest))
+	}
+	if digest == "" && cfg.Spec.Root != nil && cp.Rootfs != cfg.Spec.Root.Path {
+		return fmt.Errorf("--restore: the checkpoint was taken in the rootfs %s, this run's is %s: restore it with the same --rootfs", cp.Rootfs, cfg.Spec.Root.Path)
 	}
 	var binds []string
 	for _, m := range cfg.Spec.Mounts {

@@ -25,7 +25,7 @@ func TestRootfsDigest(t *testing.T) {
 // lacks a flag the checkpoint's had.
 func TestRestoreChecks(t *testing.T) {
 	cfg := func(binds ...string) *runtime.Config {
-		s := &specs.Spec{}
+		s := &specs.Spec{Root: &specs.Root{Path: ""}}
 		for _, b := range binds {
 			d, src, _ := strings.Cut(b, "<-")
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: d, Source: src})
@@ -47,6 +47,7 @@ func TestRestoreChecks(t *testing.T) {
 		{"a bind gone", cp("", have, "/d<-/s", "/e<-/t"), cfg("/d<-/s"), "/e bound from /t, which this one lacks"},
 		{"a bind more", cp("", have), cfg("/d<-/s"), "/d bound from /s, which the checkpoint's lacked"},
 		{"another CPU", cp("", append([]string{"no_such_flag"}, have...)), cfg(), "lacks no_such_flag"},
+		{"another rootfs", &Checkpoint{CPUFlags: have, CheckpointInfo: runtime.CheckpointInfo{Rootfs: "/a"}}, cfg(), "same --rootfs"},
 	} {
 		err := restoreChecks(tc.cp, tc.cfg, map[bool]string{true: "sha256:a"}[tc.name == "same"])
 		if tc.name == "another image" {

@@ -83,18 +83,22 @@ type CheckpointInfo struct {
 	Stdio []string `json:"stdio"`
 }
 
+// CheckpointSupport says why this kernel cannot checkpoint, if it cannot
+// (hpcrun check).
+func CheckpointSupport() error { return checkpointSupport() }
+
 // checkpointSupport says why this kernel cannot checkpoint, if it cannot.
 func checkpointSupport() error {
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	release := unix.ByteSliceToString(uts.Release[:])
 	if _, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, unix.CAP_CHECKPOINT_RESTORE, 0, 0, 0); err != nil {
-		return fmt.Errorf("checkpoint needs Linux 5.9 or newer (CAP_CHECKPOINT_RESTORE); this kernel is %s", release)
+		return fmt.Errorf("checkpoint needs Linux 5.9 or newer: this kernel (%s) has no CAP_CHECKPOINT_RESTORE", release)
 	}
 	// clone3 with no arguments: EINVAL where it exists. criu restores
 	// pids through its set_tid (Linux 5.5).
 	if _, _, errno := unix.Syscall(unix.SYS_CLONE3, 0, 0, 0); errno == unix.ENOSYS {
-		return fmt.Errorf("checkpoint needs Linux 5.9 or newer (clone3); this kernel has none (%s)", release)
+		return fmt.Errorf("checkpoint needs Linux 5.9 or newer: this kernel (%s) has no clone3", release)
 	}
 	return nil
 }
@@ -183,9 +187,9 @@ func (cc criuChild) start() (int, error) {
 	return pid, nil
 }
 
-// criuVersion runs criu --version, with wait to wait for a child, and
-// checks it against MinCriu.
-func criuVersion(path string, extra []uintptr, caps []uintptr, wait func(int) int) (string, error) {
+// criuVersion runs criu --version, with wait to wait for a child for at
+// most a time, and checks it against MinCriu.
+func criuVersion(path string, extra []uintptr, caps []uintptr, wait func(int, time.Duration) (int, error)) (string, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", err
@@ -205,7 +209,10 @@ func criuVersion(path string, extra []uintptr, caps []uintptr, wait func(int) in
 	}
 	r.SetReadDeadline(time.Now().Add(30 * time.Second))
 	out, _ := io.ReadAll(io.LimitReader(r, 4096))
-	code := wait(pid)
+	code, err := wait(pid, 30*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("criu --version: %w", err)
+	}
 	v := parseCriuVersion(string(out))
 	if code != 0 || v == "" {
 		return "", fmt.Errorf("criu --version failed (status %d): %s", code, firstLine(string(out)))
@@ -374,8 +381,9 @@ func criuLogError(dir int, log string) string {
 }
 
 // checkpoint dumps the job's tree with criu into the directory sent as
-// fds[0] (fds[1]: a site's criu), and ends the job unless leave. It
-// replies with the CheckpointInfo, as JSON, or why it could not.
+// fds[0] (fds[1]: a site's criu). The job stays stopped while the caller
+// puts the checkpoint in place; its commit ends it (unless leave, r.all),
+// anything else continues it: no failure after the dump loses the job.
 func (c *ctl) checkpoint(r request, reply func(response)) {
 	defer closeAll(r.fds)
 	fail := func(err error) { reply(response{err: err.Error(), status: StatusFailed}) }
@@ -397,8 +405,12 @@ func (c *ctl) checkpoint(r request, reply func(response)) {
 		fail(err)
 		return
 	}
-	if seccompMode(job) != 0 {
-		fail(errors.New("the job runs under a seccomp filter, which criu cannot dump without CAP_SYS_ADMIN on the host: run it without one (no linux.seccomp in the bundle, and not under a tool that adds one)"))
+	if !holdsCap(unix.CAP_CHECKPOINT_RESTORE) {
+		fail(errors.New("this container's init holds no CAP_CHECKPOINT_RESTORE (hpcrun clones it so on amd64 only): checkpoint is not available here"))
+		return
+	}
+	if pid := seccompedTask(); pid != 0 {
+		fail(fmt.Errorf("pid %d of the job runs under a seccomp filter, which criu cannot dump without CAP_SYS_ADMIN on the host: run it without one (no linux.seccomp in the bundle, and not under a tool that adds one)", pid))
 		return
 	}
 	if !c.criuMu.TryLock() {
@@ -408,39 +420,92 @@ func (c *ctl) checkpoint(r request, reply func(response)) {
 	defer c.criuMu.Unlock()
 	c.criuExits.begin()
 	defer c.criuExits.end()
-	wait := func(pid int) int { code, _ := c.criuExits.wait(pid, 0); return code }
 
+	var info *CheckpointInfo
+	err := c.onCriuThread(func() error {
+		var err error
+		info, err = c.dump(job, r.fds, r.all)
+		return err
+	})
+	if err != nil {
+		fail(err)
+		return
+	}
+	b, _ := json.Marshal(info)
+	if _, err := r.conn.Write(response{pid: job, info: string(b)}.encode()); err != nil {
+		c.resume(job, r.all, "the caller hung up")
+		return
+	}
+	// The caller's commit, once the checkpoint is in place.
+	r.conn.SetDeadline(time.Now().Add(commitWait))
+	var ack [1]byte
+	if n, _ := r.conn.Read(ack[:]); n != 1 || ack[0] != commitByte {
+		c.resume(job, r.all, "the caller did not put the checkpoint in place")
+		return
+	}
+	if !r.all {
+		// The job ends, and the container with it: killed, its status
+		// is 137.
+		c.logf("checkpoint: committed; the job ends")
+		c.signal(unix.SIGKILL, true, func(response) {})
+	}
+}
+
+// commitByte is the caller's commit of a checkpoint: the job may end.
+const commitByte = 'c'
+
+// commitWait bounds the wait for it.
+const commitWait = 2 * time.Minute
+
+// resume continues a job whose checkpoint did not go through: criu left
+// it stopped (unless leave, where it runs on).
+func (c *ctl) resume(job int, leave bool, why string) {
+	c.logf("checkpoint: %s; the job goes on", why)
+	if !leave {
+		c.signal(unix.SIGCONT, true, func(response) {})
+	}
+}
+
+// dump runs criu dump of the job into fds[0] on the calling thread (see
+// onCriuThread), and says what a restore needs.
+func (c *ctl) dump(job int, fds []int, leave bool) (*CheckpointInfo, error) {
+	wait := func(pid int, d time.Duration) (int, error) {
+		code, ok := c.criuExits.wait(pid, d)
+		if !ok {
+			unix.Kill(-pid, unix.SIGKILL) // criu leads its session
+			c.criuExits.wait(pid, 0)
+			return 0, fmt.Errorf("criu did not end within %v, and was killed", d)
+		}
+		return code, nil
+	}
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		fail(err)
-		return
+		return nil, err
 	}
 	defer null.Close()
-	extra := []uintptr{uintptr(r.fds[0])}
-	if len(r.fds) == 2 {
-		extra = append(extra, uintptr(r.fds[1]))
+	extra := []uintptr{uintptr(fds[0])}
+	if len(fds) == 2 {
+		extra = append(extra, uintptr(fds[1]))
 	}
-	path, err := criuPath(c.cfg.Env, len(r.fds) == 2, 4)
+	path, err := criuPath(c.cfg.Env, len(fds) == 2, 4)
 	if err != nil {
-		fail(err)
-		return
+		return nil, err
 	}
 	caps := criuCaps(false)
 	version, err := criuVersion(path, extra, caps, wait)
 	if err != nil {
-		fail(err)
-		return
+		return nil, err
 	}
 	names, external, err := stdioNames(job)
 	if err != nil {
-		fail(fmt.Errorf("cannot checkpoint: %w", err))
-		return
+		return nil, fmt.Errorf("cannot checkpoint: %w", err)
 	}
-	// The job stays stopped once dumped, and is then killed: it must not
-	// write what its restore will write again. criu does not kill it
-	// itself: the container would end with its job, criu with it.
+	// The job stays stopped once dumped, until the caller commits: it
+	// must not write what its restore will write again. criu does not
+	// kill it itself: the container would end with its job, and criu
+	// with it.
 	stay := "--leave-stopped"
-	if r.all {
+	if leave {
 		stay = "--leave-running"
 	}
 	args := []string{"dump", "-t", strconv.Itoa(job), "-D", "/proc/self/fd/3", "-o", "dump.log", "-v2",
@@ -449,27 +514,89 @@ func (c *ctl) checkpoint(r request, reply func(response)) {
 	start := time.Now()
 	pid, err := criuChild{path: path, args: args, files: append([]uintptr{null.Fd(), null.Fd(), null.Fd()}, extra...), caps: caps}.start()
 	if err != nil {
-		fail(err)
-		return
+		return nil, err
 	}
-	if code := wait(pid); code != 0 {
-		why := criuLogError(r.fds[0], "dump.log")
+	code, err := wait(pid, dumpTimeout)
+	if err == nil && code != 0 {
+		why := criuLogError(fds[0], "dump.log")
 		if why == "" {
 			why = fmt.Sprintf("status %d", code)
 		}
-		fail(fmt.Errorf("criu dump failed: %s", why))
-		return
+		err = fmt.Errorf("criu dump failed: %s", why)
+	}
+	if err != nil {
+		if !leave {
+			c.signal(unix.SIGCONT, true, func(response) {}) // a failed dump may leave it stopped
+		}
+		return nil, err
 	}
 	c.logf("checkpoint: criu %s dumped pid %d in %v", version, job, time.Since(start).Round(time.Millisecond))
-	info := CheckpointInfo{Criu: version, Pid: job, MaxPid: maxPid(), Args: c.cfg.Args, Env: c.cfg.Env, Cwd: c.cfg.Cwd,
-		Rootfs: c.cfg.Rootfs, Binds: mountList(c.cfg), Stdio: names}
-	b, _ := json.Marshal(info)
-	reply(response{err: "", pid: job, info: string(b)})
-	if !r.all {
-		// The job ends, as criu would have ended it, and the container
-		// with it: killed, its status is 137.
-		c.signal(unix.SIGKILL, true, func(response) {})
+	return &CheckpointInfo{Criu: version, Pid: job, MaxPid: maxPid(), Args: c.cfg.Args, Env: c.cfg.Env, Cwd: c.cfg.Cwd,
+		Rootfs: c.cfg.Rootfs, Binds: mountList(c.cfg), Stdio: names}, nil
+}
+
+// dumpTimeout bounds a dump; the caller waits a minute longer.
+const dumpTimeout = checkpointTimeout - time.Minute
+
+// onCriuThread runs f on a thread of its own that holds the init's
+// capabilities and is in the job's namespaces and session keyring, as the
+// main thread is (the namespaces and keyring a run adds are that thread's
+// alone): criu runs where the job does, and never with the caller's keys.
+// The thread is thrown away after.
+func (c *ctl) onCriuThread(f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		// Locked to the end: the goroutine's exit ends the thread.
+		goruntime.LockOSThread()
+		done <- func() error {
+			for _, ns := range []struct {
+				flag uint64
+				name string
+			}{{unix.CLONE_NEWNET, "net"}, {unix.CLONE_NEWIPC, "ipc"}, {unix.CLONE_NEWUTS, "uts"}, {unix.CLONE_NEWCGROUP, "cgroup"}} {
+				if c.cfg.Unshare&ns.flag == 0 {
+					continue
+				}
+				fd, err := unix.Open("/proc/1/task/1/ns/"+ns.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					return fmt.Errorf("checkpoint: the job's %s namespace: %w", ns.name, err)
+				}
+				err = unix.Setns(fd, int(ns.flag))
+				unix.Close(fd)
+				if err != nil {
+					return fmt.Errorf("checkpoint: join the job's %s namespace: %w", ns.name, err)
+				}
+			}
+			if c.cfg.Keyring != "" {
+				if err := joinKeyring(c.cfg.Keyring); err != nil {
+					return fmt.Errorf("checkpoint: %w", err)
+				}
+			}
+			return f()
+		}()
+	}()
+	return <-done
+}
+
+// holdsCap reports whether the calling thread holds capability c.
+func holdsCap(c uint) bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
 	}
+	return data[c/32].Permitted&(1<<(c%32)) != 0
+}
+
+// seccompedTask is a process of the container, but the init, that runs
+// under a seccomp filter; 0 if none does.
+func seccompedTask() int {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if pid, err := strconv.Atoi(p.Name()); err == nil && pid != 1 && seccompMode(pid) != 0 {
+			return pid
+		}
+	}
+	return 0
 }
 
 // maxPid is the highest pid or thread id in the container but the
@@ -513,6 +640,9 @@ func restoreJob(cfg *initConfig, dir, criu int, logf func(string, ...any)) (int,
 	if err := checkpointSupport(); err != nil {
 		return 0, err
 	}
+	if !holdsCap(unix.CAP_CHECKPOINT_RESTORE) {
+		return 0, errors.New("this container's init holds no CAP_CHECKPOINT_RESTORE (hpcrun clones it so on amd64 only): restore is not available here")
+	}
 	extra := []uintptr{uintptr(dir)}
 	if criu >= 0 {
 		extra = append(extra, uintptr(criu))
@@ -522,24 +652,15 @@ func restoreJob(cfg *initConfig, dir, criu int, logf func(string, ...any)) (int,
 		return 0, err
 	}
 	caps := criuCaps(cfg.UID == 0)
-	wait := func(pid int) int {
-		var ws syscall.WaitStatus
-		for {
-			_, err := syscall.Wait4(pid, &ws, 0, nil)
-			if err != syscall.EINTR {
-				break
-			}
-		}
-		return WaitStatusCode(ws)
-	}
-	version, err := criuVersion(path, extra, caps, wait)
+	version, err := criuVersion(path, extra, caps, waitChild)
 	if err != nil {
 		return 0, err
 	}
 	// The init's own threads, and criu, take pids above the tree's.
 	setLastPid(max(cfg.RestoreMaxPid, PidFloor-1), logf)
+	// The tree stays stopped until its credentials are checked.
 	args := []string{"restore", "-D", "/proc/self/fd/3", "-o", "restore.log", "-v2", "--unprivileged", "--shell-job",
-		"--restore-detached", "--restore-sibling", "--skip-file-rwx-check"}
+		"--restore-detached", "--restore-sibling", "--skip-file-rwx-check", "--leave-stopped"}
 	// The new stdio takes the old one's place: criu gets it as 5, 6 and
 	// 7, its own 0, 1 and 2 staying as they are (--shell-job keeps its
 	// stdin for the job's terminal settings).
@@ -560,41 +681,149 @@ func restoreJob(cfg *initConfig, dir, criu int, logf func(string, ...any)) (int,
 	if err != nil {
 		return 0, err
 	}
-	if code := wait(pid); code != 0 {
+	code, err := waitChild(pid, restoreTimeout)
+	if err == nil && code != 0 {
 		why := criuLogError(dir, "restore.log")
 		if why == "" {
 			why = fmt.Sprintf("status %d", code)
 		}
-		return 0, fmt.Errorf("criu restore failed: %s (its log: restore.log in the checkpoint directory)", why)
+		err = fmt.Errorf("criu restore failed: %s (its log: restore.log in the checkpoint directory)", why)
 	}
-	logf("restored pid %d with criu %s in %v", cfg.RestorePid, version, time.Since(start).Round(time.Millisecond))
-	return cfg.RestorePid, nil
+	if err != nil {
+		unix.Kill(-1, unix.SIGKILL) // whatever criu left
+		return 0, err
+	}
+	job, err := restoredTree(cfg)
+	if err != nil {
+		unix.Kill(-1, unix.SIGKILL)
+		return 0, fmt.Errorf("restore: %w", err)
+	}
+	unix.Kill(-1, unix.SIGCONT)
+	logf("restored pid %d with criu %s in %v", job, version, time.Since(start).Round(time.Millisecond))
+	return job, nil
+}
+
+// restoreTimeout bounds a restore.
+const restoreTimeout = 10 * time.Minute
+
+// waitChild waits for the init's child pid, for at most d (the init's
+// reaper does not run yet), and kills its session when d runs out.
+func waitChild(pid int, d time.Duration) (int, error) {
+	t := time.AfterFunc(d, func() { unix.Kill(-pid, unix.SIGKILL) })
+	defer t.Stop()
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if ws.Signaled() && ws.Signal() == syscall.SIGKILL && !t.Stop() {
+		return 0, fmt.Errorf("criu did not end within %v, and was killed", d)
+	}
+	return WaitStatusCode(ws), nil
+}
+
+// restoredTree checks the tree criu restored, stopped, before it runs on:
+// every process holds the job's uid and gid, no_new_privs where the job
+// had it, and no capability beyond the job's, whatever the checkpoint's
+// images said; and it returns its root, the init's one child.
+func restoredTree(cfg *initConfig) (int, error) {
+	procs, _ := os.ReadDir("/proc")
+	root := 0
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == 1 {
+			continue
+		}
+		st, err := procStatus(pid)
+		if err != nil {
+			continue // gone
+		}
+		if st["PPid"] == "1" {
+			if root != 0 {
+				return 0, fmt.Errorf("criu left more than one process beside the job (%d, %d)", root, pid)
+			}
+			root = pid
+		}
+		if err := checkCreds(cfg, pid, st); err != nil {
+			return 0, err
+		}
+	}
+	if root == 0 {
+		return 0, errors.New("criu restored no process")
+	}
+	return root, nil
+}
+
+// checkCreds says how pid's credentials (its /proc status fields) exceed
+// the job's, if they do.
+func checkCreds(cfg *initConfig, pid int, st map[string]string) error {
+	for _, k := range []string{"Uid", "Gid"} {
+		want := strconv.Itoa(int(cfg.UID))
+		if k == "Gid" {
+			want = strconv.Itoa(int(cfg.GID))
+		}
+		for _, id := range strings.Fields(st[k]) {
+			if id != want {
+				return fmt.Errorf("restored pid %d has %s %s, not the job's %s: the checkpoint was altered", pid, k, st[k], want)
+			}
+		}
+	}
+	if cfg.NoNewPrivs && st["NoNewPrivs"] != "1" {
+		return fmt.Errorf("restored pid %d runs without no_new_privs, which the job had: the checkpoint was altered", pid)
+	}
+	for k, allowed := range map[string]uint64{"CapPrm": cfg.Caps.Permitted, "CapEff": cfg.Caps.Permitted, "CapInh": cfg.Caps.Inheritable,
+		"CapAmb": cfg.Caps.Ambient, "CapBnd": ^uint64(0)} {
+		v, err := strconv.ParseUint(st[k], 16, 64)
+		if err != nil || v&^allowed != 0 {
+			return fmt.Errorf("restored pid %d holds capabilities %s %s beyond the job's: the checkpoint was altered", pid, k, st[k])
+		}
+	}
+	return nil
+}
+
+// procStatus is pid's /proc status, field by field.
+func procStatus(pid int) (map[string]string, error) {
+	b, err := readProcFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m, nil
 }
 
 // Checkpoint has container id's init checkpoint its job into dir, which
 // the caller made and owns; criu is a site's criu, or nil for the
-// image's. The job ends, and the container with it, unless leave.
-func (c *Containers) Checkpoint(id string, dir, criu *os.File, leave bool) (*State, *CheckpointInfo, error) {
+// image's. Once the caller has put the checkpoint in place, commit(true)
+// ends the job, and the container with it, unless leave; commit(false)
+// continues it, as a caller that never commits does.
+func (c *Containers) Checkpoint(id string, dir, criu *os.File, leave bool) (*State, *CheckpointInfo, func(bool) error, error) {
 	sd, err := c.openDir(id)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer sd.Close()
 	s, err := loadAt(int(sd.Fd()), sd.Name(), id)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	switch {
 	case s.Members > 0:
-		return nil, nil, fmt.Errorf("container %s is a group container of an MPI step: hpcrun checkpoint takes one job, not a step's tasks", id)
+		return nil, nil, nil, fmt.Errorf("container %s is a group container of an MPI step: hpcrun checkpoint takes one job, not a step's tasks", id)
 	case s.Status == StatusPaused:
-		return nil, nil, fmt.Errorf("container %s is paused: resume it first", id)
+		return nil, nil, nil, fmt.Errorf("container %s is paused: resume it first", id)
 	case s.Status != StatusRunning:
-		return nil, nil, fmt.Errorf("container %s is %s: only a running job can be checkpointed", id, s.Status)
+		return nil, nil, nil, fmt.Errorf("container %s is %s: only a running job can be checkpointed", id, s.Status)
 	}
-	info, err := checkpointJob(atDir(sd), dir, criu, leave)
+	info, commit, err := checkpointJob(atDir(sd), dir, criu, leave)
 	if err != nil {
-		return nil, nil, fmt.Errorf("container %s: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	return s, info, nil
+	return s, info, commit, nil
 }

@@ -268,24 +268,35 @@ func Signal(stateDir string, sig unix.Signal, all bool) error {
 }
 
 // checkpointJob asks the init to checkpoint its job into dir (criu, a
-// site's criu, or nil), leaving it running with leave.
-func checkpointJob(stateDir string, dir, criu *os.File, leave bool) (*CheckpointInfo, error) {
+// site's criu, or nil), leaving it running with leave. Once the
+// checkpoint is in place the caller calls commit(true), and the job ends
+// (unless leave); commit(false), or no commit, continues it.
+func checkpointJob(stateDir string, dir, criu *os.File, leave bool) (*CheckpointInfo, func(bool) error, error) {
 	files := []*os.File{dir}
 	if criu != nil {
 		files = append(files, criu)
 	}
 	conn, resp, err := callWithin(stateDir, checkpointTimeout, request{op: opCheckpoint, all: leave}, files...)
-	if conn != nil {
-		conn.Close()
-	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	info := &CheckpointInfo{}
 	if err := json.Unmarshal([]byte(resp.info), info); err != nil {
-		return nil, fmt.Errorf("the init's account of the checkpoint: %w", err)
+		conn.Close()
+		return nil, nil, fmt.Errorf("the init's account of the checkpoint: %w", err)
 	}
-	return info, nil
+	commit := func(ok bool) error {
+		defer conn.Close()
+		if !ok {
+			return nil
+		}
+		conn.SetDeadline(time.Now().Add(callTimeout))
+		if _, err := conn.Write([]byte{commitByte}); err != nil {
+			return fmt.Errorf("%w (%v)", ErrNotRunning, err)
+		}
+		return nil
+	}
+	return info, commit, nil
 }
 
 // Process is a process to start in a running container.
