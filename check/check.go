@@ -68,8 +68,11 @@ type Env struct {
 	// (runtime.ProbeOverlay). nil: not tried, and the sysctls decide.
 	UserNS, Overlay func() error
 	// Checkpoint says why the kernel cannot checkpoint a job
-	// (runtime.CheckpointSupport); nil: not tried.
-	Checkpoint func() error
+	// (runtime.CheckpointSupport); nil: not tried. Criu is the site's
+	// criu (the config's criu, HPCRUN_CRIU), CriuFrom where it was set;
+	// "" for the image's.
+	Checkpoint     func() error
+	Criu, CriuFrom string
 
 	// GPU is the host that gpu.Find looks at for each vendor's driver.
 	GPU gpu.Host
@@ -186,7 +189,7 @@ func Write(w io.Writer, rs []Result) error {
 }
 
 // checkpoint says whether hpcrun checkpoint can work here: the kernel's
-// part, and a site's criu (HPCRUN_CRIU) where one is named. The image's
+// part, and a site's criu where one is named. The image's
 // criu is checked when a checkpoint runs.
 func checkpoint(e Env) Result {
 	r := Result{Name: "checkpoint", Status: Info, Detail: "not tried"}
@@ -199,14 +202,14 @@ func checkpoint(e Env) Result {
 		return r
 	}
 	r.Status, r.Detail = OK, "the kernel can: hpcrun checkpoint needs criu 4.1 or newer in the image"
-	if p, ok := e.getenv("HPCRUN_CRIU"); ok && p != "" {
+	if p := e.Criu; p != "" {
 		fi, err := os.Stat(p)
 		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-			r.Status, r.Detail = Warn, fmt.Sprintf("HPCRUN_CRIU=%s is not an executable file", p)
-			r.Fix = "point HPCRUN_CRIU at a static criu 4.1 or newer, or unset it to use the image's"
+			r.Status, r.Detail = Warn, fmt.Sprintf("criu %s (%s) is not an executable file", p, e.CriuFrom)
+			r.Fix = "point it at a static criu 4.1 or newer, or unset it to use the image's"
 			return r
 		}
-		r.Detail = "the kernel can, with the criu that HPCRUN_CRIU names (" + p + ")"
+		r.Detail = fmt.Sprintf("the kernel can, with criu %s (%s)", p, e.CriuFrom)
 	}
 	return r
 }

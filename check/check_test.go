@@ -696,6 +696,6 @@ func TestCheckpoint(t *testing.T) {
 	want(t, find(t, Run(e), "checkpoint"), Warn, []string{"will not work", "4.18.0"}, []string{"Linux 5.9"})
 	e.Checkpoint = func() error { return nil }
 	want(t, find(t, Run(e), "checkpoint"), OK, []string{"criu 4.1"}, nil)
-	e.Environ = append(e.Environ, "HPCRUN_CRIU=/nonexistent/criu")
-	want(t, find(t, Run(e), "checkpoint"), Warn, []string{"HPCRUN_CRIU=/nonexistent/criu"}, []string{"static criu"})
+	e.Criu, e.CriuFrom = "/nonexistent/criu", "HPCRUN_CRIU"
+	want(t, find(t, Run(e), "checkpoint"), Warn, []string{"criu /nonexistent/criu (HPCRUN_CRIU)"}, []string{"static criu"})
 }

@@ -49,6 +49,17 @@ func checkpointRefusal() string {
 	return ""
 }
 
+// checkpointRefused reports whether checkpointRefusal applies here, and then checks
+// that r, a checkpoint, was refused so: one line, exit 125.
+func checkpointRefused(t *testing.T, r result) bool {
+	t.Helper()
+	why := checkpointRefusal()
+	if why != "" && (r.code != 125 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, why)) {
+		t.Errorf("want one line that says %q, exit 125; got %s", why, r)
+	}
+	return why != ""
+}
+
 // startCounter runs counterJob in image as the named run name, from dir,
 // its output going to dir/out (stdout) and dir/err, and returns once it
 // has counted to 3.
@@ -319,4 +330,176 @@ func TestSlurmCheckpointResubmit(t *testing.T) {
 	if _, err := os.Stat(ckpt); !os.IsNotExist(err) {
 		t.Errorf("the last part left the checkpoint: %v", err)
 	}
+}
+
+// A Python job holding 1 GiB of memory is checkpointed and restored, and
+// goes on counting; the log gives the times and the checkpoint's size.
+func TestCheckpointLargeMemory(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := criuImage(t)
+	dir := tempDirOwned(t)
+	name := "ckbig-" + filepath.Base(dir)
+	const big = `import os, time
+b = bytearray(b"x" * (1 << 30))
+n = 0
+while True:
+    n += 1
+    b[n] = 1
+    print(n, os.getpid(), flush=True)
+    time.sleep(0.1)`
+	startCounter(t, dir, "out1", "--name", name, "--image", image, "python3", "-c", big)
+	start := time.Now()
+	r := run2(t, dir, "checkpoint", name, "ck")
+	if checkpointRefused(t, r) {
+		return
+	}
+	if r.code != 0 {
+		t.Fatalf("checkpoint: %s", r)
+	}
+	took := time.Since(start)
+	var size int64
+	ents, _ := os.ReadDir(filepath.Join(dir, "ck"))
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil {
+			size += fi.Size()
+		}
+	}
+	if size < 1<<30 {
+		t.Errorf("the checkpoint holds %d bytes, less than the job's 1 GiB", size)
+	}
+	before, _ := counts(filepath.Join(dir, "out1"))
+	start = time.Now()
+	startCounter(t, dir, "out2", "--name", name+"-r", "--restore", "ck")
+	restored := time.Since(start)
+	after, _ := counts(filepath.Join(dir, "out2"))
+	if after[0] != before[len(before)-1]+1 {
+		t.Errorf("the restored job went on at %d, want %d", after[0], before[len(before)-1]+1)
+	}
+	t.Logf("1 GiB job: checkpoint %v, %.0f MiB; restore to its third count %v", took.Round(time.Millisecond), float64(size)/(1<<20), restored.Round(time.Millisecond))
+	run2(t, dir, "kill", name+"-r", "KILL")
+}
+
+// What criu cannot dump rootless, an established TCP connection and SysV
+// shared memory, is refused in one line, exit 125, that says which; the
+// job runs on, and no checkpoint is left.
+func TestCheckpointUndumpable(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := criuImage(t)
+	for _, tc := range []struct{ name, setup, want string }{
+		{"TCP connection", `import socket
+srv = socket.create_server(("127.0.0.1", 0))
+c = socket.create_connection(srv.getsockname())
+peer, _ = srv.accept()`, "has an established TCP connection"},
+		{"SysV shared memory", `import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+shm = libc.shmget(0, 1 << 20, 0o600 | 0o1000)
+assert shm >= 0 and libc.shmat(shm, None, 0) not in (None, ctypes.c_void_p(-1).value)
+libc.shmctl(shm, 0, None)`, "maps SysV shared memory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := tempDirOwned(t)
+			name := "ckund-" + filepath.Base(dir)
+			startCounter(t, dir, "out", "--name", name, "--image", image, "python3", "-c", tc.setup+"\n"+counterJob)
+			r := run2(t, dir, "checkpoint", name, "ck")
+			if checkpointRefused(t, r) {
+				return
+			}
+			if r.code != 125 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want one line that says %q, exit 125; got %s", tc.want, r)
+			}
+			t.Logf("%s", strings.TrimSpace(r.stderr))
+			if _, err := os.Stat(filepath.Join(dir, "ck")); !os.IsNotExist(err) {
+				t.Errorf("a failed checkpoint left ck: %v", err)
+			}
+			n, _ := counts(filepath.Join(dir, "out"))
+			waitCount(t, filepath.Join(dir, "out"), len(n)+3) // the job runs on
+			run2(t, dir, "kill", name, "KILL")
+		})
+	}
+}
+
+// More that a checkpoint or a restore refuses, in one line, exit 125, the
+// job running on: a site's criu older than 4.1 (the config's criu key); a
+// job at a terminal; a disk that fills mid-dump, with no directory left;
+// a restore with another image, or with other binds.
+func TestCheckpointRefusals(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	image := criuImage(t)
+	dir := tempDirOwned(t)
+	name := "ckref-" + filepath.Base(dir)
+	startCounter(t, dir, "out", "--name", name, "--image", image, "python3", "-c", counterJob)
+	job := filepath.Join(dir, "out")
+	stillRuns := func(t *testing.T) {
+		t.Helper()
+		n, _ := counts(job)
+		waitCount(t, job, len(n)+3)
+	}
+	oneLine := func(t *testing.T, r result, want string) {
+		t.Helper()
+		if r.code != 125 || len(lines(r.stderr)) != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("want one line with %q, exit 125; got %s", want, r)
+		}
+	}
+	if why := checkpointRefusal(); why != "" {
+		oneLine(t, run2(t, dir, "checkpoint", name, "ck"), why)
+		stillRuns(t)
+		return
+	}
+
+	t.Run("old criu", func(t *testing.T) {
+		// A site's criu, through the config: a script run in the image.
+		old := filepath.Join(dir, "criu-3.17")
+		os.WriteFile(old, []byte("#!/bin/sh\necho Version: 3.17.1\n"), 0o755)
+		conf := filepath.Join(dir, "hpcrun.yaml")
+		os.WriteFile(conf, []byte("criu: "+old+"\n"), 0o644)
+		r := run(t, opts{dir: dir, env: []string{"HPCRUN_CONFIG=" + conf}}, "checkpoint", name, "ck-old")
+		oneLine(t, r, "criu 3.17.1 is too old")
+		stillRuns(t)
+	})
+
+	t.Run("full disk", func(t *testing.T) {
+		// A 1 MiB tmpfs of the test user's: the images do not fit.
+		full := filepath.Join(tempDirOwned(t), "small")
+		os.Mkdir(full, 0o755)
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=1m,uid=%d,gid=%d", testUID, testGID), "tmpfs", full).CombinedOutput(); err != nil {
+			t.Fatalf("mount a small tmpfs: %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", full).Run() })
+		r := run2(t, dir, "checkpoint", name, filepath.Join(full, "ck"))
+		oneLine(t, r, "the checkpoint's filesystem is full")
+		t.Logf("%s", strings.TrimSpace(r.stderr))
+		if ents, _ := os.ReadDir(full); len(ents) != 0 {
+			t.Errorf("a dump that filled the disk left %v", ents)
+		}
+		stillRuns(t)
+	})
+
+	t.Run("at a terminal", func(t *testing.T) {
+		tdir := tempDirOwned(t)
+		tname := "cktty-" + filepath.Base(tdir)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		term := startOnTerminal(t, command(ctx, opts{dir: tdir}, binPath, "--name", tname, "--image", image, "python3", "-c", counterJob))
+		term.waitFor("3 ")
+		r := run2(t, tdir, "checkpoint", tname, "ck")
+		oneLine(t, r, "is a terminal")
+		term.waitFor("6 ")
+		run2(t, tdir, "kill", tname, "KILL")
+		term.wait()
+	})
+
+	t.Run("restore elsewhere", func(t *testing.T) {
+		if r := run2(t, dir, "checkpoint", "--leave-running", name, "ck"); r.code != 0 {
+			t.Fatalf("checkpoint: %s", r)
+		}
+		oneLine(t, run2(t, dir, "--restore", "ck", "--image", pythonImage(t)), "restore it with the same image")
+		oneLine(t, run2(t, dir, "--restore", "ck", "--bind", dir+":/mnt"), "/mnt bound from "+dir)
+		stillRuns(t)
+	})
+	run2(t, dir, "kill", name, "KILL")
 }

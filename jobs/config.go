@@ -55,6 +55,7 @@ type Config struct {
 	BatchLineWarning Setting[bool]          // whether a plain hpcrun line of a Slurm batch script is warned about
 	JoinTimeout      Setting[time.Duration] // how long a group's tasks wait for those that have not come
 	NewKeyring       Setting[bool]          // give each job a fresh session keyring rather than the caller's
+	Criu             Setting[string]        // a site's static criu for hpcrun checkpoint; "" for the image's
 }
 
 // DefaultMaxImageSize is max_image_size when no layer sets it: far above
@@ -75,6 +76,7 @@ func Defaults() Config {
 		BatchLineWarning: Setting[bool]{true, d},
 		JoinTimeout:      Setting[time.Duration]{DefaultJoinTimeout, d},
 		NewKeyring:       Setting[bool]{false, d},
+		Criu:             Setting[string]{"", d},
 	}
 }
 
@@ -106,6 +108,7 @@ func (c *Config) Override(l Config) {
 	over(&c.BatchLineWarning, l.BatchLineWarning)
 	over(&c.JoinTimeout, l.JoinTimeout)
 	over(&c.NewKeyring, l.NewKeyring)
+	over(&c.Criu, l.Criu)
 }
 
 func over[T any](dst *Setting[T], src Setting[T]) {
@@ -124,7 +127,7 @@ const (
 )
 
 // keys are the config file's keys, in the order hpcrun config prints them.
-var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size", "batch_line_warning", "join_timeout", "new_keyring"}
+var keys = []string{"cache", "scratch", "scratch_dirs", "binds", "env", "network", "allow_system_binds", "max_image_size", "batch_line_warning", "join_timeout", "new_keyring", "criu"}
 
 // Vars are what $NAME in a config path may expand to.
 type Vars map[string]string
@@ -249,6 +252,11 @@ func ParseConfig(name string, data []byte, layer Layer, vars Vars) (Config, erro
 		case "new_keyring":
 			c.NewKeyring.Value, err = p.boolean(k.Value, v)
 			c.NewKeyring.From = from
+		case "criu":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!null" { // ~: the image's
+				c.Criu.Value, err = p.path(k.Value, v)
+			}
+			c.Criu.From = from
 		default:
 			return c, p.errf(k, "unknown key %q (known: %s)", k.Value, strings.Join(keys, ", "))
 		}
@@ -544,6 +552,7 @@ var EnvVars = []struct{ Name, Key, Help string }{
 	{"HPCRUN_NETWORK", "network", "host or none"},
 	{"HPCRUN_MAX_IMAGE_SIZE", "max_image_size", "a size such as 64G"},
 	{"HPCRUN_JOIN_TIMEOUT", "join_timeout", "a duration from 1s to 24h, such as 90s"},
+	{"HPCRUN_CRIU", "criu", "an absolute path"},
 }
 
 // FromVariables is the config layer of HPCRUN_* variables. An empty
@@ -573,6 +582,9 @@ func FromVariables(environ []string) (Config, error) {
 		case "HPCRUN_SCRATCH":
 			c.Scratch = Setting[string]{From: v.Name}
 			c.Scratch.Value, err = abs(val)
+		case "HPCRUN_CRIU":
+			c.Criu = Setting[string]{From: v.Name}
+			c.Criu.Value, err = abs(val)
 		case "HPCRUN_SCRATCH_DIRS":
 			c.ScratchDirs = Setting[[]string]{[]string{}, v.Name}
 			for _, s := range strings.Split(val, ":") {

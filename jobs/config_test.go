@@ -32,6 +32,7 @@ max_image_size: 100GiB
 batch_line_warning: false
 join_timeout: 5m
 new_keyring: true
+criu: /opt/criu/bin/criu
 `
 	c, err := ParseConfig("site.yaml", []byte(full), SiteLayer, testVars)
 	if err != nil {
@@ -54,6 +55,7 @@ new_keyring: true
 		BatchLineWarning: Setting[bool]{false, "site.yaml:16"},
 		JoinTimeout:      Setting[time.Duration]{5 * time.Minute, "site.yaml:17"},
 		NewKeyring:       Setting[bool]{true, "site.yaml:18"},
+		Criu:             Setting[string]{"/opt/criu/bin/criu", "site.yaml:19"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("ParseConfig:\n got %+v\nwant %+v", c, want)
@@ -68,6 +70,7 @@ new_keyring: true
 		s.Cache.From, s.Scratch.From, s.ScratchDirs.From, s.Binds.From = "", "", "", ""
 		s.EnvPass.From, s.EnvDeny.From, s.Network.From, s.AllowSystemBinds.From = "", "", "", ""
 		s.MaxImageSize.From, s.BatchLineWarning.From, s.JoinTimeout.From, s.NewKeyring.From = "", "", "", ""
+		s.Criu.From = ""
 		for i := range s.Binds.Value {
 			s.Binds.Value[i].From = ""
 		}

@@ -160,6 +160,7 @@ func (c Config) Render() string {
 		line("join_timeout: "+c.JoinTimeout.Value.String(), c.JoinTimeout.From)
 	}
 	line("new_keyring: "+strconv.FormatBool(c.NewKeyring.Value), c.NewKeyring.From)
+	str("criu", c.Criu)
 	return b.String()
 }
 

@@ -30,6 +30,7 @@ func CheckEnv(h Host, cacheFlag, stateRoot string) check.Env {
 		return e
 	}
 	e.ConfigRead = st.Loaded.Read
+	e.Criu, e.CriuFrom = st.Conf.Criu.Value, st.Conf.Criu.From
 	e.Cache, e.CacheErr = st.Cache(h)
 	e.CacheFrom = st.Conf.Cache.From
 	if strings.HasPrefix(e.CacheFrom, "default") {

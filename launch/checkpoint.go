@@ -20,8 +20,8 @@ import (
 // CheckpointFile is the checkpoint's own record, beside criu's images.
 const CheckpointFile = "hpcrun.json"
 
-// CriuEnv names a site's criu: a static build, which the image's glibc
-// does not constrain.
+// CriuEnv names a site's criu (the config's criu key): a static build,
+// which the image's glibc does not constrain.
 const CriuEnv = "HPCRUN_CRIU"
 
 // Checkpoint is what DIR/hpcrun.json holds: what a restore must find
@@ -44,7 +44,7 @@ const checkpointVersion = 1
 // must not exist: criu's images and hpcrun.json go to a directory of
 // their own beside it, renamed to dir once complete, so that no failed
 // or cut-off checkpoint passes for one. The job ends unless leave.
-func CheckpointContainer(c *runtime.Containers, name, dir string, leave bool, env []string) (*Checkpoint, int64, error) {
+func CheckpointContainer(c *runtime.Containers, name, dir string, leave bool) (*Checkpoint, int64, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, 0, err
@@ -54,9 +54,13 @@ func CheckpointContainer(c *runtime.Containers, name, dir string, leave bool, en
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, 0, err
 	}
+	settings, err := LoadSettings(HostFacts(), "", "")
+	if err != nil {
+		return nil, 0, err
+	}
 	var criu *os.File
-	if p := envlist.Value(env, CriuEnv); p != "" {
-		if criu, err = openCriu(p); err != nil {
+	if p := settings.Conf.Criu; p.Value != "" {
+		if criu, err = openCriu(p.Value, p.From); err != nil {
 			return nil, 0, err
 		}
 		defer criu.Close()
@@ -109,16 +113,17 @@ func CheckpointContainer(c *runtime.Containers, name, dir string, leave bool, en
 	return cp, size, nil
 }
 
-// openCriu opens a site's criu, which must be an executable file.
-func openCriu(path string) (*os.File, error) {
+// openCriu opens a site's criu, which must be an executable file; from
+// says where it was named.
+func openCriu(path, from string) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", CriuEnv, err)
+		return nil, fmt.Errorf("criu %s (%s): %w", path, from, err)
 	}
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		f.Close()
-		return nil, fmt.Errorf("%s=%s is not an executable file: point it at a static criu %d.%d or newer", CriuEnv, path, runtime.MinCriu[0], runtime.MinCriu[1])
+		return nil, fmt.Errorf("criu %s (%s) is not an executable file: point it at a static criu %d.%d or newer", path, from, runtime.MinCriu[0], runtime.MinCriu[1])
 	}
 	return f, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/hpcrun/hpcrun/internal/envlist"
 	"github.com/hpcrun/hpcrun/jobs"
 	"github.com/hpcrun/hpcrun/runtime"
 )
@@ -85,7 +84,7 @@ func Run(ctx context.Context, r *Request, o Options) (int, error) {
 			return 0, mt.fail(err)
 		}
 		dir, _ := filepath.Abs(r.Restore)
-		cfg.Restore = &runtime.Restore{Dir: dir, Criu: envlist.Value(os.Environ(), CriuEnv), Pid: cp.Pid, MaxPid: cp.MaxPid, Stdio: cp.Stdio}
+		cfg.Restore = &runtime.Restore{Dir: dir, Criu: st.Conf.Criu.Value, Pid: cp.Pid, MaxPid: cp.MaxPid, Stdio: cp.Stdio}
 		log.Debugf("restore: %s, pid %d, criu %s at the checkpoint", dir, cp.Pid, cp.Criu)
 	}
 	log.Phase("resolved options")

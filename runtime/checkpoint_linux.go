@@ -413,6 +413,10 @@ func (c *ctl) checkpoint(r request, reply func(response)) {
 		fail(fmt.Errorf("pid %d of the job runs under a seccomp filter, which criu cannot dump without CAP_SYS_ADMIN on the host: run it without one (no linux.seccomp in the bundle, and not under a tool that adds one)", pid))
 		return
 	}
+	if err := undumpable(job); err != nil {
+		fail(err)
+		return
+	}
 	if !c.criuMu.TryLock() {
 		fail(errors.New("a checkpoint of this container is already under way"))
 		return
@@ -519,8 +523,11 @@ func (c *ctl) dump(job int, fds []int, leave bool) (*CheckpointInfo, error) {
 	code, err := wait(pid, dumpTimeout)
 	if err == nil && code != 0 {
 		why := criuLogError(fds[0], "dump.log")
-		if why == "" {
+		switch {
+		case why == "":
 			why = fmt.Sprintf("status %d", code)
+		case strings.Contains(why, "No space left on device"):
+			why = "the checkpoint's filesystem is full (" + why + "): free space there, or checkpoint elsewhere"
 		}
 		err = fmt.Errorf("criu dump failed: %s", why)
 	}
@@ -585,6 +592,49 @@ func holdsCap(c uint) bool {
 		return false
 	}
 	return data[c/32].Permitted&(1<<(c%32)) != 0
+}
+
+// undumpable says what of the container's processes criu cannot save
+// rootless, if anything: an established TCP connection (criu needs
+// CAP_NET_ADMIN over the host's network to restore it) or SysV shared
+// memory (the IPC namespace is the host's). Found here, they are refused
+// in a line that says so; criu's own message is obscure.
+func undumpable(job int) error {
+	sockets := map[string]int{}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil || pid == 1 {
+			continue
+		}
+		if maps, err := readProcFile("/proc/" + p.Name() + "/maps"); err == nil && bytes.Contains(maps, []byte(" /SYSV")) {
+			return fmt.Errorf("pid %d of the job maps SysV shared memory, which criu cannot save rootless (the IPC namespace is the host's): use POSIX shared memory or files", pid)
+		}
+		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		for _, fd := range fds {
+			if l, err := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); err == nil {
+				if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+					sockets[strings.TrimSuffix(ino, "]")] = pid
+				}
+			}
+		}
+	}
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, err := readProcFile("/proc/" + strconv.Itoa(job) + "/net/" + table)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(l)
+			// sl local rem st ... inode (the tenth field); 01 is ESTABLISHED.
+			if len(f) > 9 && f[3] == "01" {
+				if pid, ok := sockets[f[9]]; ok {
+					return fmt.Errorf("pid %d of the job has an established TCP connection, which criu cannot save rootless (it needs CAP_NET_ADMIN over the host's network): close it before the checkpoint", pid)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // seccompedTask is a process of the container, but the init, that runs

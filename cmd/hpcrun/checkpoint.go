@@ -24,10 +24,11 @@ same CPU type:
   hpcrun --restore DIR
 
 criu runs inside the container, in its namespaces, with no root and nothing
-installed by the admin: the image's own criu (4.1 or newer; Debian 13's
-criu package), or a static build that `+launch.CriuEnv+` points at. It needs
-Linux 5.9 or newer. Not saved: TCP connections, SysV shared memory, GPU state,
-an MPI step's tasks; a job at a terminal or under a seccomp filter is refused.
+installed by the admin: the image's own criu (4.1 or newer; Debian 13's criu
+package), or a static build that the config's criu key or `+launch.CriuEnv+` names.
+It needs Linux 5.9 or newer (hpcrun check says). Not saved: TCP connections,
+SysV shared memory, GPU state, an MPI step's tasks; a job at a terminal or
+under a seccomp filter is refused.
 A job's open files must be unchanged at a restore: a periodic checkpoint
 (--leave-running) of a job whose output file grows afterwards may not restore.
 DIR holds criu's images and hpcrun.json, what the restore checks; it appears
@@ -38,7 +39,7 @@ only once complete.
 		`  hpcrun checkpoint job1 ckpt
   hpcrun checkpoint --leave-running slurm-1234.0.0 $SCRATCH/ckpt.$(date +%s)`,
 		cobra.ExactArgs(2), func(c *runtime.Containers, args []string) error {
-			cp, size, err := launch.CheckpointContainer(c, args[0], args[1], leave, os.Environ())
+			cp, size, err := launch.CheckpointContainer(c, args[0], args[1], leave)
 			if err != nil {
 				return err
 			}

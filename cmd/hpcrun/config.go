@@ -58,6 +58,9 @@ Keys:
                            your keys, as --new-keyring does (default false:
                            jobs share yours, with its Kerberos KEYRING:
                            caches and AFS tokens)
+  criu: PATH               a static criu (4.1 or newer) for hpcrun checkpoint
+                           and --restore, in place of the image's own
+                           (HPCRUN_CRIU)
 
 Paths may use $USER, $UID and $HOME. A config error names the file and line.
 
