@@ -111,10 +111,9 @@ func waitCount(t *testing.T, path string, k int) {
 // A job checkpointed (hpcrun checkpoint NAME DIR) ends, and goes on from
 // where it was with hpcrun --restore DIR, in the image the checkpoint
 // names, under the same pid, with its child, writing to the new run's
-// output; a restored
-// job is checkpointed again, with --leave-running, and keeps running. On
-// an older kernel, and under a seccomp filter, checkpoint refuses in one
-// line and the job runs on.
+// output; a restored job is checkpointed again, with --leave-running, and
+// keeps running. On an older kernel, and under a seccomp filter,
+// checkpoint refuses in one line and the job runs on.
 func TestCheckpointRestore(t *testing.T) {
 	t.Parallel()
 	needUserns(t)
@@ -502,4 +501,23 @@ func TestCheckpointRefusals(t *testing.T) {
 		stillRuns(t)
 	})
 	run2(t, dir, "kill", name, "KILL")
+}
+
+// A bundle's process under its linux.seccomp filter is refused: criu
+// cannot dump a filter without CAP_SYS_ADMIN on the host.
+func TestCheckpointSeccompBundle(t *testing.T) {
+	t.Parallel()
+	needUserns(t)
+	bundle, root := seccompBundle(t, "sleep 60", mkdirErrno, true)
+	mustLC(t, root, "create", "--bundle", bundle, "sc")
+	mustLC(t, root, "start", "sc")
+	t.Cleanup(func() { lc(t, root, "delete", "--force", "sc") })
+	want := checkpointRefusal()
+	if want == "" {
+		want = "runs under a seccomp filter"
+	}
+	failsLC(t, root, want, "checkpoint", "sc", filepath.Join(tempDirOwned(t), "ck"))
+	if s, _ := ociStatus(t, root, "sc"); s != "running" {
+		t.Errorf("after the refused checkpoint the container is %s, want running", s)
+	}
 }
