@@ -28,9 +28,9 @@ installed by the admin: the image's own criu (4.1 or newer; Debian 13's criu
 package), or a static build that the config's criu key or `+launch.CriuEnv+` names.
 It needs Linux 5.9 or newer (hpcrun check says). Not saved: TCP connections,
 SysV shared memory, GPU state, an MPI step's tasks; a job at a terminal or
-under a seccomp filter is refused.
-A job's open files must be unchanged at a restore: a periodic checkpoint
-(--leave-running) of a job whose output file grows afterwards may not restore.
+under a seccomp filter is refused. Besides its stdout and stderr, which may
+grow, a job's open files must be unchanged at a restore: a periodic checkpoint
+(--leave-running) of a job that goes on writing another file may not restore.
 DIR holds criu's images and hpcrun.json, what the restore checks; it appears
 only once complete.
 
