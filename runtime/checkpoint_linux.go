@@ -20,7 +20,6 @@ package runtime
 // dumped tree free.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -105,19 +104,25 @@ func checkpointSupport() error {
 
 // seccompMode is pid's seccomp mode: 0 for none.
 func seccompMode(pid int) int {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	st, err := procStatus(pid)
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, 64<<10))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Seccomp:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
+	n, _ := strconv.Atoi(st["Seccomp"])
+	return n
+}
+
+// containerPids are the pids of the container's processes but the
+// init's, as its /proc lists them.
+func containerPids() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != 1 {
+			pids = append(pids, pid)
 		}
 	}
-	return 0
+	return pids
 }
 
 // criuPath is the criu to run: the site's, sent as a descriptor that the
@@ -601,18 +606,14 @@ func holdsCap(c uint) bool {
 // in a line that says so; criu's own message is obscure.
 func undumpable(job int) error {
 	sockets := map[string]int{}
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil || pid == 1 {
-			continue
-		}
-		if maps, err := readProcFile("/proc/" + p.Name() + "/maps"); err == nil && bytes.Contains(maps, []byte(" /SYSV")) {
+	for _, pid := range containerPids() {
+		dir := "/proc/" + strconv.Itoa(pid)
+		if maps, err := readProcFile(dir + "/maps"); err == nil && bytes.Contains(maps, []byte(" /SYSV")) {
 			return fmt.Errorf("pid %d of the job maps SysV shared memory, which criu cannot save rootless (the IPC namespace is the host's): use POSIX shared memory or files", pid)
 		}
-		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		fds, _ := os.ReadDir(dir + "/fd")
 		for _, fd := range fds {
-			if l, err := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); err == nil {
+			if l, err := os.Readlink(dir + "/fd/" + fd.Name()); err == nil {
 				if ino, ok := strings.CutPrefix(l, "socket:["); ok {
 					sockets[strings.TrimSuffix(ino, "]")] = pid
 				}
@@ -640,9 +641,8 @@ func undumpable(job int) error {
 // seccompedTask is a process of the container, but the init, that runs
 // under a seccomp filter; 0 if none does.
 func seccompedTask() int {
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		if pid, err := strconv.Atoi(p.Name()); err == nil && pid != 1 && seccompMode(pid) != 0 {
+	for _, pid := range containerPids() {
+		if seccompMode(pid) != 0 {
 			return pid
 		}
 	}
@@ -654,13 +654,8 @@ func seccompedTask() int {
 // takes one that criu restores.
 func maxPid() int {
 	top := 0
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil || pid == 1 {
-			continue
-		}
-		tasks, _ := os.ReadDir("/proc/" + p.Name() + "/task")
+	for _, pid := range containerPids() {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
 		for _, t := range tasks {
 			if tid, err := strconv.Atoi(t.Name()); err == nil {
 				top = max(top, tid)
@@ -779,13 +774,8 @@ func waitChild(pid int, d time.Duration) (int, error) {
 // had it, and no capability beyond the job's, whatever the checkpoint's
 // images said; and it returns its root, the init's one child.
 func restoredTree(cfg *initConfig) (int, error) {
-	procs, _ := os.ReadDir("/proc")
 	root := 0
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil || pid == 1 {
-			continue
-		}
+	for _, pid := range containerPids() {
 		st, err := procStatus(pid)
 		if err != nil {
 			continue // gone
